@@ -1,0 +1,386 @@
+"""Train flow: CSV -> normalization statistics -> exact gradient descent -> MLflow run -> registered model.
+
+Run ``python flows/train_flow.py --help`` for the flags. Without ``PREFECT_API_URL`` Prefect
+starts a temporary local server for the run; without ``MLFLOW_TRACKING_URI`` runs go to
+``sqlite:///mlruns/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import csv_source, registry, tracking
+from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
+from tasks.errors import ConfigError, NormflowError, one_line
+from tasks.plots import plot_loss_curve
+from tasks.scalers import METHODS, Scaler, scaler_to_json
+from tasks.statistics import SourceStatistics, require_rows, source_statistics
+from tasks.training import TrainingOutcome, train_linear_model
+
+DEFAULT_DATA = "data/houses.csv"
+PROGRESS_EVERY_S = 5.0
+
+
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry I/O steps on transient failures, never on errors that would recur."""
+    try:
+        state.result()
+    except NormflowError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+io_task = dict(retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a finished training reports back to its caller."""
+
+    run_id: str
+    tracking_uri: str
+    model_name: str | None
+    model_version: str | None
+    alias: str | None
+    rows: int
+    feature_names: tuple[str, ...]
+    target: str
+    final_loss: float
+    optimality_gap: float
+    raw_weights: list[float]
+    intercept: float
+    condition_number: float
+    max_stable_lr: float
+    device: str
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+@task(name="inspect-data", cache_policy=NO_CACHE)
+def inspect_data(data: str, target: str, features: list[str] | None) -> tuple[list[Path], csv_source.TableSpec]:
+    """Find the CSV files and check their headers before any heavy work."""
+    sources = csv_source.resolve_sources(data)
+    return sources, csv_source.table_spec(sources, target, features)
+
+
+@task(name="compute-statistics", cache_policy=NO_CACHE)
+def compute_statistics(
+    sources: list[Path],
+    spec: csv_source.TableSpec,
+    device: torch.device,
+    normalization: str,
+    data_label: str,
+    block_bytes: int,
+) -> SourceStatistics:
+    """One streaming pass over every file: moments of features and target."""
+    logger = get_run_logger()
+    sizes = {str(p): max(p.stat().st_size, 1) for p in sources}
+    last = [time.monotonic()]
+
+    def progress(path: Path, rows: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+            last[0] = time.monotonic()
+            logger.info("reading %s: %s rows so far", path, f"{rows:,}")
+
+    statistics = source_statistics(sources, spec, device, block_bytes, progress)
+    require_rows(statistics, normalization, data_label)
+    logger.info(
+        "read %s rows from %d file(s) (%.1f MB) on %s",
+        f"{statistics.moments.count:,}",
+        len(sources),
+        sum(sizes.values()) / 1e6,
+        describe_device(device),
+    )
+    return statistics
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train(
+    statistics: SourceStatistics,
+    spec: csv_source.TableSpec,
+    normalization: str,
+    lr: float,
+    epochs: int,
+) -> TrainingOutcome:
+    """Exact full-batch gradient descent from the moments."""
+    outcome = train_linear_model(statistics.moments, spec.features, spec.target, normalization, lr, epochs)
+    for name in outcome.scaler.constant_features:
+        get_run_logger().warning("feature %r is constant; its scale was set to 1", name)
+    return outcome
+
+
+@task(name="start-mlflow-run", **io_task)
+def start_mlflow_run(uri: str, experiment: str, tags: dict[str, str]) -> str:
+    """Create the training's MLflow run."""
+    tracking.prepare_store(uri)
+    return tracking.start_run(uri, experiment, tags=tags)
+
+
+@task(name="log-inputs", **io_task)
+def log_inputs(
+    uri: str,
+    run_id: str,
+    sources: list[Path],
+    spec: csv_source.TableSpec,
+    statistics: SourceStatistics,
+    settings: dict[str, object],
+    scaler: Scaler,
+) -> None:
+    """Params (settings, data, every scaler statistic) and the data set as an MLflow input."""
+    digests = [csv_source.file_digest(p) for p in sources]
+    params: dict[str, object] = dict(settings)
+    params.update(
+        {
+            "data.sources": ",".join(str(p) for p in sources)[:6000],
+            "data.files": len(sources),
+            "data.rows": statistics.moments.count,
+            "features": ",".join(spec.features),
+            "target": spec.target,
+            "torch_version": torch.__version__,
+        }
+    )
+    for name, stats in scaler.statistics.items():
+        for stat, value in stats.items():
+            params[f"scaler.{stat}.{name}"] = repr(value)
+    for name, shift, scale in zip(scaler.feature_names, scaler.shift, scaler.scale):
+        params[f"scaler.shift.{name}"] = repr(shift)
+        params[f"scaler.scale.{name}"] = repr(scale)
+    tracking.log_params(uri, run_id, params)
+    name = sources[0].name if len(sources) == 1 else f"{sources[0].parent.name} ({len(sources)} files)"
+    tracking.log_training_dataset(uri, run_id, sources, csv_source.combined_digest(digests), name)
+
+
+@task(name="log-results", **io_task)
+def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
+    """Per-epoch loss and gradients (batched), final figures, scaler.json and the loss plot."""
+    tracking.log_metric_series(
+        uri, run_id, tracking.epoch_metrics(outcome.losses, outcome.gradients, outcome.scaler.feature_names)
+    )
+    metrics = {
+        "final_loss": outcome.descent.final_loss,
+        "optimal_loss": outcome.optimal_loss,
+        "optimality_gap": outcome.optimality_gap,
+        "condition_number": outcome.curvature.condition_number,
+        "max_stable_lr": outcome.curvature.max_stable_lr,
+        "epochs_run": outcome.descent.epochs_run,
+        "intercept": outcome.intercept,
+    }
+    metrics.update({f"coef.{n}": w for n, w in zip(outcome.scaler.feature_names, outcome.raw_weights)})
+    tracking.log_metrics(uri, run_id, metrics)
+    with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:
+        scaler_file = Path(tmp) / "scaler.json"
+        scaler_file.write_text(scaler_to_json(outcome.scaler))
+        tracking.log_artifact(uri, run_id, scaler_file)
+        plot = plot_loss_curve(outcome.losses, Path(tmp) / "loss_curve.png", title)
+        tracking.log_artifact(uri, run_id, plot)
+
+
+@task(name="register-model", cache_policy=NO_CACHE)
+def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, model_name: str) -> str:
+    """Log the pyfunc (JSON parameters, no pickle) and register it as the new champion."""
+    source = registry.log_model(uri, run_id, outcome.model)
+    return registry.register_model(uri, run_id, source, model_name)
+
+
+@task(name="fail-mlflow-run", **io_task)
+def fail_mlflow_run(uri: str, run_id: str, reason: str) -> None:
+    """Mark the run FAILED with the reason."""
+    tracking.fail_run(uri, run_id, reason)
+
+
+@task(name="finish-mlflow-run", **io_task)
+def finish_mlflow_run(uri: str, run_id: str) -> None:
+    """Mark the run FINISHED."""
+    tracking.finish_run(uri, run_id)
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+def check_settings(normalization: str, lr: float, epochs: int) -> None:
+    """Refuse settings that cannot work before touching any data."""
+    if normalization not in METHODS:
+        raise ConfigError(f"unknown normalization {normalization!r}; choose one of {', '.join(METHODS)}")
+    if not lr > 0 or lr == float("inf"):
+        raise ConfigError(f"learning rate must be a positive number, got {lr}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+
+
+@flow(name="normflow-train")
+def train_flow(
+    data: str = DEFAULT_DATA,
+    target: str = "price",
+    features: list[str] | None = None,
+    normalization: str = "standard",
+    lr: float = 0.1,
+    epochs: int = 2000,
+    device: str = "auto",
+    experiment: str = "normflow",
+    model_name: str = "normflow-linear",
+    register_model: bool = True,
+    block_bytes: int = csv_source.DEFAULT_BLOCK_BYTES,
+) -> TrainingSummary:
+    """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
+    logger = get_run_logger()
+    check_settings(normalization, lr, epochs)
+    torch_device = resolve_device(device)
+    logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
+    sources, spec = inspect_data(data, target, features)
+    logger.info("data: %d file(s); features %s; target %s", len(sources), ",".join(spec.features), spec.target)
+
+    uri = tracking.tracking_uri()
+    settings = {
+        "data": data,
+        "normalization": normalization,
+        "lr": lr,
+        "epochs": epochs,
+        "device": describe_device(torch_device),
+        "device_requested": device,
+    }
+    run_id = start_mlflow_run(uri, experiment, {"normflow.flow": "train"})
+    logger.info("MLflow run %s in experiment %r at %s", run_id, experiment, uri)
+    try:
+        statistics = compute_statistics(sources, spec, torch_device, normalization, data, block_bytes)
+        outcome = train(statistics, spec, normalization, lr, epochs)
+        log_inputs(uri, run_id, sources, spec, statistics, settings, outcome.scaler)
+        log_results(uri, run_id, outcome, f"{normalization} normalization, lr {lr:g}: loss per epoch")
+        if outcome.error is not None:
+            raise outcome.error
+        version = register_trained_model(uri, run_id, outcome, model_name) if register_model else None
+        finish_mlflow_run(uri, run_id)
+    except BaseException as exc:
+        fail_mlflow_run(uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
+        raise
+    if version is not None:
+        logger.info("registered %s version %s with alias %s", model_name, version, registry.CHAMPION_ALIAS)
+    return TrainingSummary(
+        run_id=run_id,
+        tracking_uri=uri,
+        model_name=model_name if version is not None else None,
+        model_version=version,
+        alias=registry.CHAMPION_ALIAS if version is not None else None,
+        rows=statistics.moments.count,
+        feature_names=spec.features,
+        target=spec.target,
+        final_loss=outcome.descent.final_loss,
+        optimality_gap=outcome.optimality_gap,
+        raw_weights=outcome.raw_weights,
+        intercept=outcome.intercept,
+        condition_number=outcome.curvature.condition_number,
+        max_stable_lr=outcome.curvature.max_stable_lr,
+        device=describe_device(torch_device),
+    )
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def format_summary(summary: TrainingSummary) -> str:
+    """The few lines a person reads after training."""
+    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
+    model = (
+        f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
+        if summary.model_version
+        else "not registered (--no-register)"
+    )
+    return "\n".join(
+        [
+            "normflow: training finished",
+            f"  run id:        {summary.run_id}",
+            f"  model:         {model}",
+            f"  rows:          {summary.rows:,} on {summary.device}",
+            f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
+            f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
+            f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
+            f"  MLflow UI:     {tracking.ui_command(summary.tracking_uri)}",
+        ]
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags of the train flow."""
+    parser = argparse.ArgumentParser(
+        prog="python flows/train_flow.py",
+        description="Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", default=DEFAULT_DATA, help="CSV file, directory of *.csv, or glob")
+    parser.add_argument("--target", default="price", help="column to predict")
+    parser.add_argument(
+        "--features", default=None, help="comma-separated feature columns (default: every column but the target)"
+    )
+    parser.add_argument("--normalization", default="standard", choices=METHODS, help="feature scaling")
+    parser.add_argument("--lr", type=float, default=0.1, help="gradient-descent learning rate")
+    parser.add_argument("--epochs", type=int, default=2000, help="full-batch epochs")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA when available")
+    parser.add_argument("--experiment", default="normflow", help="MLflow experiment name")
+    parser.add_argument("--model-name", default="normflow-linear", help="registered model name")
+    parser.add_argument("--no-register", action="store_true", help="track the run but register no model")
+    parser.add_argument(
+        "--block-bytes", type=int, default=csv_source.DEFAULT_BLOCK_BYTES, help="CSV bytes parsed per block"
+    )
+    return parser.parse_args(argv)
+
+
+class _OneLineExpectedErrors(logging.Filter):
+    """Drop the traceback from Prefect's log records of errors already explained in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], NormflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_expected_errors() -> None:
+    """Make Prefect log user errors (bad data, divergence) without a traceback."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineExpectedErrors) for f in logger.filters):
+            logger.addFilter(_OneLineExpectedErrors())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the train flow from the command line; returns the process exit code."""
+    args = parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    quiet_expected_errors()
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    try:
+        summary = train_flow(
+            data=args.data,
+            target=args.target,
+            features=features,
+            normalization=args.normalization,
+            lr=args.lr,
+            epochs=args.epochs,
+            device=args.device,
+            experiment=args.experiment,
+            model_name=args.model_name,
+            register_model=not args.no_register,
+            block_bytes=args.block_bytes,
+        )
+    except NormflowError as exc:
+        print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

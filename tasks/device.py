@@ -1,0 +1,34 @@
+"""Choosing where the arithmetic runs: CUDA when present, CPU otherwise."""
+
+from __future__ import annotations
+
+import torch
+
+from tasks.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(choice: str = "auto") -> torch.device:
+    """The torch device for ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+
+    Asking for CUDA on a machine without it is an error rather than a silent fallback.
+    """
+    if choice not in DEVICE_CHOICES:
+        raise ConfigError(f"unknown device {choice!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if choice == "cuda":
+        raise ConfigError(
+            f"--device cuda was asked for but CUDA is not available (torch {torch.__version__}); use --device auto or cpu"
+        )
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable name of a device, for logs and MLflow params."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"

@@ -1,0 +1,136 @@
+"""The trained model as one unit: weights, bias, scaler, feature order and target, in plain JSON.
+
+The same class serves in memory after training and as the MLflow pyfunc: MLflow calls
+:func:`_load_pyfunc` (``loader_module="tasks.linear_model"``), which only parses JSON, so
+loading a registered model never unpickles or executes anything stored with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks.errors import DataError, ModelFormatError
+from tasks.moments import DTYPE
+from tasks.scalers import Scaler, scaler_from_dict, scaler_to_dict
+
+MODEL_FORMAT = "normflow.linear/1"
+MODEL_FILE = "normflow_model.json"
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """``y = ((x - shift) / scale) @ weights + bias`` with the scaler fitted at training."""
+
+    feature_names: tuple[str, ...]
+    target: str
+    weights: tuple[float, ...]  # in normalized space
+    bias: float
+    scaler: Scaler
+
+    def predict_tensor(self, features: torch.Tensor) -> torch.Tensor:
+        """Predictions for raw feature rows ``(n, d)`` in the model's feature order."""
+        weights = torch.tensor(self.weights, dtype=DTYPE, device=features.device)
+        return self.scaler.transform(features) @ weights + self.bias
+
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored)."""
+        features = feature_matrix(model_input, self.feature_names)
+        return self.predict_tensor(torch.from_numpy(features)).numpy()
+
+    def raw_coefficients(self) -> tuple[list[float], float]:
+        """Weights and intercept in the features' raw units."""
+        weights = torch.tensor(self.weights, dtype=DTYPE) / self.scaler.scale_tensor()
+        intercept = self.bias - float((weights * self.scaler.shift_tensor()).sum())
+        return weights.tolist(), intercept
+
+
+def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...]) -> np.ndarray:
+    """The model's feature columns of ``frame`` as a float64 array, or a clear error."""
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"input is missing feature column(s) {', '.join(map(repr, missing))}; it has: {', '.join(map(str, frame.columns))}"
+        )
+    columns = []
+    for name in feature_names:
+        numbers = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"input row {row + 1}, column {name!r}: not a finite number: {frame[name].iloc[row]!r}")
+        columns.append(numbers)
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
+def model_to_dict(model: LinearModel) -> dict:
+    """Plain-JSON document of a model (what the registered artifact holds)."""
+    return {
+        "format": MODEL_FORMAT,
+        "feature_names": list(model.feature_names),
+        "target": model.target,
+        "weights": list(model.weights),
+        "bias": model.bias,
+        "scaler": scaler_to_dict(model.scaler),
+    }
+
+
+def model_from_dict(doc: object) -> LinearModel:
+    """Rebuild a model from its JSON document, refusing anything malformed."""
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"not a normflow model document (expected format {MODEL_FORMAT!r})")
+    names = doc.get("feature_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ModelFormatError("model document's feature_names must be a non-empty list of strings")
+    target = doc.get("target")
+    if not isinstance(target, str):
+        raise ModelFormatError("model document's target must be a string")
+    weights = doc.get("weights")
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(names)
+        or not all(_is_finite_number(v) for v in weights)
+    ):
+        raise ModelFormatError(f"model document's weights must be {len(names)} finite numbers")
+    bias = doc.get("bias")
+    if not _is_finite_number(bias):
+        raise ModelFormatError("model document's bias must be a finite number")
+    scaler = scaler_from_dict(doc.get("scaler"))
+    if list(scaler.feature_names) != names:
+        raise ModelFormatError("model document's scaler describes different features than the model")
+    return LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler)
+
+
+def save_model_json(model: LinearModel, path: Path) -> Path:
+    """Write the model document to ``path``."""
+    path.write_text(json.dumps(model_to_dict(model), indent=2, sort_keys=True))
+    return path
+
+
+def load_model_json(path: str | Path) -> LinearModel:
+    """Read a model document written by :func:`save_model_json`."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{path}: model document is not valid JSON: {exc}") from None
+    return model_from_dict(doc)
+
+
+def _load_pyfunc(data_path: str) -> LinearModel:
+    """MLflow's pyfunc entry point: ``data_path`` is the stored model JSON (or its folder)."""
+    path = Path(data_path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    return load_model_json(path)
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,185 @@
+"""Feature scalers ``z = (x - shift) / scale`` fitted from moments, and their JSON form.
+
+``none`` (0, 1), ``maxabs`` (0, max|x|), ``minmax`` (min, max - min) and ``standard``
+(mean, std with n - 1, as ``torch.std``). A zero scale (a constant column) becomes 1 with
+a warning, so the column passes through centred instead of dividing by zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from tasks.errors import ConfigError, DataError, ModelFormatError
+from tasks.moments import DTYPE, Moments
+
+METHODS = ("none", "maxabs", "minmax", "standard")
+SCALER_FORMAT = "normflow.scaler/1"
+
+
+class ConstantFeatureWarning(UserWarning):
+    """A feature has zero spread; its scale was set to 1."""
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """A fitted scaler: per-feature shift and scale, plus the statistics they came from.
+
+    ``statistics`` holds, per feature, the training ``mean``, ``std``, ``min``, ``max``
+    and ``maxabs``: what prediction-time range checks and the MLflow params report.
+    """
+
+    method: str
+    feature_names: tuple[str, ...]
+    shift: tuple[float, ...]
+    scale: tuple[float, ...]
+    statistics: dict[str, dict[str, float]] = field(default_factory=dict)
+    constant_features: tuple[str, ...] = ()
+
+    def shift_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Shifts as a float64 tensor."""
+        return torch.tensor(self.shift, dtype=DTYPE, device=device)
+
+    def scale_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Scales as a float64 tensor."""
+        return torch.tensor(self.scale, dtype=DTYPE, device=device)
+
+    def transform(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalize raw feature rows ``(n, d)`` with the training statistics."""
+        device = features.device
+        return (features.to(DTYPE) - self.shift_tensor(device)) / self.scale_tensor(device)
+
+    def inverse_transform(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Raw feature rows back from normalized ones."""
+        device = normalized.device
+        return normalized.to(DTYPE) * self.scale_tensor(device) + self.shift_tensor(device)
+
+
+def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], method: str) -> Scaler:
+    """Fit a scaler of ``method`` to the feature columns of ``moments``.
+
+    ``moments`` may include extra trailing columns (the target); only the first
+    ``len(feature_names)`` are used.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown normalization {method!r}; choose one of {', '.join(METHODS)}")
+    d = len(feature_names)
+    if moments.count < 1:
+        raise DataError("no data rows to fit a scaler on")
+    if method == "standard" and moments.count < 2:
+        raise DataError(
+            f"standardization needs at least 2 data rows to estimate a standard deviation, found {moments.count}"
+        )
+    mean = moments.mean[:d]
+    minimum = moments.minimum[:d]
+    maximum = moments.maximum[:d]
+    max_abs = moments.max_abs[:d]
+    std = moments.variance(ddof=1)[:d].clamp_min(0).sqrt() if moments.count > 1 else torch.zeros_like(mean)
+
+    if method == "none":
+        shift, scale = torch.zeros_like(mean), torch.ones_like(mean)
+    elif method == "maxabs":
+        shift, scale = torch.zeros_like(mean), max_abs.clone()
+    elif method == "minmax":
+        shift, scale = minimum.clone(), maximum - minimum
+    else:
+        shift, scale = mean.clone(), std.clone()
+
+    constant = [name for name, s in zip(feature_names, scale.tolist()) if not s > 0]
+    if constant:
+        warnings.warn(
+            f"feature(s) {', '.join(constant)} have zero spread under {method} scaling; scale set to 1",
+            ConstantFeatureWarning,
+            stacklevel=2,
+        )
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+
+    statistics = {
+        name: {
+            "mean": float(mean[i]),
+            "std": float(std[i]),
+            "min": float(minimum[i]),
+            "max": float(maximum[i]),
+            "maxabs": float(max_abs[i]),
+        }
+        for i, name in enumerate(feature_names)
+    }
+    return Scaler(
+        method=method,
+        feature_names=tuple(feature_names),
+        shift=tuple(shift.tolist()),
+        scale=tuple(scale.tolist()),
+        statistics=statistics,
+        constant_features=tuple(constant),
+    )
+
+
+def scaler_to_dict(scaler: Scaler) -> dict:
+    """Plain-JSON document of a scaler (what ``scaler.json`` holds)."""
+    return {
+        "format": SCALER_FORMAT,
+        "method": scaler.method,
+        "feature_names": list(scaler.feature_names),
+        "shift": list(scaler.shift),
+        "scale": list(scaler.scale),
+        "statistics": scaler.statistics,
+        "constant_features": list(scaler.constant_features),
+    }
+
+
+def scaler_from_dict(doc: object) -> Scaler:
+    """Rebuild a scaler from its JSON document, refusing anything malformed."""
+    if not isinstance(doc, dict) or doc.get("format") != SCALER_FORMAT:
+        raise ModelFormatError(f"not a normflow scaler document (expected format {SCALER_FORMAT!r})")
+    method = doc.get("method")
+    if method not in METHODS:
+        raise ModelFormatError(f"scaler document has unknown method {method!r}")
+    names = _string_list(doc.get("feature_names"), "feature_names")
+    shift = _finite_list(doc.get("shift"), "shift", len(names))
+    scale = _finite_list(doc.get("scale"), "scale", len(names))
+    if any(s <= 0 for s in scale):
+        raise ModelFormatError("scaler document has a non-positive scale")
+    statistics = doc.get("statistics", {})
+    if not isinstance(statistics, dict):
+        raise ModelFormatError("scaler document's statistics must be an object")
+    clean_stats: dict[str, dict[str, float]] = {}
+    for name, stats in statistics.items():
+        if not isinstance(stats, dict) or not all(isinstance(v, (int, float)) for v in stats.values()):
+            raise ModelFormatError(f"scaler statistics for {name!r} must map names to numbers")
+        clean_stats[str(name)] = {str(k): float(v) for k, v in stats.items()}
+    constant = _string_list(doc.get("constant_features", []), "constant_features")
+    return Scaler(method, tuple(names), tuple(shift), tuple(scale), clean_stats, tuple(constant))
+
+
+def scaler_to_json(scaler: Scaler) -> str:
+    """Serialize a scaler to a JSON string."""
+    return json.dumps(scaler_to_dict(scaler), indent=2, sort_keys=True)
+
+
+def scaler_from_json(text: str) -> Scaler:
+    """Parse a scaler from a JSON string written by :func:`scaler_to_json`."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"scaler document is not valid JSON: {exc}") from None
+    return scaler_from_dict(doc)
+
+
+def _string_list(value: object, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ModelFormatError(f"{name} must be a list of strings")
+    return list(value)
+
+
+def _finite_list(value: object, name: str, length: int) -> list[float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != length
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
+        raise ModelFormatError(f"{name} must be a list of {length} finite numbers")
+    return [float(v) for v in value]

@@ -1,0 +1,155 @@
+"""MLflow tracking: where runs are stored, and what a training run records.
+
+Every function takes the tracking URI and run id explicitly (MLflow's active run is
+thread-local and Prefect runs tasks in threads), and nothing here touches MLflow on import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+BATCH_LIMIT = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+PARAM_BATCH_LIMIT = 100
+FAILURE_TAG = "normflow.failure_reason"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the local sqlite store under ``mlruns/``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or ``None`` for other stores."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return Path(unquote(uri[len("sqlite:///") :]))
+
+
+def prepare_store(uri: str) -> None:
+    """Create the folder of a local sqlite store so the first run can open it."""
+    path = sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    if sqlite_path(uri) is not None:
+        return f"mlflow ui --backend-store-uri {uri}"
+    return f"open {uri} in a browser"
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Id of experiment ``name``, created if needed (local stores keep artifacts beside the db)."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    path = sqlite_path(uri)
+    location = str((path.parent / "artifacts").resolve()) if path is not None else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
+    """Create a run in ``experiment`` and return its id."""
+    experiment_id = ensure_experiment(uri, experiment)
+    run = MlflowClient(uri).create_run(experiment_id, run_name=run_name, tags=tags or {})
+    return run.info.run_id
+
+
+def log_params(uri: str, run_id: str, params: dict[str, object]) -> None:
+    """Log params in batches (values become strings)."""
+    client = MlflowClient(uri)
+    items = [Param(key, str(value)) for key, value in params.items()]
+    for start in range(0, len(items), PARAM_BATCH_LIMIT):
+        client.log_batch(run_id, params=items[start : start + PARAM_BATCH_LIMIT])
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log single-valued metrics; non-finite values are skipped (MLflow cannot compare them)."""
+    now = int(time.time() * 1000)
+    log_metric_series(uri, run_id, (Metric(k, float(v), now, step) for k, v in metrics.items()))
+
+
+def log_metric_series(uri: str, run_id: str, metrics: Iterable[Metric]) -> int:
+    """Send metrics in batches of 1000 (one call per epoch would cost ~3 ms each); returns the count."""
+    client = MlflowClient(uri)
+    batch: list[Metric] = []
+    sent = 0
+    for metric in metrics:
+        if not math.isfinite(metric.value):
+            continue
+        batch.append(metric)
+        if len(batch) == BATCH_LIMIT:
+            client.log_batch(run_id, metrics=batch)
+            sent += len(batch)
+            batch = []
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+        sent += len(batch)
+    return sent
+
+
+def epoch_metrics(losses: list[float], gradients: list[list[float]], feature_names: tuple[str, ...]) -> Iterable[Metric]:
+    """``loss`` and ``grad.<feature>`` per epoch, as MLflow metrics with the epoch as step."""
+    now = int(time.time() * 1000)
+    for epoch, (loss, grads) in enumerate(zip(losses, gradients)):
+        yield Metric("loss", loss, now, epoch)
+        for name, value in zip(feature_names, grads):
+            yield Metric(f"grad.{name}", value, now, epoch)
+
+
+def log_training_dataset(
+    uri: str,
+    run_id: str,
+    sources: list[Path],
+    digest: str,
+    name: str,
+    context: str = "training",
+) -> None:
+    """Record the CSV files as an MLflow dataset input (source and digest), without loading them."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    location = str(sources[0].resolve()) if len(sources) == 1 else str(sources[0].resolve().parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(location)
+    dataset = MetaDataset(source=source, name=name, digest=digest)
+    MlflowClient(uri).log_inputs(
+        run_id,
+        datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],
+    )
+
+
+def log_artifact(uri: str, run_id: str, path: Path, artifact_dir: str | None = None) -> None:
+    """Upload one local file to the run's artifacts."""
+    MlflowClient(uri).log_artifact(run_id, str(path), artifact_dir)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set run tags in one call."""
+    MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def finish_run(uri: str, run_id: str) -> None:
+    """Mark the run FINISHED."""
+    MlflowClient(uri).set_terminated(run_id, "FINISHED")
+
+
+def fail_run(uri: str, run_id: str, reason: str) -> None:
+    """Mark the run FAILED with the reason as a tag (MLflow caps tag values at 8000 chars)."""
+    client = MlflowClient(uri)
+    client.set_tag(run_id, FAILURE_TAG, reason[:8000])
+    client.set_terminated(run_id, "FAILED")
