@@ -1,0 +1,159 @@
+"""Reading and validating CSV files: every bad input is a one-line error naming file, row, column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.csv_source import file_digest, resolve_sources, table_spec
+from tasks.errors import DataError
+from tasks.statistics import require_rows, source_statistics
+from tasks.moments import moments_of
+
+CPU = torch.device("cpu")
+GOOD = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
+
+
+def read(path, target="price", features=None, block_bytes=1 << 20):
+    sources = resolve_sources(path)
+    spec = table_spec(sources, target, features)
+    return source_statistics(sources, spec, CPU, block_bytes)
+
+
+def error_of(path, **kwargs) -> str:
+    with pytest.raises(DataError) as info:
+        read(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_reads_the_tutorial_rows(write_csv, seed_rows):
+    stats = read(write_csv("h.csv", GOOD))
+    assert stats.moments.count == 5
+    torch.testing.assert_close(stats.moments.mean, seed_rows.mean(dim=0))
+
+
+def test_bom_crlf_and_quoted_numbers_work(write_csv, seed_rows):
+    text = '\ufefflights,distance,"price"\r\n2,"1000",19\r\n3,2000,"31"\r\n2,500,14\r\n1,800,15\r\n4,3000,43\r\n'
+    path = write_csv("excel.csv", text.encode("utf-8"))
+    stats = read(path)
+    torch.testing.assert_close(stats.moments.comoment, moments_of(seed_rows).comoment)
+
+
+def test_small_blocks_equal_one_block(write_csv):
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(3000, 3)) * [1, 1000, 0.01]
+    body = "\n".join(",".join(f"{v:.10g}" for v in row) for row in data)
+    path = write_csv("big.csv", "a,b,y\n" + body + "\n")
+    small = read(path, target="y", block_bytes=1024)
+    whole = read(path, target="y", block_bytes=1 << 24)
+    assert small.moments.count == whole.moments.count == 3000
+    torch.testing.assert_close(small.moments.comoment, whole.moments.comoment, rtol=1e-12, atol=0)
+
+
+def test_directory_and_glob_read_every_file(write_csv, tmp_path):
+    write_csv("part1.csv", GOOD)
+    write_csv("part2.csv", "lights,distance,price\n5,100,8\n")
+    write_csv("notes.txt", "ignored")
+    assert read(tmp_path).moments.count == 6
+    assert read(str(tmp_path / "part*.csv")).moments.count == 6
+    assert [p.name for p in resolve_sources(tmp_path)] == ["part1.csv", "part2.csv"]
+
+
+def test_features_default_to_all_but_target(write_csv):
+    spec = table_spec([write_csv("h.csv", GOOD)], "price", None)
+    assert spec.features == ("lights", "distance")
+    chosen = table_spec([write_csv("h2.csv", GOOD)], "price", ["distance"])
+    assert chosen.selected == ("distance", "price")
+
+
+def test_missing_file(tmp_path):
+    assert "no such file or directory" in error_of(tmp_path / "nope.csv")
+
+
+def test_glob_matching_nothing(tmp_path):
+    assert "no files match" in error_of(str(tmp_path / "*.csv"))
+
+
+def test_directory_without_csv(tmp_path):
+    (tmp_path / "sub").mkdir()
+    assert "has no *.csv files" in error_of(tmp_path / "sub")
+
+
+def test_empty_file(write_csv):
+    message = error_of(write_csv("empty.csv", ""))
+    assert "empty.csv" in message and "empty" in message
+
+
+def test_header_only(write_csv):
+    message = error_of(write_csv("header.csv", "lights,distance,price\n"))
+    assert "header.csv" in message and "no data rows" in message
+
+
+def test_missing_target_lists_columns(write_csv):
+    message = error_of(write_csv("h.csv", GOOD), target="cost")
+    assert "'cost' not found" in message and "lights, distance, price" in message
+
+
+def test_missing_feature_lists_columns(write_csv):
+    message = error_of(write_csv("h.csv", GOOD), features=["lights", "rooms"])
+    assert "'rooms'" in message and "lights, distance, price" in message
+
+
+def test_non_numeric_cell_names_row_column_and_value(write_csv):
+    message = error_of(write_csv("bad.csv", "lights,distance,price\n2,1000,19\n3,2000,31\n2,far,14\n"))
+    assert message == "{}: row 3 (line 4), column 'distance': not a number: 'far'".format(message.split(":")[0])
+    assert message.split(":")[0].endswith("bad.csv")
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [("", "empty cell"), ("NaN", "NaN value 'NaN'"), ("nan", "NaN value"), ("inf", "infinite value 'inf'"), ("-inf", "infinite value")],
+)
+def test_empty_nan_and_infinite_cells(write_csv, cell, expected):
+    message = error_of(write_csv("bad.csv", f"lights,distance,price\n2,1000,19\n3,{cell},31\n"))
+    assert "row 2 (line 3), column 'distance'" in message and expected in message
+
+
+def test_bad_cell_in_a_later_block_has_the_right_row(write_csv):
+    rows = "".join(f"{i % 7},{i},{i + 1}\n" for i in range(5000))
+    path = write_csv("late.csv", "lights,distance,price\n" + rows + "1,oops,2\n")
+    message = error_of(path, block_bytes=1024)
+    assert "row 5001 (line 5002), column 'distance': not a number: 'oops'" in message
+
+
+def test_short_row(write_csv):
+    message = error_of(write_csv("short.csv", "lights,distance,price\n2,1000,19\n3,2000\n"))
+    assert "row 2 (line 3): expected 3 fields, found 2" in message
+
+
+def test_duplicate_columns(write_csv):
+    message = error_of(write_csv("dup.csv", "lights,lights,price\n1,2,3\n"))
+    assert "dup.csv" in message and "duplicate column name(s): lights" in message
+
+
+def test_headers_that_differ_between_files(write_csv, tmp_path):
+    write_csv("a.csv", GOOD)
+    write_csv("b.csv", "distance,lights,price\n1,2,3\n")
+    message = error_of(tmp_path)
+    assert "b.csv" in message and "differs" in message
+
+
+def test_binary_file(write_csv):
+    message = error_of(write_csv("data.csv", b"\x1f\x8b\x08\x00\xff\xfe\x00\x00"))
+    assert "data.csv" in message and "not a UTF-8 text CSV" in message
+
+
+def test_standardization_needs_two_rows(write_csv):
+    stats = read(write_csv("one.csv", "lights,distance,price\n1,2,3\n"))
+    with pytest.raises(DataError, match="one.csv: 1 data row.*at least 2"):
+        require_rows(stats, "standard", "one.csv")
+    require_rows(stats, "maxabs", "one.csv")  # one row is enough without a std
+
+
+def test_file_digest_changes_with_content(write_csv):
+    a = file_digest(write_csv("a.csv", GOOD))
+    b = file_digest(write_csv("b.csv", GOOD.replace("43", "44")))
+    assert a != b and len(a) == 64

@@ -1,0 +1,164 @@
+"""Integration: the real train flow on a real Prefect test server and a temp sqlite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from flows.train_flow import train_flow
+from tasks.errors import DataError, DivergenceError
+from tasks.tracking import FAILURE_TAG
+
+REPO = Path(__file__).resolve().parents[1]
+HOUSES = str(REPO / "data" / "houses.csv")
+
+pytestmark = pytest.mark.integration
+
+
+def subprocess_env(tracking_store: str, prefect_server: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
+    return env
+
+
+def latest_run(client: MlflowClient, experiment: str = "normflow"):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+
+
+def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_server, tracking_store, tmp_path):
+    summary = train_flow(data=HOUSES)
+    client = MlflowClient(tracking_store)
+
+    assert summary.raw_weights == pytest.approx([2.0, 0.01], abs=1e-4)
+    assert summary.intercept == pytest.approx(5.0, abs=1e-4)
+    version = client.get_model_version_by_alias("normflow-linear", "champion")
+    assert str(version.version) == summary.model_version == "1"
+    assert version.run_id == summary.run_id
+
+    run = client.get_run(summary.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["normalization"] == "standard" and params["lr"] == "0.1" and params["epochs"] == "2000"
+    assert params["data.rows"] == "5" and params["features"] == "lights,distance" and params["target"] == "price"
+    assert float(params["scaler.std.distance"]) == pytest.approx(1028.5913, rel=1e-7)
+    assert float(params["scaler.mean.lights"]) == pytest.approx(2.4)
+    assert "torch_version" in params and params["device"] == "cpu"
+
+    losses = client.get_metric_history(summary.run_id, "loss")
+    assert len(losses) == 2000
+    assert sorted(losses, key=lambda m: m.step)[0].value == pytest.approx(635.2097, rel=1e-6)
+    assert len(client.get_metric_history(summary.run_id, "grad.distance")) == 2000
+    for key in ("final_loss", "optimality_gap", "condition_number", "max_stable_lr", "coef.distance", "intercept"):
+        assert key in run.data.metrics
+    assert run.data.metrics["coef.lights"] == pytest.approx(2.0, abs=1e-4)
+
+    artifacts = {f.path for f in client.list_artifacts(summary.run_id)}
+    assert {"scaler.json", "loss_curve.png", "model"} <= artifacts
+    scaler_doc = json.loads(Path(client.download_artifacts(summary.run_id, "scaler.json", str(tmp_path))).read_text())
+    assert scaler_doc["method"] == "standard" and scaler_doc["feature_names"] == ["lights", "distance"]
+    model_dir = Path(client.download_artifacts(summary.run_id, "model", str(tmp_path)))
+    stored = [p.name for p in model_dir.rglob("*") if p.is_file()]
+    assert not [name for name in stored if name.endswith((".pkl", ".pickle", ".cloudpickle", ".py"))]
+
+    dataset = run.inputs.dataset_inputs[0]
+    assert dataset.dataset.name == "houses.csv" and len(dataset.dataset.digest) == 16
+    assert "houses.csv" in dataset.dataset.source
+
+    # A fresh process (no state from training) loads the champion and predicts from raw ints.
+    code = (
+        "import mlflow, pandas as pd;"
+        "m = mlflow.pyfunc.load_model('models:/normflow-linear@champion');"
+        "print(float(m.predict(pd.DataFrame({'lights': [3], 'distance': [2500]}))[0]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(36.0, abs=1e-3)
+
+
+def test_second_training_moves_the_champion_alias(prefect_server, tracking_store):
+    first = train_flow(data=HOUSES, epochs=50)
+    second = train_flow(data=HOUSES, normalization="maxabs", lr=0.5, epochs=1000)
+    client = MlflowClient(tracking_store)
+    assert (first.model_version, second.model_version) == ("1", "2")
+    assert str(client.get_model_version_by_alias("normflow-linear", "champion").version) == "2"
+
+
+def test_diverged_run_fails_and_registers_nothing(prefect_server, tracking_store):
+    with pytest.raises(DivergenceError, match="diverged at epoch 1"):
+        train_flow(data=HOUSES, normalization="none", lr=0.001, epochs=200)
+    client = MlflowClient(tracking_store)
+    run = latest_run(client)
+    assert run.info.status == "FAILED"
+    assert "diverged" in run.data.tags[FAILURE_TAG]
+    assert client.search_model_versions("name='normflow-linear'") == []
+    losses = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    assert [m.value for m in losses] == pytest.approx([2898583.8, 1.0279e14], rel=1e-4)
+    grads = client.get_metric_history(run.info.run_id, "grad.distance")
+    assert sorted(grads, key=lambda m: m.step)[0].value == pytest.approx(5876040.0)
+
+
+def test_bad_cell_fails_the_run_with_the_location(prefect_server, tracking_store, write_csv):
+    path = write_csv("bad.csv", "lights,distance,price\n2,1000,19\n3,x2000,31\n")
+    with pytest.raises(DataError, match="row 2 \\(line 3\\), column 'distance'"):
+        train_flow(data=str(path))
+    run = latest_run(MlflowClient(tracking_store))
+    assert run.info.status == "FAILED"
+    assert "x2000" in run.data.tags[FAILURE_TAG]
+
+
+def test_no_register_tracks_but_registers_nothing(prefect_server, tracking_store):
+    summary = train_flow(data=HOUSES, epochs=10, register_model=False)
+    client = MlflowClient(tracking_store)
+    assert summary.model_version is None
+    assert client.get_run(summary.run_id).info.status == "FINISHED"
+    assert client.search_model_versions("name='normflow-linear'") == []
+
+
+def test_cli_divergence_is_one_line_with_non_zero_exit(prefect_server, tracking_store):
+    result = subprocess.run(
+        [sys.executable, "flows/train_flow.py", "--normalization", "none", "--lr", "0.001", "--epochs", "200"],
+        cwd=REPO,
+        env=subprocess_env(tracking_store, prefect_server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("normflow: error: training diverged at epoch 1")
+    assert "largest stable learning rate 3.36e-07" in last and "--normalization standard" in last
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
+    result = subprocess.run(
+        [sys.executable, "flows/train_flow.py", "--data", HOUSES, "--epochs", "1000", "--lr", "0.5"],
+        cwd=REPO,
+        env=subprocess_env(tracking_store, prefect_server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "normflow-linear version 1 (alias champion)" in result.stdout
+    assert "price = 2 * lights + 0.01 * distance + 5" in result.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+    helped = subprocess.run(
+        [sys.executable, "flows/train_flow.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert helped.returncode == 0
+    for flag in ("--data", "--normalization", "--device", "--no-register", "--model-name"):
+        assert flag in helped.stdout
