@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import torch
 
 from tasks.errors import DataError
 
@@ -48,11 +49,20 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class RowBlock:
-    """A block of rows read from one file, as a float64 ``(n, k)`` array of selected columns."""
+    """A block of rows read from one file: the selected columns as a float64 ``(k, n)`` tensor.
+
+    Column-major, because that is how pyarrow hands the data over (one copy to stack it) and
+    what the moment computation wants (``columns @ columns.T``).
+    """
 
     path: Path
     first_row: int  # 1-based data-row number of the block's first row
-    values: np.ndarray
+    columns: torch.Tensor
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the block."""
+        return int(self.columns.shape[1])
 
 
 def resolve_sources(data: str | Path) -> list[Path]:
@@ -163,13 +173,13 @@ def iter_row_blocks(
     try:
         reader = pacsv.open_csv(path, read_options=read_options, convert_options=convert_options)
         for batch in reader:
-            values = np.column_stack(
-                [batch.column(name).to_numpy(zero_copy_only=False) for name in selected]
-            ).astype(np.float64, copy=False)
-            if not np.isfinite(values).all():
+            columns = torch.from_numpy(
+                np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected])
+            )
+            if not bool(torch.isfinite(columns).all()):
                 raise find_bad_cell(path, spec, start_row=rows_before + 1)
             extras = batch.select(list(extra_columns)) if extra_columns else None
-            yield RowBlock(path, rows_before + 1, values), extras
+            yield RowBlock(path, rows_before + 1, columns), extras
             rows_before += batch.num_rows
     except pa.ArrowInvalid as exc:
         if "straddl" in str(exc) or "larger than block size" in str(exc):

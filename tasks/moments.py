@@ -83,6 +83,27 @@ def moments_of(rows: torch.Tensor) -> Moments:
     )
 
 
+def moments_of_columns(columns: torch.Tensor, overwrite: bool = False) -> Moments:
+    """Moments of a ``(k, n)`` column-major block; ``overwrite`` lets it centre ``columns`` in place.
+
+    The streaming pass owns its blocks, so it passes ``overwrite=True`` and saves a copy.
+    """
+    if columns.ndim != 2:
+        raise ValueError(f"expected a 2-D block of columns, got shape {tuple(columns.shape)}")
+    width, count = columns.shape
+    if count == 0:
+        return empty_moments(width, columns.device)
+    if columns.dtype != DTYPE:
+        columns, overwrite = columns.to(DTYPE), True
+    if not overwrite:
+        columns = columns.clone()
+    mean = columns.mean(dim=1)
+    minimum = columns.amin(dim=1)
+    maximum = columns.amax(dim=1)
+    columns -= mean[:, None]
+    return Moments(int(count), mean, columns @ columns.T, minimum, maximum)
+
+
 def merge_moments(a: Moments, b: Moments) -> Moments:
     """Exact moments of the union of two disjoint row sets (Chan et al.)."""
     if a.width != b.width:

@@ -10,7 +10,7 @@ import torch
 
 from tasks.csv_source import DEFAULT_BLOCK_BYTES, TableSpec, iter_row_blocks
 from tasks.errors import DataError
-from tasks.moments import Moments, empty_moments, merge_moments, moments_of
+from tasks.moments import Moments, empty_moments, merge_moments, moments_of_columns
 
 ProgressCallback = Callable[[Path, int], None]
 """Called after each block with the file and the rows read from it so far."""
@@ -34,10 +34,10 @@ def file_moments(
     """Moments of one file's selected columns, one block at a time (memory stays flat)."""
     total = empty_moments(len(spec.selected), device)
     for block, _ in iter_row_blocks(path, spec, block_bytes):
-        rows = torch.from_numpy(block.values)
+        columns = block.columns
         if device.type == "cuda":
-            rows = rows.pin_memory().to(device, non_blocking=True)
-        total = merge_moments(total, moments_of(rows))
+            columns = columns.pin_memory().to(device, non_blocking=True)
+        total = merge_moments(total, moments_of_columns(columns, overwrite=True))
         if on_progress is not None:
             on_progress(path, total.count)
     return total

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.moments import empty_moments, merge_moments, moments_from_dict, moments_of, moments_to_dict
+from tasks.moments import (
+    empty_moments,
+    merge_moments,
+    moments_from_dict,
+    moments_of,
+    moments_of_columns,
+    moments_to_dict,
+)
 
 
 def chunked(rows: torch.Tensor, size: int):
@@ -77,3 +84,13 @@ def test_moments_round_trip_through_json(seed_rows):
 def test_merging_different_widths_is_refused(seed_rows):
     with pytest.raises(ValueError, match="3 and 2 columns"):
         merge_moments(moments_of(seed_rows), moments_of(seed_rows[:, :2]))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_column_major_moments_equal_row_major(random_rows, overwrite):
+    columns = random_rows.T.contiguous()
+    kept = columns.clone()
+    result = moments_of_columns(columns, overwrite=overwrite)
+    assert_moments_close(result, moments_of(random_rows))
+    if not overwrite:
+        assert torch.equal(columns, kept)
