@@ -8,8 +8,6 @@ starts a temporary local server for the run; without ``MLFLOW_TRACKING_URI`` run
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import csv_source, registry, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
-from tasks.errors import ConfigError, NormflowError, one_line
+from flows.common import IO_TASK_OPTIONS, run_cli
+from tasks.errors import ConfigError, one_line
 from tasks.plots import plot_loss_curve
 from tasks.scalers import METHODS, Scaler, scaler_to_json
 from tasks.statistics import SourceStatistics, require_rows, source_statistics
@@ -30,20 +29,6 @@ from tasks.training import TrainingOutcome, train_linear_model
 
 DEFAULT_DATA = "data/houses.csv"
 PROGRESS_EVERY_S = 5.0
-
-
-def _retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry I/O steps on transient failures, never on errors that would recur."""
-    try:
-        state.result()
-    except NormflowError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-io_task = dict(retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
 
 
 @dataclass(frozen=True)
@@ -123,14 +108,14 @@ def train(
     return outcome
 
 
-@task(name="start-mlflow-run", **io_task)
+@task(name="start-mlflow-run", **IO_TASK_OPTIONS)
 def start_mlflow_run(uri: str, experiment: str, tags: dict[str, str]) -> str:
     """Create the training's MLflow run."""
     tracking.prepare_store(uri)
     return tracking.start_run(uri, experiment, tags=tags)
 
 
-@task(name="log-inputs", **io_task)
+@task(name="log-inputs", **IO_TASK_OPTIONS)
 def log_inputs(
     uri: str,
     run_id: str,
@@ -164,7 +149,7 @@ def log_inputs(
     tracking.log_training_dataset(uri, run_id, sources, csv_source.combined_digest(digests), name)
 
 
-@task(name="log-results", **io_task)
+@task(name="log-results", **IO_TASK_OPTIONS)
 def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
     """Per-epoch loss and gradients (batched), final figures, scaler.json and the loss plot."""
     tracking.log_metric_series(
@@ -196,13 +181,13 @@ def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, mode
     return registry.register_model(uri, run_id, source, model_name)
 
 
-@task(name="fail-mlflow-run", **io_task)
+@task(name="fail-mlflow-run", **IO_TASK_OPTIONS)
 def fail_mlflow_run(uri: str, run_id: str, reason: str) -> None:
     """Mark the run FAILED with the reason."""
     tracking.fail_run(uri, run_id, reason)
 
 
-@task(name="finish-mlflow-run", **io_task)
+@task(name="finish-mlflow-run", **IO_TASK_OPTIONS)
 def finish_mlflow_run(uri: str, run_id: str) -> None:
     """Mark the run FINISHED."""
     tracking.finish_run(uri, run_id)
@@ -337,49 +322,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class _OneLineExpectedErrors(logging.Filter):
-    """Drop the traceback from Prefect's log records of errors already explained in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], NormflowError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def quiet_expected_errors() -> None:
-    """Make Prefect log user errors (bad data, divergence) without a traceback."""
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _OneLineExpectedErrors) for f in logger.filters):
-            logger.addFilter(_OneLineExpectedErrors())
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the train flow from the command line; returns the process exit code."""
     args = parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    quiet_expected_errors()
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    try:
-        summary = train_flow(
-            data=args.data,
-            target=args.target,
-            features=features,
-            normalization=args.normalization,
-            lr=args.lr,
-            epochs=args.epochs,
-            device=args.device,
-            experiment=args.experiment,
-            model_name=args.model_name,
-            register_model=not args.no_register,
-            block_bytes=args.block_bytes,
+    return run_cli(
+        lambda: format_summary(
+            train_flow(
+                data=args.data,
+                target=args.target,
+                features=features,
+                normalization=args.normalization,
+                lr=args.lr,
+                epochs=args.epochs,
+                device=args.device,
+                experiment=args.experiment,
+                model_name=args.model_name,
+                register_model=not args.no_register,
+                block_bytes=args.block_bytes,
+            )
         )
-    except NormflowError as exc:
-        print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
-    print(format_summary(summary))
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ import hashlib
 import math
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import torch
 
@@ -154,43 +156,101 @@ def iter_row_blocks(
     path: Path,
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    extra_columns: tuple[str, ...] = (),
-) -> Iterator[tuple[RowBlock, pa.RecordBatch | None]]:
-    """Stream ``path`` as blocks of float64 rows of ``spec.selected``, validated cell by cell.
-
-    With ``extra_columns`` (pass-through columns when scoring) the raw pyarrow batch of
-    those columns comes alongside each block; otherwise the second item is ``None``.
-    """
+) -> Iterator[RowBlock]:
+    """Stream ``path`` as blocks of float64 columns ``spec.selected``; the first bad cell is an error."""
     selected = list(spec.selected)
-    column_types = {name: pa.float64() for name in selected}
-    include = selected + [c for c in extra_columns if c not in column_types]
-    block_bytes = max(int(block_bytes), MIN_BLOCK_BYTES)
-    read_options = pacsv.ReadOptions(column_names=list(spec.columns), skip_rows=1, block_size=block_bytes)
     convert_options = pacsv.ConvertOptions(
-        column_types=column_types, include_columns=include, strings_can_be_null=False
+        column_types={name: pa.float64() for name in selected}, include_columns=selected
     )
     rows_before = 0
-    try:
-        reader = pacsv.open_csv(path, read_options=read_options, convert_options=convert_options)
+    with _reading_errors(path, spec, lambda: rows_before, block_bytes):
+        reader = pacsv.open_csv(path, read_options=_read_options(spec, block_bytes), convert_options=convert_options)
         for batch in reader:
             columns = torch.from_numpy(
                 np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected])
             )
             if not bool(torch.isfinite(columns).all()):
                 raise find_bad_cell(path, spec, start_row=rows_before + 1)
-            extras = batch.select(list(extra_columns)) if extra_columns else None
-            yield RowBlock(path, rows_before + 1, columns), extras
+            yield RowBlock(path, rows_before + 1, columns)
             rows_before += batch.num_rows
-    except pa.ArrowInvalid as exc:
-        if "straddl" in str(exc) or "larger than block size" in str(exc):
-            raise DataError(
-                f"{path}: row {rows_before + 1} or a later one is longer than the read block of {block_bytes} bytes"
-            ) from None
-        raise find_bad_cell(path, spec, start_row=rows_before + 1, fallback=str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})") from None
     if rows_before == 0:
         raise DataError(f"{path}: has a header but no data rows")
+
+
+def iter_text_batches(
+    path: Path,
+    spec: TableSpec,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[tuple[int, pa.RecordBatch, int]]:
+    """Stream every column of ``path`` as text, unchanged: ``(first_row, batch, bytes_read)``.
+
+    For scoring, where input columns pass through to the output exactly as written and bad
+    rows may be skipped instead of ending the job.
+    """
+    convert_options = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in spec.columns}, strings_can_be_null=False
+    )
+    rows_before = 0
+    with _reading_errors(path, spec, lambda: rows_before, block_bytes), pa.OSFile(str(path), "rb") as source:
+        reader = pacsv.open_csv(source, read_options=_read_options(spec, block_bytes), convert_options=convert_options)
+        for batch in reader:
+            yield rows_before + 1, batch, source.tell()
+            rows_before += batch.num_rows
+    if rows_before == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+
+
+def parse_numeric_columns(
+    batch: pa.RecordBatch, names: tuple[str, ...]
+) -> tuple[torch.Tensor, dict[int, tuple[str, str]]]:
+    """Text columns to a float64 ``(k, n)`` tensor, plus ``{row index: (column, problem)}`` for bad cells.
+
+    The vectorized cast handles clean blocks; a block with a bad cell is re-checked cell by cell
+    for that column only, so the cost of a bad row stays local.
+    """
+    columns = []
+    problems: dict[int, tuple[str, str]] = {}
+    for name in names:
+        text = batch.column(name)
+        try:
+            numbers = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+            bad_rows = np.flatnonzero(~np.isfinite(numbers))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = text.to_pylist()
+            numbers = np.array([_to_float(v) for v in values], dtype=np.float64)
+            bad_rows = np.flatnonzero(~np.isfinite(numbers))
+        for row in bad_rows.tolist():
+            if row not in problems:
+                problems[row] = (name, cell_problem(text[row].as_py()) or "not a finite number")
+        columns.append(numbers)
+    return torch.from_numpy(np.stack(columns)), problems
+
+
+def _to_float(text: str) -> float:
+    return float(text) if cell_problem(text) is None else math.nan
+
+
+def _read_options(spec: TableSpec, block_bytes: int) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(
+        column_names=list(spec.columns), skip_rows=1, block_size=max(int(block_bytes), MIN_BLOCK_BYTES)
+    )
+
+
+@contextmanager
+def _reading_errors(path: Path, spec: TableSpec, rows_before, block_bytes: int) -> Iterator[None]:
+    """Turn pyarrow's and the decoder's errors into one-line DataErrors with a location."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        row = rows_before() + 1
+        if "straddl" in str(exc) or "larger than block size" in str(exc):
+            raise DataError(
+                f"{path}: row {row} or a later one is longer than the read block of {block_bytes} bytes "
+                "(raise --block-bytes)"
+            ) from None
+        raise find_bad_cell(path, spec, start_row=row, fallback=str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})") from None
 
 
 def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str | None = None) -> DataError:

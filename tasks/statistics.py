@@ -33,7 +33,7 @@ def file_moments(
 ) -> Moments:
     """Moments of one file's selected columns, one block at a time (memory stays flat)."""
     total = empty_moments(len(spec.selected), device)
-    for block, _ in iter_row_blocks(path, spec, block_bytes):
+    for block in iter_row_blocks(path, spec, block_bytes):
         columns = block.columns
         if device.type == "cuda":
             columns = columns.pin_memory().to(device, non_blocking=True)

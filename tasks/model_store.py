@@ -1,0 +1,91 @@
+"""Finding a registered model, pinning its version, and loading it without running stored code."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from tasks.errors import ConfigError, ModelFormatError
+from tasks.linear_model import LinearModel, _load_pyfunc
+
+LOADER_MODULE = "tasks.linear_model"
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+@dataclass(frozen=True)
+class PinnedModel:
+    """A model URI resolved once: an alias becomes the version it pointed to at that moment."""
+
+    requested_uri: str
+    uri: str  # models:/name/version, or the requested URI when it names no registered model
+    name: str | None
+    version: str | None
+    source: str  # artifact location of the model folder
+
+
+def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
+    """Resolve ``models:/name@alias`` or ``models:/name/N`` to one fixed version."""
+    client = MlflowClient(tracking_uri)
+    alias = _ALIAS_URI.match(model_uri)
+    numbered = _VERSION_URI.match(model_uri)
+    if alias:
+        name = alias["name"]
+        _require_registered_model(client, name)
+        try:
+            version = client.get_model_version_by_alias(name, alias["alias"])
+        except MlflowException:
+            raise ConfigError(f"registered model {name!r} has no alias {alias['alias']!r}") from None
+    elif numbered:
+        name = numbered["name"]
+        _require_registered_model(client, name)
+        try:
+            version = client.get_model_version(name, numbered["version"])
+        except MlflowException:
+            raise ConfigError(f"registered model {name!r} has no version {numbered['version']}") from None
+    else:
+        return PinnedModel(model_uri, model_uri, None, None, model_uri)
+    pinned = f"models:/{name}/{version.version}"
+    return PinnedModel(model_uri, pinned, name, str(version.version), version.source)
+
+
+def _require_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise ConfigError(f"no registered model named {name!r} in this MLflow store") from None
+
+
+def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
+    """Download the pinned model and parse its JSON parameters (no pickle, no stored code)."""
+    with tempfile.TemporaryDirectory(prefix="normflow-load-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=pinned.source, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError) as exc:
+            raise ConfigError(f"cannot download model {pinned.uri}: {exc}") from None
+        return load_local_model(Path(local))
+
+
+def load_local_model(folder: Path) -> LinearModel:
+    """Read a normflow pyfunc folder, refusing any model that would need stored code to load."""
+    mlmodel = folder / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelFormatError(f"{folder}: no MLmodel file; not an MLflow model folder")
+    flavor = Model.load(str(mlmodel)).flavors.get("python_function", {})
+    if flavor.get("loader_module") != LOADER_MODULE or flavor.get("code"):
+        raise ModelFormatError(
+            f"{folder}: not a normflow linear model (loader {flavor.get('loader_module')!r}); refusing to load it"
+        )
+    data = flavor.get("data")
+    if not isinstance(data, str) or Path(data).is_absolute() or ".." in Path(data).parts:
+        raise ModelFormatError(f"{folder}: model data path {data!r} is not inside the model folder")
+    return _load_pyfunc(str(folder / data))

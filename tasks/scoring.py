@@ -1,0 +1,168 @@
+"""Batch scoring: stream CSV rows, normalize them with the training statistics, predict, write.
+
+Input columns pass through as written; ``prediction`` (and optionally ``out_of_range``) is
+appended. The output is published atomically, and bad rows either end the job or go, with
+their reason, to a rejected-rows file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from tasks.csv_source import (
+    DEFAULT_BLOCK_BYTES,
+    TableSpec,
+    find_bad_cell,
+    iter_text_batches,
+    parse_numeric_columns,
+    table_spec,
+)
+from tasks.errors import ConfigError
+from tasks.linear_model import LinearModel
+from tasks.moments import DTYPE
+from tasks.table_writer import AtomicTableWriter, same_file
+
+BAD_ROW_POLICIES = ("error", "skip")
+PREDICTION_COLUMN = "prediction"
+FLAG_COLUMN = "out_of_range"
+
+BytesProgress = Callable[[int], None]
+"""Called after each block with the bytes read so far over all inputs."""
+
+
+@dataclass
+class ScoringReport:
+    """Counts from one scoring job."""
+
+    output: Path
+    rejected_output: Path | None = None
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    rows_out_of_range: int = 0
+    below_min: dict[str, int] = field(default_factory=dict)
+    above_max: dict[str, int] = field(default_factory=dict)
+
+
+def rejected_path(output: Path) -> Path:
+    """``<output stem>.rejected.csv`` beside the output."""
+    return output.with_name(f"{output.stem}.rejected.csv")
+
+
+def scoring_spec(sources: list[Path], model: LinearModel, output: Path) -> TableSpec:
+    """Check the inputs against the model before scoring: features present, output not an input."""
+    for path in sources:
+        if same_file(path, output):
+            raise ConfigError(f"{output}: the output path is one of the inputs; refusing to overwrite it")
+    return table_spec(sources, None, list(model.feature_names))
+
+
+def output_schema(spec: TableSpec, flag_out_of_range: bool) -> pa.Schema:
+    """Input columns as text, then the prediction (and the out-of-range flag)."""
+    fields = [pa.field(name, pa.string()) for name in spec.columns] + [pa.field(PREDICTION_COLUMN, pa.float64())]
+    if flag_out_of_range:
+        fields.append(pa.field(FLAG_COLUMN, pa.bool_()))
+    return pa.schema(fields)
+
+
+def score_sources(
+    sources: list[Path],
+    spec: TableSpec,
+    model: LinearModel,
+    output: Path,
+    device: torch.device,
+    on_bad_row: str = "error",
+    flag_out_of_range: bool = False,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    on_progress: BytesProgress | None = None,
+) -> ScoringReport:
+    """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix)."""
+    if on_bad_row not in BAD_ROW_POLICIES:
+        raise ConfigError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}, got {on_bad_row!r}")
+    features = model.feature_names
+    stats = model.scaler.statistics
+    low = torch.tensor([stats[name]["min"] for name in features], dtype=DTYPE, device=device)[:, None]
+    high = torch.tensor([stats[name]["max"] for name in features], dtype=DTYPE, device=device)[:, None]
+    below = torch.zeros(len(features), dtype=torch.int64, device=device)
+    above = torch.zeros_like(below)
+    report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
+    schema = output_schema(spec, flag_out_of_range)
+    reject_schema = pa.schema(
+        [pa.field(n, pa.string()) for n in spec.columns]
+        + [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()), pa.field("reason", pa.string())]
+    )
+    bytes_done = 0
+    rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
+    with AtomicTableWriter(output) as writer, rejects_cm as rejects:
+        for path in sources:
+            file_bytes = 0
+            for first_row, batch, read_so_far in iter_text_batches(path, spec, block_bytes):
+                values, problems = parse_numeric_columns(batch, features)
+                if problems:
+                    if on_bad_row == "error":
+                        raise find_bad_cell(path, spec, start_row=first_row + min(problems))
+                    bad = sorted(problems)
+                    rejects.write(_rejected_rows(batch, bad, problems, path, first_row, reject_schema))
+                    report.rows_rejected += len(bad)
+                    keep = np.ones(batch.num_rows, dtype=bool)
+                    keep[bad] = False
+                    batch = batch.filter(pa.array(keep))
+                    values = values[:, torch.from_numpy(keep)]
+                if device.type == "cuda":
+                    values = values.pin_memory().to(device, non_blocking=True)
+                predictions = model.predict_tensor(values.T)
+                low_mask, high_mask = values < low, values > high
+                below += low_mask.sum(dim=1)
+                above += high_mask.sum(dim=1)
+                outside = (low_mask | high_mask).any(dim=0)
+                report.rows_out_of_range += int(outside.sum())
+                columns = list(batch.columns) + [pa.array(predictions.cpu().numpy())]
+                if flag_out_of_range:
+                    columns.append(pa.array(outside.cpu().numpy()))
+                writer.write(pa.RecordBatch.from_arrays(columns, schema=schema))
+                report.rows_scored += batch.num_rows
+                file_bytes = read_so_far
+                if on_progress is not None:
+                    on_progress(bytes_done + file_bytes)
+            bytes_done += file_bytes
+        writer.commit(schema)
+        if rejects is not None:
+            rejects.commit(reject_schema)
+    report.below_min = dict(zip(features, below.tolist()))
+    report.above_max = dict(zip(features, above.tolist()))
+    return report
+
+
+def _rejected_rows(
+    batch: pa.RecordBatch,
+    bad: list[int],
+    problems: dict[int, tuple[str, str]],
+    path: Path,
+    first_row: int,
+    schema: pa.Schema,
+) -> pa.RecordBatch:
+    taken = batch.take(pa.array(bad))
+    extra = [
+        pa.array([str(path)] * len(bad)),
+        pa.array([first_row + i for i in bad], type=pa.int64()),
+        pa.array([f"column {problems[i][0]!r}: {problems[i][1]}" for i in bad]),
+    ]
+    return pa.RecordBatch.from_arrays(list(taken.columns) + extra, schema=schema)
+
+
+def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:
+    """Readable warnings such as ``37 rows have distance above the training max 3000``."""
+    messages = []
+    for name in model.feature_names:
+        stats = model.scaler.statistics[name]
+        if report.below_min.get(name):
+            messages.append(f"{report.below_min[name]} rows have {name} below the training min {stats['min']:g}")
+        if report.above_max.get(name):
+            messages.append(f"{report.above_max[name]} rows have {name} above the training max {stats['max']:g}")
+    return messages

@@ -1,0 +1,96 @@
+"""Writing result tables atomically: a temporary file beside the target, renamed only on success."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tasks.errors import DataError
+
+
+def temporary_path(target: Path) -> Path:
+    """Where a file is written before it is published at ``target`` (same folder, hidden name)."""
+    return target.with_name(f".{target.name}.normflow-{os.getpid()}.tmp")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when two paths name the same file (symlinks and relative paths resolved)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+class AtomicTableWriter:
+    """Stream record batches to CSV or Parquet; the target appears only when :meth:`commit` runs.
+
+    Used as a context manager: leaving the block with an exception (or without committing)
+    deletes the temporary file, so a failed or interrupted job never leaves a partial output.
+    """
+
+    def __init__(self, target: Path, fmt: str | None = None) -> None:
+        self.target = Path(target)
+        self.format = fmt or ("parquet" if self.target.suffix.lower() == ".parquet" else "csv")
+        self.temp = temporary_path(self.target)
+        self._writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self.rows = 0
+
+    def __enter__(self) -> "AtomicTableWriter":
+        if not self.target.parent.is_dir():
+            raise DataError(f"{self.target}: output folder {self.target.parent} does not exist")
+        return self
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Append rows; every write must have the schema of the first."""
+        if self._writer is None:
+            self._schema = table.schema
+            try:
+                if self.format == "parquet":
+                    self._writer = pq.ParquetWriter(str(self.temp), table.schema)
+                else:
+                    self._writer = pacsv.CSVWriter(str(self.temp), table.schema)
+            except OSError as exc:
+                raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        try:
+            if isinstance(table, pa.RecordBatch):
+                table = pa.Table.from_batches([table])
+            self._writer.write_table(table)
+        except OSError as exc:
+            raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        self.rows += table.num_rows
+
+    def commit(self, empty_schema: pa.Schema | None = None) -> Path:
+        """Close the temporary file and publish it at the target path in one rename."""
+        if self._writer is None:
+            self.write(pa.Table.from_batches([], schema=empty_schema or pa.schema([])))
+        try:
+            self._writer.close()
+            self._writer = None
+            os.replace(self.temp, self.target)
+        except OSError as exc:
+            raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        return self.target
+
+    def discard(self) -> None:
+        """Close and delete the temporary file, if any."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # closing a half-written file may fail; it is deleted anyway
+                pass
+            self._writer = None
+        self.temp.unlink(missing_ok=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.discard()
