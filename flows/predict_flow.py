@@ -142,7 +142,7 @@ def progress_reporter(total_bytes: int):
 
 def block_bytes_for_rows(sources: list[Path], chunk_rows: int | None, default: int) -> int:
     """Translate ``--chunk-rows`` into pyarrow's block size from the first file's average line length."""
-    if not chunk_rows:
+    if chunk_rows is None:
         return default
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
