@@ -25,42 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-DATA_DIR = HERE / "data"
-SCALES = [0.1, 1.0, 7.0, 50.0, 300.0, 2e3, 3e4, 2e5]
-
-
-def generate(rows: int, features: int, path: Path, seed: int = 0) -> Path:
-    """Write a CSV of ``rows`` x ``features`` plus a linear ``price`` target, chunk by chunk."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    scales = np.array((SCALES * ((features // len(SCALES)) + 1))[:features])
-    coef = rng.normal(size=features) / scales
-    names = [f"x{i}" for i in range(features)] + ["price"]
-    tmp = path.with_suffix(".tmp")
-    with pacsv.CSVWriter(tmp, pa.schema([(n, pa.float64()) for n in names])) as writer:
-        for start in range(0, rows, 500_000):
-            n = min(500_000, rows - start)
-            x = rng.normal(size=(n, features)) * scales + scales * 2
-            y = x @ coef + 3.0 + rng.normal(scale=0.1, size=n)
-            cols = [pa.array(np.round(x[:, i], 6)) for i in range(features)] + [pa.array(np.round(y, 6))]
-            writer.write_table(pa.Table.from_arrays(cols, names=names))
-    tmp.rename(path)
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import DATA_DIR, HERE, REPO, generate, measure, warm_page_cache  # noqa: E402
 
 
 def run_worker(kind: str, path: Path, epochs: int) -> dict:
     """Run one contender in this process and return its timing (imports excluded, cache warm)."""
-    with open(path, "rb") as handle:  # same warm page cache for every contender, little memory
-        while handle.read(16 << 20):
-            pass
+    warm_page_cache(path)
     if kind == "pyarrow":
         import pyarrow.csv as pacsv
 
@@ -98,20 +69,6 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
     else:
         raise SystemExit(f"unknown worker {kind}")
     return {"seconds": time.perf_counter() - start, "detail": detail}
-
-
-def measure(kind: str, path: Path, epochs: int) -> dict:
-    """Run a contender in a child process; add its peak RSS."""
-    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(path), "--epochs", str(epochs)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} failed with exit {proc.returncode}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024
-    return result
 
 
 def time_command(cmd: list[str], env: dict[str, str]) -> float:
@@ -157,7 +114,7 @@ def main() -> None:
     size_mb = path.stat().st_size / 1e6
     print(f"data: {path} ({args.rows:,} rows x {args.features} features, {size_mb:.0f} MB); cpus={os.cpu_count()}")
     kinds = ["pyarrow", "normflow"] + ([] if args.skip_sklearn else ["sklearn"])
-    results = {kind: measure(kind, path, args.epochs) for kind in kinds}
+    results = {kind: measure(__file__, kind, "--data", str(path), "--epochs", str(args.epochs)) for kind in kinds}
     base = results["pyarrow"]["seconds"]
     print(f"\n{'contender':<28}{'seconds':>9}{'vs (a)':>9}{'peak MB':>10}  detail")
     labels = {"pyarrow": "(a) pyarrow read", "sklearn": "(b) pandas + sklearn", "normflow": "(c) normflow engine"}
@@ -170,7 +127,7 @@ def main() -> None:
         print(f"goal (c) >= 3 x faster than (b): {results['sklearn']['seconds'] / ours:.2f} x")
     if not args.no_trend and args.rows > 1_000_000:
         small = generate(1_000_000, args.features, DATA_DIR / f"train_1000000x{args.features}.csv")
-        trend = measure("normflow", small, args.epochs)
+        trend = measure(__file__, "normflow", "--data", str(small), "--epochs", str(args.epochs))
         print(
             f"memory trend of (c): 1M rows {trend['peak_mb']:.0f} MB, {args.rows / 1e6:g}M rows "
             f"{results['normflow']['peak_mb']:.0f} MB"

@@ -1,0 +1,128 @@
+"""Scoring benchmark: our streaming scorer against what a user would write, and the I/O floor.
+
+On the training benchmark's CSV (default 5 million rows x 8 features + price), each contender
+in its own process (peak memory = its max RSS), page cache warm, imports excluded:
+
+  (a) pandas + pyfunc   pandas.read_csv + mlflow pyfunc.predict + DataFrame.to_csv
+  (b) pyarrow stream    pyarrow streaming read + CSV write of the same columns (the I/O floor)
+  (c) normflow scorer   the predict flow's scoring task (tasks.scoring.score_sources)
+
+Figures are printed, never asserted:
+
+    python bench/bench_score.py                 # 5M rows
+    python bench/bench_score.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import DATA_DIR, REPO, generate, measure, warm_page_cache  # noqa: E402
+
+
+def prepare_model(path: Path, folder: Path) -> Path:
+    """Train on the benchmark file with the engine and save it as the pyfunc folder the flows use."""
+    import torch
+
+    from tasks.csv_source import resolve_sources, table_spec
+    from tasks.registry import MODEL_ARTIFACT_PATH, save_pyfunc
+    from tasks.statistics import source_statistics
+    from tasks.training import train_linear_model
+
+    target = folder / MODEL_ARTIFACT_PATH
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = resolve_sources(path)
+    spec = table_spec(sources, "price", None)
+    stats = source_statistics(sources, spec, torch.device("cpu"))
+    model = train_linear_model(stats.moments, spec.features, "price", "standard", 0.1, 2000).model
+    return save_pyfunc(model, folder)
+
+
+def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
+    """Run one contender in this process and return its timing."""
+    warm_page_cache(path)
+    if kind == "pandas":
+        import mlflow
+        import pandas as pd
+
+        model = mlflow.pyfunc.load_model(str(model_dir))
+        start = time.perf_counter()
+        frame = pd.read_csv(path)
+        frame["prediction"] = model.predict(frame)
+        frame.to_csv(output, index=False)
+        rows = len(frame)
+    elif kind == "pyarrow":
+        import pyarrow.csv as pacsv
+
+        start = time.perf_counter()
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=4 << 20))
+        rows = 0
+        with pacsv.CSVWriter(str(output), reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    elif kind == "normflow":
+        import torch
+
+        from tasks.csv_source import resolve_sources
+        from tasks.model_store import load_local_model
+        from tasks.scoring import score_sources, scoring_spec
+
+        model = load_local_model(model_dir)
+        start = time.perf_counter()
+        sources = resolve_sources(path)
+        report = score_sources(sources, scoring_spec(sources, model, output), model, output, torch.device("cpu"))
+        rows = report.rows_scored
+    else:
+        raise SystemExit(f"unknown worker {kind}")
+    seconds = time.perf_counter() - start
+    output.unlink(missing_ok=True)
+    return {"seconds": seconds, "detail": f"{rows:,} rows, {rows / seconds:,.0f} rows/s"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--features", type=int, default=8)
+    parser.add_argument("--skip-pandas", action="store_true", help="skip baseline (a), the slowest")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, Path(args.data), Path(args.model), Path(args.output))))
+        return
+
+    path = generate(args.rows, args.features, DATA_DIR / f"train_{args.rows}x{args.features}.csv")
+    model_dir = prepare_model(path, DATA_DIR / f"model_{args.rows}x{args.features}")
+    output = DATA_DIR / "scored.csv"
+    print(f"data: {path} ({path.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows)")
+    kinds = ([] if args.skip_pandas else ["pandas"]) + ["pyarrow", "normflow"]
+    results = {
+        kind: measure(__file__, kind, "--data", str(path), "--model", str(model_dir), "--output", str(output))
+        for kind in kinds
+    }
+    floor = results["pyarrow"]["seconds"]
+    labels = {"pandas": "(a) pandas + pyfunc + to_csv", "pyarrow": "(b) pyarrow stream r+w", "normflow": "(c) normflow scorer"}
+    print(f"\n{'contender':<32}{'seconds':>9}{'vs (b)':>9}{'peak MB':>10}  detail")
+    for kind in kinds:
+        r = results[kind]
+        print(f"{labels[kind]:<32}{r['seconds']:>9.2f}{r['seconds'] / floor:>8.2f}x{r['peak_mb']:>10.0f}  {r['detail']}")
+    ours = results["normflow"]["seconds"]
+    print(f"\ngoal (c) <= 1.3 x (b): {ours / floor:.2f} x")
+    if "pandas" in results:
+        print(f"goal (c) >= 4 x faster than (a): {results['pandas']['seconds'] / ours:.2f} x")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()
