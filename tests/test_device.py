@@ -1,0 +1,75 @@
+"""Device choice, and CPU/CUDA agreement where a GPU is present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks.csv_source import resolve_sources, table_spec
+from tasks.device import resolve_device
+from tasks.errors import ConfigError
+from tasks.statistics import source_statistics
+from tasks.training import train_linear_model
+
+REPO = Path(__file__).resolve().parents[1]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_cpu_is_always_available():
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_auto_picks_cuda_only_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_missing_cuda_is_a_clear_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+@needs_cuda
+def test_cuda_statistics_and_training_match_cpu(write_csv):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 3)) * [0.1, 50.0, 2e5]
+    y = x @ [3.0, 0.2, 1e-5] + 1.0
+    body = "\n".join(",".join(f"{v:.12g}" for v in row) for row in np.column_stack([x, y]))
+    sources = resolve_sources(write_csv("d.csv", "a,b,c,y\n" + body + "\n"))
+    spec = table_spec(sources, "y", None)
+    results = {}
+    for name in ("cpu", "cuda"):
+        device = torch.device(name)
+        stats = source_statistics(sources, spec, device, block_bytes=4096)
+        assert stats.moments.mean.device.type == name
+        outcome = train_linear_model(stats.moments, spec.features, "y", "standard", 0.1, 500)
+        results[name] = (stats.moments.to("cpu"), outcome)
+    (m_cpu, o_cpu), (m_gpu, o_gpu) = results["cpu"], results["cuda"]
+    torch.testing.assert_close(m_gpu.comoment, m_cpu.comoment, rtol=1e-12, atol=1e-6)
+    torch.testing.assert_close(o_gpu.descent.losses.cpu(), o_cpu.descent.losses, rtol=1e-9, atol=1e-12)
+    assert o_gpu.raw_weights == pytest.approx(o_cpu.raw_weights, rel=1e-9)
+
+
+@needs_cuda
+def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
+    from tasks.moments import moments_of
+    from tasks.scoring import score_sources, scoring_spec
+
+    model = train_linear_model(moments_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    sources = resolve_sources(REPO / "data" / "new_houses.csv")
+    outputs = {}
+    for name in ("cpu", "cuda"):
+        output = tmp_path / f"{name}.csv"
+        score_sources(sources, scoring_spec(sources, model, output), model, output, torch.device(name))
+        outputs[name] = output.read_text()
+    assert outputs["cpu"] == outputs["cuda"]
