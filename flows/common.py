@@ -32,6 +32,17 @@ IO_TASK_OPTIONS = dict(
 """Options for tasks that talk to MLflow or the disk: two retries with backoff, no caching."""
 
 
+def without_masking(step: Callable[..., object], *args: object) -> None:
+    """Run a clean-up step inside an error handler; if it fails too, log that and carry on.
+
+    The error being handled is what the user must see, not the clean-up's own failure.
+    """
+    try:
+        step(*args)
+    except Exception as exc:  # the original error is re-raised by the caller
+        logging.getLogger("normflow").warning("clean-up step %s failed: %s", getattr(step, "name", step), exc)
+
+
 class OneLineExpectedErrors(logging.Filter):
     """Drop the traceback from Prefect's log records of errors already explained in one line."""
 

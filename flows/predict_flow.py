@@ -17,7 +17,7 @@ import torch
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import IO_TASK_OPTIONS, run_cli
+from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
 from tasks import csv_source, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
 from tasks.errors import ConfigError, one_line
@@ -202,7 +202,7 @@ def predict_flow(
         }
         record_scoring(uri, run_id, sources, metrics)
     except BaseException as exc:
-        fail_scoring_run(uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
+        without_masking(fail_scoring_run, uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
         raise
     return ScoringSummary(run_id, pinned.uri, report, warnings, seconds)
 

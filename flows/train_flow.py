@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import csv_source, registry, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
-from flows.common import IO_TASK_OPTIONS, run_cli
+from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
 from tasks.errors import ConfigError, one_line
 from tasks.plots import plot_loss_curve
 from tasks.scalers import METHODS, Scaler, scaler_to_json
@@ -176,9 +176,21 @@ def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> 
 
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, model_name: str) -> str:
-    """Log the pyfunc (JSON parameters, no pickle) and register it as the new champion."""
+    """Log the pyfunc (JSON parameters, no pickle) and register it as a new version."""
     source = registry.log_model(uri, run_id, outcome.model)
     return registry.register_model(uri, run_id, source, model_name)
+
+
+@task(name="promote-champion", cache_policy=NO_CACHE)
+def promote_champion(uri: str, model_name: str, version: str) -> str | None:
+    """Point the champion alias at the new version; returns the version it replaced."""
+    return registry.promote(uri, model_name, version)
+
+
+@task(name="withdraw-version", **IO_TASK_OPTIONS)
+def withdraw_version(uri: str, model_name: str, version: str, previous: str | None) -> None:
+    """Undo a registration whose run did not finish: alias back, version deleted."""
+    registry.withdraw(uri, model_name, version, previous)
 
 
 @task(name="fail-mlflow-run", **IO_TASK_OPTIONS)
@@ -239,6 +251,8 @@ def train_flow(
     }
     run_id = start_mlflow_run(uri, experiment, {"normflow.flow": "train"})
     logger.info("MLflow run %s in experiment %r at %s", run_id, experiment, uri)
+    version: str | None = None
+    previous: str | None = None
     try:
         statistics = compute_statistics(sources, spec, torch_device, normalization, data, block_bytes)
         outcome = train(statistics, spec, normalization, lr, epochs)
@@ -246,10 +260,14 @@ def train_flow(
         log_results(uri, run_id, outcome, f"{normalization} normalization, lr {lr:g}: loss per epoch")
         if outcome.error is not None:
             raise outcome.error
-        version = register_trained_model(uri, run_id, outcome, model_name) if register_model else None
+        if register_model:
+            version = register_trained_model(uri, run_id, outcome, model_name)
+            previous = promote_champion(uri, model_name, version)
         finish_mlflow_run(uri, run_id)
     except BaseException as exc:
-        fail_mlflow_run(uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
+        if version is not None:
+            without_masking(withdraw_version, uri, model_name, version, previous)
+        without_masking(fail_mlflow_run, uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
         raise
     if version is not None:
         logger.info("registered %s version %s with alias %s", model_name, version, registry.CHAMPION_ALIAS)

@@ -94,10 +94,17 @@ def build_problem(moments: Moments, scaler: Scaler) -> QuadraticProblem:
 
 
 def _least_squares(szz: torch.Tensor, szy: torch.Tensor) -> torch.Tensor:
-    """Minimum-norm solution of ``Szz w = Szy`` (Szz may be singular: constant columns)."""
+    """Solution of ``Szz w = Szy``, robust to singular (constant columns) and badly scaled Szz.
+
+    Solved in the Jacobi-scaled system ``D^-1 Szz D^-1`` (unit diagonal), so raw features whose
+    scales differ by 1e8 or more do not lose their small directions to pinv's cutoff.
+    """
     if szz.numel() == 0:
         return szz.new_zeros(0)
-    return torch.linalg.pinv(szz, hermitian=True) @ szy
+    diagonal = torch.diagonal(szz).clamp_min(0).sqrt()
+    inverse = torch.where(diagonal > 0, 1.0 / diagonal, torch.zeros_like(diagonal))
+    scaled = szz * torch.outer(inverse, inverse)
+    return inverse * (torch.linalg.pinv(scaled, hermitian=True) @ (inverse * szy))
 
 
 def loss_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -205,11 +212,19 @@ def divergence_error(
     normalization: str,
 ) -> DivergenceError:
     """Explain a diverged run: where it blew up, why, and what to change."""
-    epoch = result.diverged_at if result.diverged_at is not None else result.epochs_run - 1
     bend = curvature(problem)
     first_loss = float(result.losses[0])
-    last_loss = float(result.losses[epoch])
-    parts = [f"training diverged at epoch {epoch} (loss {last_loss:.4g}, from {first_loss:.4g} at epoch 0)"]
+    if result.diverged_at is not None:
+        epoch = result.diverged_at
+        last_loss = float(result.losses[epoch])
+        parts = [f"training diverged at epoch {epoch} (loss {last_loss:.4g}, from {first_loss:.4g} at epoch 0)"]
+    else:
+        epoch = result.epochs_run
+        last_loss = result.final_loss
+        parts = [
+            f"training is diverging: lr {lr:g} is unstable for this problem "
+            f"(loss {last_loss:.4g} after {epoch} epochs, from {first_loss:.4g} at epoch 0)"
+        ]
     diagnosis: dict[str, float | str] = {
         "epoch": epoch,
         "loss": last_loss,
@@ -233,8 +248,12 @@ def divergence_error(
     return DivergenceError(message, epoch=epoch, diagnosis=diagnosis)
 
 
-def check_converging(result: DescentResult) -> bool:
-    """True when the run neither blew up nor ended with a larger loss than it started with."""
-    if result.diverged_at is not None:
+def check_converging(result: DescentResult, lr: float, bend: Curvature) -> bool:
+    """True when the run is converging: no blow-up, a stable learning rate, and no loss increase.
+
+    A learning rate at or above ``2 / lambda_max`` diverges even when the blow-up has not
+    shown yet in the epochs run (the loss may still be falling along other directions).
+    """
+    if result.diverged_at is not None or lr >= bend.max_stable_lr:
         return False
     return math.isfinite(result.final_loss) and result.final_loss <= float(result.losses[0])

@@ -8,7 +8,6 @@ loading a registered model never unpickles or executes anything stored with it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from tasks.errors import DataError, ModelFormatError
 from tasks.moments import DTYPE
-from tasks.scalers import Scaler, scaler_from_dict, scaler_to_dict
+from tasks.scalers import Scaler, is_finite_number, scaler_from_dict, scaler_to_dict
 
 MODEL_FORMAT = "normflow.linear/1"
 MODEL_FILE = "normflow_model.json"
@@ -97,11 +96,11 @@ def model_from_dict(doc: object) -> LinearModel:
     if (
         not isinstance(weights, list)
         or len(weights) != len(names)
-        or not all(_is_finite_number(v) for v in weights)
+        or not all(is_finite_number(v) for v in weights)
     ):
         raise ModelFormatError(f"model document's weights must be {len(names)} finite numbers")
     bias = doc.get("bias")
-    if not _is_finite_number(bias):
+    if not is_finite_number(bias):
         raise ModelFormatError("model document's bias must be a finite number")
     scaler = scaler_from_dict(doc.get("scaler"))
     if list(scaler.feature_names) != names:
@@ -131,6 +130,3 @@ def _load_pyfunc(data_path: str) -> LinearModel:
         path = path / MODEL_FILE
     return load_model_json(path)
 
-
-def _is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

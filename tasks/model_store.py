@@ -41,14 +41,18 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
         _require_registered_model(client, name)
         try:
             version = client.get_model_version_by_alias(name, alias["alias"])
-        except MlflowException:
+        except MlflowException as exc:
+            if not _is_missing(exc):
+                raise
             raise ConfigError(f"registered model {name!r} has no alias {alias['alias']!r}") from None
     elif numbered:
         name = numbered["name"]
         _require_registered_model(client, name)
         try:
             version = client.get_model_version(name, numbered["version"])
-        except MlflowException:
+        except MlflowException as exc:
+            if not _is_missing(exc):
+                raise
             raise ConfigError(f"registered model {name!r} has no version {numbered['version']}") from None
     else:
         return PinnedModel(model_uri, model_uri, None, None, model_uri)
@@ -59,8 +63,15 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
 def _require_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if not _is_missing(exc):
+            raise
         raise ConfigError(f"no registered model named {name!r} in this MLflow store") from None
+
+
+def _is_missing(exc: MlflowException) -> bool:
+    """A 'does not exist' answer (a user error), as opposed to a transient store failure."""
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
@@ -70,7 +81,9 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=pinned.source, dst_path=tmp, tracking_uri=tracking_uri
             )
-        except (MlflowException, OSError) as exc:
+        except MlflowException as exc:
+            if not _is_missing(exc):
+                raise
             raise ConfigError(f"cannot download model {pinned.uri}: {exc}") from None
         return load_local_model(Path(local))
 

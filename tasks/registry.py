@@ -16,9 +16,10 @@ from tasks.linear_model import MODEL_FILE, LinearModel, save_model_json
 
 MODEL_ARTIFACT_PATH = "model"
 CHAMPION_ALIAS = "champion"
-# Written out so log_model does not spend seconds inferring them. The loader module itself
-# comes from the installed normflow package: nothing executable is stored with the model.
-PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", "torch", "pandas", "numpy", "normflow"]
+# Written out so log_model does not spend seconds inferring them. The loader module
+# (tasks.linear_model) comes from an installed normflow checkout, not from PyPI (an unrelated
+# "normflow" lives there): nothing executable is stored with the model.
+PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", "torch", "pandas", "numpy"]
 
 
 def model_signature(model: LinearModel) -> ModelSignature:
@@ -57,14 +58,38 @@ def log_model(uri: str, run_id: str, model: LinearModel) -> str:
     return f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
 
 
-def register_model(uri: str, run_id: str, source: str, model_name: str, alias: str = CHAMPION_ALIAS) -> str:
-    """Register ``source`` as a new version of ``model_name`` and point ``alias`` at it."""
+def register_model(uri: str, run_id: str, source: str, model_name: str) -> str:
+    """Register ``source`` as a new version of ``model_name`` (no alias yet); returns the version."""
     client = MlflowClient(uri)
     try:
         client.create_registered_model(model_name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(model_name, source=source, run_id=run_id)
-    client.set_registered_model_alias(model_name, alias, version.version)
-    return str(version.version)
+    return str(client.create_model_version(model_name, source=source, run_id=run_id).version)
+
+
+def alias_version(uri: str, model_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at now, or ``None``."""
+    try:
+        return str(MlflowClient(uri).get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def promote(uri: str, model_name: str, version: str, alias: str = CHAMPION_ALIAS) -> str | None:
+    """Point ``alias`` at ``version``; returns the version it pointed at before (for rollback)."""
+    previous = alias_version(uri, model_name, alias)
+    MlflowClient(uri).set_registered_model_alias(model_name, alias, version)
+    return previous
+
+
+def withdraw(uri: str, model_name: str, version: str, previous: str | None, alias: str = CHAMPION_ALIAS) -> None:
+    """Undo a registration: give ``alias`` back to ``previous`` and delete ``version``."""
+    client = MlflowClient(uri)
+    if alias_version(uri, model_name, alias) == version:
+        if previous is not None:
+            client.set_registered_model_alias(model_name, alias, previous)
+        else:
+            client.delete_registered_model_alias(model_name, alias)
+    client.delete_model_version(model_name, version)

@@ -19,6 +19,8 @@ from tasks.moments import DTYPE, Moments
 
 METHODS = ("none", "maxabs", "minmax", "standard")
 SCALER_FORMAT = "normflow.scaler/1"
+STATISTICS = ("mean", "std", "min", "max", "maxabs")
+"""Per-feature training statistics every scaler carries (range checks at scoring use min/max)."""
 
 
 class ConstantFeatureWarning(UserWarning):
@@ -89,14 +91,18 @@ def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], met
     else:
         shift, scale = mean.clone(), std.clone()
 
-    constant = [name for name, s in zip(feature_names, scale.tolist()) if not s > 0]
+    # max == min is exact; a computed std of a constant column can be a rounding residue (~1e-16).
+    is_constant = (maximum == minimum) | ~(scale > 0)
+    if method == "maxabs":
+        is_constant = ~(scale > 0)  # max|x| of a non-zero constant is a fine divisor
+    constant = [name for name, flag in zip(feature_names, is_constant.tolist()) if flag and method != "none"]
     if constant:
         warnings.warn(
             f"feature(s) {', '.join(constant)} have zero spread under {method} scaling; scale set to 1",
             ConstantFeatureWarning,
             stacklevel=2,
         )
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = torch.where(is_constant, torch.ones_like(scale), scale)
 
     statistics = {
         name: {
@@ -147,10 +153,14 @@ def scaler_from_dict(doc: object) -> Scaler:
     if not isinstance(statistics, dict):
         raise ModelFormatError("scaler document's statistics must be an object")
     clean_stats: dict[str, dict[str, float]] = {}
-    for name, stats in statistics.items():
-        if not isinstance(stats, dict) or not all(isinstance(v, (int, float)) for v in stats.values()):
-            raise ModelFormatError(f"scaler statistics for {name!r} must map names to numbers")
-        clean_stats[str(name)] = {str(k): float(v) for k, v in stats.items()}
+    for name in names:
+        stats = statistics.get(name)
+        if not isinstance(stats, dict) or set(stats) != set(STATISTICS):
+            raise ModelFormatError(f"scaler statistics for {name!r} must give {', '.join(STATISTICS)}")
+        values = [stats[key] for key in STATISTICS]
+        if not all(is_finite_number(v) for v in values):
+            raise ModelFormatError(f"scaler statistics for {name!r} must be finite numbers")
+        clean_stats[name] = {key: float(stats[key]) for key in STATISTICS}
     constant = _string_list(doc.get("constant_features", []), "constant_features")
     return Scaler(method, tuple(names), tuple(shift), tuple(scale), clean_stats, tuple(constant))
 
@@ -175,11 +185,12 @@ def _string_list(value: object, name: str) -> list[str]:
     return list(value)
 
 
+def is_finite_number(value: object) -> bool:
+    """A real, finite int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _finite_list(value: object, name: str, length: int) -> list[float]:
-    if (
-        not isinstance(value, list)
-        or len(value) != length
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    ):
+    if not isinstance(value, list) or len(value) != length or not all(is_finite_number(v) for v in value):
         raise ModelFormatError(f"{name} must be a list of {length} finite numbers")
     return [float(v) for v in value]

@@ -131,9 +131,9 @@ def score_sources(
                 if on_progress is not None:
                     on_progress(bytes_done + file_bytes)
             bytes_done += file_bytes
-        writer.commit(schema)
         if rejects is not None:
-            rejects.commit(reject_schema)
+            rejects.commit(reject_schema)  # first: the output is published last, only when all else is done
+        writer.commit(schema)
     report.below_min = dict(zip(features, below.tolist()))
     report.above_max = dict(zip(features, above.tolist()))
     return report

@@ -37,8 +37,7 @@ class AtomicTableWriter:
         self.target = Path(target)
         self.format = fmt or ("parquet" if self.target.suffix.lower() == ".parquet" else "csv")
         self.temp = temporary_path(self.target)
-        self._writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
-        self._schema: pa.Schema | None = None
+        self._writer: pa.OSFile | pq.ParquetWriter | None = None
         self.rows = 0
 
     def __enter__(self) -> "AtomicTableWriter":
@@ -48,19 +47,18 @@ class AtomicTableWriter:
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         """Append rows; every write must have the schema of the first."""
-        if self._writer is None:
-            self._schema = table.schema
-            try:
-                if self.format == "parquet":
-                    self._writer = pq.ParquetWriter(str(self.temp), table.schema)
-                else:
-                    self._writer = pacsv.CSVWriter(str(self.temp), table.schema)
-            except OSError as exc:
-                raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
         try:
-            if isinstance(table, pa.RecordBatch):
-                table = pa.Table.from_batches([table])
-            self._writer.write_table(table)
+            if self.format == "parquet":
+                if self._writer is None:
+                    self._writer = pq.ParquetWriter(str(self.temp), table.schema)
+                self._writer.write_table(table)
+            else:
+                if self._writer is None:
+                    self._writer = pa.OSFile(str(self.temp), "wb")
+                    self._writer.write(_csv_header(table.schema.names))
+                self._writer.write(_csv_bytes(table))
         except OSError as exc:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         self.rows += table.num_rows
@@ -69,6 +67,7 @@ class AtomicTableWriter:
         """Close the temporary file and publish it at the target path in one rename."""
         if self._writer is None:
             self.write(pa.Table.from_batches([], schema=empty_schema or pa.schema([])))
+        assert self._writer is not None
         try:
             self._writer.close()
             self._writer = None
@@ -94,3 +93,26 @@ class AtomicTableWriter:
         tb: TracebackType | None,
     ) -> None:
         self.discard()
+
+
+def _csv_header(names: list[str]) -> bytes:
+    """The header line, each name quoted only if it must be."""
+
+    def field(name: str) -> str:
+        if any(ch in name for ch in ',"\r\n'):
+            return '"' + name.replace('"', '""') + '"'
+        return name
+
+    return (",".join(field(n) for n in names) + "\n").encode()
+
+
+def _csv_bytes(table: pa.Table) -> bytes:
+    """CSV rows of ``table``, quoting nothing unless some value needs it (text passes through as written)."""
+    for style in ("none", "needed"):
+        buffer = pa.BufferOutputStream()
+        try:
+            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style=style))
+        except pa.ArrowInvalid:
+            continue
+        return buffer.getvalue().to_pybytes()
+    raise DataError("cannot write the output as CSV")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterable
@@ -21,6 +22,17 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 BATCH_LIMIT = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PARAM_BATCH_LIMIT = 100
 FAILURE_TAG = "normflow.failure_reason"
+
+
+_UNSAFE_KEY_CHARS = re.compile(r"[^\w.\- :/]")
+
+
+def safe_key(key: str) -> str:
+    """An MLflow-acceptable param/metric key for any column name (``price ($)`` -> ``price (_)``)."""
+    cleaned = _UNSAFE_KEY_CHARS.sub("_", key)
+    while ".." in cleaned:
+        cleaned = cleaned.replace("..", "._")
+    return cleaned.lstrip("/")[:250] or "_"
 
 
 def tracking_uri() -> str:
@@ -71,7 +83,7 @@ def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict
 def log_params(uri: str, run_id: str, params: dict[str, object]) -> None:
     """Log params in batches (values become strings)."""
     client = MlflowClient(uri)
-    items = [Param(key, str(value)) for key, value in params.items()]
+    items = [Param(safe_key(key), str(value)[:6000]) for key, value in params.items()]
     for start in range(0, len(items), PARAM_BATCH_LIMIT):
         client.log_batch(run_id, params=items[start : start + PARAM_BATCH_LIMIT])
 
@@ -90,7 +102,7 @@ def log_metric_series(uri: str, run_id: str, metrics: Iterable[Metric]) -> int:
     for metric in metrics:
         if not math.isfinite(metric.value):
             continue
-        batch.append(metric)
+        batch.append(Metric(safe_key(metric.key), metric.value, metric.timestamp, metric.step))
         if len(batch) == BATCH_LIMIT:
             client.log_batch(run_id, metrics=batch)
             sent += len(batch)

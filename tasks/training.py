@@ -65,7 +65,7 @@ def train_linear_model(
     descent = gradient_descent(problem, lr, epochs)
     bend = curvature(problem)
     error = None
-    if not check_converging(descent):
+    if not check_converging(descent, lr, bend):
         error = divergence_error(problem, descent, lr, feature_names, normalization)
     weights, intercept = raw_coefficients(descent.weights, descent.bias, scaler)
     model = LinearModel(

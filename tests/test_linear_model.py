@@ -56,7 +56,9 @@ def test_json_round_trip(model, tmp_path):
         (lambda d: d.update(format="cloudpickle"), "not a normflow model"),
         (lambda d: d.update(weights=[1.0]), "weights must be 2 finite numbers"),
         (lambda d: d.update(bias="__import__('os').system('true')"), "bias must be a finite number"),
-        (lambda d: d["scaler"].update(feature_names=["a", "b"]), "different features"),
+        (lambda d: d["scaler"].update(feature_names=["distance", "lights"]), "different features"),
+        (lambda d: d["scaler"]["statistics"]["distance"].pop("max"), "statistics for .distance. must give"),
+        (lambda d: d["scaler"]["statistics"]["lights"].update(min=True), "must be finite numbers"),
     ],
 )
 def test_tampered_document_is_refused(model, tamper, message):

@@ -95,3 +95,13 @@ def test_tampered_json_is_refused(seed_rows, tamper, message):
     tamper(doc)
     with pytest.raises(ModelFormatError, match=message):
         scaler_from_json(json.dumps(doc))
+
+
+@pytest.mark.parametrize("method", ["minmax", "standard"])
+def test_constant_column_with_inexact_value_is_detected(method):
+    # 3.3 is not exactly representable: the computed std is a ~1e-16 residue, not 0.
+    rows = torch.tensor([[3.3, 1.0, 2.0], [3.3, 2.0, 3.0], [3.3, 4.0, 5.0]], dtype=torch.float64)
+    with pytest.warns(ConstantFeatureWarning):
+        scaler = fit_scaler(moments_of(rows), ("a", "b"), method)
+    assert scaler.scale[0] == 1.0 and scaler.constant_features == ("a",)
+    assert scaler.transform(torch.tensor([[3.4, 1.0]], dtype=torch.float64)).abs().max() < 10

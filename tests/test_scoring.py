@@ -180,3 +180,16 @@ def test_out_of_range_rows_are_counted_and_flagged(model, write_csv, tmp_path):
     assert report.below_min == {"lights": 0, "distance": 1}
     assert report.rows_out_of_range == 3
     assert pd.read_csv(output).out_of_range.tolist() == [False, True, True, True]
+
+
+def test_csv_output_keeps_input_text_byte_for_byte(model, write_csv, tmp_path):
+    path = write_csv("in.csv", 'id,lights,distance,note\n007,3,2500.0,"a, ""b"""\n1e1,2,1000,plain\n')
+    output = tmp_path / "out.csv"
+    score(path, model, output)
+    lines = output.read_text().splitlines()
+    assert lines[0] == "id,lights,distance,note,prediction"
+    assert lines[1].startswith('"007","3","2500.0","a, ""b""",')  # a value needs quotes: that block is quoted
+    assert lines[2].startswith('"1e1","2","1000","plain",')
+    clean = write_csv("clean.csv", "id,lights,distance\n007,3,2500.0\n")
+    score(clean, model, output)
+    assert output.read_text().splitlines()[1].startswith("007,3,2500.0,35.99")

@@ -162,3 +162,12 @@ def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
     assert helped.returncode == 0
     for flag in ("--data", "--normalization", "--device", "--no-register", "--model-name"):
         assert flag in helped.stdout
+
+
+def test_column_names_mlflow_would_reject_are_logged_under_safe_keys(prefect_server, tracking_store, write_csv):
+    path = write_csv("odd.csv", "rooms (n),rate%,price\n1,10,7\n2,30,13\n3,20,15\n4,50,23\n")
+    summary = train_flow(data=str(path), lr=0.3, epochs=500)
+    run = MlflowClient(tracking_store).get_run(summary.run_id)
+    assert run.info.status == "FINISHED"
+    assert "scaler.std.rooms _n_" in run.data.params and "grad.rate_" in run.data.metrics
+    assert summary.feature_names == ("rooms (n)", "rate%")
