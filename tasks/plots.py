@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def plot_loss_curve(losses: list[float], path: Path, title: str) -> Path:
-    """Loss per epoch on a log scale, saved as a PNG at ``path``."""
+@dataclass(frozen=True)
+class Curve:
+    """One loss curve: a legend label, the loss per epoch, and where it blew up (if it did)."""
+
+    label: str
+    losses: list[float]
+    diverged_at: int | None = None
+    color: str | None = None
+    linestyle: str = "-"
+
+
+def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
+    """Loss per epoch on a log scale, one line per curve, blow-ups marked with an x; saved as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    finite = [(epoch, loss) for epoch, loss in enumerate(losses) if math.isfinite(loss) and loss > 0]
-    fig = Figure(figsize=(7, 4.2), dpi=110)
+    many = len(curves) > 6
+    fig = Figure(figsize=(10.5 if many else 8, 5 if many else 4.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    if finite:
-        epochs, values = zip(*finite)
-        ax.plot(epochs, values, color="#1f77b4", linewidth=1.6, label="training loss (MSE)")
+    drawn = False
+    for curve in curves:
+        points = [(e, v) for e, v in enumerate(curve.losses) if math.isfinite(v) and v > 0]
+        if not points:
+            continue
+        epochs, values = zip(*points)
+        label = curve.label + (" (diverged)" if curve.diverged_at is not None else "")
+        (line,) = ax.plot(epochs, values, linewidth=1.5, color=curve.color, linestyle=curve.linestyle, label=label)
+        if curve.diverged_at is not None:
+            ax.plot(epochs[-1], values[-1], marker="x", markersize=10, markeredgewidth=2, color=line.get_color())
+        drawn = True
+    if drawn:
         ax.set_yscale("log")
-        ax.legend(loc="upper right")
+        if many:
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+        else:
+            ax.legend(loc="best", fontsize="small")
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean squared error (log scale)")
@@ -27,3 +51,8 @@ def plot_loss_curve(losses: list[float], path: Path, title: str) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def plot_loss_curve(losses: list[float], path: Path, title: str) -> Path:
+    """A single run's loss per epoch on a log scale, saved as a PNG at ``path``."""
+    return plot_loss_curves([Curve("training loss (MSE)", losses)], path, title)
