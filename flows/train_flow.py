@@ -22,6 +22,10 @@ from tasks import csv_source, registry, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
 from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
 from tasks.errors import ConfigError, one_line
+from tasks.holdout import holdout_mse
+from tasks.model_store import load_pinned_model, pin_model_version
+from tasks.moments import Moments
+from tasks.promotion import GateDecision, gate
 from tasks.plots import plot_loss_curve
 from tasks.scalers import METHODS, Scaler, scaler_to_json
 from tasks.statistics import SourceStatistics, require_rows, source_statistics
@@ -40,6 +44,7 @@ class TrainingSummary:
     model_name: str | None
     model_version: str | None
     alias: str | None
+    decision: str | None
     rows: int
     feature_names: tuple[str, ...]
     target: str
@@ -70,8 +75,9 @@ def compute_statistics(
     normalization: str,
     data_label: str,
     block_bytes: int,
+    holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
-    """One streaming pass over every file: moments of features and target."""
+    """One streaming pass over every file: moments of features and target (and of the holdout)."""
     logger = get_run_logger()
     sizes = {str(p): max(p.stat().st_size, 1) for p in sources}
     last = [time.monotonic()]
@@ -81,11 +87,11 @@ def compute_statistics(
             last[0] = time.monotonic()
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
-    statistics = source_statistics(sources, spec, device, block_bytes, progress)
+    statistics = source_statistics(sources, spec, device, block_bytes, progress, holdout_fraction)
     require_rows(statistics, normalization, data_label)
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
-        f"{statistics.moments.count:,}",
+        f"{sum(statistics.rows_per_file.values()):,}",
         len(sources),
         sum(sizes.values()) / 1e6,
         describe_device(device),
@@ -144,9 +150,16 @@ def log_inputs(
     for name, shift, scale in zip(scaler.feature_names, scaler.shift, scaler.scale):
         params[f"scaler.shift.{name}"] = repr(shift)
         params[f"scaler.scale.{name}"] = repr(scale)
+    if statistics.holdout is not None:
+        params["data.holdout_rows"] = statistics.holdout.count
     tracking.log_params(uri, run_id, params)
     name = sources[0].name if len(sources) == 1 else f"{sources[0].parent.name} ({len(sources)} files)"
     tracking.log_training_dataset(uri, run_id, sources, csv_source.combined_digest(digests), name)
+    seen = [
+        {"path": str(p), "bytes": p.stat().st_size, "sha256": d, "rows": statistics.rows_per_file[str(p)]}
+        for p, d in zip(sources, digests)
+    ]
+    tracking.log_json_artifact(uri, run_id, {"files": seen}, "data_files.json")
 
 
 @task(name="log-results", **IO_TASK_OPTIONS)
@@ -181,16 +194,46 @@ def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, mode
     return registry.register_model(uri, run_id, source, model_name)
 
 
-@task(name="promote-champion", cache_policy=NO_CACHE)
-def promote_champion(uri: str, model_name: str, version: str) -> str | None:
-    """Point the champion alias at the new version; returns the version it replaced."""
-    return registry.promote(uri, model_name, version)
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def promotion_gate(
+    uri: str,
+    run_id: str,
+    model_name: str,
+    version: str,
+    outcome: TrainingOutcome,
+    holdout: Moments | None,
+    tolerance: float,
+) -> tuple[GateDecision, registry.AliasState | None]:
+    """Score champion and challenger on the same holdout; move the alias by compare-and-set."""
+    expected = registry.alias_version(uri, model_name, registry.CHAMPION_ALIAS)
+    challenger_mse = champion_mse = None
+    noise = 0.0
+    if holdout is not None:
+        challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
+        noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
+        if expected is not None:
+            champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
+            if set(champion.feature_names) == set(outcome.model.feature_names):
+                weights, intercept = champion.raw_coefficients()
+                by_name = dict(zip(champion.feature_names, weights))
+                champion_mse = holdout_mse(holdout, [by_name[n] for n in outcome.model.feature_names], intercept)
+    decision = gate(challenger_mse, champion_mse, expected, tolerance, noise)
+    before = None
+    if decision.promote:
+        won, state = registry.compare_and_set_champion(uri, model_name, version, expected)
+        if won:
+            before = state
+        else:
+            decision = decision.lost_race(state.champion)
+    registry.tag_version(uri, model_name, version, decision.tags())
+    tracking.set_tags(uri, run_id, decision.tags())
+    return decision, before
 
 
 @task(name="withdraw-version", **IO_TASK_OPTIONS)
-def withdraw_version(uri: str, model_name: str, version: str, previous: str | None) -> None:
-    """Undo a registration whose run did not finish: alias back, version deleted."""
-    registry.withdraw(uri, model_name, version, previous)
+def withdraw_version(uri: str, model_name: str, version: str, before: registry.AliasState | None) -> None:
+    """Undo a registration whose run did not finish: aliases back, version deleted."""
+    registry.withdraw(uri, model_name, version, before)
 
 
 @task(name="fail-mlflow-run", **IO_TASK_OPTIONS)
@@ -231,10 +274,16 @@ def train_flow(
     model_name: str = "normflow-linear",
     register_model: bool = True,
     block_bytes: int = csv_source.DEFAULT_BLOCK_BYTES,
+    holdout_fraction: float = 0.0,
+    promotion_tolerance: float = 0.0,
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
     check_settings(normalization, lr, epochs)
+    if not 0 <= holdout_fraction < 1:
+        raise ConfigError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
+    if promotion_tolerance < 0:
+        raise ConfigError(f"--promotion-tolerance must be >= 0, got {promotion_tolerance}")
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
     sources, spec = inspect_data(data, target, features)
@@ -248,13 +297,16 @@ def train_flow(
         "epochs": epochs,
         "device": describe_device(torch_device),
         "device_requested": device,
+        "holdout_fraction": holdout_fraction,
+        "promotion_tolerance": promotion_tolerance,
     }
     run_id = start_mlflow_run(uri, experiment, {"normflow.flow": "train"})
     logger.info("MLflow run %s in experiment %r at %s", run_id, experiment, uri)
     version: str | None = None
-    previous: str | None = None
+    before: registry.AliasState | None = None
+    decision: GateDecision | None = None
     try:
-        statistics = compute_statistics(sources, spec, torch_device, normalization, data, block_bytes)
+        statistics = compute_statistics(sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction)
         outcome = train(statistics, spec, normalization, lr, epochs)
         log_inputs(uri, run_id, sources, spec, statistics, settings, outcome.scaler)
         log_results(uri, run_id, outcome, f"{normalization} normalization, lr {lr:g}: loss per epoch")
@@ -262,21 +314,25 @@ def train_flow(
             raise outcome.error
         if register_model:
             version = register_trained_model(uri, run_id, outcome, model_name)
-            previous = promote_champion(uri, model_name, version)
+            decision, before = promotion_gate(
+                uri, run_id, model_name, version, outcome, statistics.holdout, promotion_tolerance
+            )
         finish_mlflow_run(uri, run_id)
     except BaseException as exc:
         if version is not None:
-            without_masking(withdraw_version, uri, model_name, version, previous)
+            without_masking(withdraw_version, uri, model_name, version, before)
         without_masking(fail_mlflow_run, uri, run_id, one_line(f"{type(exc).__name__}: {exc}"))
         raise
-    if version is not None:
-        logger.info("registered %s version %s with alias %s", model_name, version, registry.CHAMPION_ALIAS)
+    if version is not None and decision is not None:
+        logger.info("registered %s version %s: %s (%s)", model_name, version,
+                    decision.tags()["normflow.gate.decision"], decision.reason)
     return TrainingSummary(
         run_id=run_id,
         tracking_uri=uri,
         model_name=model_name if version is not None else None,
         model_version=version,
-        alias=registry.CHAMPION_ALIAS if version is not None else None,
+        alias=registry.CHAMPION_ALIAS if decision is not None and decision.promote else None,
+        decision=decision.reason if decision is not None else None,
         rows=statistics.moments.count,
         feature_names=spec.features,
         target=spec.target,
@@ -296,11 +352,12 @@ def train_flow(
 def format_summary(summary: TrainingSummary) -> str:
     """The few lines a person reads after training."""
     terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
-    model = (
-        f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
-        if summary.model_version
-        else "not registered (--no-register)"
-    )
+    if not summary.model_version:
+        model = "not registered (--no-register)"
+    elif summary.alias:
+        model = f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
+    else:
+        model = f"{summary.model_name} version {summary.model_version} (not promoted: {summary.decision})"
     return "\n".join(
         [
             "normflow: training finished",
@@ -337,30 +394,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--block-bytes", type=int, default=csv_source.DEFAULT_BLOCK_BYTES, help="CSV bytes parsed per block"
     )
+    gate_group = parser.add_argument_group("promotion gate")
+    gate_group.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=None,
+        help="fraction of rows (chosen by a hash of the row) kept out of training to score champion vs "
+        f"challenger; default 0 (no gate), {SERVE_HOLDOUT_FRACTION} with --serve",
+    )
+    gate_group.add_argument(
+        "--promotion-tolerance",
+        type=float,
+        default=0.0,
+        help="promote when the new holdout MSE is at most this much (relative) worse than the champion's",
+    )
+    schedule = parser.add_argument_group("scheduled retraining (needs a Prefect server and PREFECT_API_URL)")
+    schedule.add_argument("--serve", action="store_true", help="create a deployment and keep serving it")
+    timing = schedule.add_mutually_exclusive_group()
+    timing.add_argument("--cron", default=None, help='cron schedule, e.g. "0 3 * * *"')
+    timing.add_argument("--interval", type=float, default=None, help="seconds between runs")
     return parser.parse_args(argv)
+
+
+SERVE_HOLDOUT_FRACTION = 0.2
+DEPLOYMENT_NAME = "normflow-retrain"
+
+
+def serve_schedule(parameters: dict[str, object], cron: str | None, interval: float | None) -> str:
+    """Serve the train flow on a schedule until interrupted; refuses without a real Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            "--serve needs a running Prefect server (schedules never fire on the temporary one): "
+            "run `prefect server start` in another terminal, then "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and run this command again"
+        )
+    if cron is None and interval is None:
+        raise ConfigError('--serve needs a schedule: --cron "0 3 * * *" or --interval SECONDS')
+    if interval is not None and interval <= 0:
+        raise ConfigError(f"--interval must be positive, got {interval}")
+    train_flow.serve(name=DEPLOYMENT_NAME, cron=cron, interval=interval, parameters=parameters)
+    return "normflow: stopped serving"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the train flow from the command line; returns the process exit code."""
     args = parse_args(argv)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    return run_cli(
-        lambda: format_summary(
-            train_flow(
-                data=args.data,
-                target=args.target,
-                features=features,
-                normalization=args.normalization,
-                lr=args.lr,
-                epochs=args.epochs,
-                device=args.device,
-                experiment=args.experiment,
-                model_name=args.model_name,
-                register_model=not args.no_register,
-                block_bytes=args.block_bytes,
-            )
-        )
+    holdout = args.holdout_fraction
+    if holdout is None:
+        holdout = SERVE_HOLDOUT_FRACTION if args.serve else 0.0
+    parameters: dict[str, object] = dict(
+        data=args.data,
+        target=args.target,
+        features=features,
+        normalization=args.normalization,
+        lr=args.lr,
+        epochs=args.epochs,
+        device=args.device,
+        experiment=args.experiment,
+        model_name=args.model_name,
+        register_model=not args.no_register,
+        block_bytes=args.block_bytes,
+        holdout_fraction=holdout,
+        promotion_tolerance=args.promotion_tolerance,
     )
+    if args.serve:
+        return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval))
+    return run_cli(lambda: format_summary(train_flow(**parameters)) if not (args.cron or args.interval) else _needs_serve())
+
+
+def _needs_serve() -> str:
+    raise ConfigError("--cron and --interval schedule retraining: add --serve")
 
 
 if __name__ == "__main__":

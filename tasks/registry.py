@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -12,10 +16,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
+from tasks.errors import ConfigError
 from tasks.linear_model import MODEL_FILE, LinearModel, save_model_json
+from tasks.tracking import sqlite_path
 
 MODEL_ARTIFACT_PATH = "model"
 CHAMPION_ALIAS = "champion"
+PREVIOUS_ALIAS = "previous-champion"
 # Written out so log_model does not spend seconds inferring them. The loader module
 # (tasks.linear_model) comes from an installed normflow checkout, not from PyPI (an unrelated
 # "normflow" lives there): nothing executable is stored with the model.
@@ -73,23 +80,98 @@ def alias_version(uri: str, model_name: str, alias: str) -> str | None:
     """The version ``alias`` points at now, or ``None``."""
     try:
         return str(MlflowClient(uri).get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
-def promote(uri: str, model_name: str, version: str, alias: str = CHAMPION_ALIAS) -> str | None:
-    """Point ``alias`` at ``version``; returns the version it pointed at before (for rollback)."""
-    previous = alias_version(uri, model_name, alias)
-    MlflowClient(uri).set_registered_model_alias(model_name, alias, version)
-    return previous
+@dataclass(frozen=True)
+class AliasState:
+    """Where ``champion`` and ``previous-champion`` pointed before a move (for undo)."""
+
+    champion: str | None
+    previous: str | None
 
 
-def withdraw(uri: str, model_name: str, version: str, previous: str | None, alias: str = CHAMPION_ALIAS) -> None:
-    """Undo a registration: give ``alias`` back to ``previous`` and delete ``version``."""
+def alias_state(uri: str, model_name: str) -> AliasState:
+    """Read both aliases."""
+    return AliasState(alias_version(uri, model_name, CHAMPION_ALIAS), alias_version(uri, model_name, PREVIOUS_ALIAS))
+
+
+@contextmanager
+def registry_lock(uri: str, model_name: str) -> Iterator[None]:
+    """Serialize alias moves between processes sharing a local sqlite store (an flock beside the db).
+
+    Remote stores offer no lock; there the compare-and-set's verify step catches a lost race.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    lock_file = path.parent / f".{path.name}.{model_name}.alias-lock"
+    with open(lock_file, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _set_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> None:
     client = MlflowClient(uri)
-    if alias_version(uri, model_name, alias) == version:
-        if previous is not None:
-            client.set_registered_model_alias(model_name, alias, previous)
+    for alias, version in ((CHAMPION_ALIAS, champion), (PREVIOUS_ALIAS, previous)):
+        if version is None:
+            if alias_version(uri, model_name, alias) is not None:
+                client.delete_registered_model_alias(model_name, alias)
         else:
-            client.delete_registered_model_alias(model_name, alias)
-    client.delete_model_version(model_name, version)
+            client.set_registered_model_alias(model_name, alias, version)
+
+
+def compare_and_set_champion(uri: str, model_name: str, version: str, expected: str | None) -> tuple[bool, AliasState]:
+    """Make ``version`` champion only if the champion is still ``expected``; the old one becomes previous.
+
+    Re-read, compare, set, verify, under :func:`registry_lock`. Returns whether this call won,
+    and the alias state before the move (to undo it) or as found (when it lost).
+    """
+    with registry_lock(uri, model_name):
+        before = alias_state(uri, model_name)
+        if before.champion != expected:
+            return False, before
+        _set_aliases(uri, model_name, version, expected if expected is not None else before.previous)
+        won = alias_version(uri, model_name, CHAMPION_ALIAS) == version
+        return won, before
+
+
+def promote(uri: str, model_name: str, version: str) -> AliasState:
+    """Make ``version`` champion unconditionally (the old champion becomes previous-champion)."""
+    with registry_lock(uri, model_name):
+        before = alias_state(uri, model_name)
+        if before.champion != version:
+            _set_aliases(uri, model_name, version, before.champion if before.champion else before.previous)
+        return before
+
+
+def rollback(uri: str, model_name: str) -> AliasState:
+    """Swap ``champion`` and ``previous-champion``; returns the state before the swap."""
+    with registry_lock(uri, model_name):
+        before = alias_state(uri, model_name)
+        if before.previous is None:
+            raise ConfigError(f"registered model {model_name!r} has no {PREVIOUS_ALIAS!r} version to roll back to")
+        _set_aliases(uri, model_name, before.previous, before.champion)
+        return before
+
+
+def withdraw(uri: str, model_name: str, version: str, before: AliasState | None) -> None:
+    """Undo a registration: restore the aliases as they were and delete ``version``."""
+    with registry_lock(uri, model_name):
+        if before is not None and alias_version(uri, model_name, CHAMPION_ALIAS) == version:
+            _set_aliases(uri, model_name, before.champion, before.previous)
+        MlflowClient(uri).delete_model_version(model_name, version)
+
+
+def tag_version(uri: str, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Set tags on a model version (decisions, scores, who promoted it)."""
+    client = MlflowClient(uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))

@@ -10,6 +10,7 @@ import torch
 
 from tasks.csv_source import DEFAULT_BLOCK_BYTES, TableSpec, iter_row_blocks
 from tasks.errors import DataError
+from tasks.holdout import holdout_mask
 from tasks.moments import Moments, empty_moments, merge_moments, moments_of_columns
 
 ProgressCallback = Callable[[Path, int], None]
@@ -18,10 +19,11 @@ ProgressCallback = Callable[[Path, int], None]
 
 @dataclass(frozen=True)
 class SourceStatistics:
-    """Moments of features + target over all files, and how many rows each file gave."""
+    """Moments of features + target over all files (training rows, and the holdout if any)."""
 
-    moments: Moments
-    rows_per_file: dict[str, int]
+    moments: Moments  # training rows
+    rows_per_file: dict[str, int]  # every row read, training and holdout
+    holdout: Moments | None = None
 
 
 def file_moments(
@@ -30,17 +32,23 @@ def file_moments(
     device: torch.device,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
-) -> Moments:
-    """Moments of one file's selected columns, one block at a time (memory stays flat)."""
-    total = empty_moments(len(spec.selected), device)
+    holdout_fraction: float = 0.0,
+) -> tuple[Moments, Moments]:
+    """Moments of one file's training rows and holdout rows, one block at a time (memory stays flat)."""
+    train = empty_moments(len(spec.selected), device)
+    held = empty_moments(len(spec.selected), device)
     for block in iter_row_blocks(path, spec, block_bytes):
         columns = block.columns
+        if holdout_fraction > 0:
+            mask = holdout_mask(columns, holdout_fraction)
+            held_columns, columns = columns[:, mask], columns[:, ~mask]
+            held = merge_moments(held, moments_of_columns(held_columns.to(device), overwrite=True))
         if device.type == "cuda":
             columns = columns.pin_memory().to(device, non_blocking=True)
-        total = merge_moments(total, moments_of_columns(columns, overwrite=True))
+        train = merge_moments(train, moments_of_columns(columns, overwrite=True))
         if on_progress is not None:
-            on_progress(path, total.count)
-    return total
+            on_progress(path, train.count + held.count)
+    return train, held
 
 
 def source_statistics(
@@ -49,15 +57,18 @@ def source_statistics(
     device: torch.device,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
+    holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
-    """Moments over every file in ``sources``, merged exactly."""
+    """Moments over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
     total = empty_moments(len(spec.selected), device)
+    held = empty_moments(len(spec.selected), device)
     rows: dict[str, int] = {}
     for path in sources:
-        part = file_moments(path, spec, device, block_bytes, on_progress)
-        rows[str(path)] = part.count
-        total = merge_moments(total, part)
-    return SourceStatistics(total, rows)
+        train_part, held_part = file_moments(path, spec, device, block_bytes, on_progress, holdout_fraction)
+        rows[str(path)] = train_part.count + held_part.count
+        total = merge_moments(total, train_part)
+        held = merge_moments(held, held_part)
+    return SourceStatistics(total, rows, held if holdout_fraction > 0 else None)
 
 
 def require_rows(statistics: SourceStatistics, normalization: str, data_label: str) -> None:
@@ -65,6 +76,8 @@ def require_rows(statistics: SourceStatistics, normalization: str, data_label: s
     needed = 2 if normalization == "standard" else 1
     if statistics.moments.count < needed:
         raise DataError(
-            f"{data_label}: {statistics.moments.count} data row(s); standardization needs at least 2 "
+            f"{data_label}: {statistics.moments.count} training row(s); standardization needs at least 2 "
             "(use more rows, or --normalization maxabs, minmax or none)"
         )
+    if statistics.holdout is not None and statistics.holdout.count == 0:
+        raise DataError(f"{data_label}: no row fell into the holdout; use more rows or a larger --holdout-fraction")

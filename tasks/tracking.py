@@ -150,6 +150,11 @@ def log_artifact(uri: str, run_id: str, path: Path, artifact_dir: str | None = N
     MlflowClient(uri).log_artifact(run_id, str(path), artifact_dir)
 
 
+def log_json_artifact(uri: str, run_id: str, document: object, name: str) -> None:
+    """Upload a JSON document as a run artifact named ``name``."""
+    MlflowClient(uri).log_dict(run_id, document, name)
+
+
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Set run tags in one call."""
     MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -148,7 +148,7 @@ def test_binary_file(write_csv):
 
 def test_standardization_needs_two_rows(write_csv):
     stats = read(write_csv("one.csv", "lights,distance,price\n1,2,3\n"))
-    with pytest.raises(DataError, match="one.csv: 1 data row.*at least 2"):
+    with pytest.raises(DataError, match="one.csv: 1 training row.*at least 2"):
         require_rows(stats, "standard", "one.csv")
     require_rows(stats, "maxabs", "one.csv")  # one row is enough without a std
 

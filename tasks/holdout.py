@@ -1,0 +1,54 @@
+"""A deterministic holdout chosen by a hash of each row, and exact holdout scores from moments.
+
+The same row lands on the same side whichever file it is in and however many files are
+added later, so retrainings on a growing folder keep comparing models on a stable set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tasks.moments import DTYPE, Moments
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(values: np.ndarray) -> np.ndarray:
+    z = values + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def holdout_mask(columns: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Which rows of a ``(k, n)`` float64 block belong to the holdout (about ``fraction`` of them).
+
+    Decided by a 64-bit hash of the row's values alone (``-0.0`` counts as ``0.0``).
+    """
+    n = columns.shape[1]
+    if fraction <= 0:
+        return torch.zeros(n, dtype=torch.bool)
+    values = np.ascontiguousarray(columns.detach().cpu().numpy(), dtype=np.float64) + 0.0  # folds -0.0 into 0.0
+    bits = values.view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(n, np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
+        for column in bits:
+            h = _splitmix(h ^ column)
+    uniform = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return torch.from_numpy(uniform < fraction)
+
+
+def holdout_mse(holdout: Moments, raw_weights: list[float], intercept: float) -> float:
+    """Exact mean squared error of ``x @ w + b`` on the rows behind ``holdout`` (features then target).
+
+    With ``a = [w, -1]``: ``MSE = a' C a / n + (mean . a + b)^2``; no row is needed again.
+    """
+    if holdout.count == 0:
+        raise ValueError("the holdout is empty")
+    a = torch.tensor([*raw_weights, -1.0], dtype=DTYPE, device=holdout.mean.device)
+    spread = (a @ holdout.comoment @ a) / holdout.count
+    bias = holdout.mean @ a + intercept
+    return float(spread.clamp_min(0.0) + bias * bias)

@@ -1,0 +1,74 @@
+"""The gate's arithmetic: a stable hashed holdout, exact holdout MSE from moments, the decision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tasks.holdout import holdout_mask, holdout_mse
+from tasks.moments import moments_of, moments_of_columns
+from tasks.promotion import gate
+
+
+@pytest.fixture
+def rows():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5000, 2, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1000.0], dtype=torch.float64)
+    y = x @ torch.tensor([2.0, 0.01], dtype=torch.float64) + 5 + torch.randn(5000, generator=g, dtype=torch.float64)
+    return torch.cat([x, y[:, None]], dim=1)
+
+
+def test_holdout_takes_about_the_fraction(rows):
+    mask = holdout_mask(rows.T.contiguous(), 0.2)
+    assert 0.18 < mask.double().mean().item() < 0.22
+    assert not holdout_mask(rows.T.contiguous(), 0.0).any()
+
+
+def test_holdout_depends_on_the_row_only(rows):
+    whole = holdout_mask(rows.T.contiguous(), 0.3)
+    shuffled = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))
+    again = holdout_mask(rows[shuffled].T.contiguous(), 0.3)
+    assert torch.equal(again, whole[shuffled])  # same rows, same side, whatever the order or file
+    split = torch.cat([holdout_mask(rows[:1234].T.contiguous(), 0.3), holdout_mask(rows[1234:].T.contiguous(), 0.3)])
+    assert torch.equal(split, whole)
+
+
+def test_holdout_mse_from_moments_equals_the_direct_mse(rows):
+    held = moments_of_columns(rows.T.contiguous())
+    for weights, intercept in [([2.0, 0.01], 5.0), ([1.5, 0.02], -3.0), ([0.0, 0.0], 0.0)]:
+        direct = torch.mean((rows[:, :2] @ torch.tensor(weights, dtype=torch.float64) + intercept - rows[:, 2]) ** 2)
+        assert holdout_mse(held, weights, intercept) == pytest.approx(float(direct), rel=1e-10)
+
+
+def test_holdout_mse_of_an_empty_holdout_is_refused(rows):
+    with pytest.raises(ValueError, match="empty"):
+        holdout_mse(moments_of(rows[:0]), [1.0, 1.0], 0.0)
+
+
+def test_better_challenger_is_promoted():
+    decision = gate(1.0, 2.0, "3", tolerance=0.0)
+    assert decision.promote and decision.tags()["normflow.gate.decision"] == "promoted"
+    assert decision.tags()["normflow.gate.champion_version"] == "3"
+
+
+def test_worse_challenger_is_not_promoted_unless_within_tolerance():
+    assert not gate(2.1, 2.0, "3", tolerance=0.0).promote
+    assert gate(2.1, 2.0, "3", tolerance=0.1).promote
+    assert "> champion's 2" in gate(2.1, 2.0, "3", tolerance=0.0).reason
+
+
+def test_first_version_and_no_holdout_are_promoted():
+    assert gate(1.0, None, None, 0.0).promote
+    assert gate(None, None, "3", 0.0).reason.startswith("no holdout")
+
+
+def test_incomparable_champion_is_kept():
+    decision = gate(1.0, None, "3", 0.0)
+    assert not decision.promote and "other features" in decision.reason
+
+
+def test_lost_race_overrules_a_promotion():
+    lost = gate(1.0, 2.0, "3", 0.0).lost_race("5")
+    assert not lost.promote and "lost the race" in lost.reason and "version 5" in lost.reason
+    assert lost.tags()["normflow.gate.decision"] == "not promoted"
+
