@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import NormflowError, one_line
+from tasks.errors import ConfigError, NormflowError, one_line
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
@@ -41,6 +41,49 @@ def without_masking(step: Callable[..., object], *args: object) -> None:
         step(*args)
     except Exception as exc:  # the original error is re-raised by the caller
         logging.getLogger("normflow").warning("clean-up step %s failed: %s", getattr(step, "name", step), exc)
+
+
+def dask_task_runner(dask_address: str | None, workers: int | None):
+    """A DaskTaskRunner for an existing cluster or a local one of ``workers`` processes; None for neither."""
+    if dask_address and workers:
+        raise ConfigError("give --dask-address or --workers, not both")
+    if not dask_address and not workers:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": workers,
+            "processes": True,
+            "threads_per_worker": 1,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        },
+    )
+
+
+def add_scale_out_flags(parser) -> None:
+    """--dask-address, --workers and --partition-mb, shared by the train and predict CLIs."""
+    group = parser.add_argument_group("scale-out (Dask, through prefect-dask)")
+    group.add_argument("--dask-address", default=None, help="run per-partition tasks on this cluster (tcp://HOST:PORT)")
+    group.add_argument("--workers", type=int, default=None, help="start a local Dask cluster of N worker processes")
+    group.add_argument(
+        "--partition-mb", type=float, default=64.0, help="with Dask: size of the byte ranges large files are cut into"
+    )
+
+
+def partition_bytes(args) -> int | None:
+    """Partition size for the flows when a Dask option was given; None keeps the single-process path."""
+    if not (args.dask_address or args.workers):
+        return None
+    if args.partition_mb <= 0:
+        raise ConfigError(f"--partition-mb must be positive, got {args.partition_mb}")
+    return int(args.partition_mb * (1 << 20))
 
 
 class OneLineExpectedErrors(logging.Filter):

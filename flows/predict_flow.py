@@ -8,22 +8,44 @@ that version, so prediction can never use other statistics than training did.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.futures import wait
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
+from flows.common import (
+    IO_TASK_OPTIONS,
+    add_scale_out_flags,
+    dask_task_runner,
+    partition_bytes as partition_bytes_from,
+    run_cli,
+    without_masking,
+)
 from tasks import csv_source, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
 from tasks.errors import ConfigError, one_line
 from tasks.linear_model import LinearModel
 from tasks.model_store import PinnedModel, load_pinned_model, pin_model_version
-from tasks.scoring import BAD_ROW_POLICIES, ScoringReport, range_warnings, score_sources, scoring_spec
+from tasks.scoring import (
+    BAD_ROW_POLICIES,
+    ScoringReport,
+    merge_reports,
+    output_schema,
+    part_path,
+    publish_parts,
+    range_warnings,
+    rejected_path,
+    rejected_schema,
+    score_sources,
+    scoring_spec,
+)
 
 DEFAULT_MODEL_URI = "models:/normflow-linear@champion"
 SCORING_EXPERIMENT = "normflow-scoring"
@@ -89,6 +111,61 @@ def score(
         block_bytes,
         progress_reporter(sum(p.stat().st_size for p in sources)),
     )
+
+
+@task(name="score-partition", cache_policy=NO_CACHE)
+def score_partition(
+    partition: csv_source.Partition,
+    spec: csv_source.TableSpec,
+    model: LinearModel,
+    part_output: str,
+    device_name: str,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    block_bytes: int,
+) -> ScoringReport:
+    """Score one partition into its own part file, wherever the task runner puts it."""
+    return score_sources(
+        [partition], spec, model, Path(part_output), resolve_device(device_name), on_bad_row, flag_out_of_range, block_bytes
+    )
+
+
+def score_partitioned(
+    sources: list[Path],
+    spec: csv_source.TableSpec,
+    model: LinearModel,
+    output: Path,
+    device: torch.device,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    block_bytes: int,
+    target_bytes: int,
+) -> ScoringReport:
+    """One task per partition into part files; the output is published only when every part succeeded."""
+    partitions = csv_source.plan_partitions(sources, target_bytes)
+    get_run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    parts_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    try:
+        outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
+        futures = score_partition.map(
+            partitions,
+            unmapped(spec),
+            unmapped(model),
+            outputs,
+            unmapped(device.type),
+            unmapped(on_bad_row),
+            unmapped(flag_out_of_range),
+            unmapped(block_bytes),
+        )
+        wait(futures)  # let every part finish or fail before anything is published or removed
+        reports = [future.result() for future in futures]
+        rejected = rejected_path(output) if on_bad_row == "skip" else None
+        if rejected is not None:
+            publish_parts([rejected_path(Path(o)) for o in outputs], rejected, rejected_schema(spec))
+        publish_parts([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range))
+        return merge_reports(reports, output, rejected)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 @task(name="start-scoring-run", **IO_TASK_OPTIONS)
@@ -162,6 +239,7 @@ def predict_flow(
     chunk_rows: int | None = None,
     on_bad_row: str = "error",
     flag_out_of_range: bool = False,
+    partition_bytes: int | None = None,
 ) -> ScoringSummary:
     """Score CSV rows with a registered model, normalizing them with its training statistics."""
     logger = get_run_logger()
@@ -188,7 +266,12 @@ def predict_flow(
     run_id = start_scoring_run(uri, params)
     try:
         started = time.perf_counter()
-        report = score(sources, spec, model, output_path, torch_device, on_bad_row, flag_out_of_range, block_bytes)
+        if partition_bytes:
+            report = score_partitioned(
+                sources, spec, model, output_path, torch_device, on_bad_row, flag_out_of_range, block_bytes, partition_bytes
+            )
+        else:
+            report = score(sources, spec, model, output_path, torch_device, on_bad_row, flag_out_of_range, block_bytes)
         seconds = time.perf_counter() - started
         warnings = range_warnings(report, model)
         for message in warnings:
@@ -244,15 +327,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--flag-out-of-range", action="store_true", help="add a boolean out_of_range column (outside training min/max)"
     )
+    add_scale_out_flags(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the predict flow from the command line; returns the process exit code."""
     args = parse_args(argv)
-    return run_cli(
-        lambda: format_summary(
-            predict_flow(
+
+    def run() -> str:
+        runner = dask_task_runner(args.dask_address, args.workers)
+        flow_fn = predict_flow.with_options(task_runner=runner) if runner else predict_flow
+        return format_summary(
+            flow_fn(
                 input=args.input,
                 output=args.output,
                 model_uri=args.model_uri,
@@ -260,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_rows=args.chunk_rows,
                 on_bad_row=args.on_bad_row,
                 flag_out_of_range=args.flag_out_of_range,
+                partition_bytes=partition_bytes_from(args),
             )
         )
-    )
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from tasks import csv_source, registry, tracking
 from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
-from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
+from flows.common import (
+    IO_TASK_OPTIONS,
+    add_scale_out_flags,
+    dask_task_runner,
+    partition_bytes as partition_bytes_from,
+    run_cli,
+    without_masking,
+)
 from tasks.errors import ConfigError, one_line
 from tasks.holdout import holdout_mse
 from tasks.model_store import load_pinned_model, pin_model_version
@@ -28,7 +35,13 @@ from tasks.moments import Moments
 from tasks.promotion import GateDecision, gate
 from tasks.plots import plot_loss_curve
 from tasks.scalers import METHODS, Scaler, scaler_to_json
-from tasks.statistics import SourceStatistics, require_rows, source_statistics
+from tasks.statistics import (
+    SourceStatistics,
+    merge_partition_statistics,
+    partition_statistics,
+    require_rows,
+    source_statistics,
+)
 from tasks.training import TrainingOutcome, train_linear_model
 
 DEFAULT_DATA = "data/houses.csv"
@@ -96,6 +109,40 @@ def compute_statistics(
         sum(sizes.values()) / 1e6,
         describe_device(device),
     )
+    return statistics
+
+
+@task(name="partition-statistics", cache_policy=NO_CACHE)
+def statistics_of_partition(
+    partition: csv_source.Partition,
+    spec: csv_source.TableSpec,
+    device_name: str,
+    block_bytes: int,
+    holdout_fraction: float,
+) -> dict:
+    """One partition's moments, computed wherever the task runner puts it (a Dask worker, say)."""
+    return partition_statistics(partition, spec, resolve_device(device_name), block_bytes, holdout_fraction)
+
+
+def compute_statistics_partitioned(
+    sources: list[Path],
+    spec: csv_source.TableSpec,
+    device: torch.device,
+    normalization: str,
+    data_label: str,
+    block_bytes: int,
+    holdout_fraction: float,
+    target_bytes: int,
+) -> SourceStatistics:
+    """The statistics pass as one task per partition (file or byte range), merged exactly here."""
+    partitions = csv_source.plan_partitions(sources, target_bytes)
+    get_run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    futures = statistics_of_partition.map(
+        partitions, unmapped(spec), unmapped("cpu"), unmapped(block_bytes), unmapped(holdout_fraction)
+    )
+    parts = [future.result() for future in futures]
+    statistics = merge_partition_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
+    require_rows(statistics, normalization, data_label)
     return statistics
 
 
@@ -276,6 +323,7 @@ def train_flow(
     block_bytes: int = csv_source.DEFAULT_BLOCK_BYTES,
     holdout_fraction: float = 0.0,
     promotion_tolerance: float = 0.0,
+    partition_bytes: int | None = None,
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
@@ -306,7 +354,14 @@ def train_flow(
     before: registry.AliasState | None = None
     decision: GateDecision | None = None
     try:
-        statistics = compute_statistics(sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction)
+        if partition_bytes:
+            statistics = compute_statistics_partitioned(
+                sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction, partition_bytes
+            )
+        else:
+            statistics = compute_statistics(
+                sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction
+            )
         outcome = train(statistics, spec, normalization, lr, epochs)
         log_inputs(uri, run_id, sources, spec, statistics, settings, outcome.scaler)
         log_results(uri, run_id, outcome, f"{normalization} normalization, lr {lr:g}: loss per epoch")
@@ -408,6 +463,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="promote when the new holdout MSE is at most this much (relative) worse than the champion's",
     )
+    add_scale_out_flags(parser)
     schedule = parser.add_argument_group("scheduled retraining (needs a Prefect server and PREFECT_API_URL)")
     schedule.add_argument("--serve", action="store_true", help="create a deployment and keep serving it")
     timing = schedule.add_mutually_exclusive_group()
@@ -462,7 +518,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.serve:
         return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval))
-    return run_cli(lambda: format_summary(train_flow(**parameters)) if not (args.cron or args.interval) else _needs_serve())
+
+    def run() -> str:
+        if args.cron or args.interval:
+            _needs_serve()
+        runner = dask_task_runner(args.dask_address, args.workers)
+        flow_fn = train_flow.with_options(task_runner=runner) if runner else train_flow
+        return format_summary(flow_fn(**parameters, partition_bytes=partition_bytes_from(args)))
+
+    return run_cli(run)
 
 
 def _needs_serve() -> str:

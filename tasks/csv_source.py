@@ -152,51 +152,127 @@ def table_spec(
     return TableSpec(columns=tuple(columns), features=chosen, target=target)
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Whole data lines of one file, the unit of parallel work: the file, or a byte range of it."""
+
+    path: Path
+    start: int | None = None  # byte offset of the first line; None: the whole file after its header
+    end: int | None = None  # byte offset just past the last line
+    first_row: int = 1  # 1-based data-row number of the first line
+
+    @property
+    def label(self) -> str:
+        """The file, with the byte range when it is one."""
+        return str(self.path) if self.start is None else f"{self.path}[{self.start}:{self.end}]"
+
+
+def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
+    """Cut files into partitions of about ``target_bytes``, at line boundaries, numbering their rows.
+
+    A small file is one partition; a large one becomes byte ranges. Counting the lines before
+    each cut costs one fast pass over the bytes (no parsing), so errors keep exact row numbers.
+    """
+    partitions: list[Partition] = []
+    for path in sources:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header_end = len(handle.readline())
+            if size - header_end <= target_bytes:
+                partitions.append(Partition(path))
+                continue
+            start, row = header_end, 1
+            while start < size:
+                handle.seek(min(start + target_bytes, size))
+                if handle.tell() < size:
+                    handle.readline()  # move to the next line start
+                end = handle.tell()
+                partitions.append(Partition(path, start, end, row))
+                row += _count_lines(handle, start, end)
+                start = end
+    return partitions
+
+
+def _count_lines(handle, start: int, end: int) -> int:
+    handle.seek(start)
+    lines, remaining, last = 0, end - start, b"\n"
+    while remaining > 0:
+        chunk = handle.read(min(remaining, 16 << 20))
+        lines += chunk.count(b"\n")
+        last = chunk[-1:] or last
+        remaining -= len(chunk)
+    handle.seek(end)
+    return lines + (0 if last == b"\n" else 1)
+
+
+def _as_partition(source: Path | Partition) -> Partition:
+    return source if isinstance(source, Partition) else Partition(Path(source))
+
+
+def _open_partition(part: Partition) -> tuple[pa.NativeFile, int]:
+    """The partition's bytes as a pyarrow input, and how many header lines to skip."""
+    if part.start is None:
+        return pa.OSFile(str(part.path), "rb"), 1
+    with open(part.path, "rb") as handle:
+        handle.seek(part.start)
+        return pa.BufferReader(handle.read(part.end - part.start)), 0
+
+
 def iter_row_blocks(
-    path: Path,
+    source: Path | Partition,
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Iterator[RowBlock]:
-    """Stream ``path`` as blocks of float64 columns ``spec.selected``; the first bad cell is an error."""
+    """Stream a file (or partition) as blocks of float64 columns ``spec.selected``; a bad cell is an error."""
+    part = _as_partition(source)
+    path = part.path
     selected = list(spec.selected)
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.float64() for name in selected}, include_columns=selected
     )
     rows_before = 0
-    with _reading_errors(path, spec, lambda: rows_before, block_bytes):
-        reader = pacsv.open_csv(path, read_options=_read_options(spec, block_bytes), convert_options=convert_options)
+    stream, skip = _open_partition(part)
+    with _reading_errors(path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
+        reader = pacsv.open_csv(
+            stream, read_options=_read_options(spec, block_bytes, skip), convert_options=convert_options
+        )
         for batch in reader:
             columns = torch.from_numpy(
                 np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected])
             )
             if not bool(torch.isfinite(columns).all()):
-                raise find_bad_cell(path, spec, start_row=rows_before + 1)
-            yield RowBlock(path, rows_before + 1, columns)
+                raise find_bad_cell(path, spec, start_row=part.first_row + rows_before)
+            yield RowBlock(path, part.first_row + rows_before, columns)
             rows_before += batch.num_rows
-    if rows_before == 0:
+    if rows_before == 0 and part.start is None:
         raise DataError(f"{path}: has a header but no data rows")
 
 
 def iter_text_batches(
-    path: Path,
+    source: Path | Partition,
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Iterator[tuple[int, pa.RecordBatch, int]]:
-    """Stream every column of ``path`` as text, unchanged: ``(first_row, batch, bytes_read)``.
+    """Stream every column of a file (or partition) as text, unchanged: ``(first_row, batch, bytes_read)``.
 
     For scoring, where input columns pass through to the output exactly as written and bad
     rows may be skipped instead of ending the job.
     """
+    part = _as_partition(source)
+    path = part.path
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in spec.columns}, strings_can_be_null=False
     )
     rows_before = 0
-    with _reading_errors(path, spec, lambda: rows_before, block_bytes), pa.OSFile(str(path), "rb") as source:
-        reader = pacsv.open_csv(source, read_options=_read_options(spec, block_bytes), convert_options=convert_options)
+    stream, skip = _open_partition(part)
+    with _reading_errors(path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
+        reader = pacsv.open_csv(
+            stream, read_options=_read_options(spec, block_bytes, skip), convert_options=convert_options
+        )
         for batch in reader:
-            yield rows_before + 1, batch, source.tell()
+            yield part.first_row + rows_before, batch, stream.tell()
             rows_before += batch.num_rows
-    if rows_before == 0:
+    if rows_before == 0 and part.start is None:
         raise DataError(f"{path}: has a header but no data rows")
 
 
@@ -230,9 +306,9 @@ def _to_float(text: str) -> float:
     return float(text) if cell_problem(text) is None else math.nan
 
 
-def _read_options(spec: TableSpec, block_bytes: int) -> pacsv.ReadOptions:
+def _read_options(spec: TableSpec, block_bytes: int, skip_rows: int = 1) -> pacsv.ReadOptions:
     return pacsv.ReadOptions(
-        column_names=list(spec.columns), skip_rows=1, block_size=max(int(block_bytes), MIN_BLOCK_BYTES)
+        column_names=list(spec.columns), skip_rows=skip_rows, block_size=max(int(block_bytes), MIN_BLOCK_BYTES)
     )
 
 
@@ -242,7 +318,7 @@ def _reading_errors(path: Path, spec: TableSpec, rows_before, block_bytes: int) 
     try:
         yield
     except pa.ArrowInvalid as exc:
-        row = rows_before() + 1
+        row = rows_before()
         if "straddl" in str(exc) or "larger than block size" in str(exc):
             raise DataError(
                 f"{path}: row {row} or a later one is longer than the read block of {block_bytes} bytes "

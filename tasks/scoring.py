@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from tasks.csv_source import (
     DEFAULT_BLOCK_BYTES,
+    Partition,
     TableSpec,
     find_bad_cell,
     iter_text_batches,
@@ -72,7 +74,7 @@ def output_schema(spec: TableSpec, flag_out_of_range: bool) -> pa.Schema:
 
 
 def score_sources(
-    sources: list[Path],
+    sources: list[Path | Partition],
     spec: TableSpec,
     model: LinearModel,
     output: Path,
@@ -82,7 +84,10 @@ def score_sources(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: BytesProgress | None = None,
 ) -> ScoringReport:
-    """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix)."""
+    """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix).
+
+    The output (and, with ``skip``, ``<stem>.rejected.csv``) appears only when every row is done.
+    """
     if on_bad_row not in BAD_ROW_POLICIES:
         raise ConfigError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}, got {on_bad_row!r}")
     features = model.feature_names
@@ -93,16 +98,14 @@ def score_sources(
     above = torch.zeros_like(below)
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
     schema = output_schema(spec, flag_out_of_range)
-    reject_schema = pa.schema(
-        [pa.field(n, pa.string()) for n in spec.columns]
-        + [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()), pa.field("reason", pa.string())]
-    )
+    reject_schema = rejected_schema(spec)
     bytes_done = 0
     rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
     with AtomicTableWriter(output) as writer, rejects_cm as rejects:
-        for path in sources:
+        for source in sources:
+            path = source.path if isinstance(source, Partition) else Path(source)
             file_bytes = 0
-            for first_row, batch, read_so_far in iter_text_batches(path, spec, block_bytes):
+            for first_row, batch, read_so_far in iter_text_batches(source, spec, block_bytes):
                 values, problems = parse_numeric_columns(batch, features)
                 if problems:
                     if on_bad_row == "error":
@@ -137,6 +140,47 @@ def score_sources(
     report.below_min = dict(zip(features, below.tolist()))
     report.above_max = dict(zip(features, above.tolist()))
     return report
+
+
+def rejected_schema(spec: TableSpec) -> pa.Schema:
+    """Input columns as text, then where each rejected row came from and why."""
+    return pa.schema(
+        [pa.field(n, pa.string()) for n in spec.columns]
+        + [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()), pa.field("reason", pa.string())]
+    )
+
+
+def part_path(parts_dir: Path, index: int, output: Path) -> Path:
+    """Where partition ``index`` is scored to (same format as the final output)."""
+    return parts_dir / f"part-{index:05d}{'.parquet' if output.suffix.lower() == '.parquet' else '.csv'}"
+
+
+def merge_reports(reports: list[ScoringReport], output: Path, rejected: Path | None) -> ScoringReport:
+    """Add up the counts of partition reports into one report for the published output."""
+    total = ScoringReport(output=output, rejected_output=rejected)
+    for r in reports:
+        total.rows_scored += r.rows_scored
+        total.rows_rejected += r.rows_rejected
+        total.rows_out_of_range += r.rows_out_of_range
+        for name, count in r.below_min.items():
+            total.below_min[name] = total.below_min.get(name, 0) + count
+        for name, count in r.above_max.items():
+            total.above_max[name] = total.above_max.get(name, 0) + count
+    return total
+
+
+def publish_parts(parts: list[Path], output: Path, schema: pa.Schema) -> Path:
+    """Concatenate finished part files, in order, into ``output`` (atomically)."""
+    with AtomicTableWriter(output) as writer:
+        for part in parts:
+            if not part.exists():
+                continue  # a part with no rows written (e.g. all rejected) may be absent
+            if writer.format == "parquet":
+                writer.write(pq.read_table(part))
+            else:
+                writer.write_csv_body(part)
+        writer.commit(schema)
+    return output
 
 
 def _rejected_rows(

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import torch
 
-from tasks.csv_source import DEFAULT_BLOCK_BYTES, TableSpec, iter_row_blocks
+from tasks.csv_source import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
 from tasks.errors import DataError
 from tasks.holdout import holdout_mask
-from tasks.moments import Moments, empty_moments, merge_moments, moments_of_columns
+from tasks.moments import (
+    Moments,
+    empty_moments,
+    merge_moments,
+    moments_from_dict,
+    moments_of_columns,
+    moments_to_dict,
+)
 
 ProgressCallback = Callable[[Path, int], None]
 """Called after each block with the file and the rows read from it so far."""
@@ -27,14 +34,14 @@ class SourceStatistics:
 
 
 def file_moments(
-    path: Path,
+    path: Path | Partition,
     spec: TableSpec,
     device: torch.device,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
 ) -> tuple[Moments, Moments]:
-    """Moments of one file's training rows and holdout rows, one block at a time (memory stays flat)."""
+    """Moments of one file's (or partition's) training and holdout rows, block by block (memory stays flat)."""
     train = empty_moments(len(spec.selected), device)
     held = empty_moments(len(spec.selected), device)
     for block in iter_row_blocks(path, spec, block_bytes):
@@ -47,7 +54,7 @@ def file_moments(
             columns = columns.pin_memory().to(device, non_blocking=True)
         train = merge_moments(train, moments_of_columns(columns, overwrite=True))
         if on_progress is not None:
-            on_progress(path, train.count + held.count)
+            on_progress(block.path, train.count + held.count)
     return train, held
 
 
@@ -81,3 +88,29 @@ def require_rows(statistics: SourceStatistics, normalization: str, data_label: s
         )
     if statistics.holdout is not None and statistics.holdout.count == 0:
         raise DataError(f"{data_label}: no row fell into the holdout; use more rows or a larger --holdout-fraction")
+
+
+def partition_statistics(
+    partition: Partition,
+    spec: TableSpec,
+    device: torch.device,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    holdout_fraction: float = 0.0,
+) -> dict:
+    """One partition's moments in plain form, to send back from a worker and merge exactly."""
+    train, held = file_moments(partition, spec, device, block_bytes, None, holdout_fraction)
+    return {"path": str(partition.path), "train": moments_to_dict(train), "holdout": moments_to_dict(held)}
+
+
+def merge_partition_statistics(parts: list[dict], width: int, device: torch.device, holdout: bool) -> SourceStatistics:
+    """Merge partition results (any order gives the same moments, up to rounding)."""
+    total = empty_moments(width, device)
+    held = empty_moments(width, device)
+    rows: dict[str, int] = {}
+    for part in parts:
+        train_part = moments_from_dict(part["train"], device)
+        held_part = moments_from_dict(part["holdout"], device)
+        rows[part["path"]] = rows.get(part["path"], 0) + train_part.count + held_part.count
+        total = merge_moments(total, train_part)
+        held = merge_moments(held, held_part)
+    return SourceStatistics(total, rows, held if holdout else None)

@@ -63,6 +63,16 @@ class AtomicTableWriter:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         self.rows += table.num_rows
 
+    def write_csv_body(self, part: Path) -> None:
+        """Append the data lines of a CSV part file written with the same header (its header skipped)."""
+        with open(part, "rb") as source:
+            header = source.readline()
+            if self._writer is None:
+                self._writer = pa.OSFile(str(self.temp), "wb")
+                self._writer.write(header)
+            while chunk := source.read(16 << 20):
+                self._writer.write(chunk)
+
     def commit(self, empty_schema: pa.Schema | None = None) -> Path:
         """Close the temporary file and publish it at the target path in one rename."""
         if self._writer is None:

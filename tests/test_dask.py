@@ -1,0 +1,120 @@
+"""Integration: both flows on a real local Dask cluster (2 worker processes on 127.0.0.1) give the
+single-process results: moments to 1e-12 relative, identical predictions, all-or-nothing output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from distributed import Client, LocalCluster
+from mlflow import MlflowClient
+from prefect_dask import DaskTaskRunner
+
+from flows.predict_flow import predict_flow
+from flows.train_flow import train_flow
+from tasks.csv_source import Partition, plan_partitions, resolve_sources, table_spec
+from tasks.errors import DataError
+from tasks.statistics import merge_partition_statistics, partition_statistics, source_statistics
+
+pytestmark = pytest.mark.integration
+CPU = torch.device("cpu")
+
+
+def write_files(folder: Path, files: int = 4, rows: int = 3000) -> Path:
+    rng = np.random.default_rng(11)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        lights = rng.integers(0, 6, rows)
+        distance = rng.uniform(100, 4000, rows).round(2)
+        price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, rows)
+        body = "".join(f"r{i}-{j},{a},{b},{c:.5f}\n" for j, (a, b, c) in enumerate(zip(lights, distance, price)))
+        (folder / f"part{i}.csv").write_text("id,lights,distance,price\n" + body)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect_server):
+    """A local Dask cluster of 2 worker processes on 127.0.0.1 whose workers report to the test server."""
+    import os
+
+    os.environ["PREFECT_API_URL"] = prefect_server  # inherited by the worker processes
+    try:
+        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c:
+            yield c
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def test_byte_range_partitions_cover_every_row_once(tmp_path):
+    folder = write_files(tmp_path / "in", files=1, rows=2000)
+    sources = resolve_sources(folder)
+    spec = table_spec(sources, "price", ["lights", "distance"])
+    partitions = plan_partitions(sources, 4096)
+    assert len(partitions) > 5 and all(isinstance(p, Partition) for p in partitions)
+    assert partitions[0].first_row == 1 and partitions[1].first_row > 1
+    parts = [partition_statistics(p, spec, CPU) for p in partitions]
+    merged = merge_partition_statistics(parts, 3, CPU, holdout=False)
+    whole = source_statistics(sources, spec, CPU)
+    assert merged.moments.count == whole.moments.count == 2000
+    torch.testing.assert_close(merged.moments.comoment, whole.moments.comoment, rtol=1e-12, atol=0)
+
+
+def test_bad_cell_in_a_byte_range_keeps_its_file_row_number(tmp_path):
+    rows = "".join(f"{i % 5},{i},{i}\n" for i in range(4000))
+    path = tmp_path / "bad.csv"
+    path.write_text("lights,distance,price\n" + rows + "1,x,3\n")
+    spec = table_spec([path], "price", None)
+    last = plan_partitions([path], 4096)[-1]
+    with pytest.raises(DataError, match="row 4001 \\(line 4002\\), column 'distance': not a number: 'x'"):
+        partition_statistics(last, spec, CPU)
+
+
+def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
+    data = str(write_files(tmp_path / "in"))
+    single = train_flow(data=data, features=["lights", "distance"], register_model=False, epochs=300)
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    dask = train_flow.with_options(task_runner=runner)(
+        data=data, features=["lights", "distance"], register_model=False, epochs=300, partition_bytes=16_384
+    )
+    client = MlflowClient(tracking_store)
+    a, b = client.get_run(single.run_id).data.params, client.get_run(dask.run_id).data.params
+    for key in ("scaler.mean.distance", "scaler.std.distance", "scaler.std.lights", "data.rows"):
+        assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-12)
+    assert dask.raw_weights == pytest.approx(single.raw_weights, rel=1e-10)
+    assert dask.intercept == pytest.approx(single.intercept, rel=1e-10)
+    with Client(cluster.scheduler_address) as dask_client:
+        assert len(dask_client.scheduler_info()["workers"]) == 2
+
+
+def test_predict_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
+    data = write_files(tmp_path / "in")
+    train_flow(data=str(data), features=["lights", "distance"], epochs=300)
+    single, dask = tmp_path / "single.csv", tmp_path / "dask.csv"
+    predict_flow(input=str(data), output=str(single))
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    report = predict_flow.with_options(task_runner=runner)(input=str(data), output=str(dask), partition_bytes=16_384)
+    assert report.report.rows_scored == 12000
+    assert dask.read_bytes() == single.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if ".parts-" in p.name]
+
+
+def test_failed_partition_publishes_nothing(cluster, tracking_store, tmp_path):
+    data = write_files(tmp_path / "in")
+    train_flow(data=str(data), features=["lights", "distance"], epochs=300)
+    with open(data / "part3.csv", "a") as handle:
+        handle.write("bad,1,oops,3\n")
+    output = tmp_path / "out.csv"
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    with pytest.raises(DataError, match="part3.csv: row 3001 \\(line 3002\\), column 'distance'"):
+        predict_flow.with_options(task_runner=runner)(input=str(data), output=str(output), partition_bytes=16_384)
+    assert not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "mlruns"]
+    skip = predict_flow.with_options(task_runner=runner)(
+        input=str(data), output=str(output), partition_bytes=16_384, on_bad_row="skip"
+    )
+    assert skip.report.rows_rejected == 1 and skip.report.rows_scored == 12000
+    rejected = pd.read_csv(tmp_path / "out.rejected.csv")
+    assert rejected.source_row.tolist() == [3001]
