@@ -1,0 +1,213 @@
+"""One command for every benchmark: each of ours side by side with its baseline, in one table.
+
+    python bench/run.py                 # generates what it needs (1M, 5M, 10M rows; ~2 GB in bench/data/)
+    python bench/run.py --quick         # 1M rows only, no pandas+pyfunc scoring baseline (about a minute)
+    python bench/run.py --mlflow        # also log the table and the machine to experiment normflow-bench
+
+Every contender runs in its own process (peak memory = its max RSS, imports included; timings
+exclude imports, page cache warm). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from harness import DATA_DIR, REPO, generate, measure, warm_page_cache  # noqa: E402
+
+TRAIN = str(HERE / "bench_train.py")
+SCORE = str(HERE / "bench_score.py")
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    task: str
+    ours_s: float
+    baseline: str
+    baseline_s: float
+    ours_peak_mb: float
+    baseline_peak_mb: float
+
+    @property
+    def ratio(self) -> float:
+        """Baseline time over ours: above 1 means we are faster."""
+        return self.baseline_s / self.ours_s if self.ours_s else float("inf")
+
+
+def dask_worker(kind: str, folder: Path) -> dict:
+    """Statistics pass over a folder of files: one process, or 2 local Dask worker processes."""
+    import torch
+
+    from tasks.csv_source import plan_partitions, resolve_sources, table_spec
+    from tasks.statistics import merge_partition_statistics, partition_statistics, source_statistics
+
+    sources = resolve_sources(folder)
+    spec = table_spec(sources, "price", None)
+    for path in sources:
+        warm_page_cache(path)
+    if kind == "single":
+        start = time.perf_counter()
+        stats = source_statistics(sources, spec, torch.device("cpu"))
+        return {"seconds": time.perf_counter() - start, "detail": f"{stats.moments.count:,} rows"}
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            client.run(lambda: __import__("tasks.statistics"))  # imports out of the timing, as for the others
+            start = time.perf_counter()
+            futures = [
+                client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
+                for p in plan_partitions(sources, 64 << 20)
+            ]
+            stats = merge_partition_statistics(client.gather(futures), len(spec.selected), torch.device("cpu"), False)
+            seconds = time.perf_counter() - start
+    return {"seconds": seconds, "detail": f"{stats.moments.count:,} rows"}
+
+
+def flow_worker(kind: str) -> dict:
+    """Wall time of the train flow (temporary Prefect server) or the bare script, on the seed data."""
+    import subprocess
+
+    script = ["flows/train_flow.py"] if kind == "flow" else [str(HERE / "bare_train.py")]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
+        env.pop("PREFECT_API_URL", None)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *script], cwd=REPO, env=env, check=True, capture_output=True)
+    return {"seconds": time.perf_counter() - start, "detail": "wall time, fresh process and store"}
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+    try:
+        info["memory_gb"] = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
+        with open("/proc/cpuinfo") as handle:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, ValueError, StopIteration):
+        pass
+    return info
+
+
+def markdown(rows: list[Row], info: dict[str, str]) -> str:
+    """The table as Markdown, with the date and the machine."""
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on: "
+        + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        "| task | ours (s) | baseline | baseline (s) | baseline / ours | peak MB ours | peak MB baseline |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.task} | {r.ours_s:.2f} | {r.baseline} | {r.baseline_s:.2f} | {r.ratio:.2f}x "
+            f"| {r.ours_peak_mb:.0f} | {r.baseline_peak_mb:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
+    """One run in experiment normflow-bench: the machine as params, every figure as a metric."""
+    from tasks import tracking
+
+    uri = tracking.tracking_uri()
+    tracking.prepare_store(uri)
+    run_id = tracking.start_run(uri, "normflow-bench", run_name=time.strftime("bench-%Y%m%d-%H%M"))
+    tracking.log_params(uri, run_id, {f"machine.{k}": v for k, v in info.items()})
+    metrics: dict[str, float] = {}
+    for r in rows:
+        key = r.task.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        metrics.update({f"{key}.ours_s": r.ours_s, f"{key}.baseline_s": r.baseline_s, f"{key}.ratio": r.ratio,
+                        f"{key}.ours_peak_mb": r.ours_peak_mb})
+    tracking.log_metrics(uri, run_id, metrics)
+    tracking.log_json_artifact(uri, run_id, [asdict(r) for r in rows], "bench.json")
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).log_text(run_id, table, "RESULTS.md")
+    tracking.finish_run(uri, run_id)
+    return run_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1M rows only; skip the slow pandas+pyfunc scoring")
+    parser.add_argument("--mlflow", action="store_true", help="log the table to MLflow experiment normflow-bench")
+    parser.add_argument("--write", type=Path, default=None, help="also write the Markdown table to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        sys.path.insert(0, str(REPO))
+        if args.worker in ("single", "dask"):
+            print(json.dumps(dask_worker(args.worker, Path(args.data))))
+        else:
+            print(json.dumps(flow_worker(args.worker)))
+        return
+
+    main_rows = 1_000_000 if args.quick else 5_000_000
+    data = generate(main_rows, 8, DATA_DIR / f"train_{main_rows}x8.csv")
+    rows: list[Row] = []
+
+    def pair(task: str, ours: tuple, baseline_name: str, baseline: tuple) -> None:
+        o, b = measure(*ours), measure(*baseline)
+        rows.append(Row(task, o["seconds"], baseline_name, b["seconds"], o["peak_mb"], b["peak_mb"]))
+        print(f"  {task}: ours {o['seconds']:.2f} s, {baseline_name} {b['seconds']:.2f} s", flush=True)
+
+    label = f"{main_rows // 1_000_000}M rows"
+    print(f"benchmarks on {data.name}", flush=True)
+    train_args = ("--data", str(data), "--epochs", "2000")
+    pair(f"train engine, {label}", (TRAIN, "normflow", *train_args), "pyarrow read", (TRAIN, "pyarrow", *train_args))
+    pair(f"train engine, {label}", (TRAIN, "normflow", *train_args), "pandas + sklearn", (TRAIN, "sklearn", *train_args))
+
+    from bench_score import prepare_model
+
+    sys.path.insert(0, str(REPO))
+    model_dir = prepare_model(data, DATA_DIR / f"model_{main_rows}x8")
+    score_args = ("--data", str(data), "--model", str(model_dir), "--output", str(DATA_DIR / "scored.csv"))
+    pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pyarrow read+write", (SCORE, "pyarrow", *score_args))
+    if not args.quick:
+        pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pandas + pyfunc + to_csv", (SCORE, "pandas", *score_args))
+
+    pair("train flow end to end, seed data", (__file__, "flow"), "bare script", (__file__, "bare"))
+
+    folder = DATA_DIR / "four_files"
+    for i in range(4):
+        generate(main_rows // 4, 8, folder / f"part{i}.csv", seed=i + 1)
+    pair(f"statistics, 4 files, {label}", (__file__, "dask", "--data", str(folder)), "1 process",
+         (__file__, "single", "--data", str(folder)))
+
+    for n in ([1_000_000] if args.quick else [1_000_000, 5_000_000, 10_000_000]):
+        path = generate(n, 8, DATA_DIR / f"train_{n}x8.csv")
+        pair(f"train engine, {n // 1_000_000}M rows (growth)", (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
+             "pyarrow read", (TRAIN, "pyarrow", "--data", str(path), "--epochs", "2000"))
+
+    info = machine()
+    table = markdown(rows, info)
+    print("\n" + table)
+    if args.write:
+        args.write.write_text(table)
+    if args.mlflow:
+        print(f"logged to MLflow run {log_to_mlflow(rows, info, table)} (experiment normflow-bench)")
+
+
+if __name__ == "__main__":
+    main()
