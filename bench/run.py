@@ -189,7 +189,7 @@ def main() -> None:
 
     pair("train flow end to end, seed data", (__file__, "flow"), "bare script", (__file__, "bare"))
 
-    folder = DATA_DIR / "four_files"
+    folder = DATA_DIR / f"four_files_{main_rows}"
     for i in range(4):
         generate(main_rows // 4, 8, folder / f"part{i}.csv", seed=i + 1)
     pair(f"statistics, 4 files, {label}", (__file__, "dask", "--data", str(folder)), "1 process",

@@ -39,7 +39,7 @@ from tasks.statistics import (
     SourceStatistics,
     merge_partition_statistics,
     partition_statistics,
-    require_rows,
+    check_trainable,
     source_statistics,
 )
 from tasks.training import TrainingOutcome, train_linear_model
@@ -101,7 +101,7 @@ def compute_statistics(
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
     statistics = source_statistics(sources, spec, device, block_bytes, progress, holdout_fraction)
-    require_rows(statistics, normalization, data_label)
+    check_trainable(statistics, normalization, data_label, spec.selected)
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
         f"{sum(statistics.rows_per_file.values()):,}",
@@ -142,7 +142,7 @@ def compute_statistics_partitioned(
     )
     parts = [future.result() for future in futures]
     statistics = merge_partition_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
-    require_rows(statistics, normalization, data_label)
+    check_trainable(statistics, normalization, data_label, spec.selected)
     return statistics
 
 

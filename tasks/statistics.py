@@ -78,8 +78,22 @@ def source_statistics(
     return SourceStatistics(total, rows, held if holdout_fraction > 0 else None)
 
 
-def require_rows(statistics: SourceStatistics, normalization: str, data_label: str) -> None:
-    """Refuse data too small for the chosen normalization (standardization needs 2 rows)."""
+def check_trainable(
+    statistics: SourceStatistics,
+    normalization: str,
+    data_label: str,
+    column_names: tuple[str, ...] | None = None,
+) -> None:
+    """Refuse data that cannot be trained on: too few rows, or values whose spread overflows float64."""
+    moments = statistics.moments
+    finite = torch.isfinite(torch.diagonal(moments.comoment)) & torch.isfinite(moments.mean)
+    if not bool(finite.all()):
+        names = column_names or tuple(f"column {i + 1}" for i in range(moments.width))
+        bad = [name for name, ok in zip(names, finite.tolist()) if not ok]
+        raise DataError(
+            f"{data_label}: values in {', '.join(map(repr, bad))} are too large: their spread overflows float64 "
+            f"(largest magnitude {float(moments.max_abs[~finite].max()):.3g}); rescale that column"
+        )
     needed = 2 if normalization == "standard" else 1
     if statistics.moments.count < needed:
         raise DataError(

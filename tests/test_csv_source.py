@@ -8,7 +8,7 @@ import torch
 
 from tasks.csv_source import file_digest, resolve_sources, table_spec
 from tasks.errors import DataError
-from tasks.statistics import require_rows, source_statistics
+from tasks.statistics import check_trainable, source_statistics
 from tasks.moments import moments_of
 
 CPU = torch.device("cpu")
@@ -149,8 +149,8 @@ def test_binary_file(write_csv):
 def test_standardization_needs_two_rows(write_csv):
     stats = read(write_csv("one.csv", "lights,distance,price\n1,2,3\n"))
     with pytest.raises(DataError, match="one.csv: 1 training row.*at least 2"):
-        require_rows(stats, "standard", "one.csv")
-    require_rows(stats, "maxabs", "one.csv")  # one row is enough without a std
+        check_trainable(stats, "standard", "one.csv")
+    check_trainable(stats, "maxabs", "one.csv")  # one row is enough without a std
 
 
 def test_file_digest_changes_with_content(write_csv):
