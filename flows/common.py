@@ -113,5 +113,25 @@ def run_cli(run: Callable[[], str]) -> int:
     except NormflowError as exc:
         print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if not is_tracking_failure(exc):
+            raise
+        from tasks.tracking import tracking_uri
+
+        first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        print(
+            f"normflow: error: the MLflow store at {tracking_uri()} failed (after retries): {first[:300]}; "
+            "this run did not complete — check the server, then run the same command again",
+            file=sys.stderr,
+        )
+        return 1
     print(summary)
     return 0
+
+
+def is_tracking_failure(exc: BaseException) -> bool:
+    """An MLflow or HTTP failure (server down, store unreachable), as opposed to a bug."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    return isinstance(exc, (MlflowException, RequestException))

@@ -1,0 +1,125 @@
+"""Integration against a real `mlflow server` on 127.0.0.1: the server dies mid-training, and 8
+trainings run at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from conftest import LocalServer, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "normflow-linear"
+
+pytestmark = pytest.mark.integration
+
+
+def start_mlflow(store: Path, port: int) -> LocalServer:
+    store.mkdir(parents=True, exist_ok=True)
+    return LocalServer(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        f"http://127.0.0.1:{port}/health",
+        timeout=120,
+    )
+
+
+def cli_env(uri: str, prefect_server: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=uri,
+        PREFECT_API_URL=prefect_server,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",  # MLflow's own HTTP retries; the flow's task retries still apply
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="5",
+    )
+
+
+def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeeds(prefect_server, tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    store = tmp_path / "store"
+    server = start_mlflow(store, port)
+    command = [sys.executable, "flows/train_flow.py", "--epochs", "150000", "--lr", "0.1"]  # ~10 s of descent
+    training = subprocess.Popen(
+        command, cwd=REPO, env=cli_env(uri, prefect_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        client = MlflowClient(uri)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the run exists: training has started talking to the server
+            experiment = client.get_experiment_by_name("normflow")
+            if experiment and client.search_runs([experiment.experiment_id]):
+                break
+            time.sleep(0.2)
+        else:
+            training.kill()
+            out, err = training.communicate()
+            pytest.fail(f"training never created its run: {out[-2000:]} {err[-3000:]}")
+    finally:
+        server.stop()
+    out, err = training.communicate(timeout=300)
+    assert training.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"normflow: error: the MLflow store at {uri} failed (after retries)")
+    assert "run the same command again" in last
+    assert "Retry 2/2" in out + err  # the MLflow-facing task retried with backoff before giving up
+
+    server = start_mlflow(store, port)
+    try:
+        client = MlflowClient(uri)
+        assert client.search_model_versions(f"name='{NAME}'") == []  # nothing half-registered
+        again = subprocess.run(
+            [sys.executable, "flows/train_flow.py"], cwd=REPO, env=cli_env(uri, prefect_server),
+            capture_output=True, text=True, timeout=300,
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}'")] == ["1"]
+        assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    finally:
+        server.stop()
+
+
+def test_eight_trainings_at_once_against_one_server(prefect_server, tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow(tmp_path / "store", port)
+    try:
+        rng = np.random.default_rng(5)
+        data = []
+        for i in range(8):
+            path = tmp_path / f"d{i}.csv"
+            lights, distance = rng.integers(0, 6, 200), rng.uniform(100, 4000, 200).round(1)
+            price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, 200)
+            path.write_text("lights,distance,price\n" + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price)))
+            data.append(path)
+        env = cli_env(uri, prefect_server)
+        env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "5"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "flows/train_flow.py", "--data", str(path), "--epochs", "500", "--lr", "0.3"],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for path in data
+        ]
+        outputs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 8, "\n".join(o[-1500:] for o in outputs)
+        assert not any("database is locked" in o for o in outputs)
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("normflow")
+        runs = client.search_runs([experiment.experiment_id])
+        assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{NAME}'"))
+        assert versions == list(range(1, 9))
+        champions = [v for v in range(1, 9) if "champion" in client.get_model_version(NAME, str(v)).aliases]
+        assert len(champions) == 1
+    finally:
+        server.stop()
