@@ -160,9 +160,11 @@ def score_partitioned(
         wait(futures)  # let every part finish or fail before anything is published or removed
         reports = [future.result() for future in futures]
         rejected = rejected_path(output) if on_bad_row == "skip" else None
+        targets = []
         if rejected is not None:
-            publish_parts([rejected_path(Path(o)) for o in outputs], rejected, rejected_schema(spec))
-        publish_parts([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range))
+            targets.append(([rejected_path(Path(o)) for o in outputs], rejected, rejected_schema(spec)))
+        targets.append(([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range)))
+        publish_parts(targets)
         return merge_reports(reports, output, rejected)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)

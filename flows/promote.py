@@ -14,6 +14,8 @@ import logging
 import sys
 import time
 
+from mlflow.exceptions import MlflowException
+
 from tasks import registry, tracking
 from tasks.errors import ConfigError, NormflowError, one_line
 from tasks.model_store import pin_model_version
@@ -26,7 +28,8 @@ def rollback(uri: str, model_name: str) -> str:
     before = registry.rollback(uri, model_name)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     registry.tag_version(uri, model_name, before.previous, {"normflow.promoted_by": f"rollback at {stamp}"})
-    registry.tag_version(uri, model_name, before.champion, {"normflow.demoted_by": f"rollback at {stamp}"})
+    if before.champion is not None:
+        registry.tag_version(uri, model_name, before.champion, {"normflow.demoted_by": f"rollback at {stamp}"})
     return (
         f"rolled back {model_name}: champion is now version {before.previous} "
         f"(was {before.champion}, which is now previous-champion)"
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             message = promote_version(uri, args.model_name, args.version)
     except NormflowError as exc:
         print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except MlflowException as exc:
+        print(f"normflow: error: the MLflow store at {uri} failed: {one_line(str(exc))[:300]}", file=sys.stderr)
         return 1
     logger.info(message)
     print(message)

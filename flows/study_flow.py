@@ -189,7 +189,9 @@ def study_flow(
     check_grid(normalizations, lrs, epochs, tolerance)
     torch_device = resolve_device(device)
     sources, spec = inspect_data(data, target, features)
-    folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    if folder.exists():
+        raise ConfigError(f"{folder}: report folder already exists; choose another --report-dir")
     uri = tracking.tracking_uri()
     common = {"data": data, "epochs": epochs, "tolerance": tolerance, "features": ",".join(spec.features), "target": spec.target}
     parent_params = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
@@ -29,7 +30,7 @@ from flows.common import (
     without_masking,
 )
 from tasks.errors import ConfigError, one_line
-from tasks.holdout import holdout_mse
+from tasks.holdout import HOLDOUT_HASH_VERSION, holdout_mse
 from tasks.model_store import load_pinned_model, pin_model_version
 from tasks.moments import Moments
 from tasks.promotion import GateDecision, gate
@@ -241,6 +242,38 @@ def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, mode
     return registry.register_model(uri, run_id, source, model_name)
 
 
+HOLDOUT_TAG = "normflow.holdout_fraction"
+HOLDOUT_HASH_TAG = "normflow.holdout_hash"
+
+
+def comparability_problem(
+    uri: str, model_name: str, champion_version: str, outcome: TrainingOutcome, fraction: float
+) -> tuple[str, bool] | None:
+    """Why the champion cannot be scored fairly on this run's holdout (and whether to promote
+    anyway), or None when it can.
+
+    Fair means: same target and features, and the champion never trained on these holdout rows,
+    i.e. it held out at least this fraction with the same row hash (a larger fraction's holdout
+    contains a smaller one's).
+    """
+    champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{champion_version}"))
+    if champion.target != outcome.model.target or set(champion.feature_names) != set(outcome.model.feature_names):
+        return (
+            f"champion version {champion_version} predicts {champion.target} from other features; "
+            "compare by hand and use flows/promote.py",
+            False,
+        )
+    tags = MlflowClient(uri).get_model_version(model_name, champion_version).tags
+    champion_fraction = float(tags.get(HOLDOUT_TAG, "0") or 0)
+    if tags.get(HOLDOUT_HASH_TAG) != HOLDOUT_HASH_VERSION or champion_fraction < fraction:
+        return (
+            f"champion version {champion_version} was trained with holdout fraction {champion_fraction:g} "
+            f"(this run holds out {fraction:g}) and has seen some of these rows: promoted without comparison",
+            True,
+        )
+    return None
+
+
 @task(name="promotion-gate", cache_policy=NO_CACHE)
 def promotion_gate(
     uri: str,
@@ -250,31 +283,37 @@ def promotion_gate(
     outcome: TrainingOutcome,
     holdout: Moments | None,
     tolerance: float,
+    holdout_fraction: float = 0.0,
 ) -> tuple[GateDecision, registry.AliasState | None]:
     """Score champion and challenger on the same holdout; move the alias by compare-and-set."""
     expected = registry.alias_version(uri, model_name, registry.CHAMPION_ALIAS)
     challenger_mse = champion_mse = None
     noise = 0.0
+    reason_if_incomparable = None
+    fraction = holdout_fraction if holdout is not None else 0.0
+    holdout_tags = {HOLDOUT_TAG: repr(fraction), HOLDOUT_HASH_TAG: HOLDOUT_HASH_VERSION}
     if holdout is not None:
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
         noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
         if expected is not None:
-            champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
-            if set(champion.feature_names) == set(outcome.model.feature_names):
+            reason_if_incomparable = comparability_problem(uri, model_name, expected, outcome, fraction)
+            if reason_if_incomparable is None:
+                champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
                 weights, intercept = champion.raw_coefficients()
                 by_name = dict(zip(champion.feature_names, weights))
                 champion_mse = holdout_mse(holdout, [by_name[n] for n in outcome.model.feature_names], intercept)
-    decision = gate(challenger_mse, champion_mse, expected, tolerance, noise)
-    before = None
-    if decision.promote:
-        won, state = registry.compare_and_set_champion(uri, model_name, version, expected)
-        if won:
-            before = state
-        else:
-            decision = decision.lost_race(state.champion)
-    registry.tag_version(uri, model_name, version, decision.tags())
+    decision = gate(challenger_mse, champion_mse, expected, tolerance, noise, reason_if_incomparable)
+    registry.tag_version(uri, model_name, version, {**decision.tags(), **holdout_tags})
     tracking.set_tags(uri, run_id, decision.tags())
-    return decision, before
+    if not decision.promote:
+        return decision, None
+    won, state = registry.compare_and_set_champion(uri, model_name, version, expected)
+    if not won:
+        decision = decision.lost_race(state.champion)
+        registry.tag_version(uri, model_name, version, decision.tags())
+        tracking.set_tags(uri, run_id, decision.tags())
+        return decision, None
+    return decision, state
 
 
 @task(name="withdraw-version", **IO_TASK_OPTIONS)
@@ -328,10 +367,10 @@ def train_flow(
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
     check_settings(normalization, lr, epochs)
-    if not 0 <= holdout_fraction < 1:
+    if not 0 <= holdout_fraction < 1:  # also refuses NaN
         raise ConfigError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
-    if promotion_tolerance < 0:
-        raise ConfigError(f"--promotion-tolerance must be >= 0, got {promotion_tolerance}")
+    if not 0 <= promotion_tolerance < float("inf"):
+        raise ConfigError(f"--promotion-tolerance must be a finite number >= 0, got {promotion_tolerance}")
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
     sources, spec = inspect_data(data, target, features)
@@ -370,7 +409,7 @@ def train_flow(
         if register_model:
             version = register_trained_model(uri, run_id, outcome, model_name)
             decision, before = promotion_gate(
-                uri, run_id, model_name, version, outcome, statistics.holdout, promotion_tolerance
+                uri, run_id, model_name, version, outcome, statistics.holdout, promotion_tolerance, holdout_fraction
             )
         finish_mlflow_run(uri, run_id)
     except BaseException as exc:
@@ -476,7 +515,9 @@ SERVE_HOLDOUT_FRACTION = 0.2
 DEPLOYMENT_NAME = "normflow-retrain"
 
 
-def serve_schedule(parameters: dict[str, object], cron: str | None, interval: float | None) -> str:
+def serve_schedule(
+    parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None
+) -> str:
     """Serve the train flow on a schedule until interrupted; refuses without a real Prefect server."""
     from prefect.settings import PREFECT_API_URL
 
@@ -490,7 +531,9 @@ def serve_schedule(parameters: dict[str, object], cron: str | None, interval: fl
         raise ConfigError('--serve needs a schedule: --cron "0 3 * * *" or --interval SECONDS')
     if interval is not None and interval <= 0:
         raise ConfigError(f"--interval must be positive, got {interval}")
-    train_flow.serve(name=DEPLOYMENT_NAME, cron=cron, interval=interval, parameters=parameters)
+    # limit=1: a run never overlaps the previous one (two would race for the champion alias).
+    flow_fn = train_flow.with_options(task_runner=task_runner) if task_runner else train_flow
+    flow_fn.serve(name=DEPLOYMENT_NAME, cron=cron, interval=interval, parameters=parameters, limit=1)
     return "normflow: stopped serving"
 
 
@@ -517,7 +560,14 @@ def main(argv: list[str] | None = None) -> int:
         promotion_tolerance=args.promotion_tolerance,
     )
     if args.serve:
-        return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval))
+        return run_cli(
+            lambda: serve_schedule(
+                {**parameters, "partition_bytes": partition_bytes_from(args)},
+                args.cron,
+                args.interval,
+                dask_task_runner(args.dask_address, args.workers),
+            )
+        )
 
     def run() -> str:
         if args.cron or args.interval:

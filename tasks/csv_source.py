@@ -193,16 +193,27 @@ def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
     return partitions
 
 
+_BLANK_LINE_END = re.compile(rb"\n(?=\r?\n)")
+
+
 def _count_lines(handle, start: int, end: int) -> int:
+    """Data rows in bytes ``[start, end)``: newline-terminated or final lines, blank lines skipped (as pyarrow does)."""
     handle.seek(start)
-    lines, remaining, last = 0, end - start, b"\n"
+    newlines = blanks = 0
+    previous = b"\n"  # a partition starts at a line start
+    remaining, last = end - start, b"\n"
     while remaining > 0:
         chunk = handle.read(min(remaining, 16 << 20))
-        lines += chunk.count(b"\n")
-        last = chunk[-1:] or last
         remaining -= len(chunk)
+        newlines += chunk.count(b"\n")
+        data = previous + chunk
+        # a blank line is a newline that directly follows another one (optionally via \r);
+        # count it where its own newline lies in this chunk
+        blanks += sum(1 for m in _BLANK_LINE_END.finditer(data) if data.index(b"\n", m.start() + 1) >= len(previous))
+        previous = data[-2:]
+        last = chunk[-1:] or last
     handle.seek(end)
-    return lines + (0 if last == b"\n" else 1)
+    return newlines - blanks + (0 if last == b"\n" else 1)
 
 
 def _as_partition(source: Path | Partition) -> Partition:

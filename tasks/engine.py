@@ -107,11 +107,27 @@ def _least_squares(szz: torch.Tensor, szy: torch.Tensor) -> torch.Tensor:
     return inverse * (torch.linalg.pinv(scaled, hermitian=True) @ (inverse * szy))
 
 
+EXPANDED_FORM_MARGIN = 1e-6
+"""The expanded loss is used while it exceeds this fraction of its terms' magnitude (relative error
+<= eps / margin ~ 2e-10); below that, cancellation sets in and the form around the optimum is used."""
+
+
 def loss_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean squared error at ``(w, b)``, evaluated around the optimum so it stays >= 0."""
-    diff = w - problem.w_opt
+    """Mean squared error at ``(w, b)``: accurate far from the optimum and non-negative near it.
+
+    Far away, the expanded form ``w'Szz w - 2 w'Szy + Syy + e^2`` is exact to rounding. Near the
+    optimum its terms cancel (it can even go negative), so there it is evaluated as
+    ``L* + (w - w*)' Szz (w - w*) + e^2``, whose accuracy depends on how well ``w*`` is known
+    (badly conditioned features limit that, as they limit any method working from moments).
+    """
     e = problem.mz @ w + b - problem.my
-    return problem.loss_opt + diff @ problem.szz @ diff + e * e
+    quadratic = w @ problem.szz @ w
+    linear = w @ problem.szy
+    expanded = quadratic - 2.0 * linear + problem.syy + e * e
+    magnitude = quadratic.abs() + 2.0 * linear.abs() + problem.syy + e * e
+    diff = w - problem.w_opt
+    around_optimum = problem.loss_opt + diff @ problem.szz @ diff + e * e
+    return torch.where(expanded > EXPANDED_FORM_MARGIN * magnitude, expanded, around_optimum.clamp_min(0.0))
 
 
 def gradients_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

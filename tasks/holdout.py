@@ -11,6 +11,9 @@ import torch
 
 from tasks.moments import DTYPE, Moments
 
+HOLDOUT_HASH_VERSION = "splitmix64-sorted-columns/1"
+"""Recorded with each model version: holdouts are comparable only when made by the same hash."""
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -23,11 +26,16 @@ def _splitmix(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def holdout_mask(columns: torch.Tensor, fraction: float) -> torch.Tensor:
+def holdout_mask(columns: torch.Tensor, fraction: float, names: tuple[str, ...] | None = None) -> torch.Tensor:
     """Which rows of a ``(k, n)`` float64 block belong to the holdout (about ``fraction`` of them).
 
-    Decided by a 64-bit hash of the row's values alone (``-0.0`` counts as ``0.0``).
+    Decided by a 64-bit hash of the row's values alone (``-0.0`` counts as ``0.0``), taken in
+    the alphabetical order of the column ``names`` when given, so ``--features b,a`` and
+    ``--features a,b`` hold out the same rows.
     """
+    if names is not None:
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        columns = columns[order]
     n = columns.shape[1]
     if fraction <= 0:
         return torch.zeros(n, dtype=torch.bool)

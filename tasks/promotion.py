@@ -46,20 +46,25 @@ def gate(
     champion_version: str | None,
     tolerance: float,
     noise_floor: float = 0.0,
+    incomparable: tuple[str, bool] | None = None,
 ) -> GateDecision:
     """Promote when ``challenger <= champion * (1 + tolerance)`` (plus float noise) on the same holdout.
 
     Without a holdout there is nothing to compare on, and the new version is promoted as before
-    the gate existed; without a champion, the first version wins by default.
+    the gate existed; without a champion, the first version wins by default. ``incomparable``
+    (a reason, and whether to promote anyway) covers champions that cannot be scored fairly.
     """
     if challenger_mse is None:
         return GateDecision(True, "no holdout: promoted without comparison", champion_version=champion_version)
     if champion_version is None:
         return GateDecision(True, "no champion yet", challenger_mse)
+    if incomparable is not None:
+        reason, promote_anyway = incomparable
+        return GateDecision(promote_anyway, reason, challenger_mse, None, champion_version)
     if champion_mse is None:
         return GateDecision(
             False,
-            f"champion version {champion_version} uses other features; compare by hand and use flows/promote.py",
+            f"champion version {champion_version} has no holdout score; compare by hand and use flows/promote.py",
             challenger_mse,
             None,
             champion_version,

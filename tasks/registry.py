@@ -165,8 +165,12 @@ def rollback(uri: str, model_name: str) -> AliasState:
 def withdraw(uri: str, model_name: str, version: str, before: AliasState | None) -> None:
     """Undo a registration: restore the aliases as they were and delete ``version``."""
     with registry_lock(uri, model_name):
-        if before is not None and alias_version(uri, model_name, CHAMPION_ALIAS) == version:
-            _set_aliases(uri, model_name, before.champion, before.previous)
+        now = alias_state(uri, model_name)
+        if now.champion == version:
+            if before is not None:
+                _set_aliases(uri, model_name, before.champion, before.previous)
+            else:  # the move's saved state was lost with the failure: fall back to previous-champion
+                _set_aliases(uri, model_name, now.previous, None)
         MlflowClient(uri).delete_model_version(model_name, version)
 
 

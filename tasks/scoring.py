@@ -26,7 +26,7 @@ from tasks.csv_source import (
     parse_numeric_columns,
     table_spec,
 )
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, DataError
 from tasks.linear_model import LinearModel
 from tasks.moments import DTYPE
 from tasks.table_writer import AtomicTableWriter, same_file
@@ -62,6 +62,8 @@ def scoring_spec(sources: list[Path], model: LinearModel, output: Path) -> Table
     for path in sources:
         if same_file(path, output):
             raise ConfigError(f"{output}: the output path is one of the inputs; refusing to overwrite it")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output}: output folder {output.parent} does not exist")
     return table_spec(sources, None, list(model.feature_names))
 
 
@@ -134,9 +136,13 @@ def score_sources(
                 if on_progress is not None:
                     on_progress(bytes_done + file_bytes)
             bytes_done += file_bytes
+        # Finish both files first; publish only when both are complete, the output last.
         if rejects is not None:
-            rejects.commit(reject_schema)  # first: the output is published last, only when all else is done
-        writer.commit(schema)
+            rejects.close(reject_schema)
+        writer.close(schema)
+        if rejects is not None:
+            rejects.publish()
+        writer.publish()
     report.below_min = dict(zip(features, below.tolist()))
     report.above_max = dict(zip(features, above.tolist()))
     return report
@@ -169,18 +175,33 @@ def merge_reports(reports: list[ScoringReport], output: Path, rejected: Path | N
     return total
 
 
-def publish_parts(parts: list[Path], output: Path, schema: pa.Schema) -> Path:
-    """Concatenate finished part files, in order, into ``output`` (atomically)."""
-    with AtomicTableWriter(output) as writer:
-        for part in parts:
-            if not part.exists():
-                continue  # a part with no rows written (e.g. all rejected) may be absent
-            if writer.format == "parquet":
-                writer.write(pq.read_table(part))
-            else:
-                writer.write_csv_body(part)
-        writer.commit(schema)
-    return output
+def publish_parts(parts: list[tuple[list[Path], Path, pa.Schema]]) -> None:
+    """Concatenate finished part files, in order, into each target; publish them all or none.
+
+    Each entry is ``(part files, target, schema)``; every part must exist (a scored partition
+    always writes one, header only if it had no rows). Targets appear last-first only after all
+    are complete, so a failure (a full disk, say) leaves none of them.
+    """
+    writers = [AtomicTableWriter(target) for _, target, _ in parts]
+    try:
+        for (files, _, schema), writer in zip(parts, writers):
+            writer.__enter__()
+            for part in files:
+                if not part.exists():
+                    raise DataError(f"{writer.target}: part file {part.name} is missing; nothing was published")
+                if writer.format == "parquet":
+                    try:
+                        writer.write(pq.read_table(part))
+                    except OSError as exc:
+                        raise DataError(f"{writer.target}: cannot write output: {exc}") from None
+                else:
+                    writer.write_csv_body(part)
+            writer.close(schema)
+        for writer in writers:
+            writer.publish()
+    finally:
+        for writer in writers:
+            writer.discard()
 
 
 def _rejected_rows(

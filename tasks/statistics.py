@@ -47,7 +47,7 @@ def file_moments(
     for block in iter_row_blocks(path, spec, block_bytes):
         columns = block.columns
         if holdout_fraction > 0:
-            mask = holdout_mask(columns, holdout_fraction)
+            mask = holdout_mask(columns, holdout_fraction, spec.selected)
             held_columns, columns = columns[:, mask], columns[:, ~mask]
             held = merge_moments(held, moments_of_columns(held_columns.to(device), overwrite=True))
         if device.type == "cuda":

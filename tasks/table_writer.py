@@ -65,26 +65,40 @@ class AtomicTableWriter:
 
     def write_csv_body(self, part: Path) -> None:
         """Append the data lines of a CSV part file written with the same header (its header skipped)."""
-        with open(part, "rb") as source:
-            header = source.readline()
-            if self._writer is None:
-                self._writer = pa.OSFile(str(self.temp), "wb")
-                self._writer.write(header)
-            while chunk := source.read(16 << 20):
-                self._writer.write(chunk)
+        try:
+            with open(part, "rb") as source:
+                header = source.readline()
+                if self._writer is None:
+                    self._writer = pa.OSFile(str(self.temp), "wb")
+                    self._writer.write(header)
+                while chunk := source.read(16 << 20):
+                    self._writer.write(chunk)
+        except OSError as exc:
+            raise DataError(f"{self.target}: cannot write output: {exc}") from None
 
-    def commit(self, empty_schema: pa.Schema | None = None) -> Path:
-        """Close the temporary file and publish it at the target path in one rename."""
+    def close(self, empty_schema: pa.Schema | None = None) -> None:
+        """Finish the temporary file (header only if nothing was written); nothing is published yet."""
         if self._writer is None:
             self.write(pa.Table.from_batches([], schema=empty_schema or pa.schema([])))
         assert self._writer is not None
         try:
             self._writer.close()
-            self._writer = None
+        except OSError as exc:
+            raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        self._writer = None
+
+    def publish(self) -> Path:
+        """Rename the finished temporary file to the target: the one step that makes it visible."""
+        try:
             os.replace(self.temp, self.target)
         except OSError as exc:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         return self.target
+
+    def commit(self, empty_schema: pa.Schema | None = None) -> Path:
+        """Close the temporary file and publish it at the target path in one rename."""
+        self.close(empty_schema)
+        return self.publish()
 
     def discard(self) -> None:
         """Close and delete the temporary file, if any."""

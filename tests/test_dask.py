@@ -38,14 +38,10 @@ def write_files(folder: Path, files: int = 4, rows: int = 3000) -> Path:
 @pytest.fixture(scope="module")
 def cluster(prefect_server):
     """A local Dask cluster of 2 worker processes on 127.0.0.1 whose workers report to the test server."""
-    import os
-
-    os.environ["PREFECT_API_URL"] = prefect_server  # inherited by the worker processes
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_URL", prefect_server)  # inherited by the worker processes
         with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c:
             yield c
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
 
 
 def test_byte_range_partitions_cover_every_row_once(tmp_path):
@@ -70,6 +66,21 @@ def test_bad_cell_in_a_byte_range_keeps_its_file_row_number(tmp_path):
     last = plan_partitions([path], 4096)[-1]
     with pytest.raises(DataError, match="row 4001 \\(line 4002\\), column 'distance': not a number: 'x'"):
         partition_statistics(last, spec, CPU)
+
+
+def test_partition_row_numbers_skip_blank_lines_like_pyarrow(tmp_path):
+    body = "".join(("\n" if i % 7 == 0 else "") + ("\r\n" if i % 11 == 0 else "") + f"{i % 5},{i},{i}\n" for i in range(3000))
+    path = tmp_path / "blank.csv"
+    path.write_text("lights,distance,price\n" + body + "\n1,x,3")  # last line without a newline
+    spec = table_spec([path], "price", None)
+    partitions = plan_partitions([path], 2048)
+    with pytest.raises(DataError) as single:
+        source_statistics([path], spec, CPU)
+    with pytest.raises(DataError) as partitioned:
+        partition_statistics(partitions[-1], spec, CPU)
+    assert "row 3001 " in str(single.value) and str(partitioned.value) == str(single.value)
+    counted = [partition_statistics(p, spec, CPU) for p in partitions[:-1]]
+    assert sum(c["train"]["count"] for c in counted) == partitions[-1].first_row - 1
 
 
 def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):

@@ -24,6 +24,13 @@ def test_holdout_takes_about_the_fraction(rows):
     assert not holdout_mask(rows.T.contiguous(), 0.0).any()
 
 
+def test_holdout_does_not_depend_on_column_order(rows):
+    columns = rows.T.contiguous()
+    a = holdout_mask(columns, 0.3, ("lights", "distance", "price"))
+    b = holdout_mask(columns[[1, 0, 2]], 0.3, ("distance", "lights", "price"))
+    assert torch.equal(a, b)
+
+
 def test_holdout_depends_on_the_row_only(rows):
     whole = holdout_mask(rows.T.contiguous(), 0.3)
     shuffled = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))
@@ -62,9 +69,12 @@ def test_first_version_and_no_holdout_are_promoted():
     assert gate(None, None, "3", 0.0).reason.startswith("no holdout")
 
 
-def test_incomparable_champion_is_kept():
-    decision = gate(1.0, None, "3", 0.0)
-    assert not decision.promote and "other features" in decision.reason
+def test_incomparable_champion_is_kept_or_replaced_as_told():
+    kept = gate(1.0, None, "3", 0.0, incomparable=("champion predicts y from other features", False))
+    assert not kept.promote and "other features" in kept.reason
+    replaced = gate(1.0, 5.0, "3", 0.0, incomparable=("champion saw these rows: promoted without comparison", True))
+    assert replaced.promote and replaced.champion_mse is None  # its score is not a fair one
+    assert not gate(1.0, None, "3", 0.0).promote  # no score and no reason: keep the champion
 
 
 def test_lost_race_overrules_a_promotion():

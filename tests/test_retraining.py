@@ -74,6 +74,35 @@ def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, 
     assert result.returncode == 1 and "has no version 9" in result.stderr
 
 
+def test_champion_trained_on_the_holdout_rows_is_not_compared(prefect_server, tracking_store, tmp_path):
+    data = str(noisy_csv(tmp_path / "houses.csv", 300, 3))
+    train_flow(data=data, epochs=2000)  # holdout 0: it trained on every row
+    second = train_flow(data=data, holdout_fraction=0.2, epochs=2000)
+    tags = version_tags(tracking_store, "2")
+    assert second.alias == "champion" and "promoted without comparison" in tags["normflow.gate.reason"]
+    assert "normflow.gate.champion_holdout_mse" not in tags
+    assert tags["normflow.holdout_fraction"] == "0.2"
+
+
+def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_store, tmp_path, monkeypatch):
+    data = str(noisy_csv(tmp_path / "houses.csv", 300, 4))
+    train_flow(data=data, epochs=2000)
+    train_flow(data=data, epochs=2000)
+    assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
+
+    from tasks import tracking
+
+    def finish_fails(uri: str, run_id: str) -> None:
+        raise RuntimeError("injected: the store went away after the alias moved")
+
+    monkeypatch.setattr(tracking, "finish_run", finish_fails)
+    with pytest.raises(RuntimeError, match="injected"):
+        train_flow(data=data, epochs=2000)
+    assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
+    versions = sorted(str(v.version) for v in MlflowClient(tracking_store).search_model_versions(f"name='{NAME}'"))
+    assert versions == ["1", "2"]  # version 3 was withdrawn
+
+
 def test_serve_refuses_without_a_prefect_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
@@ -160,10 +189,11 @@ def test_scheduled_retraining_on_a_real_prefect_server(tmp_path):
         assert run.data.params["holdout_fraction"] == "0.2" and int(run.data.params["data.holdout_rows"]) > 0
         assert "normflow.gate.decision" in run.data.tags
     assert seen[0] == ["day1.csv"] and ["day1.csv", "day2.csv"] in seen
-    versions = {str(v.version): v for v in client.search_model_versions(f"name='{NAME}'")}
-    assert len(versions) == len(runs)
+    finished = {r.info.run_id for r in runs}
+    versions = [v for v in client.search_model_versions(f"name='{NAME}'") if v.run_id in finished]
+    assert len(versions) == len(runs)  # every finished run registered exactly one version
     for version in versions:
-        tags = client.get_model_version(NAME, version).tags
+        tags = client.get_model_version(NAME, str(version.version)).tags
         assert tags["normflow.gate.decision"] in ("promoted", "not promoted")
         assert "normflow.gate.challenger_holdout_mse" in tags
     champion = registry.alias_version(uri, NAME, "champion")
