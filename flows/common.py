@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from prefect.cache_policies import NO_CACHE
 
+from tasks.device import DEVICE_CHOICES
 from tasks.errors import ConfigError, NormflowError, one_line
 
 
@@ -65,6 +66,27 @@ def dask_task_runner(dask_address: str | None, workers: int | None):
             "dashboard_address": None,
         },
     )
+
+
+def add_data_flags(parser, default_data: str) -> None:
+    """--data, --target and --features, shared by the train and study CLIs."""
+    parser.add_argument("--data", default=default_data, help="CSV file, directory of *.csv, or glob")
+    parser.add_argument("--target", default="price", help="column to predict")
+    parser.add_argument(
+        "--features", default=None, help="comma-separated feature columns (default: every column but the target)"
+    )
+
+
+def add_device_flag(parser) -> None:
+    """--device, shared by every CLI that computes."""
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA when available")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None or blank -> None."""
+    if not text:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()] or None
 
 
 def add_scale_out_flags(parser) -> None:

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import (
     IO_TASK_OPTIONS,
+    add_device_flag,
     add_scale_out_flags,
     dask_task_runner,
     partition_bytes as partition_bytes_from,
@@ -29,7 +30,7 @@ from flows.common import (
     without_masking,
 )
 from tasks import csv_source, tracking
-from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
+from tasks.device import describe_device, resolve_device
 from tasks.errors import ConfigError, one_line
 from tasks.linear_model import LinearModel
 from tasks.model_store import PinnedModel, load_pinned_model, pin_model_version
@@ -318,7 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input", required=True, help="CSV file, directory of *.csv, or glob")
     parser.add_argument("--output", required=True, help="output file: CSV, or Parquet when it ends in .parquet")
     parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help="models:/NAME@ALIAS or models:/NAME/VERSION")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA when available")
+    add_device_flag(parser)
     parser.add_argument("--chunk-rows", type=int, default=None, help="rows per block (default: about 4 MiB of CSV)")
     parser.add_argument(
         "--on-bad-row",

@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import IO_TASK_OPTIONS, run_cli, without_masking
+from flows.common import IO_TASK_OPTIONS, add_data_flags, add_device_flag, run_cli, split_list, without_masking
 from flows.train_flow import DEFAULT_DATA, compute_statistics, inspect_data
 from tasks import csv_source, tracking
 from tasks.device import describe_device, resolve_device
@@ -241,21 +241,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Compare normalizations and learning rates on your data; one MLflow run per combination.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--data", default=DEFAULT_DATA, help="CSV file, directory of *.csv, or glob")
-    parser.add_argument("--target", default="price", help="column to predict")
-    parser.add_argument("--features", default=None, help="comma-separated feature columns (default: all but the target)")
+    add_data_flags(parser, DEFAULT_DATA)
     parser.add_argument("--normalizations", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in DEFAULT_LRS), help="comma-separated learning rates")
     parser.add_argument("--epochs", type=int, default=2000, help="full-batch epochs per combination")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="converged = optimality gap below this fraction of the starting gap")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment")
     parser.add_argument("--report-dir", default=None, help="where to write the report (default: reports/study-<timestamp>/)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when available")
+    add_device_flag(parser)
     return parser.parse_args(argv)
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,16 +258,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> str:
         try:
-            lrs = [float(x) for x in _split(args.lrs)]
+            lrs = [float(x) for x in split_list(args.lrs) or []]
         except ValueError:
             raise ConfigError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
-        features = _split(args.features) if args.features else None
+        features = split_list(args.features)
         return format_summary(
             study_flow(
                 data=args.data,
                 target=args.target,
                 features=features,
-                normalizations=_split(args.normalizations),
+                normalizations=split_list(args.normalizations) or [],
                 lrs=lrs,
                 epochs=args.epochs,
                 tolerance=args.tolerance,

@@ -20,13 +20,16 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from tasks import csv_source, registry, tracking
-from tasks.device import DEVICE_CHOICES, describe_device, resolve_device
+from tasks.device import describe_device, resolve_device
 from flows.common import (
     IO_TASK_OPTIONS,
+    add_data_flags,
+    add_device_flag,
     add_scale_out_flags,
     dask_task_runner,
     partition_bytes as partition_bytes_from,
     run_cli,
+    split_list,
     without_masking,
 )
 from tasks.errors import ConfigError, one_line
@@ -473,15 +476,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--data", default=DEFAULT_DATA, help="CSV file, directory of *.csv, or glob")
-    parser.add_argument("--target", default="price", help="column to predict")
-    parser.add_argument(
-        "--features", default=None, help="comma-separated feature columns (default: every column but the target)"
-    )
+    add_data_flags(parser, DEFAULT_DATA)
     parser.add_argument("--normalization", default="standard", choices=METHODS, help="feature scaling")
     parser.add_argument("--lr", type=float, default=0.1, help="gradient-descent learning rate")
     parser.add_argument("--epochs", type=int, default=2000, help="full-batch epochs")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA when available")
+    add_device_flag(parser)
     parser.add_argument("--experiment", default="normflow", help="MLflow experiment name")
     parser.add_argument("--model-name", default="normflow-linear", help="registered model name")
     parser.add_argument("--no-register", action="store_true", help="track the run but register no model")
@@ -540,7 +539,7 @@ def serve_schedule(
 def main(argv: list[str] | None = None) -> int:
     """Run the train flow from the command line; returns the process exit code."""
     args = parse_args(argv)
-    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    features = split_list(args.features)
     holdout = args.holdout_fraction
     if holdout is None:
         holdout = SERVE_HOLDOUT_FRACTION if args.serve else 0.0
