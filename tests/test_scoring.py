@@ -170,6 +170,9 @@ score_sources(src, scoring_spec(src, model, out), model, out, torch.device("cpu"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not output.exists()
+    again = subprocess.run([sys.executable, "-c", code.replace("time.sleep(0.002)", "None")], cwd=REPO, timeout=300)
+    assert again.returncode == 0 and output.exists()
+    assert output.read_text().count("\n") == 400_001
 
 
 def test_out_of_range_rows_are_counted_and_flagged(model, write_csv, tmp_path):
