@@ -61,11 +61,6 @@ class RowBlock:
     first_row: int  # 1-based data-row number of the block's first row
     columns: torch.Tensor
 
-    @property
-    def num_rows(self) -> int:
-        """Rows in the block."""
-        return int(self.columns.shape[1])
-
 
 def resolve_sources(data: str | Path) -> list[Path]:
     """The CSV files named by a file path, a directory (its ``*.csv``) or a glob, sorted."""
@@ -160,11 +155,6 @@ class Partition:
     start: int | None = None  # byte offset of the first line; None: the whole file after its header
     end: int | None = None  # byte offset just past the last line
     first_row: int = 1  # 1-based data-row number of the first line
-
-    @property
-    def label(self) -> str:
-        """The file, with the byte range when it is one."""
-        return str(self.path) if self.start is None else f"{self.path}[{self.start}:{self.end}]"
 
 
 def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
