@@ -136,17 +136,21 @@ def run_cli(run: Callable[[], str]) -> int:
         print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except Exception as exc:
-        if not is_tracking_failure(exc):
-            raise
-        from tasks.tracking import tracking_uri
+        if is_tracking_failure(exc):
+            from tasks.tracking import tracking_uri
 
-        first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        print(
-            f"normflow: error: the MLflow store at {tracking_uri()} failed (after retries): {first[:300]}; "
-            "this run did not complete — check the server, then run the same command again",
-            file=sys.stderr,
-        )
-        return 1
+            first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            print(
+                f"normflow: error: the MLflow store at {tracking_uri()} failed (after retries): {first[:300]}; "
+                "this run did not complete — check the server, then run the same command again",
+                file=sys.stderr,
+            )
+            return 1
+        if isinstance(exc, OSError):  # a full disk, a read-only folder: nothing was half-published
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"normflow: error: cannot write {where}{exc.strerror or exc}; this run did not complete", file=sys.stderr)
+            return 1
+        raise
     print(summary)
     return 0
 

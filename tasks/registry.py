@@ -18,7 +18,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from tasks.errors import ConfigError
 from tasks.linear_model import MODEL_FILE, LinearModel, save_model_json
-from tasks.tracking import sqlite_path
+from tasks.tracking import log_artifact_dir, sqlite_path
 
 MODEL_ARTIFACT_PATH = "model"
 CHAMPION_ALIAS = "champion"
@@ -58,11 +58,10 @@ def save_pyfunc(model: LinearModel, directory: Path) -> Path:
 
 def log_model(uri: str, run_id: str, model: LinearModel) -> str:
     """Store the pyfunc in the run's artifacts; returns the artifact URI to register."""
-    client = MlflowClient(uri)
     with tempfile.TemporaryDirectory(prefix="normflow-model-") as tmp:
         folder = save_pyfunc(model, Path(tmp))
-        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_PATH)
-    return f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+        log_artifact_dir(uri, run_id, folder, MODEL_ARTIFACT_PATH)
+    return f"{MlflowClient(uri).get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
 
 
 def register_model(uri: str, run_id: str, source: str, model_name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterable
@@ -146,13 +147,65 @@ def log_training_dataset(
 
 
 def log_artifact(uri: str, run_id: str, path: Path, artifact_dir: str | None = None) -> None:
-    """Upload one local file to the run's artifacts."""
-    MlflowClient(uri).log_artifact(run_id, str(path), artifact_dir)
+    """Add one local file to the run's artifacts; on a local store it appears whole or not at all."""
+    client = MlflowClient(uri)
+    root = local_artifact_root(client, run_id)
+    if root is None:
+        client.log_artifact(run_id, str(path), artifact_dir)
+        return
+    target = (root / artifact_dir if artifact_dir else root) / Path(path).name
+    _publish_atomically(Path(path), target)
+
+
+def log_artifact_dir(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Add a folder to the run's artifacts; on a local store it appears whole or not at all."""
+    client = MlflowClient(uri)
+    root = local_artifact_root(client, run_id)
+    if root is None:
+        client.log_artifacts(run_id, str(folder), artifact_path)
+        return
+    _publish_atomically(Path(folder), root / artifact_path)
+
+
+def local_artifact_root(client: MlflowClient, run_id: str) -> Path | None:
+    """The run's artifact folder when it is on this machine's file system (None for servers, buckets)."""
+    parsed = urlparse(client.get_run(run_id).info.artifact_uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def _publish_atomically(source: Path, target: Path) -> None:
+    """Copy a file or folder beside ``target`` under a hidden name, then rename it into place.
+
+    A full disk or a crash during the copy leaves no partial artifact at ``target``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.normflow-{os.getpid()}.tmp")
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staging)
+            if target.exists():
+                shutil.rmtree(target)
+        else:
+            shutil.copyfile(source, staging)
+        os.replace(staging, target)
+    finally:
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
 
 
 def log_json_artifact(uri: str, run_id: str, document: object, name: str) -> None:
-    """Upload a JSON document as a run artifact named ``name``."""
-    MlflowClient(uri).log_dict(run_id, document, name)
+    """Add a JSON document as a run artifact named ``name``."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="normflow-json-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(document, indent=2))
+        log_artifact(uri, run_id, path)
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:

@@ -118,3 +118,46 @@ def test_cell_values_never_become_paths_or_commands(prefect_server, tracking_sto
     predict_flow(input=str(source), output=str(output))
     assert pd.read_csv(output).id.tolist() == hostile
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "mlruns", "out.csv"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 48 KB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_store, tiny_disk):
+    """The artifact store fills up: one-line error, run FAILED, nothing registered, no partial file."""
+    from tasks import tracking
+
+    tracking.prepare_store(tracking_store)
+    MlflowClient(tracking_store).create_experiment("normflow", artifact_location=str(tiny_disk))
+    filler = tiny_disk / "filler"
+    filler.write_bytes(b"\0" * 36 * 1024)  # leave ~12 KB: scaler.json fits, the loss-curve PNG does not
+    env = dict(
+        __import__("os").environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server
+    )
+    result = subprocess.run(
+        [sys.executable, "flows/train_flow.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("normflow: error: cannot write") and "No space left on device" in last
+    client = MlflowClient(tracking_store)
+    run = client.search_runs([client.get_experiment_by_name("normflow").experiment_id])[0]
+    assert run.info.status == "FAILED"
+    assert client.search_model_versions("name='normflow-linear'") == []
+    written = [p for p in tiny_disk.rglob("*") if p.is_file() and p != filler]
+    assert not [p for p in written if p.name.endswith(".tmp")]  # no half-written staging file
+    for path in written:  # whatever is there is complete
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        assert path.suffix != ".png"
