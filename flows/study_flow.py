@@ -87,9 +87,7 @@ def log_child_run(uri: str, experiment: str, parent_id: str, result: StudyResult
         tags["diverged_epoch"] = str(result.diverged_epoch)
     run_id = tracking.start_run(uri, experiment, run_name=result.label, tags=tags)
     tracking.log_params(uri, run_id, {**common, "normalization": result.normalization, "lr": result.lr})
-    tracking.log_metric_series(
-        uri, run_id, tracking.epoch_metrics(result.outcome.losses, [[] for _ in result.outcome.losses], ())
-    )
+    tracking.log_metric_series(uri, run_id, tracking.epoch_metrics(result.outcome.losses))
     tracking.log_metrics(uri, run_id, child_metrics(result))
     if result.outcome.error is not None:
         tracking.set_tags(uri, run_id, {"diagnosis": one_line(str(result.outcome.error))[:5000]})

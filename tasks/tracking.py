@@ -114,13 +114,18 @@ def log_metric_series(uri: str, run_id: str, metrics: Iterable[Metric]) -> int:
     return sent
 
 
-def epoch_metrics(losses: list[float], gradients: list[list[float]], feature_names: tuple[str, ...]) -> Iterable[Metric]:
-    """``loss`` and ``grad.<feature>`` per epoch, as MLflow metrics with the epoch as step."""
+def epoch_metrics(
+    losses: list[float],
+    gradients: list[list[float]] | None = None,
+    feature_names: tuple[str, ...] = (),
+) -> Iterable[Metric]:
+    """``loss`` (and ``grad.<feature>`` when gradients are given) per epoch, the epoch as step."""
     now = int(time.time() * 1000)
-    for epoch, (loss, grads) in enumerate(zip(losses, gradients)):
+    for epoch, loss in enumerate(losses):
         yield Metric("loss", loss, now, epoch)
-        for name, value in zip(feature_names, grads):
-            yield Metric(f"grad.{name}", value, now, epoch)
+        if gradients is not None:
+            for name, value in zip(feature_names, gradients[epoch]):
+                yield Metric(f"grad.{name}", value, now, epoch)
 
 
 def log_training_dataset(
