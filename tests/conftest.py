@@ -107,3 +107,16 @@ class LocalServer:
             self.process.wait(timeout=20)
         finally:
             os.unlink(self.log.name)
+
+
+def run_with_temp_store(tmp_path_factory, name: str, run):
+    """Call ``run()`` with MLFLOW_TRACKING_URI on a new sqlite store; returns (uri, folder, result).
+
+    For module-scoped fixtures, which cannot use the function-scoped ``tracking_store``.
+    """
+    folder = tmp_path_factory.mktemp(name)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        result = run(folder)
+    return uri, folder, result

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from conftest import run_with_temp_store
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from tasks.errors import NormflowError
@@ -48,11 +49,10 @@ def test_train_flow_on_hostile_input(case, prefect_server, tracking_store):
 
 @pytest.fixture(scope="module")
 def champion_store(prefect_server, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus-store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        train_flow(data=str(REPO / "data" / "houses.csv"))
+    """A temp store whose champion was trained on the tutorial data."""
+    uri, _, _ = run_with_temp_store(
+        tmp_path_factory, "corpus-store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv"))
+    )
     return uri
 
 

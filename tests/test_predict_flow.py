@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from conftest import run_with_temp_store
 from flows.predict_flow import block_bytes_for_rows, predict_flow
 from flows.train_flow import train_flow
 from tasks.errors import ConfigError, DataError
@@ -27,11 +28,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained_store(prefect_server, tmp_path_factory):
     """A temp MLflow store holding one registered champion trained on the tutorial data."""
-    folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        train_flow(data=str(REPO / "data" / "houses.csv"))
+    uri, _, _ = run_with_temp_store(tmp_path_factory, "store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv")))
     return uri
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import LocalServer, free_port
+from conftest import LocalServer, free_port, run_with_temp_store
 from flows.study_flow import study_flow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,11 +23,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def study(prefect_server, tmp_path_factory):
     """One study on the tutorial data into a temp store; returns (summary, tracking URI)."""
-    folder = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        summary = study_flow(data=str(REPO / "data" / "houses.csv"), report_dir=str(folder / "report"))
+    uri, _, summary = run_with_temp_store(
+        tmp_path_factory,
+        "study",
+        lambda folder: study_flow(data=str(REPO / "data" / "houses.csv"), report_dir=str(folder / "report")),
+    )
     return summary, uri
 
 
