@@ -34,6 +34,7 @@ from flows.common import (
 )
 from tasks.errors import ConfigError, one_line
 from tasks.holdout import HOLDOUT_HASH_VERSION, holdout_mse
+from tasks.linear_model import LinearModel
 from tasks.model_store import load_pinned_model, pin_model_version
 from tasks.moments import Moments
 from tasks.promotion import GateDecision, gate
@@ -250,7 +251,7 @@ HOLDOUT_HASH_TAG = "normflow.holdout_hash"
 
 
 def comparability_problem(
-    uri: str, model_name: str, champion_version: str, outcome: TrainingOutcome, fraction: float
+    uri: str, model_name: str, champion_version: str, champion: LinearModel, outcome: TrainingOutcome, fraction: float
 ) -> tuple[str, bool] | None:
     """Why the champion cannot be scored fairly on this run's holdout (and whether to promote
     anyway), or None when it can.
@@ -259,7 +260,6 @@ def comparability_problem(
     i.e. it held out at least this fraction with the same row hash (a larger fraction's holdout
     contains a smaller one's).
     """
-    champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{champion_version}"))
     if champion.target != outcome.model.target or set(champion.feature_names) != set(outcome.model.feature_names):
         return (
             f"champion version {champion_version} predicts {champion.target} from other features; "
@@ -299,9 +299,9 @@ def promotion_gate(
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
         noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
         if expected is not None:
-            reason_if_incomparable = comparability_problem(uri, model_name, expected, outcome, fraction)
+            champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
+            reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
             if reason_if_incomparable is None:
-                champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
                 weights, intercept = champion.raw_coefficients()
                 by_name = dict(zip(champion.feature_names, weights))
                 champion_mse = holdout_mse(holdout, [by_name[n] for n in outcome.model.feature_names], intercept)

@@ -226,27 +226,15 @@ def iter_row_blocks(
 ) -> Iterator[RowBlock]:
     """Stream a file (or partition) as blocks of float64 columns ``spec.selected``; a bad cell is an error."""
     part = _as_partition(source)
-    path = part.path
     selected = list(spec.selected)
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.float64() for name in selected}, include_columns=selected
     )
-    rows_before = 0
-    stream, skip = _open_partition(part)
-    with _reading_errors(path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
-        reader = pacsv.open_csv(
-            stream, read_options=_read_options(spec, block_bytes, skip), convert_options=convert_options
-        )
-        for batch in reader:
-            columns = torch.from_numpy(
-                np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected])
-            )
-            if not bool(torch.isfinite(columns).all()):
-                raise find_bad_cell(path, spec, start_row=part.first_row + rows_before)
-            yield RowBlock(path, part.first_row + rows_before, columns)
-            rows_before += batch.num_rows
-    if rows_before == 0 and part.start is None:
-        raise DataError(f"{path}: has a header but no data rows")
+    for first_row, batch, _ in _stream_batches(part, spec, convert_options, block_bytes):
+        columns = torch.from_numpy(np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected]))
+        if not bool(torch.isfinite(columns).all()):
+            raise find_bad_cell(part.path, spec, start_row=first_row)
+        yield RowBlock(part.path, first_row, columns)
 
 
 def iter_text_batches(
@@ -259,14 +247,22 @@ def iter_text_batches(
     For scoring, where input columns pass through to the output exactly as written and bad
     rows may be skipped instead of ending the job.
     """
-    part = _as_partition(source)
-    path = part.path
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in spec.columns}, strings_can_be_null=False
     )
+    yield from _stream_batches(_as_partition(source), spec, convert_options, block_bytes)
+
+
+def _stream_batches(
+    part: Partition,
+    spec: TableSpec,
+    convert_options: pacsv.ConvertOptions,
+    block_bytes: int,
+) -> Iterator[tuple[int, pa.RecordBatch, int]]:
+    """pyarrow's streaming reader over a partition: ``(first_row, batch, bytes_read)``, errors made one-line."""
     rows_before = 0
     stream, skip = _open_partition(part)
-    with _reading_errors(path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
+    with _reading_errors(part.path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
         reader = pacsv.open_csv(
             stream, read_options=_read_options(spec, block_bytes, skip), convert_options=convert_options
         )
@@ -274,7 +270,7 @@ def iter_text_batches(
             yield part.first_row + rows_before, batch, stream.tell()
             rows_before += batch.num_rows
     if rows_before == 0 and part.start is None:
-        raise DataError(f"{path}: has a header but no data rows")
+        raise DataError(f"{part.path}: has a header but no data rows")
 
 
 def parse_numeric_columns(

@@ -38,35 +38,32 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     numbered = _VERSION_URI.match(model_uri)
     if alias:
         name = alias["name"]
-        _require_registered_model(client, name)
-        try:
-            version = client.get_model_version_by_alias(name, alias["alias"])
-        except MlflowException as exc:
-            if not _is_missing(exc):
-                raise
-            raise ConfigError(f"registered model {name!r} has no alias {alias['alias']!r}") from None
+        _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
+        version = _found(
+            lambda: client.get_model_version_by_alias(name, alias["alias"]),
+            f"registered model {name!r} has no alias {alias['alias']!r}",
+        )
     elif numbered:
         name = numbered["name"]
-        _require_registered_model(client, name)
-        try:
-            version = client.get_model_version(name, numbered["version"])
-        except MlflowException as exc:
-            if not _is_missing(exc):
-                raise
-            raise ConfigError(f"registered model {name!r} has no version {numbered['version']}") from None
+        _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
+        version = _found(
+            lambda: client.get_model_version(name, numbered["version"]),
+            f"registered model {name!r} has no version {numbered['version']}",
+        )
     else:
         return PinnedModel(model_uri, model_uri, None, None, model_uri)
     pinned = f"models:/{name}/{version.version}"
     return PinnedModel(model_uri, pinned, name, str(version.version), version.source)
 
 
-def _require_registered_model(client: MlflowClient, name: str) -> None:
+def _found(lookup, missing_message: str):
+    """Run a registry lookup; a 'does not exist' answer becomes a one-line ConfigError, other failures pass."""
     try:
-        client.get_registered_model(name)
+        return lookup()
     except MlflowException as exc:
         if not _is_missing(exc):
             raise
-        raise ConfigError(f"no registered model named {name!r} in this MLflow store") from None
+        raise ConfigError(missing_message) from None
 
 
 def _is_missing(exc: MlflowException) -> bool:
