@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -109,55 +110,158 @@ def partition_bytes(args) -> int | None:
 
 
 class OneLineExpectedErrors(logging.Filter):
-    """Drop the traceback from Prefect's log records of errors already explained in one line."""
+    """Drop the traceback from log records of failures the CLI explains in one line.
+
+    Those are our own errors (bad data, divergence) and the failures :func:`describe_failure`
+    words (a store that fails or is locked, a full disk, Prefect not starting).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], NormflowError):
+        if record.exc_info and record.exc_info[1] is not None and is_expected_failure(record.exc_info[1]):
             record.exc_info = None
             record.exc_text = None
         return True
 
 
+def is_expected_failure(exc: BaseException) -> bool:
+    """Whether the CLI ends ``exc`` with one explanatory line (so no log needs its traceback)."""
+    return isinstance(exc, (NormflowError, KeyboardInterrupt)) or describe_failure(exc) is not None
+
+
 def quiet_expected_errors() -> None:
-    """Make Prefect log user errors (bad data, divergence) without a traceback."""
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, OneLineExpectedErrors) for f in logger.filters):
-            logger.addFilter(OneLineExpectedErrors())
+    """Make Prefect's and MLflow's log handlers print expected failures without a traceback.
+
+    The filter goes on the handlers (a logger's own filters miss its children's records).
+    """
+    loggers = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("mlflow")]
+    loggers += [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
+                handler.addFilter(OneLineExpectedErrors())
+
+
+def stop_new_temporary_servers(before: set[int]) -> None:
+    """Stop the temporary Prefect servers started since ``before`` (ids), quietly, so the CLI's own
+    line is the last one printed (Prefect would stop them at exit with a log line of its own)."""
+    from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
+
+    level = subprocess_server_logger.level
+    subprocess_server_logger.setLevel(logging.WARNING)
+    try:
+        for server in list(SubprocessASGIServer._instances.values()):
+            if id(server) not in before:
+                server.stop()
+    finally:
+        subprocess_server_logger.setLevel(level)
+
+
+def running_temporary_servers() -> set[int]:
+    """Ids of the temporary Prefect servers this process holds now."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    return {id(server) for server in SubprocessASGIServer._instances.values()}
+
+
+DEFAULT_PREFECT_STARTUP_TIMEOUT_S = 120
+"""How long the CLIs let Prefect's temporary server start (Prefect's own default, 20 s, is too
+short on a busy machine). ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` overrides it."""
+
+PERSISTENT_SERVER_ADVICE = (
+    "run a persistent server instead: `prefect server start` in another terminal, then "
+    "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and run this command again"
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, docker, Prefect's cancellation), handled like Ctrl-C: clean up, then stop."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def prefect_startup_timeout() -> int:
+    """Seconds the temporary Prefect server may take to start (environment, else 120)."""
+    text = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "").strip()
+    try:
+        return max(int(float(text)), 1) if text else DEFAULT_PREFECT_STARTUP_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(
+            f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS must be a number of seconds, got {text!r}"
+        ) from None
 
 
 def run_cli(run: Callable[[], str]) -> int:
-    """Run a flow for the command line: its summary on stdout, or one error line on stderr and exit 1."""
+    """Run a flow for the command line: its summary on stdout, or one error line on stderr and exit 1.
+
+    Every failure ends as one ``normflow: error:`` line: our own errors, a store that fails, a
+    file the system refuses, Prefect's temporary server not starting, Ctrl-C and SIGTERM
+    (which interrupt the flow, so its clean-up marks the MLflow run FAILED and publishes nothing).
+    """
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     quiet_expected_errors()
     try:
-        summary = run()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
+    servers_before = running_temporary_servers()
+    try:
+        timeout = prefect_startup_timeout()
+        with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: timeout}):
+            summary = run()
+    except KeyboardInterrupt as exc:
+        what = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        return print_error(f"{what}; the run was marked FAILED and nothing was published", 143 if isinstance(exc, Terminated) else 130)
     except NormflowError as exc:
-        print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
+        return print_error(one_line(str(exc)))
     except Exception as exc:
-        if is_tracking_failure(exc):
-            from tasks.tracking import tracking_uri
-
-            first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            print(
-                f"normflow: error: the MLflow store at {tracking_uri()} failed (after retries): {first[:300]}; "
-                "this run did not complete — check the server, then run the same command again",
-                file=sys.stderr,
-            )
-            return 1
-        if isinstance(exc, OSError):  # a full disk, a read-only folder: nothing was half-published
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"normflow: error: cannot write {where}{exc.strerror or exc}; this run did not complete", file=sys.stderr)
-            return 1
-        raise
+        message = describe_failure(exc)
+        if message is None:
+            raise
+        return print_error(message)
+    finally:
+        stop_new_temporary_servers(servers_before)
+        sys.stderr.flush()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(summary)
     return 0
 
 
+def print_error(message: str, code: int = 1) -> int:
+    """Print the one error line a CLI ends with; returns the exit code."""
+    print(f"normflow: error: {message}", file=sys.stderr)
+    return code
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """One line for a failure that is not a bug (store down, disk full, Prefect not starting), else None."""
+    if isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc):
+        return (
+            f"Prefect's temporary server did not start within {prefect_startup_timeout()} s (a busy machine?); "
+            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or " + PERSISTENT_SERVER_ADVICE
+        )
+    if is_tracking_failure(exc):
+        from tasks.tracking import tracking_uri
+
+        first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return (
+            f"the MLflow store at {tracking_uri()} failed (after retries): {first[:300]}; "
+            "this run did not complete — check the store, then run the same command again"
+        )
+    if isinstance(exc, OSError):  # a full disk, a read-only folder, a missing file: nothing was half-published
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; this run did not complete"
+    return None
+
+
 def is_tracking_failure(exc: BaseException) -> bool:
-    """An MLflow or HTTP failure (server down, store unreachable), as opposed to a bug."""
+    """An MLflow, database or HTTP failure (server down, sqlite locked), as opposed to a bug."""
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
+    from sqlalchemy.exc import SQLAlchemyError
 
-    return isinstance(exc, (MlflowException, RequestException))
+    return isinstance(exc, (MlflowException, RequestException, SQLAlchemyError))

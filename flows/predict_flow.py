@@ -33,6 +33,7 @@ from tasks import csv_source, tracking
 from tasks.device import describe_device, resolve_device
 from tasks.errors import ConfigError, one_line
 from tasks.linear_model import LinearModel
+from tasks.table_writer import temporary_path
 from tasks.model_store import PinnedModel, load_pinned_model, pin_model_version
 from tasks.scoring import (
     BAD_ROW_POLICIES,
@@ -83,10 +84,12 @@ def load_model(uri: str, pinned: PinnedModel) -> LinearModel:
 
 
 @task(name="inspect-inputs", cache_policy=NO_CACHE)
-def inspect_inputs(input_path: str, model: LinearModel, output: Path) -> tuple[list[Path], csv_source.TableSpec]:
-    """Find the input files and check them against the model's features before scoring."""
+def inspect_inputs(
+    input_path: str, model: LinearModel, output: Path, on_bad_row: str, flag_out_of_range: bool
+) -> tuple[list[Path], csv_source.TableSpec]:
+    """Find the input files and check them, and every output path, before scoring."""
     sources = csv_source.resolve_sources(input_path)
-    return sources, scoring_spec(sources, model, output)
+    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range)
 
 
 @task(name="score", cache_policy=NO_CACHE)
@@ -145,7 +148,7 @@ def score_partitioned(
     """One task per partition into part files; the output is published only when every part succeeded."""
     partitions = csv_source.plan_partitions(sources, target_bytes)
     get_run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
-    parts_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
     try:
         outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
         futures = score_partition.map(
@@ -160,10 +163,11 @@ def score_partitioned(
         )
         wait(futures)  # let every part finish or fail before anything is published or removed
         reports = [future.result() for future in futures]
-        rejected = rejected_path(output) if on_bad_row == "skip" else None
+        rejecting = [Path(o) for o, r in zip(outputs, reports) if r.rows_rejected]
+        rejected = rejected_path(output) if rejecting else None
         targets = []
         if rejected is not None:
-            targets.append(([rejected_path(Path(o)) for o in outputs], rejected, rejected_schema(spec)))
+            targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(spec)))
         targets.append(([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range)))
         publish_parts(targets)
         return merge_reports(reports, output, rejected)
@@ -243,6 +247,7 @@ def predict_flow(
     on_bad_row: str = "error",
     flag_out_of_range: bool = False,
     partition_bytes: int | None = None,
+    block_bytes: int = csv_source.DEFAULT_BLOCK_BYTES,
 ) -> ScoringSummary:
     """Score CSV rows with a registered model, normalizing them with its training statistics."""
     logger = get_run_logger()
@@ -254,8 +259,8 @@ def predict_flow(
     pinned = pin_model(uri, model_uri)
     logger.info("model %s pinned to %s for this job", model_uri, pinned.uri)
     model = load_model(uri, pinned)
-    sources, spec = inspect_inputs(input, model, output_path)
-    block_bytes = block_bytes_for_rows(sources, chunk_rows, csv_source.DEFAULT_BLOCK_BYTES)
+    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range)
+    block_bytes = block_bytes_for_rows(sources, chunk_rows, block_bytes)
     params = {
         "model_uri": model_uri,
         "model_name": pinned.name or "",
@@ -320,7 +325,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="output file: CSV, or Parquet when it ends in .parquet")
     parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     add_device_flag(parser)
-    parser.add_argument("--chunk-rows", type=int, default=None, help="rows per block (default: about 4 MiB of CSV)")
+    blocks = parser.add_mutually_exclusive_group()
+    blocks.add_argument("--chunk-rows", type=int, default=None, help="rows per block (default: about 4 MiB of CSV)")
+    blocks.add_argument(
+        "--block-bytes", type=int, default=csv_source.DEFAULT_BLOCK_BYTES, help="CSV bytes parsed per block"
+    )
     parser.add_argument(
         "--on-bad-row",
         default="error",
@@ -351,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_bad_row=args.on_bad_row,
                 flag_out_of_range=args.flag_out_of_range,
                 partition_bytes=partition_bytes_from(args),
+                block_bytes=args.block_bytes,
             )
         )
 

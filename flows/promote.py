@@ -3,24 +3,21 @@
     python flows/promote.py --rollback                # champion <-> previous-champion
     python flows/promote.py --version 3               # version 3 becomes champion
 
-Both print and log what they did, and tag the versions involved. No Prefect server is needed:
+Both print what they did once, and tag the versions involved. No Prefect server is needed:
 this is one registry transaction, not a pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
-from mlflow.exceptions import MlflowException
-
+from flows.common import describe_failure, print_error
 from tasks import registry, tracking
 from tasks.errors import ConfigError, NormflowError, one_line
 from tasks.model_store import pin_model_version
-
-logger = logging.getLogger("normflow.promote")
+from tasks.names import validate_model_name
 
 
 def rollback(uri: str, model_name: str) -> str:
@@ -62,24 +59,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run from the command line; returns the exit code."""
+    """Run from the command line; prints what happened once, or one error line; returns the exit code."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
     uri = tracking.tracking_uri()
     try:
+        validate_model_name(args.model_name)
+        if args.version is not None and not args.version.isdigit():
+            raise ConfigError(f"--version must be a version number, got {args.version!r}")
+        tracking.prepare_store(uri)
         if args.rollback:
             message = rollback(uri, args.model_name)
         else:
-            if not args.version.isdigit():
-                raise ConfigError(f"--version must be a version number, got {args.version!r}")
             message = promote_version(uri, args.model_name, args.version)
     except NormflowError as exc:
-        print(f"normflow: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
-    except MlflowException as exc:
-        print(f"normflow: error: the MLflow store at {uri} failed: {one_line(str(exc))[:300]}", file=sys.stderr)
-        return 1
-    logger.info(message)
+        return print_error(one_line(str(exc)))
+    except Exception as exc:
+        failure = describe_failure(exc)
+        if failure is None:
+            raise
+        return print_error(failure)
     print(message)
     return 0
 

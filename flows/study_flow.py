@@ -8,6 +8,7 @@ parent and written to a local folder. Run ``python flows/study_flow.py --help``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from flows.train_flow import DEFAULT_DATA, compute_statistics, inspect_data
 from tasks import csv_source, tracking
 from tasks.device import describe_device, resolve_device
 from tasks.errors import ConfigError, one_line
+from tasks.names import validate_experiment_name
+from tasks.table_writer import temporary_path
 from tasks.plots import Curve, plot_loss_curves
 from tasks.scalers import METHODS
 from tasks.statistics import SourceStatistics
@@ -105,7 +108,7 @@ def write_report(
     """PNGs, tables and summary into ``report_dir`` (published whole, by one rename)."""
     summary = summary_text(results, spec.features, spec.target, tolerance)
     report_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}-", dir=report_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{temporary_path(report_dir).name}-", dir=report_dir.parent))
     try:
         curves = [Curve(r.label, r.outcome.losses, r.diverged_epoch, *curve_style(r, results)) for r in results]
         plot_loss_curves(curves, staging / "loss_curves.png", "Loss per epoch for every normalization and learning rate")
@@ -121,7 +124,7 @@ def write_report(
         (staging / "grid.csv").write_text(grid_csv(results))
         (staging / "grid.md").write_text(grid_markdown(results))
         (staging / "summary.md").write_text(summary)
-        if report_dir.exists():
+        if os.path.lexists(report_dir):
             raise ConfigError(f"{report_dir}: report folder already exists; choose another --report-dir")
         staging.rename(report_dir)
     except BaseException:
@@ -185,10 +188,11 @@ def study_flow(
     """Train every (normalization, lr) on the same data and report what normalization changes."""
     logger = get_run_logger()
     check_grid(normalizations, lrs, epochs, tolerance)
+    validate_experiment_name(experiment)
     torch_device = resolve_device(device)
     sources, spec = inspect_data(data, target, features)
     folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
-    if folder.exists():
+    if os.path.lexists(folder):
         raise ConfigError(f"{folder}: report folder already exists; choose another --report-dir")
     uri = tracking.tracking_uri()
     common = {"data": data, "epochs": epochs, "tolerance": tolerance, "features": ",".join(spec.features), "target": spec.target}

@@ -33,6 +33,7 @@ from flows.common import (
     without_masking,
 )
 from tasks.errors import ConfigError, one_line
+from tasks.names import validate_experiment_name, validate_model_name
 from tasks.holdout import HOLDOUT_HASH_VERSION, holdout_mse
 from tasks.linear_model import LinearModel
 from tasks.model_store import load_pinned_model, pin_model_version
@@ -196,12 +197,13 @@ def log_inputs(
             "torch_version": torch.__version__,
         }
     )
+    keys = tracking.feature_keys(scaler.feature_names)
     for name, stats in scaler.statistics.items():
         for stat, value in stats.items():
-            params[f"scaler.{stat}.{name}"] = repr(value)
+            params[f"scaler.{stat}.{keys[name]}"] = repr(value)
     for name, shift, scale in zip(scaler.feature_names, scaler.shift, scaler.scale):
-        params[f"scaler.shift.{name}"] = repr(shift)
-        params[f"scaler.scale.{name}"] = repr(scale)
+        params[f"scaler.shift.{keys[name]}"] = repr(shift)
+        params[f"scaler.scale.{keys[name]}"] = repr(scale)
     if statistics.holdout is not None:
         params["data.holdout_rows"] = statistics.holdout.count
     tracking.log_params(uri, run_id, params)
@@ -229,7 +231,8 @@ def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> 
         "epochs_run": outcome.descent.epochs_run,
         "intercept": outcome.intercept,
     }
-    metrics.update({f"coef.{n}": w for n, w in zip(outcome.scaler.feature_names, outcome.raw_weights)})
+    keys = tracking.feature_keys(outcome.scaler.feature_names).values()
+    metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
     tracking.log_metrics(uri, run_id, metrics)
     with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:
         scaler_file = Path(tmp) / "scaler.json"
@@ -340,8 +343,13 @@ def finish_mlflow_run(uri: str, run_id: str) -> None:
 # ----------------------------------------------------------------------------- flow
 
 
-def check_settings(normalization: str, lr: float, epochs: int) -> None:
-    """Refuse settings that cannot work before touching any data."""
+def check_settings(
+    normalization: str, lr: float, epochs: int, experiment: str = "normflow", model_name: str | None = None
+) -> None:
+    """Refuse settings and names that cannot work before touching any data."""
+    validate_experiment_name(experiment)
+    if model_name is not None:
+        validate_model_name(model_name)
     if normalization not in METHODS:
         raise ConfigError(f"unknown normalization {normalization!r}; choose one of {', '.join(METHODS)}")
     if not lr > 0 or lr == float("inf"):
@@ -369,7 +377,7 @@ def train_flow(
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
-    check_settings(normalization, lr, epochs)
+    check_settings(normalization, lr, epochs, experiment, model_name if register_model else None)
     if not 0 <= holdout_fraction < 1:  # also refuses NaN
         raise ConfigError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     if not 0 <= promotion_tolerance < float("inf"):
@@ -569,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def run() -> str:
+        check_settings(args.normalization, args.lr, args.epochs, args.experiment, None if args.no_register else args.model_name)
         if args.cron or args.interval:
             _needs_serve()
         runner = dask_task_runner(args.dask_address, args.workers)

@@ -8,10 +8,13 @@ where they are known. Real-world exports work: a UTF-8 BOM, CRLF line ends, quot
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import hashlib
+import io
 import math
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +35,12 @@ MIN_BLOCK_BYTES = 1024
 """pyarrow needs the header and every line to fit in one block."""
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_STRICT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|nan)$", re.IGNORECASE)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_CELL_PADDING = " \t"
+"""The one number grammar of both flows: ASCII decimal digits, optional sign, point and exponent,
+optionally padded with spaces or tabs. Full-width or other Unicode digits, ``1_000``, hex and
+thousands separators are not numbers; ``inf`` and ``nan`` are recognised only to be refused."""
 
 
 @dataclass(frozen=True)
@@ -63,22 +71,69 @@ class RowBlock:
 
 
 def resolve_sources(data: str | Path) -> list[Path]:
-    """The CSV files named by a file path, a directory (its ``*.csv``) or a glob, sorted."""
+    """The CSV files named by a file path, a directory (its ``*.csv``) or a glob, sorted, each once.
+
+    One source-identity rule for every reader: a file reached by several names (a symlink
+    beside its target, a hard link, a glob through a link to a parent folder) is read once,
+    under the first name in sorted order. Anything that is not a regular file is refused with
+    what it is (a FIFO, a device, a symlink loop), never reported as missing.
+    """
     text = str(data)
     path = Path(text)
-    if path.is_dir():
-        files = sorted(p for p in path.glob("*.csv") if p.is_file())
+    kind = _path_kind(path)
+    if kind == "directory":
+        files = sorted(p for p in path.glob("*.csv") if _path_kind(p) == "file")
         if not files:
             raise DataError(f"{text}: directory has no *.csv files")
-        return files
-    if path.is_file():
+        return _distinct_files(files)
+    if kind == "file":
         return [path]
+    if kind != "missing":
+        raise DataError(f"{text}: {kind}, not a regular CSV file")
     if _GLOB_CHARS.search(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if _path_kind(Path(p)) == "file")
         if not files:
             raise DataError(f"{text}: no files match this pattern")
-        return files
+        return _distinct_files(files)
     raise DataError(f"{text}: no such file or directory")
+
+
+def _path_kind(path: Path) -> str:
+    """``file``, ``directory``, ``missing``, or a description of what else stands at ``path``."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else "missing"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if exc.errno == errno.EACCES:
+            return "not readable (permission denied)"
+        return f"not readable ({exc.strerror or exc})"
+    if stat.S_ISREG(info.st_mode):
+        return "file"
+    if stat.S_ISDIR(info.st_mode):
+        return "directory"
+    if stat.S_ISFIFO(info.st_mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return "a device"
+    if stat.S_ISSOCK(info.st_mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _distinct_files(files: list[Path]) -> list[Path]:
+    """``files`` without second names for the same file (same device and inode)."""
+    seen: set[tuple[int, int]] = set()
+    distinct = []
+    for path in files:
+        info = path.stat()
+        identity = (info.st_dev, info.st_ino)
+        if identity not in seen:
+            seen.add(identity)
+            distinct.append(path)
+    return distinct
 
 
 def read_header(path: Path) -> list[str]:
@@ -162,13 +217,15 @@ def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
 
     A small file is one partition; a large one becomes byte ranges. Counting the lines before
     each cut costs one fast pass over the bytes (no parsing), so errors keep exact row numbers.
+    A file with a quote character stays whole: a quoted field may hold a line break, so a line
+    boundary in its bytes need not be a row boundary (the single-process reader sees the same rows).
     """
     partitions: list[Partition] = []
     for path in sources:
         size = path.stat().st_size
         with open(path, "rb") as handle:
             header_end = len(handle.readline())
-            if size - header_end <= target_bytes:
+            if size - header_end <= target_bytes or _contains_byte(handle, b'"'):
                 partitions.append(Partition(path))
                 continue
             start, row = header_end, 1
@@ -181,6 +238,18 @@ def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
                 row += _count_lines(handle, start, end)
                 start = end
     return partitions
+
+
+def _contains_byte(handle, needle: bytes) -> bool:
+    """Whether the rest of an open binary file holds ``needle`` (one fast pass, no parsing)."""
+    start = handle.tell()
+    try:
+        while chunk := handle.read(16 << 20):
+            if needle in chunk:
+                return True
+        return False
+    finally:
+        handle.seek(start)
 
 
 _BLANK_LINE_END = re.compile(rb"\n(?=\r?\n)")
@@ -241,16 +310,83 @@ def iter_text_batches(
     source: Path | Partition,
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-) -> Iterator[tuple[int, pa.RecordBatch, int]]:
-    """Stream every column of a file (or partition) as text, unchanged: ``(first_row, batch, bytes_read)``.
+    keep_ragged_rows: bool = False,
+) -> Iterator[tuple[int, pa.RecordBatch, int, dict[int, str]]]:
+    """Stream every column of a file (or partition) as text, unchanged.
 
-    For scoring, where input columns pass through to the output exactly as written and bad
-    rows may be skipped instead of ending the job.
+    Yields ``(first_row, batch, bytes_read, ragged)``. For scoring, where input columns pass
+    through to the output exactly as written and bad rows may be skipped instead of ending the
+    job. A row with the wrong number of fields ends the stream with a DataError, unless
+    ``keep_ragged_rows``: then the rest of the source is read with the csv module and each such
+    row is kept in its batch (fields padded or cut to the header's width) with its problem in
+    ``ragged`` (batch index -> reason), so row numbers stay exact and the caller can reject it.
     """
+    part = _as_partition(source)
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in spec.columns}, strings_can_be_null=False
     )
-    yield from _stream_batches(_as_partition(source), spec, convert_options, block_bytes)
+    next_row = part.first_row
+    try:
+        for first_row, batch, bytes_read in _stream_batches(part, spec, convert_options, block_bytes):
+            yield first_row, batch, bytes_read, {}
+            next_row = first_row + batch.num_rows
+    except DataError as exc:
+        if not (keep_ragged_rows and exc.kind == "ragged"):
+            raise
+        yield from _text_batches_by_csv_module(part, spec, next_row, block_bytes)
+
+
+def _text_batches_by_csv_module(
+    part: Partition, spec: TableSpec, start_row: int, block_bytes: int
+) -> Iterator[tuple[int, pa.RecordBatch, int, dict[int, str]]]:
+    """The slow, ragged-tolerant reader: rows from ``start_row`` on, as text batches of about ``block_bytes``."""
+    width = len(spec.columns)
+    size = (part.end if part.end is not None else part.path.stat().st_size) or 0
+    rows: list[list[str]] = []
+    ragged: dict[int, str] = {}
+    first_row, batch_bytes = start_row, 0
+
+    def batch() -> tuple[int, pa.RecordBatch, int, dict[int, str]]:
+        columns = [pa.array([r[i] for r in rows], pa.string()) for i in range(width)]
+        return first_row, pa.RecordBatch.from_arrays(columns, names=list(spec.columns)), size, dict(ragged)
+
+    for row, _, fields in _csv_module_rows(part):
+        if row < start_row:
+            continue
+        if len(fields) != width:
+            ragged[len(rows)] = f"expected {width} fields, found {len(fields)}"
+            fields = (fields + [""] * width)[:width]
+        rows.append(fields)
+        batch_bytes += sum(len(f) + 1 for f in fields)
+        if batch_bytes >= block_bytes:
+            yield batch()
+            first_row, rows, ragged, batch_bytes = row + 1, [], {}, 0
+    if rows:
+        yield batch()
+
+
+def _csv_module_rows(part: Partition) -> Iterator[tuple[int, int, list[str]]]:
+    """``(row number, line number in the partition, fields)`` per data row, parsed by the csv module.
+
+    Blank lines are skipped and rows numbered as pyarrow does, so both readers agree on numbers.
+    """
+    if part.start is None:
+        handle = open(part.path, encoding="utf-8-sig", newline="")
+        row = 0
+    else:
+        with open(part.path, "rb") as raw:
+            raw.seek(part.start)
+            handle = io.StringIO(raw.read(part.end - part.start).decode("utf-8"), newline="")
+        row = part.first_row - 1
+    with handle:
+        reader = csv.reader(handle)
+        if part.start is None:
+            next(reader, None)  # header
+        for fields in reader:
+            if not fields:
+                continue  # blank lines are skipped, as pyarrow does
+            row += 1
+            yield row, reader.line_num, fields
 
 
 def _stream_batches(
@@ -290,17 +426,13 @@ def parse_numeric_columns(
             bad_rows = np.flatnonzero(~np.isfinite(numbers))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values = text.to_pylist()
-            numbers = np.array([_to_float(v) for v in values], dtype=np.float64)
+            numbers = np.array([parse_number(v) for v in values], dtype=np.float64)
             bad_rows = np.flatnonzero(~np.isfinite(numbers))
         for row in bad_rows.tolist():
             if row not in problems:
                 problems[row] = (name, cell_problem(text[row].as_py()) or "not a finite number")
         columns.append(numbers)
     return torch.from_numpy(np.stack(columns)), problems
-
-
-def _to_float(text: str) -> float:
-    return float(text) if cell_problem(text) is None else math.nan
 
 
 def _read_options(spec: TableSpec, block_bytes: int, skip_rows: int = 1) -> pacsv.ReadOptions:
@@ -335,44 +467,45 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
     width = len(spec.columns)
     row = 0
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            next(reader, None)  # header
-            for fields in reader:
-                if not fields:
-                    continue  # blank lines are skipped, as pyarrow does
-                row += 1
-                if row < start_row:
-                    continue
-                where = f"{path}: row {row} (line {reader.line_num})"
-                if len(fields) != width:
-                    return DataError(f"{where}: expected {width} fields, found {len(fields)}")
-                for name, index in positions.items():
-                    problem = cell_problem(fields[index])
-                    if problem:
-                        return DataError(f"{where}, column {name!r}: {problem}")
+        for row, line, fields in _csv_module_rows(Partition(path)):
+            if row < start_row:
+                continue
+            where = f"{path}: row {row} (line {line})"
+            if len(fields) != width:
+                return DataError(
+                    f"{where}: expected {width} fields, found {len(fields)}", path=path, row=row, kind="ragged"
+                )
+            for name, index in positions.items():
+                problem = cell_problem(fields[index])
+                if problem:
+                    return DataError(f"{where}, column {name!r}: {problem}", path=path, row=row, column=name)
     except UnicodeDecodeError as exc:
-        return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})")
+        return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})", path=path)
     except csv.Error as exc:
-        return DataError(f"{path}: row {row + 1}: not a readable CSV row ({exc})")
+        return DataError(f"{path}: row {row + 1}: not a readable CSV row ({exc})", path=path, row=row + 1)
     detail = (fallback or "unreadable data").splitlines()[0]
-    return DataError(f"{path}: {detail}")
+    return DataError(f"{path}: {detail}", path=path)
 
 
 def cell_problem(text: str) -> str | None:
-    """Why a cell's text is not a usable number, or ``None`` when it is one."""
-    stripped = text.strip()
-    if not stripped:
+    """Why a cell's text is not a usable number, or ``None`` when it is one (the one grammar)."""
+    stripped = text.strip(_CELL_PADDING)
+    if not stripped.strip():
         return "empty cell"
-    if not _STRICT_NUMBER.match(stripped):
+    if _NON_FINITE.fullmatch(stripped):
+        value = float(stripped)
+        return f"NaN value {text!r}" if math.isnan(value) else f"infinite value {text!r}"
+    if not _NUMBER.fullmatch(stripped):
         shown = text if len(text) <= 40 else text[:37] + "..."
         return f"not a number: {shown!r}"
-    value = float(stripped)
-    if math.isnan(value):
-        return f"NaN value {text!r}"
-    if math.isinf(value):
-        return f"infinite value {text!r}"
+    if math.isinf(float(stripped)):
+        return f"infinite value {text!r} (beyond float64's range)"
     return None
+
+
+def parse_number(text: str) -> float:
+    """The value of a cell the grammar accepts; NaN for any other."""
+    return float(text.strip(_CELL_PADDING)) if cell_problem(text) is None else math.nan
 
 
 def file_digest(path: Path) -> str:

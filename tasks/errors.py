@@ -8,7 +8,33 @@ class NormflowError(Exception):
 
 
 class DataError(NormflowError):
-    """The input data is unusable: names the file, row and column where known."""
+    """The input data is unusable: names the file, row and column where known.
+
+    The same facts are kept as fields (``path``, ``row``, ``column``, ``kind``) for code that
+    reacts to the error rather than printing it (e.g. ``kind == "ragged"``: wrong field count).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: object | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.row = row
+        self.column = column
+        self.kind = kind
+
+    def __reduce__(self):  # keep the fields when Prefect or Dask pickles the error
+        return (_rebuild_data_error, (str(self), self.path, self.row, self.column, self.kind))
+
+
+def _rebuild_data_error(message: str, path: object, row: int | None, column: str | None, kind: str | None) -> "DataError":
+    return DataError(message, path=path, row=row, column=column, kind=kind)
 
 
 class ConfigError(NormflowError):

@@ -8,6 +8,7 @@ loading a registered model never unpickles or executes anything stored with it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,21 @@ class LinearModel:
         return self.scaler.transform(features) @ weights + self.bias
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
-        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored)."""
+        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored).
+
+        A prediction that overflows float64 is an error naming the row, never an ``inf`` result.
+        """
         features = feature_matrix(model_input, self.feature_names)
-        return self.predict_tensor(torch.from_numpy(features)).numpy()
+        predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
+        overflow = ~np.isfinite(predictions)
+        if overflow.any():
+            row = int(np.argmax(overflow))
+            raise DataError(
+                f"input row {row + 1}: prediction is not finite: the row's values overflow float64 under this model",
+                row=row + 1,
+                kind="overflow",
+            )
+        return predictions
 
     def raw_coefficients(self) -> tuple[list[float], float]:
         """Weights and intercept in the features' raw units."""
@@ -105,7 +118,11 @@ def model_from_dict(doc: object) -> LinearModel:
     scaler = scaler_from_dict(doc.get("scaler"))
     if list(scaler.feature_names) != names:
         raise ModelFormatError("model document's scaler describes different features than the model")
-    return LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler)
+    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler)
+    raw_weights, intercept = model.raw_coefficients()
+    if not all(math.isfinite(v) for v in (*raw_weights, intercept)):
+        raise ModelFormatError("model document's weights and scaler give non-finite raw-unit coefficients")
+    return model
 
 
 def save_model_json(model: LinearModel, path: Path) -> Path:

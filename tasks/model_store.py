@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from tasks.errors import ConfigError, ModelFormatError
+from tasks.errors import ConfigError, ModelFormatError, one_line
 from tasks.linear_model import LinearModel, _load_pyfunc
 
 LOADER_MODULE = "tasks.linear_model"
@@ -81,7 +81,12 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
         except MlflowException as exc:
             if not _is_missing(exc):
                 raise
-            raise ConfigError(f"cannot download model {pinned.uri}: {exc}") from None
+            raise ConfigError(f"cannot read model {pinned.uri}: {one_line(str(exc))}") from None
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"cannot read model {pinned.uri}: its files are missing from the artifact store "
+                f"({exc.filename or pinned.source})"
+            ) from None
         return load_local_model(Path(local))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +18,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from tasks.errors import ConfigError
 from tasks.linear_model import MODEL_FILE, LinearModel, save_model_json
-from tasks.tracking import log_artifact_dir, sqlite_path
+from tasks.tracking import file_lock, log_artifact_dir, sqlite_path
 
 MODEL_ARTIFACT_PATH = "model"
 CHAMPION_ALIAS = "champion"
@@ -108,13 +108,10 @@ def registry_lock(uri: str, model_name: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    lock_file = path.parent / f".{path.name}.{model_name}.alias-lock"
-    with open(lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # The name is hashed: a model name may be long or hold characters no file name can.
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:16]
+    with file_lock(path.parent / f".{path.name}.{digest}.alias-lock"):
+        yield
 
 
 def _set_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> None:

@@ -29,11 +29,12 @@ from tasks.csv_source import (
 from tasks.errors import ConfigError, DataError
 from tasks.linear_model import LinearModel
 from tasks.moments import DTYPE
-from tasks.table_writer import AtomicTableWriter, same_file
+from tasks.table_writer import AtomicTableWriter, prepare_outputs
 
 BAD_ROW_POLICIES = ("error", "skip")
 PREDICTION_COLUMN = "prediction"
 FLAG_COLUMN = "out_of_range"
+REJECTED_COLUMNS = ("source_file", "source_row", "reason")
 
 BytesProgress = Callable[[int], None]
 """Called after each block with the bytes read so far over all inputs."""
@@ -57,14 +58,26 @@ def rejected_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.rejected.csv")
 
 
-def scoring_spec(sources: list[Path], model: LinearModel, output: Path) -> TableSpec:
-    """Check the inputs against the model before scoring: features present, output not an input."""
-    for path in sources:
-        if same_file(path, output):
-            raise ConfigError(f"{output}: the output path is one of the inputs; refusing to overwrite it")
-    if not output.parent.is_dir():
-        raise ConfigError(f"{output}: output folder {output.parent} does not exist")
-    return table_spec(sources, None, list(model.feature_names))
+def scoring_spec(
+    sources: list[Path], model: LinearModel, output: Path, on_bad_row: str = "error", flag_out_of_range: bool = False
+) -> TableSpec:
+    """Check inputs, model and outputs before scoring: features present, no column name taken twice,
+    and every file the job will write passes the output-path guard (never an input, never a link
+    or device); stale temporaries of killed jobs at those paths are removed.
+    """
+    outputs = [output] + ([rejected_path(output)] if on_bad_row == "skip" else [])
+    prepare_outputs(outputs, sources)
+    spec = table_spec(sources, None, list(model.feature_names))
+    added = [PREDICTION_COLUMN] + ([FLAG_COLUMN] if flag_out_of_range else [])
+    if on_bad_row == "skip":
+        added += [name for name in REJECTED_COLUMNS if name not in added]
+    taken = [name for name in added if name in spec.columns]
+    if taken:
+        raise ConfigError(
+            f"{sources[0]}: input already has column(s) {', '.join(map(repr, taken))}, which scoring adds to its "
+            "output; rename or drop them first (is this a file scoring already wrote?)"
+        )
+    return spec
 
 
 def output_schema(spec: TableSpec, flag_out_of_range: bool) -> pa.Schema:
@@ -107,22 +120,34 @@ def score_sources(
         for source in sources:
             path = source.path if isinstance(source, Partition) else Path(source)
             file_bytes = 0
-            for first_row, batch, read_so_far in iter_text_batches(source, spec, block_bytes):
+            batches = iter_text_batches(source, spec, block_bytes, keep_ragged_rows=on_bad_row == "skip")
+            for first_row, batch, read_so_far, ragged in batches:
                 values, problems = parse_numeric_columns(batch, features)
-                if problems:
+                problems.update({row: ("", reason) for row, reason in ragged.items()})
+                if problems and on_bad_row == "error":
+                    raise find_bad_cell(path, spec, start_row=first_row + min(problems))
+                keep = np.ones(batch.num_rows, dtype=bool)
+                keep[sorted(problems)] = False
+                kept = torch.from_numpy(keep)
+                rows = values[:, kept]
+                if device.type == "cuda":
+                    rows = rows.pin_memory().to(device, non_blocking=True)
+                predictions = model.predict_tensor(rows.T)
+                overflow = ~torch.isfinite(predictions)
+                if bool(overflow.any()):
+                    positions = np.flatnonzero(keep)[overflow.cpu().numpy()]
                     if on_bad_row == "error":
-                        raise find_bad_cell(path, spec, start_row=first_row + min(problems))
+                        raise prediction_overflow(path, first_row + int(positions[0]))
+                    problems.update({int(i): ("", NON_FINITE_PREDICTION) for i in positions})
+                    keep[positions] = False
+                    fine = ~overflow
+                    rows, predictions = rows[:, fine], predictions[fine]
+                if problems:
                     bad = sorted(problems)
                     rejects.write(_rejected_rows(batch, bad, problems, path, first_row, reject_schema))
                     report.rows_rejected += len(bad)
-                    keep = np.ones(batch.num_rows, dtype=bool)
-                    keep[bad] = False
                     batch = batch.filter(pa.array(keep))
-                    values = values[:, torch.from_numpy(keep)]
-                if device.type == "cuda":
-                    values = values.pin_memory().to(device, non_blocking=True)
-                predictions = model.predict_tensor(values.T)
-                low_mask, high_mask = values < low, values > high
+                low_mask, high_mask = rows < low, rows > high
                 below += low_mask.sum(dim=1)
                 above += high_mask.sum(dim=1)
                 outside = (low_mask | high_mask).any(dim=0)
@@ -136,12 +161,15 @@ def score_sources(
                 if on_progress is not None:
                     on_progress(bytes_done + file_bytes)
             bytes_done += file_bytes
-        # Finish both files first; publish only when both are complete, the output last.
+        # Finish both files first; publish only when both are complete, the output last. A
+        # rejected-rows file is published only when some row was rejected.
         if rejects is not None:
             rejects.close(reject_schema)
         writer.close(schema)
-        if rejects is not None:
+        if rejects is not None and report.rows_rejected:
             rejects.publish()
+        else:
+            report.rejected_output = None
         writer.publish()
     report.below_min = dict(zip(features, below.tolist()))
     report.above_max = dict(zip(features, above.tolist()))
@@ -150,9 +178,10 @@ def score_sources(
 
 def rejected_schema(spec: TableSpec) -> pa.Schema:
     """Input columns as text, then where each rejected row came from and why."""
+    file_column, row_column, reason_column = REJECTED_COLUMNS
     return pa.schema(
         [pa.field(n, pa.string()) for n in spec.columns]
-        + [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()), pa.field("reason", pa.string())]
+        + [pa.field(file_column, pa.string()), pa.field(row_column, pa.int64()), pa.field(reason_column, pa.string())]
     )
 
 
@@ -216,9 +245,22 @@ def _rejected_rows(
     extra = [
         pa.array([str(path)] * len(bad)),
         pa.array([first_row + i for i in bad], type=pa.int64()),
-        pa.array([f"column {problems[i][0]!r}: {problems[i][1]}" for i in bad]),
+        pa.array([_reason(*problems[i]) for i in bad]),
     ]
     return pa.RecordBatch.from_arrays(list(taken.columns) + extra, schema=schema)
+
+
+NON_FINITE_PREDICTION = "prediction is not finite: the row's values overflow float64 under this model"
+
+
+def _reason(column: str, problem: str) -> str:
+    """A rejected row's reason: the column's problem, or the whole row's (column '')."""
+    return f"column {column!r}: {problem}" if column else problem
+
+
+def prediction_overflow(path: Path, row: int) -> DataError:
+    """The one-line error for a row whose prediction overflows float64 (never written as inf)."""
+    return DataError(f"{path}: row {row}: {NON_FINITE_PREDICTION}", path=path, row=row, kind="overflow")
 
 
 def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from tasks.moments import Moments
+from tasks.names import feature_keys
 from tasks.training import TrainingOutcome, train_linear_model
 
 DEFAULT_TOLERANCE = 1e-9
@@ -106,8 +107,8 @@ def child_metrics(result: StudyResult) -> dict[str, float]:
         metrics["epochs_to_tolerance"] = result.epochs_to_tolerance
     if result.diverged_epoch is not None:
         metrics["diverged_epoch"] = result.diverged_epoch
-    for name, weight in zip(outcome.scaler.feature_names, outcome.raw_weights):
-        metrics[f"coef.{name}"] = weight
+    for key, weight in zip(feature_keys(outcome.scaler.feature_names).values(), outcome.raw_weights):
+        metrics[f"coef.{key}"] = weight
     return metrics
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -10,12 +14,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.errors import DataError
+from tasks.errors import ConfigError, DataError
+from tasks.processes import process_is_alive
+
+
+TEMP_MARK = ".normflow-"
+"""Hidden temporaries are named ``.<target name>.normflow-<pid>...``: the pid says whose they are."""
 
 
 def temporary_path(target: Path) -> Path:
     """Where a file is written before it is published at ``target`` (same folder, hidden name)."""
-    return target.with_name(f".{target.name}.normflow-{os.getpid()}.tmp")
+    return target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}.tmp")
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -24,6 +33,84 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
     except OSError:
         return False
+
+
+def check_output_path(target: Path, inputs: Iterable[Path] = ()) -> None:
+    """The one output-path guard, for every file a job publishes.
+
+    The folder must exist; whatever stands at ``target`` must be a regular file (a symlink, a
+    device, a FIFO or a folder is never replaced by the rename); and ``target`` must not be one
+    of the job's ``inputs`` under any name.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise ConfigError(f"{target}: output folder {target.parent} does not exist")
+    kind = _standing_kind(target)
+    if kind not in ("missing", "file"):
+        raise ConfigError(f"{target}: {kind} stands at the output path; refusing to replace it (name a new file)")
+    for path in inputs:
+        if same_file(Path(path), target):
+            raise ConfigError(f"{target}: the output path is one of the inputs ({path}); refusing to overwrite it")
+
+
+def prepare_outputs(outputs: list[Path], inputs: Iterable[Path] = ()) -> None:
+    """Guard every output path of a job (:func:`check_output_path`), check they are distinct, and
+    remove hidden temporaries left at them by killed jobs (:func:`remove_stale_temporaries`)."""
+    inputs = list(inputs)
+    for index, target in enumerate(outputs):
+        check_output_path(target, inputs)
+        for other in outputs[:index]:
+            if same_file(Path(other), Path(target)):
+                raise ConfigError(f"{target}: the job would write two of its outputs to the same file")
+    for target in outputs:
+        remove_stale_temporaries(Path(target))
+
+
+def _standing_kind(path: Path) -> str:
+    """What stands at ``path`` without following a symlink: ``missing``, ``file``, or a description."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"an unreadable entry ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete hidden temporaries for ``target`` whose writing process is gone (a SIGKILL, a power cut).
+
+    Only names this project writes (``.<name>.normflow-<pid>...``) are touched, and only when no
+    process ``pid`` exists, so a job running now keeps its files. Returns what was removed.
+    """
+    prefix = f".{target.name}{TEMP_MARK}"
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        digits = "".join(itertools.takewhile(str.isdigit, entry.name[len(prefix) :]))
+        if not digits or process_is_alive(int(digits)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 class AtomicTableWriter:
@@ -88,17 +175,17 @@ class AtomicTableWriter:
         self._writer = None
 
     def publish(self) -> Path:
-        """Rename the finished temporary file to the target: the one step that makes it visible."""
+        """Rename the finished temporary file to the target: the one step that makes it visible.
+
+        The target is guarded again just before the rename, so a link or device put there while
+        the job ran is not replaced either.
+        """
+        check_output_path(self.target)
         try:
             os.replace(self.temp, self.target)
         except OSError as exc:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         return self.target
-
-    def commit(self, empty_schema: pa.Schema | None = None) -> Path:
-        """Close the temporary file and publish it at the target path in one rename."""
-        self.close(empty_schema)
-        return self.publish()
 
     def discard(self) -> None:
         """Close and delete the temporary file, if any."""

@@ -6,34 +6,28 @@ thread-local and Prefect runs tasks in threads), and nothing here touches MLflow
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
-import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
+from tasks.errors import ConfigError
+from tasks.names import feature_keys, safe_key
+from tasks.processes import current_process_identity, owner_is_gone
+
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 BATCH_LIMIT = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PARAM_BATCH_LIMIT = 100
 FAILURE_TAG = "normflow.failure_reason"
-
-
-_UNSAFE_KEY_CHARS = re.compile(r"[^\w.\- :/]")
-
-
-def safe_key(key: str) -> str:
-    """An MLflow-acceptable param/metric key for any column name (``price ($)`` -> ``price (_)``)."""
-    cleaned = _UNSAFE_KEY_CHARS.sub("_", key)
-    while ".." in cleaned:
-        cleaned = cleaned.replace("..", "._")
-    return cleaned.lstrip("/")[:250] or "_"
 
 
 def tracking_uri() -> str:
@@ -50,10 +44,49 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def prepare_store(uri: str) -> None:
-    """Create the folder of a local sqlite store so the first run can open it."""
+    """Make a local sqlite store ready before a run uses it: folder created, schema created or
+    migrated by one process at a time.
+
+    MLflow creates and migrates the schema when a client first opens the database; two
+    processes doing that at once on a new store break it (``table _alembic_tmp_... already
+    exists``). An flock beside the database serializes that first opening between processes.
+    """
     path = sqlite_path(uri)
-    if path is not None:
+    if path is None:
+        return
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"MLflow store {uri}: cannot create its folder {path.parent}: {exc.strerror or exc}") from None
+    check_store_path(uri)
+    with file_lock(path.parent / f".{path.name}.init-lock"):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+
+
+@contextmanager
+def file_lock(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_file`` (created if needed) for the block: one process at a time."""
+    with open(lock_file, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_URI_UNSAFE_PATH_CHARS = "?"
+
+
+def check_store_path(uri: str) -> None:
+    """Refuse a sqlite store whose path the database URL cannot carry (``?`` starts its query)."""
+    path = sqlite_path(uri)
+    if path is not None and any(ch in str(path) for ch in _URI_UNSAFE_PATH_CHARS):
+        raise ConfigError(
+            f"MLflow store {uri}: a '?' in the store's path cannot be written in a sqlite URI; "
+            "move the store to a folder without it"
+        )
 
 
 def ui_command(uri: str) -> str:
@@ -70,15 +103,40 @@ def ensure_experiment(uri: str, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     path = sqlite_path(uri)
-    location = str((path.parent / "artifacts").resolve()) if path is not None else None
+    # A file URI, percent-encoded, so a '#' or '%' in the folder's name stays part of the path.
+    location = (path.parent / "artifacts").resolve().as_uri() if path is not None else None
     return client.create_experiment(name, artifact_location=location)
 
 
+OWNER_TAG = "normflow.owner"
+"""``host:pid:start`` of the process that created a run: who must end it."""
+ABANDONED_PREFIX = "abandoned: "
+
+
 def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
-    """Create a run in ``experiment`` and return its id."""
+    """Create a run in ``experiment`` (tagged with its owning process) and return its id.
+
+    Runs of this experiment left RUNNING by a process of this machine that no longer exists (a
+    SIGKILL, a power cut) are marked FAILED first, so nothing stays RUNNING forever.
+    """
     experiment_id = ensure_experiment(uri, experiment)
-    run = MlflowClient(uri).create_run(experiment_id, run_name=run_name, tags=tags or {})
+    fail_abandoned_runs(uri, experiment_id)
+    run = MlflowClient(uri).create_run(
+        experiment_id, run_name=run_name, tags={**(tags or {}), OWNER_TAG: current_process_identity()}
+    )
     return run.info.run_id
+
+
+def fail_abandoned_runs(uri: str, experiment_id: str) -> list[str]:
+    """Mark FAILED every RUNNING run of the experiment whose owning process is gone; returns their ids."""
+    client = MlflowClient(uri)
+    abandoned = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        owner = run.data.tags.get(OWNER_TAG)
+        if owner and owner_is_gone(owner):
+            fail_run(uri, run.info.run_id, f"{ABANDONED_PREFIX}its process ({owner}) ended without finishing it")
+            abandoned.append(run.info.run_id)
+    return abandoned
 
 
 def log_params(uri: str, run_id: str, params: dict[str, object]) -> None:
@@ -121,11 +179,12 @@ def epoch_metrics(
 ) -> Iterable[Metric]:
     """``loss`` (and ``grad.<feature>`` when gradients are given) per epoch, the epoch as step."""
     now = int(time.time() * 1000)
+    keys = list(feature_keys(feature_names).values())
     for epoch, loss in enumerate(losses):
         yield Metric("loss", loss, now, epoch)
         if gradients is not None:
-            for name, value in zip(feature_names, gradients[epoch]):
-                yield Metric(f"grad.{name}", value, now, epoch)
+            for key, value in zip(keys, gradients[epoch]):
+                yield Metric(f"grad.{key}", value, now, epoch)
 
 
 def log_training_dataset(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -22,6 +25,14 @@ from tasks.errors import ModelFormatError
 from tasks.linear_model import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def local_path(uri: str) -> Path:
+    """The folder behind a local artifact URI (``file:///...`` percent-encoded, or a plain path)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 HOUSES = str(REPO / "data" / "houses.csv")
 
 pytestmark = pytest.mark.integration
@@ -94,9 +105,9 @@ def test_tampered_model_json_fails_clearly_and_runs_nothing(prefect_server, trac
     train_flow(data=HOUSES, epochs=100)
     client = MlflowClient(tracking_store)
     version = client.get_model_version("normflow-linear", "1")
-    stored = Path(version.source) / "data" / MODEL_FILE
+    stored = local_path(version.source) / "data" / MODEL_FILE
     assert stored.is_file()
-    assert not [p for p in Path(version.source).rglob("*") if p.suffix in (".pkl", ".pickle", ".py")]
+    assert not [p for p in local_path(version.source).rglob("*") if p.suffix in (".pkl", ".pickle", ".py")]
     marker = tmp_path / "pwned"
     doc = json.loads(stored.read_text())
     doc["bias"] = {"__reduce__": ["os.system", [f"touch {marker}"]]}
@@ -150,7 +161,7 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
     )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("normflow: error: cannot write") and "No space left on device" in last
+    assert last.startswith("normflow: error: ") and "No space left on device" in last
     client = MlflowClient(tracking_store)
     run = client.search_runs([client.get_experiment_by_name("normflow").experiment_id])[0]
     assert run.info.status == "FAILED"
@@ -161,3 +172,454 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
         if path.suffix == ".json":
             json.loads(path.read_text())
         assert path.suffix != ".png"
+
+
+# ----------------------------------------------------------------------------- round two
+# The outside probe's 20 failures (issue 10), one test per example, plus neighbours of each class.
+
+from flows.common import run_cli  # noqa: E402
+from tasks import tracking  # noqa: E402
+from tasks.csv_source import plan_partitions, resolve_sources, table_spec  # noqa: E402
+from tasks.errors import ConfigError, DataError, NormflowError  # noqa: E402
+from tasks.scoring import rejected_path, score_sources, scoring_spec  # noqa: E402
+from tasks.statistics import source_statistics  # noqa: E402
+
+SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
+
+
+def _seed_model():
+    import torch
+
+    from tasks.moments import moments_of
+    from tasks.training import train_linear_model
+
+    rows = torch.tensor([[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000, 43]], dtype=torch.float64)
+    return train_linear_model(moments_of(rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+
+
+def _score(source, output, **options):
+    import torch
+
+    model = _seed_model()
+    sources = resolve_sources(source)
+    on_bad_row = options.get("on_bad_row", "error")
+    spec = scoring_spec(sources, model, Path(output), on_bad_row, options.get("flag_out_of_range", False))
+    return score_sources(sources, spec, model, Path(output), torch.device("cpu"), **options)
+
+
+# 1. data loss: an output written over an input
+def test_rejected_rows_file_is_never_an_input(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("lights,distance\n3,2500\n")
+    victim = rejected_path(data)  # d.rejected.csv
+    victim.write_text("lights,distance\n1,1000\n2,2000\n")
+    before = victim.read_bytes()
+    with pytest.raises(ConfigError, match="one of the inputs"):
+        _score(victim, data, on_bad_row="skip")
+    assert victim.read_bytes() == before and data.read_text() == "lights,distance\n3,2500\n"
+
+
+def test_no_rejected_rows_file_when_nothing_was_rejected(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n3,2500\n")
+    report = _score(source, tmp_path / "out.csv", on_bad_row="skip")
+    assert report.rejected_output is None and not rejected_path(tmp_path / "out.csv").exists()
+
+
+def test_predict_flow_refuses_to_write_its_rejected_rows_over_an_input(prefect_server, tracking_store, tmp_path):
+    train_flow(data=HOUSES, epochs=50)
+    data = tmp_path / "d.csv"
+    data.write_text("lights,distance\n3,2500\n")
+    rejected_path(data).write_text("lights,distance\n1,1000\n")
+    with pytest.raises(ConfigError, match="one of the inputs"):
+        predict_flow(input=str(rejected_path(data)), output=str(data), on_bad_row="skip")
+    assert rejected_path(data).read_text() == "lights,distance\n1,1000\n"
+    assert data.read_text() == "lights,distance\n3,2500\n"
+
+
+# 2. the rename must not replace what stands at the output path
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder", "device"])
+def test_output_path_that_is_not_a_regular_file_is_never_replaced(kind, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n3,2500\n")
+    output = tmp_path / "out.csv"
+    if kind == "symlink":
+        (tmp_path / "elsewhere.csv").write_text("keep me\n")
+        output.symlink_to(tmp_path / "elsewhere.csv")
+    elif kind == "fifo":
+        os.mkfifo(output)
+    elif kind == "folder":
+        output.mkdir()
+    else:
+        try:
+            os.mknod(output, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+        except PermissionError:
+            pytest.skip("creating a device node needs root (CI has it)")
+    mode = output.lstat().st_mode
+    with pytest.raises(ConfigError, match="refusing to replace it"):
+        _score(source, output)
+    assert output.lstat().st_mode == mode
+    if kind == "symlink":
+        assert (tmp_path / "elsewhere.csv").read_text() == "keep me\n"
+    assert not [p for p in tmp_path.iterdir() if ".normflow-" in p.name]
+
+
+def test_a_link_put_at_the_output_while_the_job_runs_is_not_replaced(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n" + "3,2500\n" * 2000)
+    output = tmp_path / "out.csv"
+    (tmp_path / "precious").write_text("precious\n")
+
+    def plant_link(done: int) -> None:
+        if not output.is_symlink():
+            output.symlink_to(tmp_path / "precious")
+
+    with pytest.raises(ConfigError, match="a symbolic link stands at the output path"):
+        _score(source, output, block_bytes=1024, on_progress=plant_link)
+    assert output.is_symlink() and (tmp_path / "precious").read_text() == "precious\n"
+
+
+# 3. a new sqlite store opened by several trainings at once
+def test_new_store_opened_by_several_processes_at_once_stays_usable(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    go = tmp_path / "go"
+    code = f"""
+import os, sys, time
+from pathlib import Path
+while not Path({str(go)!r}).exists():
+    time.sleep(0.01)
+from tasks import tracking
+tracking.prepare_store({uri!r})
+run_id = tracking.start_run({uri!r}, "normflow")
+tracking.finish_run({uri!r}, run_id)
+print("ok")
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(3)  # every process has imported and is waiting
+    go.write_text("")
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in results]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("normflow").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+# 4. a long model name: registration, the alias lock and withdraw all work, or it is refused up front
+def test_long_model_name_registers_and_promotes(prefect_server, tracking_store):
+    name = "m" * 240
+    summary = train_flow(data=HOUSES, epochs=50, model_name=name)
+    assert summary.model_version == "1" and summary.alias == "champion"
+    client = MlflowClient(tracking_store)
+    assert client.get_run(summary.run_id).info.status == "FINISHED"
+    registry.withdraw(tracking_store, name, "1", None)  # the same lock: works too
+    assert client.search_model_versions(f"name='{name}'") == []
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [("m" * 300, "300 characters long"), ("team/model", "'/'"), ("a:b", "'/'"), ("x@y", "'@'"), ("..", "relative"), ("  ", "empty")],
+)
+def test_invalid_model_name_is_refused_before_any_data_is_read(name, problem, prefect_server, tracking_store, tmp_path):
+    missing = tmp_path / "does-not-exist.csv"
+    with pytest.raises(ConfigError, match=problem):
+        train_flow(data=str(missing), model_name=name)  # the name is checked first: no "no such file"
+    assert not (tmp_path / "mlruns").exists()  # no store opened, no run started
+
+
+# 5. no false success: a prediction that overflows is an error, never a written inf
+def test_prediction_overflow_is_an_error_naming_the_row(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n3,2500\n1.7e308,1\n")
+    output = tmp_path / "out.csv"
+    with pytest.raises(DataError, match=r"in.csv: row 2: prediction is not finite"):
+        _score(source, output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    report = _score(source, output, on_bad_row="skip")
+    assert report.rows_scored == 1 and report.rows_rejected == 1
+    rejected = pd.read_csv(rejected_path(output))
+    assert rejected.source_row.tolist() == [2] and "not finite" in rejected.reason[0]
+    assert np.isfinite(pd.read_csv(output).prediction).all()
+
+
+def test_pyfunc_refuses_to_return_an_overflowing_prediction():
+    model = _seed_model()
+    with pytest.raises(DataError, match="input row 2: prediction is not finite"):
+        model.predict(pd.DataFrame({"lights": [3.0, 1.7e308], "distance": [2500.0, 1.0]}))
+
+
+def test_tampered_scale_that_overflows_is_refused_on_load(prefect_server, tracking_store, tmp_path):
+    train_flow(data=HOUSES, epochs=100)
+    version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
+    stored = local_path(version.source) / "data" / MODEL_FILE
+    doc = json.loads(stored.read_text())
+    doc["scaler"]["scale"] = [1e-320, 1e-320]
+    stored.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match="non-finite raw-unit coefficients"):
+        predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv"))
+    assert not (tmp_path / "o.csv").exists()
+
+
+# 6. one file, one count
+def test_a_file_reached_by_several_names_is_read_once(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.csv").write_text(SEED_CSV)
+    (folder / "b.csv").symlink_to(folder / "a.csv")
+    os.link(folder / "a.csv", folder / "c.csv")
+    (folder / "loop").symlink_to(folder)  # a link back to the parent: globs can walk it forever
+    assert [p.name for p in resolve_sources(folder)] == ["a.csv"]
+    assert [p.name for p in resolve_sources(f"{folder}/**/*.csv")] == ["a.csv"]
+    assert [p.name for p in resolve_sources(f"{folder}/loop/*.csv")] == ["a.csv"]
+    import torch
+
+    spec = table_spec(resolve_sources(folder), "price", None)
+    assert source_statistics(resolve_sources(f"{folder}/**/*.csv"), spec, torch.device("cpu")).moments.count == 5
+
+
+# 7. special characters in the store's path
+@pytest.mark.parametrize("folder_name", ["st#re", "100% store", "a b"])
+def test_store_folder_with_special_characters_keeps_its_artifacts(folder_name, prefect_server, tmp_path, monkeypatch):
+    folder = tmp_path / folder_name
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    summary = train_flow(data=HOUSES)
+    assert (folder / "artifacts").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder_name]  # nothing in a sibling folder
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/normflow-linear@champion")
+    prediction = model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))
+    assert prediction[0] == pytest.approx(36.0, abs=1e-3)
+    assert summary.alias == "champion"
+
+
+def test_store_path_with_a_question_mark_is_refused_clearly(tmp_path):
+    with pytest.raises(ConfigError, match=r"'\?' in the store's path"):
+        tracking.prepare_store(f"sqlite:///{tmp_path / 'what?' / 'mlflow.db'}")
+
+
+# 8. feature names that collide after key sanitising
+def test_feature_names_that_sanitize_alike_get_distinct_keys(prefect_server, tracking_store, tmp_path):
+    source = tmp_path / "costs.csv"
+    source.write_text("cost $,cost €,y\n1,2,5\n2,1,4\n3,5,11\n4,2,8\n5,7,17\n")
+    summary = train_flow(data=str(source), target="y", epochs=300)
+    run = MlflowClient(tracking_store).get_run(summary.run_id)
+    assert run.info.status == "FINISHED"
+    assert {"coef.cost _", "coef.cost __2"} <= set(run.data.metrics)
+    assert {"scaler.mean.cost _", "scaler.mean.cost __2"} <= set(run.data.params)
+
+
+# 9. one number grammar for both flows
+@pytest.mark.parametrize("cell", ["１", "٣", "1_000", "0x10", "1,5", "−1", "1e400", "١٢"])
+def test_both_readers_refuse_the_same_cell_with_the_same_message(cell, tmp_path):
+    import torch
+
+    source = tmp_path / "in.csv"
+    source.write_text(f'lights,distance,price\n2,1000,19\n3,"{cell}",31\n')
+    spec = table_spec([source], "price", None)
+    with pytest.raises(DataError) as training:
+        source_statistics([source], spec, torch.device("cpu"))
+    with pytest.raises(DataError) as scoring:
+        _score(source, tmp_path / "out.csv")
+    assert str(training.value) == str(scoring.value)
+    assert "row 2 (line 3), column 'distance'" in str(training.value)
+
+
+@pytest.mark.parametrize("cell", [" 7", "7 ", "\t7", "+7", "7.", ".7e1", "0007", "7E0"])
+def test_both_readers_accept_the_same_numbers(cell, tmp_path):
+    import torch
+
+    source = tmp_path / "in.csv"
+    source.write_text(f'lights,distance,price\n2,1000,19\n"{cell}",2000,31\n')
+    spec = table_spec([source], "price", None)
+    moments = source_statistics([source], spec, torch.device("cpu")).moments
+    assert float(moments.max_abs[0]) == 7.0
+    _score(source, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv", dtype=str).lights.tolist() == ["2", cell]
+
+
+# 10. skip mode rejects a ragged row; added columns never duplicate input columns
+def test_skip_mode_rejects_a_ragged_row_and_scores_the_rest(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n3,2500\n1,2,3\n\n2,1000\n4\n1,800\n")
+    output = tmp_path / "out.csv"
+    report = _score(source, output, on_bad_row="skip")
+    assert report.rows_scored == 3 and report.rows_rejected == 2
+    rejected = pd.read_csv(rejected_path(output))
+    assert rejected.source_row.tolist() == [2, 4]
+    assert rejected.reason.tolist() == ["expected 2 fields, found 3", "expected 2 fields, found 1"]
+    assert pd.read_csv(output).distance.tolist() == [2500, 1000, 800]
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): expected 2 fields, found 3"):
+        _score(source, tmp_path / "strict.csv")
+
+
+@pytest.mark.parametrize("column, options", [("prediction", {}), ("out_of_range", {"flag_out_of_range": True}), ("reason", {"on_bad_row": "skip"})])
+def test_input_that_already_has_an_added_column_is_refused(column, options, tmp_path):
+    source = tmp_path / "scored.csv"
+    source.write_text(f"lights,distance,{column}\n3,2500,x\n")
+    with pytest.raises(ConfigError, match=f"already has column.*'{column}'"):
+        _score(source, tmp_path / "again.csv", **options)
+    assert not (tmp_path / "again.csv").exists()
+
+
+# 11. one line promised, one line given
+def _cli_stderr_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_locked_store_ends_with_one_line(prefect_server, tracking_store, capsys):
+    import sqlite3
+
+    from flows.train_flow import main
+
+    tracking.prepare_store(tracking_store)
+    holder = sqlite3.connect(tracking.sqlite_path(tracking_store), timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code = main(["--data", HOUSES, "--epochs", "50"])
+    finally:
+        holder.rollback()
+        holder.close()
+    lines = _cli_stderr_lines(capsys)
+    assert code == 1
+    assert lines[-1].startswith("normflow: error: the MLflow store at") and "locked" in lines[-1]
+    assert not [line for line in lines if line.startswith("Traceback")]
+
+
+def test_temporary_prefect_server_that_does_not_start_in_time_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+    )
+    result = subprocess.run(
+        [sys.executable, "flows/train_flow.py", "--epochs", "10"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert lines[-1].startswith("normflow: error: Prefect's temporary server did not start within 1 s")
+    assert "prefect server start" in lines[-1] and "PREFECT_API_URL" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_prefect_startup_timeout_is_generous_by_default_and_configurable(monkeypatch):
+    from flows.common import prefect_startup_timeout
+
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    assert prefect_startup_timeout() == 120
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    assert prefect_startup_timeout() == 300
+
+
+@pytest.mark.parametrize("name", ["m" * 300, "a/b", "x@y"])
+def test_promote_with_an_odd_model_name_is_one_line(name, tracking_store, capsys):
+    from flows.promote import main
+
+    assert main(["--version", "1", "--model-name", name]) == 1
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("normflow: error: invalid model name")
+    assert captured.out == ""
+
+
+# 12. the partitioned path reads what the single-process path reads
+def test_quoted_newline_trains_the_same_partitioned_and_in_one_process(prefect_server, tracking_store, tmp_path):
+    source = tmp_path / "notes.csv"
+    rows = "".join(f'{i % 5},{1000 + 37 * i},{2 * (i % 5) + 0.01 * (1000 + 37 * i) + 5},"line one\nline two {i}"\n' for i in range(400))
+    source.write_text("lights,distance,price,note\n" + rows)
+    assert len(plan_partitions([source], 1024)) == 1  # a quoted field may hold a line break: not cut
+    single = train_flow(data=str(source), features=["lights", "distance"], epochs=300, register_model=False)
+    parted = train_flow(data=str(source), features=["lights", "distance"], epochs=300, register_model=False, partition_bytes=1024)
+    assert parted.rows == single.rows == 400
+    assert parted.raw_weights == pytest.approx(single.raw_weights, rel=1e-12)
+
+
+# 13. messages that say what is wrong
+@pytest.mark.parametrize("kind, expected", [("fifo", "a FIFO"), ("loop", "symbolic link loop"), ("dangling", "broken symbolic link")])
+def test_inputs_that_are_not_regular_files_say_what_they_are(kind, expected, tmp_path):
+    path = tmp_path / "in.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(tmp_path / "in.csv")
+    else:
+        path.symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(DataError, match=expected) as info:
+        resolve_sources(path)
+    assert "no such file" not in str(info.value)
+
+
+def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(prefect_server, tracking_store, tmp_path, capsys):
+    import shutil
+
+    from flows.predict_flow import main
+
+    train_flow(data=HOUSES, epochs=50)
+    version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
+    shutil.rmtree(local_path(version.source))
+    code = main(["--input", str(REPO / "data" / "new_houses.csv"), "--output", str(tmp_path / "o.csv")])
+    lines = _cli_stderr_lines(capsys)
+    assert code == 1 and "cannot write" not in lines[-1]
+    assert lines[-1].startswith("normflow: error: cannot read model models:/normflow-linear/1")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_accepts_the_block_size_its_errors_advise(tmp_path):
+    from flows.predict_flow import parse_args
+
+    assert parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes == 8192
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance,note\n3,2500," + "x" * 5000 + "\n")
+    with pytest.raises(DataError, match="--block-bytes"):
+        _score(source, tmp_path / "out.csv", block_bytes=1024)
+
+
+# 14. a killed scoring job leaves nothing behind for long
+def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefect_server, tracking_store, tmp_path):
+    train_flow(data=HOUSES, epochs=50)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    output = tmp_path / "out.csv"
+    stale_file = tmp_path / f".out.csv.normflow-{dead.pid}.tmp"
+    stale_file.write_text("half a file")
+    stale_parts = tmp_path / f".out.csv.normflow-{dead.pid}.tmp.parts-abc"
+    stale_parts.mkdir()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    live_file = tmp_path / f".out.csv.normflow-{running.pid}.tmp"  # a job running now keeps its file
+    live_file.write_text("in progress")
+    client = MlflowClient(tracking_store)
+    experiment_id = tracking.ensure_experiment(tracking_store, "normflow-scoring")
+    abandoned = client.create_run(experiment_id, tags={tracking.OWNER_TAG: f"{__import__('socket').gethostname()}:{dead.pid}:"}).info.run_id
+    try:
+        summary = predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(output))
+    finally:
+        running.kill()
+        running.wait()
+    assert not stale_file.exists() and not stale_parts.exists() and live_file.exists()
+    run = client.get_run(abandoned)
+    assert run.info.status == "FAILED" and run.data.tags[tracking.FAILURE_TAG].startswith("abandoned")
+    assert client.get_run(summary.run_id).info.status == "FINISHED"
+
+
+def test_sigterm_during_scoring_fails_the_run_and_leaves_nothing(prefect_server, tracking_store, tmp_path):
+    train_flow(data=HOUSES, epochs=50)
+    big = tmp_path / "big.csv"
+    big.write_text("lights,distance\n" + "".join(f"{i % 5},{i % 4000}\n" for i in range(400_000)))
+    output = tmp_path / "out.csv"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
+    proc = subprocess.Popen(
+        [sys.executable, "flows/predict_flow.py", "--input", str(big), "--output", str(output), "--chunk-rows", "500"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not [p for p in tmp_path.iterdir() if ".normflow-" in p.name]:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 143, err[-2000:]
+    assert lines[-1].startswith("normflow: error: stopped by SIGTERM")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "mlruns"]
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs([client.get_experiment_by_name("normflow-scoring").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

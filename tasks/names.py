@@ -1,0 +1,88 @@
+"""Names users give (models, experiments) and names MLflow keys are made of: checked early, made safe.
+
+Standard library only, so a command can check its flags before importing MLflow or Prefect.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable
+
+from tasks.errors import ConfigError
+
+MAX_MODEL_NAME_LENGTH = 256
+"""The registry's column width for model names."""
+MAX_EXPERIMENT_NAME_LENGTH = 500
+"""MLflow's limit on experiment names."""
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_model_name(name: str) -> str:
+    """Refuse a registered-model name MLflow or a ``models:/NAME@ALIAS`` URI cannot carry, before any work."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("model name is empty; give --model-name NAME")
+    problem = None
+    if len(name) > MAX_MODEL_NAME_LENGTH:
+        problem = f"is {len(name)} characters long; the registry allows {MAX_MODEL_NAME_LENGTH}"
+    elif any(ch in name for ch in "/:@"):
+        problem = "contains '/', ':' or '@', which model URIs (models:/NAME@ALIAS) reserve"
+    elif _CONTROL_CHARS.search(name):
+        problem = "contains a control character"
+    elif name != name.strip():
+        problem = "starts or ends with white space"
+    else:
+        norm = posixpath.normpath(name)
+        if norm != name or norm in (".", "..") or norm.startswith(".."):
+            problem = "is a relative path ('.' or '..'), which MLflow refuses"
+    if problem:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ConfigError(f"invalid model name {shown!r}: it {problem}")
+    return name
+
+
+def validate_experiment_name(name: str) -> str:
+    """Refuse an experiment name MLflow would refuse, before any work."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("experiment name is empty; give --experiment NAME")
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise ConfigError(
+            f"invalid experiment name {name[:57] + '...'!r}: it is {len(name)} characters long; "
+            f"MLflow allows {MAX_EXPERIMENT_NAME_LENGTH}"
+        )
+    if _CONTROL_CHARS.search(name):
+        raise ConfigError(f"invalid experiment name {name!r}: it contains a control character")
+    return name
+
+
+_UNSAFE_KEY_CHARS = re.compile(r"[^\w.\- :/]")
+
+
+def safe_key(key: str) -> str:
+    """An MLflow-acceptable param/metric key for any column name (``price ($)`` -> ``price (_)``)."""
+    cleaned = _UNSAFE_KEY_CHARS.sub("_", key)
+    while ".." in cleaned:
+        cleaned = cleaned.replace("..", "._")
+    return cleaned.lstrip("/")[:250] or "_"
+
+
+def feature_keys(feature_names: Iterable[str]) -> dict[str, str]:
+    """A distinct MLflow key part for every feature name, stable for a given feature list.
+
+    Names that sanitize alike (``cost $`` and ``cost €`` both give ``cost _``) get ``_2``,
+    ``_3``... in feature order, so per-feature params and metrics never collide.
+    """
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for name in feature_names:
+        base = safe_key(name)[:200]
+        key, number = base, 1
+        while key in used:
+            number += 1
+            suffix = f"_{number}"
+            key = base[: 200 - len(suffix)] + suffix
+        used.add(key)
+        keys[name] = key
+    return keys
+
+
