@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
 from tasks.errors import ConfigError
@@ -105,7 +106,12 @@ def ensure_experiment(uri: str, name: str) -> str:
     path = sqlite_path(uri)
     # A file URI, percent-encoded, so a '#' or '%' in the folder's name stays part of the path.
     location = (path.parent / "artifacts").resolve().as_uri() if path is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # another process created it first: use theirs
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 OWNER_TAG = "normflow.owner"

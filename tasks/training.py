@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tasks.engine import (
@@ -15,7 +16,7 @@ from tasks.engine import (
     gradient_descent,
     raw_coefficients,
 )
-from tasks.errors import DivergenceError
+from tasks.errors import DataError, DivergenceError
 from tasks.linear_model import LinearModel
 from tasks.moments import Moments
 from tasks.scalers import Scaler, fit_scaler
@@ -34,7 +35,7 @@ class TrainingOutcome:
     intercept: float
     optimal_loss: float
     optimality_gap: float  # final loss minus the closed-form optimum's loss
-    error: DivergenceError | None
+    error: DivergenceError | DataError | None  # diverged, or coefficients that overflow
 
     @property
     def losses(self) -> list[float]:
@@ -68,6 +69,12 @@ def train_linear_model(
     if not check_converging(descent, lr, bend):
         error = divergence_error(problem, descent, lr, feature_names, normalization)
     weights, intercept = raw_coefficients(descent.weights, descent.bias, scaler)
+    if error is None and not all(math.isfinite(v) for v in (*weights, intercept)):
+        error = DataError(
+            "the fitted coefficients overflow float64 in raw units (features "
+            + ", ".join(repr(n) for n, w in zip(feature_names, weights) if not math.isfinite(w))
+            + "); rescale those columns"
+        )
     model = LinearModel(
         feature_names=tuple(feature_names),
         target=target,

@@ -81,3 +81,33 @@ def test_engine_loss_and_gradients_equal_the_per_row_loop(table, lr, epochs):
             b -= lr * b.grad
         w.grad = None
         b.grad = None
+
+
+cell_text = st.text(alphabet="0123456789.eE+- \t１٣_xinfa,", min_size=0, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cell=cell_text)
+def test_training_and_scoring_read_any_cell_alike(cell):
+    """One number grammar: the training reader and the scoring reader accept the same cells, with
+    the same value, and refuse the same cells with the same message."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from tasks.csv_source import cell_problem, parse_numeric_columns
+
+    quoted = '"' + cell.replace('"', '""') + '"'
+    data = f"a,b\n{quoted},1\n".encode()
+    try:  # the training reader: pyarrow's typed float64 conversion, then the finiteness check
+        typed = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(column_types={"a": pa.float64()}))
+        value = typed.column("a").to_pylist()[0]
+        training = value if value is not None and np.isfinite(value) else None
+    except pa.ArrowInvalid:
+        training = None
+    text = pa.RecordBatch.from_arrays([pa.array([cell]), pa.array(["1"])], names=["a", "b"])
+    columns, problems = parse_numeric_columns(text, ("a",))
+    scoring = None if problems else float(columns[0, 0])
+    assert training == scoring
+    assert (cell_problem(cell) is None) == (scoring is not None)  # the grammar decides, in both
