@@ -17,14 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from tasks import csv_source, registry, tracking
-    from tasks.plots import plot_loss_curve
-    from tasks.scalers import scaler_to_json
-    from tasks.statistics import source_statistics
-    from tasks.training import train_linear_model
+    from normflow.data import reader as csv_source
+    from normflow.tracking import registry, store
+    from normflow.tracking import runs as tracking
+    from normflow.data.plots import plot_loss_curve
+    from normflow.core.scalers import scaler_to_json
+    from normflow.data.statistics import source_statistics
+    from normflow.core.training import train_linear_model
 
-    uri = tracking.tracking_uri()
-    tracking.prepare_store(uri)
+    uri = store.tracking_uri()
+    store.prepare_store(uri)
     sources = csv_source.resolve_sources(REPO / "data" / "houses.csv")
     spec = csv_source.table_spec(sources, "price", None)
     run_id = tracking.start_run(uri, "normflow")

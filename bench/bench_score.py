@@ -5,7 +5,7 @@ in its own process (peak memory = its max RSS), page cache warm, imports exclude
 
   (a) pandas + pyfunc   pandas.read_csv + mlflow pyfunc.predict + DataFrame.to_csv
   (b) pyarrow stream    pyarrow streaming read + CSV write of the same columns (the I/O floor)
-  (c) normflow scorer   the predict flow's scoring task (tasks.scoring.score_sources)
+  (c) normflow scorer   the predict flow's scoring task (normflow.data.scoring.score_sources)
 
 Figures are printed, never asserted:
 
@@ -29,10 +29,10 @@ def prepare_model(path: Path, folder: Path) -> Path:
     """Train on the benchmark file with the engine and save it as the pyfunc folder the flows use."""
     import torch
 
-    from tasks.csv_source import resolve_sources, table_spec
-    from tasks.registry import MODEL_ARTIFACT_PATH, save_pyfunc
-    from tasks.statistics import source_statistics
-    from tasks.training import train_linear_model
+    from normflow.data.reader import resolve_sources, table_spec
+    from normflow.tracking.registry import MODEL_ARTIFACT_PATH, save_pyfunc
+    from normflow.data.statistics import source_statistics
+    from normflow.core.training import train_linear_model
 
     target = folder / MODEL_ARTIFACT_PATH
     if target.exists():
@@ -71,9 +71,9 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
     elif kind == "normflow":
         import torch
 
-        from tasks.csv_source import resolve_sources
-        from tasks.model_store import load_local_model
-        from tasks.scoring import score_sources, scoring_spec
+        from normflow.data.reader import resolve_sources
+        from normflow.tracking.pyfunc import load_local_model
+        from normflow.data.scoring import score_sources, scoring_spec
 
         model = load_local_model(model_dir)
         start = time.perf_counter()

@@ -52,9 +52,9 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
     elif kind == "normflow":
         import torch
 
-        from tasks.csv_source import resolve_sources, table_spec
-        from tasks.statistics import source_statistics
-        from tasks.training import train_linear_model
+        from normflow.data.reader import resolve_sources, table_spec
+        from normflow.data.statistics import source_statistics
+        from normflow.core.training import train_linear_model
 
         start = time.perf_counter()
         sources = resolve_sources(path)

@@ -49,8 +49,8 @@ def dask_worker(kind: str, folder: Path) -> dict:
     """Statistics pass over a folder of files: one process, or 2 local Dask worker processes."""
     import torch
 
-    from tasks.csv_source import plan_partitions, resolve_sources, table_spec
-    from tasks.statistics import merge_partition_statistics, partition_statistics, source_statistics
+    from normflow.data.reader import plan_partitions, resolve_sources, table_spec
+    from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
     sources = resolve_sources(folder)
     spec = table_spec(sources, "price", None)
@@ -64,7 +64,7 @@ def dask_worker(kind: str, folder: Path) -> dict:
 
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            client.run(lambda: __import__("tasks.statistics"))  # imports out of the timing, as for the others
+            client.run(lambda: __import__("normflow.data.statistics"))  # imports out of the timing, as for the others
             start = time.perf_counter()
             futures = [
                 client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
@@ -127,10 +127,11 @@ def markdown(rows: list[Row], info: dict[str, str]) -> str:
 
 def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
     """One run in experiment normflow-bench: the machine as params, every figure as a metric."""
-    from tasks import tracking
+    from normflow.tracking import runs as tracking
+    from normflow.tracking import store
 
-    uri = tracking.tracking_uri()
-    tracking.prepare_store(uri)
+    uri = store.tracking_uri()
+    store.prepare_store(uri)
     run_id = tracking.start_run(uri, "normflow-bench", run_name=time.strftime("bench-%Y%m%d-%H%M"))
     tracking.log_params(uri, run_id, {f"machine.{k}": v for k, v in info.items()})
     metrics: dict[str, float] = {}

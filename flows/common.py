@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from prefect.cache_policies import NO_CACHE
 
-from tasks.device import DEVICE_CHOICES
-from tasks.errors import ConfigError, NormflowError, one_line
+from normflow.core.device import DEVICE_CHOICES
+from normflow.core.errors import ConfigError, NormflowError, one_line
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
@@ -245,7 +245,7 @@ def describe_failure(exc: BaseException) -> str | None:
             "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or " + PERSISTENT_SERVER_ADVICE
         )
     if is_tracking_failure(exc):
-        from tasks.tracking import tracking_uri
+        from normflow.tracking.store import tracking_uri
 
         first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         return (

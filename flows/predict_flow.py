@@ -29,13 +29,15 @@ from flows.common import (
     run_cli,
     without_masking,
 )
-from tasks import csv_source, tracking
-from tasks.device import describe_device, resolve_device
-from tasks.errors import ConfigError, one_line
-from tasks.linear_model import LinearModel
-from tasks.table_writer import temporary_path
-from tasks.model_store import PinnedModel, load_pinned_model, pin_model_version
-from tasks.scoring import (
+from normflow.data import reader as csv_source
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
+from normflow.core.device import describe_device, resolve_device
+from normflow.core.errors import ConfigError, one_line
+from normflow.core.model import LinearModel
+from normflow.data.publish import temporary_path
+from normflow.tracking.models import PinnedModel, load_pinned_model, pin_model_version
+from normflow.data.scoring import (
     BAD_ROW_POLICIES,
     ScoringReport,
     merge_reports,
@@ -178,7 +180,7 @@ def score_partitioned(
 @task(name="start-scoring-run", **IO_TASK_OPTIONS)
 def start_scoring_run(uri: str, params: dict[str, object]) -> str:
     """Create the job's MLflow run in the scoring experiment."""
-    tracking.prepare_store(uri)
+    store.prepare_store(uri)
     run_id = tracking.start_run(uri, SCORING_EXPERIMENT, tags={"normflow.flow": "predict"})
     tracking.log_params(uri, run_id, params)
     return run_id
@@ -254,7 +256,7 @@ def predict_flow(
     if on_bad_row not in BAD_ROW_POLICIES:
         raise ConfigError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}, got {on_bad_row!r}")
     torch_device = resolve_device(device)
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     output_path = Path(output)
     pinned = pin_model(uri, model_uri)
     logger.info("model %s pinned to %s for this job", model_uri, pinned.uri)

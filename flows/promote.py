@@ -14,10 +14,11 @@ import sys
 import time
 
 from flows.common import describe_failure, print_error
-from tasks import registry, tracking
-from tasks.errors import ConfigError, NormflowError, one_line
-from tasks.model_store import pin_model_version
-from tasks.names import validate_model_name
+from normflow.tracking import registry
+from normflow.tracking import store
+from normflow.core.errors import ConfigError, NormflowError, one_line
+from normflow.tracking.models import pin_model_version
+from normflow.core.names import validate_model_name
 
 
 def rollback(uri: str, model_name: str) -> str:
@@ -61,12 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run from the command line; prints what happened once, or one error line; returns the exit code."""
     args = parse_args(argv)
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     try:
         validate_model_name(args.model_name)
         if args.version is not None and not args.version.isdigit():
             raise ConfigError(f"--version must be a version number, got {args.version!r}")
-        tracking.prepare_store(uri)
+        store.prepare_store(uri)
         if args.rollback:
             message = rollback(uri, args.model_name)
         else:

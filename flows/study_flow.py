@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,15 +20,17 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import IO_TASK_OPTIONS, add_data_flags, add_device_flag, run_cli, split_list, without_masking
 from flows.train_flow import DEFAULT_DATA, compute_statistics, inspect_data
-from tasks import csv_source, tracking
-from tasks.device import describe_device, resolve_device
-from tasks.errors import ConfigError, one_line
-from tasks.names import validate_experiment_name
-from tasks.table_writer import temporary_path
-from tasks.plots import Curve, plot_loss_curves
-from tasks.scalers import METHODS
-from tasks.statistics import SourceStatistics
-from tasks.study import (
+from normflow.data import reader as csv_source
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
+from normflow.core.device import describe_device, resolve_device
+from normflow.core.errors import ConfigError, one_line
+from normflow.core.names import validate_experiment_name
+from normflow.data.publish import staged
+from normflow.data.plots import Curve, plot_loss_curves
+from normflow.core.scalers import METHODS
+from normflow.data.statistics import SourceStatistics
+from normflow.core.study import (
     DEFAULT_TOLERANCE,
     StudyResult,
     best_per_normalization,
@@ -72,7 +72,7 @@ def train_grid(
 @task(name="start-study-run", **IO_TASK_OPTIONS)
 def start_parent_run(uri: str, experiment: str, params: dict[str, object]) -> str:
     """The study's parent run, with the grid's settings."""
-    tracking.prepare_store(uri)
+    store.prepare_store(uri)
     run_id = tracking.start_run(uri, experiment, run_name="study", tags={"normflow.flow": "study"})
     tracking.log_params(uri, run_id, params)
     return run_id
@@ -108,8 +108,8 @@ def write_report(
     """PNGs, tables and summary into ``report_dir`` (published whole, by one rename)."""
     summary = summary_text(results, spec.features, spec.target, tolerance)
     report_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{temporary_path(report_dir).name}-", dir=report_dir.parent))
-    try:
+    with staged(report_dir, replace=False) as staging:
+        staging.mkdir()
         curves = [Curve(r.label, r.outcome.losses, r.diverged_epoch, *curve_style(r, results)) for r in results]
         plot_loss_curves(curves, staging / "loss_curves.png", "Loss per epoch for every normalization and learning rate")
         best = best_per_normalization(results)
@@ -124,12 +124,6 @@ def write_report(
         (staging / "grid.csv").write_text(grid_csv(results))
         (staging / "grid.md").write_text(grid_markdown(results))
         (staging / "summary.md").write_text(summary)
-        if os.path.lexists(report_dir):
-            raise ConfigError(f"{report_dir}: report folder already exists; choose another --report-dir")
-        staging.rename(report_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 
@@ -194,7 +188,7 @@ def study_flow(
     folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
     if os.path.lexists(folder):
         raise ConfigError(f"{folder}: report folder already exists; choose another --report-dir")
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     common = {"data": data, "epochs": epochs, "tolerance": tolerance, "features": ",".join(spec.features), "target": spec.target}
     parent_params = {
         **common,
@@ -231,7 +225,7 @@ def format_summary(summary: StudySummary) -> str:
             "",
             f"report:      {summary.report_dir}/ (loss_curves.png, best_lr_per_normalization.png, grid.md, grid.csv, summary.md)",
             f"MLflow run:  {summary.parent_run_id} with {len(summary.child_run_ids)} child runs "
-            f"({tracking.ui_command(tracking.tracking_uri())})",
+            f"({store.ui_command(store.tracking_uri())})",
         ]
     )
 

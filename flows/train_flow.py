@@ -19,8 +19,11 @@ from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from tasks import csv_source, registry, tracking
-from tasks.device import describe_device, resolve_device
+from normflow.data import reader as csv_source
+from normflow.tracking import registry
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
+from normflow.core.device import describe_device, resolve_device
 from flows.common import (
     IO_TASK_OPTIONS,
     add_data_flags,
@@ -32,23 +35,23 @@ from flows.common import (
     split_list,
     without_masking,
 )
-from tasks.errors import ConfigError, one_line
-from tasks.names import validate_experiment_name, validate_model_name
-from tasks.holdout import HOLDOUT_HASH_VERSION, holdout_mse
-from tasks.linear_model import LinearModel
-from tasks.model_store import load_pinned_model, pin_model_version
-from tasks.moments import Moments
-from tasks.promotion import GateDecision, gate
-from tasks.plots import plot_loss_curve
-from tasks.scalers import METHODS, Scaler, scaler_to_json
-from tasks.statistics import (
+from normflow.core.errors import ConfigError, one_line
+from normflow.core.names import validate_experiment_name, validate_model_name
+from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse
+from normflow.core.model import LinearModel
+from normflow.tracking.models import load_pinned_model, pin_model_version
+from normflow.core.moments import Moments
+from normflow.core.gate import GateDecision, gate
+from normflow.data.plots import plot_loss_curve
+from normflow.core.scalers import METHODS, Scaler, scaler_to_json
+from normflow.data.statistics import (
     SourceStatistics,
     merge_partition_statistics,
     partition_statistics,
     check_trainable,
     source_statistics,
 )
-from tasks.training import TrainingOutcome, train_linear_model
+from normflow.core.training import TrainingOutcome, train_linear_model
 
 DEFAULT_DATA = "data/houses.csv"
 PROGRESS_EVERY_S = 5.0
@@ -170,7 +173,7 @@ def train(
 @task(name="start-mlflow-run", **IO_TASK_OPTIONS)
 def start_mlflow_run(uri: str, experiment: str, tags: dict[str, str]) -> str:
     """Create the training's MLflow run."""
-    tracking.prepare_store(uri)
+    store.prepare_store(uri)
     return tracking.start_run(uri, experiment, tags=tags)
 
 
@@ -387,7 +390,7 @@ def train_flow(
     sources, spec = inspect_data(data, target, features)
     logger.info("data: %d file(s); features %s; target %s", len(sources), ",".join(spec.features), spec.target)
 
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     settings = {
         "data": data,
         "normalization": normalization,
@@ -472,7 +475,7 @@ def format_summary(summary: TrainingSummary) -> str:
             f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
             f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
-            f"  MLflow UI:     {tracking.ui_command(summary.tracking_uri)}",
+            f"  MLflow UI:     {store.ui_command(summary.tracking_uri)}",
         ]
     )
 

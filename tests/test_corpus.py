@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from conftest import run_with_temp_store
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from tasks.errors import NormflowError
+from normflow.core.errors import NormflowError
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.csv_source import file_digest, resolve_sources, table_spec
-from tasks.errors import DataError
-from tasks.statistics import check_trainable, source_statistics
-from tasks.moments import moments_of
+from normflow.data.reader import file_digest, resolve_sources, table_spec
+from normflow.core.errors import DataError
+from normflow.data.statistics import check_trainable, source_statistics
+from normflow.core.moments import moments_of
 
 CPU = torch.device("cpu")
 GOOD = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"

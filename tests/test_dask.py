@@ -15,9 +15,9 @@ from prefect_dask import DaskTaskRunner
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from tasks.csv_source import Partition, plan_partitions, resolve_sources, table_spec
-from tasks.errors import DataError
-from tasks.statistics import merge_partition_statistics, partition_statistics, source_statistics
+from normflow.data.reader import Partition, plan_partitions, resolve_sources, table_spec
+from normflow.core.errors import DataError
+from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
 pytestmark = pytest.mark.integration
 CPU = torch.device("cpu")

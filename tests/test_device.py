@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.csv_source import resolve_sources, table_spec
-from tasks.device import resolve_device
-from tasks.errors import ConfigError
-from tasks.statistics import source_statistics
-from tasks.training import train_linear_model
+from normflow.data.reader import resolve_sources, table_spec
+from normflow.core.device import resolve_device
+from normflow.core.errors import ConfigError
+from normflow.data.statistics import source_statistics
+from normflow.core.training import train_linear_model
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -65,8 +65,8 @@ def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
     import numpy as np
     import pandas as pd
 
-    from tasks.moments import moments_of
-    from tasks.scoring import score_sources, scoring_spec
+    from normflow.core.moments import moments_of
+    from normflow.data.scoring import score_sources, scoring_spec
 
     model = train_linear_model(moments_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
     sources = resolve_sources(REPO / "data" / "new_houses.csv")

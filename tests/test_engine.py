@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tasks.engine import (
+from normflow.core.engine import (
     build_problem,
     curvature,
     divergence_error,
@@ -16,9 +16,9 @@ from tasks.engine import (
     loss_at,
     raw_coefficients,
 )
-from tasks.moments import moments_of
-from tasks.scalers import fit_scaler
-from tasks.training import train_linear_model
+from normflow.core.moments import moments_of
+from normflow.core.scalers import fit_scaler
+from normflow.core.training import train_linear_model
 
 FEATURES = ("lights", "distance")
 

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import DataError, ModelFormatError
-from tasks.linear_model import load_model_json, model_from_dict, model_to_dict, save_model_json
-from tasks.moments import moments_of
-from tasks.training import train_linear_model
+from normflow.core.errors import DataError, ModelFormatError
+from normflow.core.model import model_from_dict, model_to_dict
+from normflow.tracking.pyfunc import load_model_json, save_model_json
+from normflow.core.moments import moments_of
+from normflow.core.training import train_linear_model
 
 
 @pytest.fixture

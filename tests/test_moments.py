@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.moments import (
+from normflow.core.moments import (
     empty_moments,
     merge_moments,
     moments_from_dict,

@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from conftest import run_with_temp_store
 from flows.predict_flow import block_bytes_for_rows, predict_flow
 from flows.train_flow import train_flow
-from tasks.errors import ConfigError, DataError
-from tasks.model_store import load_pinned_model, pin_model_version
+from normflow.core.errors import ConfigError, DataError
+from normflow.tracking.models import load_pinned_model, pin_model_version
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_HOUSES = str(REPO / "data" / "new_houses.csv")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.holdout import holdout_mask, holdout_mse
-from tasks.moments import moments_of, moments_of_columns
-from tasks.promotion import gate
+from normflow.core.holdout import holdout_mask, holdout_mse
+from normflow.core.moments import moments_of, moments_of_columns
+from normflow.core.gate import gate
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tasks.engine import build_problem, gradient_descent
-from tasks.moments import empty_moments, merge_moments, moments_of
-from tasks.scalers import fit_scaler
+from normflow.core.engine import build_problem, gradient_descent
+from normflow.core.moments import empty_moments, merge_moments, moments_of
+from normflow.core.scalers import fit_scaler
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 tables = st.integers(min_value=2, max_value=40).flatmap(
@@ -96,7 +96,7 @@ def test_training_and_scoring_read_any_cell_alike(cell):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from tasks.csv_source import cell_problem, parse_numeric_columns
+    from normflow.data.reader import cell_problem, parse_numeric_columns
 
     quoted = '"' + cell.replace('"', '""') + '"'
     data = f"a,b\n{quoted},1\n".encode()

@@ -7,17 +7,19 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from tasks import registry, tracking
-from tasks.errors import ConfigError
-from tasks.moments import moments_of
-from tasks.registry import AliasState
-from tasks.training import train_linear_model
+from normflow.tracking import registry
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
+from normflow.core.errors import ConfigError
+from normflow.core.moments import moments_of
+from normflow.tracking.registry import AliasState
+from normflow.core.training import train_linear_model
 
 
 @pytest.fixture
 def new_version(tracking_store, seed_rows):
     """Register a fresh version of model 'm' (no alias) and return its number."""
-    tracking.prepare_store(tracking_store)
+    store.prepare_store(tracking_store)
     model = train_linear_model(moments_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 500).model
 
     def make() -> str:

@@ -20,9 +20,9 @@ from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from tasks import registry
-from tasks.errors import ModelFormatError
-from tasks.linear_model import MODEL_FILE
+from normflow.tracking import registry
+from normflow.core.errors import ModelFormatError
+from normflow.tracking.pyfunc import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +46,10 @@ def test_full_disk_while_writing_predictions_leaves_nothing(tmp_path):
     code = f"""
 import resource, signal, sys, torch
 from pathlib import Path
-from tasks.errors import NormflowError
-from tasks.moments import moments_of
-from tasks.scoring import score_sources, scoring_spec
-from tasks.training import train_linear_model
+from normflow.core.errors import NormflowError
+from normflow.core.moments import moments_of
+from normflow.data.scoring import score_sources, scoring_spec
+from normflow.core.training import train_linear_model
 rows = torch.tensor([[2,1000,19],[3,2000,31],[2,500,14],[1,800,15],[4,3000,43]], dtype=torch.float64)
 model = train_linear_model(moments_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -147,9 +147,9 @@ def tiny_disk(tmp_path):
 
 def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_store, tiny_disk):
     """The artifact store fills up: one-line error, run FAILED, nothing registered, no partial file."""
-    from tasks import tracking
+    from normflow.tracking import store
 
-    tracking.prepare_store(tracking_store)
+    store.prepare_store(tracking_store)
     MlflowClient(tracking_store).create_experiment("normflow", artifact_location=str(tiny_disk))
     filler = tiny_disk / "filler"
     filler.write_bytes(b"\0" * 36 * 1024)  # leave ~12 KB: scaler.json fits, the loss-curve PNG does not
@@ -177,12 +177,12 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
 # ----------------------------------------------------------------------------- round two
 # The outside probe's 20 failures (issue 10), one test per example, plus neighbours of each class.
 
-from flows.common import run_cli  # noqa: E402
-from tasks import tracking  # noqa: E402
-from tasks.csv_source import plan_partitions, resolve_sources, table_spec  # noqa: E402
-from tasks.errors import ConfigError, DataError, NormflowError  # noqa: E402
-from tasks.scoring import rejected_path, score_sources, scoring_spec  # noqa: E402
-from tasks.statistics import source_statistics  # noqa: E402
+from normflow.tracking import runs as tracking  # noqa: E402
+from normflow.tracking import store  # noqa: E402
+from normflow.data.reader import plan_partitions, resolve_sources, table_spec  # noqa: E402
+from normflow.core.errors import ConfigError, DataError  # noqa: E402
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec  # noqa: E402
+from normflow.data.statistics import source_statistics  # noqa: E402
 
 SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
 
@@ -190,8 +190,8 @@ SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3
 def _seed_model():
     import torch
 
-    from tasks.moments import moments_of
-    from tasks.training import train_linear_model
+    from normflow.core.moments import moments_of
+    from normflow.core.training import train_linear_model
 
     rows = torch.tensor([[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000, 43]], dtype=torch.float64)
     return train_linear_model(moments_of(rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
@@ -288,8 +288,9 @@ import os, sys, time
 from pathlib import Path
 while not Path({str(go)!r}).exists():
     time.sleep(0.01)
-from tasks import tracking
-tracking.prepare_store({uri!r})
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
+store.prepare_store({uri!r})
 run_id = tracking.start_run({uri!r}, "normflow")
 tracking.finish_run({uri!r}, run_id)
 print("ok")
@@ -386,7 +387,7 @@ def test_store_folder_with_special_characters_keeps_its_artifacts(folder_name, p
     assert (folder / "artifacts").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder_name]  # nothing in a sibling folder
     mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/normflow-linear@champion")
+    model = mlflow.pyfunc.load_model("models:/normflow-linear@champion")
     prediction = model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))
     assert prediction[0] == pytest.approx(36.0, abs=1e-3)
     assert summary.alias == "champion"
@@ -394,7 +395,7 @@ def test_store_folder_with_special_characters_keeps_its_artifacts(folder_name, p
 
 def test_store_path_with_a_question_mark_is_refused_clearly(tmp_path):
     with pytest.raises(ConfigError, match=r"'\?' in the store's path"):
-        tracking.prepare_store(f"sqlite:///{tmp_path / 'what?' / 'mlflow.db'}")
+        store.prepare_store(f"sqlite:///{tmp_path / 'what?' / 'mlflow.db'}")
 
 
 # 8. feature names that collide after key sanitising
@@ -471,8 +472,8 @@ def test_locked_store_ends_with_one_line(prefect_server, tracking_store, capsys)
 
     from flows.train_flow import main
 
-    tracking.prepare_store(tracking_store)
-    holder = sqlite3.connect(tracking.sqlite_path(tracking_store), timeout=0)
+    store.prepare_store(tracking_store)
+    holder = sqlite3.connect(store.sqlite_path(tracking_store), timeout=0)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         code = main(["--data", HOUSES, "--epochs", "50"])
@@ -588,7 +589,7 @@ def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefec
     live_file = tmp_path / f".out.csv.normflow-{running.pid}.tmp"  # a job running now keeps its file
     live_file.write_text("in progress")
     client = MlflowClient(tracking_store)
-    experiment_id = tracking.ensure_experiment(tracking_store, "normflow-scoring")
+    experiment_id = store.ensure_experiment(tracking_store, "normflow-scoring")
     abandoned = client.create_run(experiment_id, tags={tracking.OWNER_TAG: f"{__import__('socket').gethostname()}:{dead.pid}:"}).info.run_id
     try:
         summary = predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(output))

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from conftest import LocalServer, free_port
 from flows.train_flow import train_flow
-from tasks import registry
+from normflow.tracking import registry
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "normflow-linear"
@@ -90,7 +90,7 @@ def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_s
     train_flow(data=data, epochs=2000)
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
 
-    from tasks import tracking
+    from normflow.tracking import runs as tracking
 
     def finish_fails(uri: str, run_id: str) -> None:
         raise RuntimeError("injected: the store went away after the alias moved")

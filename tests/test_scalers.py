@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from tasks.errors import ConfigError, DataError, ModelFormatError
-from tasks.moments import moments_of
-from tasks.scalers import (
+from normflow.core.errors import ConfigError, DataError, ModelFormatError
+from normflow.core.moments import moments_of
+from normflow.core.scalers import (
     ConstantFeatureWarning,
     fit_scaler,
     scaler_from_json,

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tasks.csv_source import resolve_sources
-from tasks.errors import ConfigError, DataError
-from tasks.moments import moments_of
-from tasks.scoring import rejected_path, score_sources, scoring_spec
-from tasks.training import train_linear_model
+from normflow.data.reader import resolve_sources
+from normflow.core.errors import ConfigError, DataError
+from normflow.core.moments import moments_of
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec
+from normflow.core.training import train_linear_model
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[1]
@@ -151,9 +151,9 @@ def test_sigkill_mid_write_leaves_nothing_at_the_output_path(tmp_path):
     code = f"""
 import time, torch
 from pathlib import Path
-from tasks.moments import moments_of
-from tasks.scoring import score_sources, scoring_spec
-from tasks.training import train_linear_model
+from normflow.core.moments import moments_of
+from normflow.data.scoring import score_sources, scoring_spec
+from normflow.core.training import train_linear_model
 rows = torch.tensor([[2,1000,19],[3,2000,31],[2,500,14],[1,800,15],[4,3000,43]], dtype=torch.float64)
 model = train_linear_model(moments_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
 src = [Path({str(source)!r})]

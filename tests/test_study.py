@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from tasks.moments import moments_of
-from tasks.study import (
+from normflow.core.moments import moments_of
+from normflow.core.study import (
     best_per_normalization,
     child_metrics,
     coefficients_agree,

@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
-from tasks.errors import DataError, DivergenceError
-from tasks.tracking import FAILURE_TAG
+from normflow.core.errors import DataError, DivergenceError
+from normflow.tracking.runs import FAILURE_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 HOUSES = str(REPO / "data" / "houses.csv")

@@ -6,7 +6,8 @@ import itertools
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -14,8 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.errors import ConfigError, DataError
-from tasks.processes import process_is_alive
+from normflow.core.errors import ConfigError, DataError
+from normflow.data.processes import process_is_alive
 
 
 TEMP_MARK = ".normflow-"
@@ -66,6 +67,51 @@ def prepare_outputs(outputs: list[Path], inputs: Iterable[Path] = ()) -> None:
         remove_stale_temporaries(Path(target))
 
 
+@contextmanager
+def staged(target: Path, replace: bool = True) -> Iterator[Path]:
+    """The one atomic publisher: yield a hidden temporary path beside ``target``, then rename it there.
+
+    The caller creates a file or a folder at the yielded path. On success it is published by one
+    rename (:func:`publish`); on any failure (an error, Ctrl-C, a full disk) it is removed, so
+    ``target`` is either complete or untouched. ``replace=False`` refuses an existing target.
+    """
+    target = Path(target)
+    temp = temporary_path(target)
+    try:
+        yield temp
+        if not replace and os.path.lexists(target):
+            raise ConfigError(f"{target}: already exists; choose another name")
+        publish(temp, target)
+    finally:
+        _remove(temp)
+
+
+def publish(temp: Path, target: Path) -> Path:
+    """Rename a finished temporary file or folder to ``target``: the one step that makes it visible.
+
+    The target is guarded just before the rename (:func:`check_output_path`), so a link or
+    device put there while the job ran is never replaced; an existing folder is replaced whole.
+    """
+    replacing_folder = temp.is_dir() and target.is_dir() and not target.is_symlink()
+    if not replacing_folder:
+        check_output_path(target)
+    try:
+        if replacing_folder:
+            shutil.rmtree(target)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write output: {exc.strerror or exc}", path=target) from None
+    return target
+
+
+def _remove(path: Path) -> None:
+    """Delete a temporary file or folder if it is still there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _standing_kind(path: Path) -> str:
     """What stands at ``path`` without following a symlink: ``missing``, ``file``, or a description."""
     try:
@@ -105,10 +151,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
         digits = "".join(itertools.takewhile(str.isdigit, entry.name[len(prefix) :]))
         if not digits or process_is_alive(int(digits)):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove(entry)
         removed.append(entry)
     return removed
 
@@ -175,17 +218,8 @@ class AtomicTableWriter:
         self._writer = None
 
     def publish(self) -> Path:
-        """Rename the finished temporary file to the target: the one step that makes it visible.
-
-        The target is guarded again just before the rename, so a link or device put there while
-        the job ran is not replaced either.
-        """
-        check_output_path(self.target)
-        try:
-            os.replace(self.temp, self.target)
-        except OSError as exc:
-            raise DataError(f"{self.target}: cannot write output: {exc}") from None
-        return self.target
+        """Rename the finished temporary file to the target (:func:`publish`)."""
+        return publish(self.temp, self.target)
 
     def discard(self) -> None:
         """Close and delete the temporary file, if any."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from tasks.errors import DivergenceError
-from tasks.moments import DTYPE, Moments
-from tasks.scalers import Scaler
+from normflow.core.errors import DivergenceError
+from normflow.core.moments import DTYPE, Moments
+from normflow.core.scalers import Scaler
 
 DIVERGENCE_FACTOR = 1e6
 """A loss this many times the first epoch's means training diverged (GD with a stable

@@ -9,51 +9,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from tasks.errors import ConfigError
-from tasks.linear_model import MODEL_FILE, LinearModel, save_model_json
-from tasks.tracking import file_lock, log_artifact_dir, sqlite_path
+from normflow.core.errors import ConfigError
+from normflow.core.model import LinearModel
+from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
+from normflow.tracking.runs import log_artifact_dir
+from normflow.tracking.store import file_lock, sqlite_path
 
-MODEL_ARTIFACT_PATH = "model"
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
-# Written out so log_model does not spend seconds inferring them. The loader module
-# (tasks.linear_model) comes from an installed normflow checkout, not from PyPI (an unrelated
-# "normflow" lives there): nothing executable is stored with the model.
-PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", "torch", "pandas", "numpy"]
-
-
-def model_signature(model: LinearModel) -> ModelSignature:
-    """Signature on the raw feature columns (any numeric dtype: ints from CSVs are fine)."""
-    inputs = Schema([ColSpec(AnyType(), name) for name in model.feature_names])
-    outputs = Schema([ColSpec("double", "prediction")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def input_example(model: LinearModel) -> pd.DataFrame:
-    """A one-row raw input: the training mean of every feature."""
-    return pd.DataFrame({name: [model.scaler.statistics[name]["mean"]] for name in model.feature_names})
-
-
-def save_pyfunc(model: LinearModel, directory: Path) -> Path:
-    """Write the model as an MLflow pyfunc folder under ``directory`` and return its path."""
-    document = save_model_json(model, directory / MODEL_FILE)
-    target = directory / MODEL_ARTIFACT_PATH
-    mlflow.pyfunc.save_model(
-        path=str(target),
-        loader_module="tasks.linear_model",
-        data_path=str(document),
-        signature=model_signature(model),
-        input_example=input_example(model),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
-    return target
 
 
 def log_model(uri: str, run_id: str, model: LinearModel) -> str:

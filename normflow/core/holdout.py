@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.moments import DTYPE, Moments
+from normflow.core.moments import DTYPE, Moments
 
 HOLDOUT_HASH_VERSION = "splitmix64-sorted-columns/1"
 """Recorded with each model version: holdouts are comparable only when made by the same hash."""

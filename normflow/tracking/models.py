@@ -10,12 +10,11 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
 
-from tasks.errors import ConfigError, ModelFormatError, one_line
-from tasks.linear_model import LinearModel, _load_pyfunc
+from normflow.core.errors import ConfigError, one_line
+from normflow.core.model import LinearModel
+from normflow.tracking.pyfunc import load_local_model
 
-LOADER_MODULE = "tasks.linear_model"
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
@@ -88,19 +87,3 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
                 f"({exc.filename or pinned.source})"
             ) from None
         return load_local_model(Path(local))
-
-
-def load_local_model(folder: Path) -> LinearModel:
-    """Read a normflow pyfunc folder, refusing any model that would need stored code to load."""
-    mlmodel = folder / "MLmodel"
-    if not mlmodel.is_file():
-        raise ModelFormatError(f"{folder}: no MLmodel file; not an MLflow model folder")
-    flavor = Model.load(str(mlmodel)).flavors.get("python_function", {})
-    if flavor.get("loader_module") != LOADER_MODULE or flavor.get("code"):
-        raise ModelFormatError(
-            f"{folder}: not a normflow linear model (loader {flavor.get('loader_module')!r}); refusing to load it"
-        )
-    data = flavor.get("data")
-    if not isinstance(data, str) or Path(data).is_absolute() or ".." in Path(data).parts:
-        raise ModelFormatError(f"{folder}: model data path {data!r} is not inside the model folder")
-    return _load_pyfunc(str(folder / data))

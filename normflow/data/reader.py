@@ -1,7 +1,7 @@
 """Finding, checking and streaming numeric CSV files.
 
 Files are read block by block with pyarrow's streaming reader, never whole. Every problem
-becomes a one-line :class:`~tasks.errors.DataError` naming the file, and the row and column
+becomes a one-line :class:`~normflow.core.errors.DataError` naming the file, and the row and column
 where they are known. Real-world exports work: a UTF-8 BOM, CRLF line ends, quoted numbers.
 """
 
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import torch
 
-from tasks.errors import DataError
+from normflow.core.errors import DataError
 
 DEFAULT_BLOCK_BYTES = 4 << 20
 """Bytes pyarrow parses per block: large enough to be fast, small enough to keep memory flat."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tasks.errors import ConfigError
+from normflow.core.errors import ConfigError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tasks.errors import ConfigError, DataError, ModelFormatError
-from tasks.moments import DTYPE, Moments
+from normflow.core.errors import ConfigError, DataError, ModelFormatError
+from normflow.core.moments import DTYPE, Moments
 
 METHODS = ("none", "maxabs", "minmax", "standard")
 SCALER_FORMAT = "normflow.scaler/1"

@@ -12,9 +12,9 @@ import io
 import math
 from dataclasses import dataclass
 
-from tasks.moments import Moments
-from tasks.names import feature_keys
-from tasks.training import TrainingOutcome, train_linear_model
+from normflow.core.moments import Moments
+from normflow.core.names import feature_keys
+from normflow.core.training import TrainingOutcome, train_linear_model
 
 DEFAULT_TOLERANCE = 1e-9
 """A run has converged once its optimality gap is this fraction of its starting gap."""

@@ -9,7 +9,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from tasks.errors import ConfigError
+from normflow.core.errors import ConfigError
 
 MAX_MODEL_NAME_LENGTH = 256
 """The registry's column width for model names."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tasks.engine import (
+from normflow.core.engine import (
     Curvature,
     DescentResult,
     QuadraticProblem,
@@ -16,10 +16,10 @@ from tasks.engine import (
     gradient_descent,
     raw_coefficients,
 )
-from tasks.errors import DataError, DivergenceError
-from tasks.linear_model import LinearModel
-from tasks.moments import Moments
-from tasks.scalers import Scaler, fit_scaler
+from normflow.core.errors import DataError, DivergenceError
+from normflow.core.model import LinearModel
+from normflow.core.moments import Moments
+from normflow.core.scalers import Scaler, fit_scaler
 
 
 @dataclass(frozen=True)

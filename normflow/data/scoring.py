@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from tasks.csv_source import (
+from normflow.data.reader import (
     DEFAULT_BLOCK_BYTES,
     Partition,
     TableSpec,
@@ -26,10 +26,10 @@ from tasks.csv_source import (
     parse_numeric_columns,
     table_spec,
 )
-from tasks.errors import ConfigError, DataError
-from tasks.linear_model import LinearModel
-from tasks.moments import DTYPE
-from tasks.table_writer import AtomicTableWriter, prepare_outputs
+from normflow.core.errors import ConfigError, DataError
+from normflow.core.model import LinearModel
+from normflow.core.moments import DTYPE
+from normflow.data.publish import AtomicTableWriter, prepare_outputs
 
 BAD_ROW_POLICIES = ("error", "skip")
 PREDICTION_COLUMN = "prediction"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from tasks.csv_source import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
-from tasks.errors import DataError
-from tasks.holdout import holdout_mask
-from tasks.moments import (
+from normflow.data.reader import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
+from normflow.core.errors import DataError
+from normflow.core.holdout import holdout_mask
+from normflow.core.moments import (
     Moments,
     empty_moments,
     merge_moments,

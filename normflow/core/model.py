@@ -1,0 +1,136 @@
+"""The trained model as one unit: weights, bias, scaler, feature order and target, in plain JSON.
+
+The same class serves in memory after training and, loaded by :mod:`normflow.tracking.pyfunc`,
+as the MLflow pyfunc; its stored form is a JSON document, never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from normflow.core.errors import DataError, ModelFormatError
+from normflow.core.moments import DTYPE
+from normflow.core.scalers import Scaler, is_finite_number, scaler_from_dict, scaler_to_dict
+
+MODEL_FORMAT = "normflow.linear/1"
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """``y = ((x - shift) / scale) @ weights + bias`` with the scaler fitted at training."""
+
+    feature_names: tuple[str, ...]
+    target: str
+    weights: tuple[float, ...]  # in normalized space
+    bias: float
+    scaler: Scaler
+
+    def predict_tensor(self, features: torch.Tensor) -> torch.Tensor:
+        """Predictions for raw feature rows ``(n, d)`` in the model's feature order."""
+        weights = torch.tensor(self.weights, dtype=DTYPE, device=features.device)
+        return self.scaler.transform(features) @ weights + self.bias
+
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored).
+
+        A prediction that overflows float64 is an error naming the row, never an ``inf`` result.
+        """
+        features = feature_matrix(model_input, self.feature_names)
+        predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
+        overflow = ~np.isfinite(predictions)
+        if overflow.any():
+            row = int(np.argmax(overflow))
+            raise DataError(
+                f"input row {row + 1}: prediction is not finite: the row's values overflow float64 under this model",
+                row=row + 1,
+                kind="overflow",
+            )
+        return predictions
+
+    def raw_coefficients(self) -> tuple[list[float], float]:
+        """Weights and intercept in the features' raw units."""
+        weights = torch.tensor(self.weights, dtype=DTYPE) / self.scaler.scale_tensor()
+        intercept = self.bias - float((weights * self.scaler.shift_tensor()).sum())
+        return weights.tolist(), intercept
+
+
+def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...]) -> np.ndarray:
+    """The model's feature columns of ``frame`` as a float64 array, or a clear error."""
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"input is missing feature column(s) {', '.join(map(repr, missing))}; it has: {', '.join(map(str, frame.columns))}"
+        )
+    columns = []
+    for name in feature_names:
+        numbers = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"input row {row + 1}, column {name!r}: not a finite number: {frame[name].iloc[row]!r}")
+        columns.append(numbers)
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
+def model_to_dict(model: LinearModel) -> dict:
+    """Plain-JSON document of a model (what the registered artifact holds)."""
+    return {
+        "format": MODEL_FORMAT,
+        "feature_names": list(model.feature_names),
+        "target": model.target,
+        "weights": list(model.weights),
+        "bias": model.bias,
+        "scaler": scaler_to_dict(model.scaler),
+    }
+
+
+def model_from_dict(doc: object) -> LinearModel:
+    """Rebuild a model from its JSON document, refusing anything malformed."""
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"not a normflow model document (expected format {MODEL_FORMAT!r})")
+    names = doc.get("feature_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ModelFormatError("model document's feature_names must be a non-empty list of strings")
+    target = doc.get("target")
+    if not isinstance(target, str):
+        raise ModelFormatError("model document's target must be a string")
+    weights = doc.get("weights")
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(names)
+        or not all(is_finite_number(v) for v in weights)
+    ):
+        raise ModelFormatError(f"model document's weights must be {len(names)} finite numbers")
+    bias = doc.get("bias")
+    if not is_finite_number(bias):
+        raise ModelFormatError("model document's bias must be a finite number")
+    scaler = scaler_from_dict(doc.get("scaler"))
+    if list(scaler.feature_names) != names:
+        raise ModelFormatError("model document's scaler describes different features than the model")
+    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler)
+    raw_weights, intercept = model.raw_coefficients()
+    if not all(math.isfinite(v) for v in (*raw_weights, intercept)):
+        raise ModelFormatError("model document's weights and scaler give non-finite raw-unit coefficients")
+    return model
+
+
+def model_to_json(model: LinearModel) -> str:
+    """The model document as JSON text (what the registered artifact's file holds)."""
+    return json.dumps(model_to_dict(model), indent=2, sort_keys=True)
+
+
+def model_from_json(text: str, where: str = "model document") -> LinearModel:
+    """Rebuild a model from JSON text written by :func:`model_to_json`, refusing anything malformed."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{where} is not valid JSON: {exc}") from None
+    return model_from_dict(doc)
