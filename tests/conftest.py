@@ -1,4 +1,6 @@
-"""Shared fixtures: the tutorial's data, a throwaway MLflow store, one Prefect test server."""
+"""Shared fixtures: the tutorial's data, a throwaway MLflow store, one Prefect test server.
+
+Helpers that tests import live in ``tests/helpers.py``, never here."""
 
 from __future__ import annotations
 
@@ -7,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SEED_ROWS = [[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000, 43]]
-FEATURES = ("lights", "distance")
+from helpers import SEED_ROWS
 
 
 @pytest.fixture
@@ -49,74 +49,3 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LocalServer:
-    """A server process started in its own session on 127.0.0.1, stopped with its whole process group."""
-
-    def __init__(self, command: list[str], health_url: str, env: dict[str, str] | None = None, timeout: float = 90):
-        import os
-        import subprocess
-        import tempfile
-        import time
-        import urllib.request
-
-        self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, env=env or dict(os.environ), start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early: {self.output()}")
-            try:
-                with urllib.request.urlopen(health_url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"server not healthy within {timeout}s: {self.output()}")
-
-    def output(self) -> str:
-        with open(self.log.name, errors="replace") as handle:
-            return handle.read()[-3000:]
-
-    def stop(self) -> None:
-        import os
-        import signal
-        import subprocess
-
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=20)
-        finally:
-            os.unlink(self.log.name)
-
-
-def run_with_temp_store(tmp_path_factory, name: str, run):
-    """Call ``run()`` with MLFLOW_TRACKING_URI on a new sqlite store; returns (uri, folder, result).
-
-    For module-scoped fixtures, which cannot use the function-scoped ``tracking_store``.
-    """
-    folder = tmp_path_factory.mktemp(name)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        result = run(folder)
-    return uri, folder, result

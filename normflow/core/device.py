@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from normflow.core.errors import ConfigError
+from normflow.core.settings import DEVICES
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEVICE_CHOICES = DEVICES
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
@@ -22,7 +23,9 @@ def resolve_device(choice: str = "auto") -> torch.device:
         return torch.device("cuda")
     if choice == "cuda":
         raise ConfigError(
-            f"--device cuda was asked for but CUDA is not available (torch {torch.__version__}); use --device auto or cpu"
+            f"{{device}} cuda was asked for but CUDA is not available (torch {torch.__version__}); "
+            "use {device} auto or cpu",
+            settings=("device",),
         )
     return torch.device("cpu")
 

@@ -257,11 +257,11 @@ def divergence_error(
         f"largest stable learning rate {bend.max_stable_lr:.3g} (lr {lr:g} is {lr / bend.max_stable_lr:.3g}x that)"
     )
     if normalization == "none":
-        advice = f"normalize the features (--normalization standard) or use --lr below {bend.max_stable_lr:.3g}"
+        advice = f"normalize the features ({{normalization}} standard) or use {{lr}} below {bend.max_stable_lr:.3g}"
     else:
-        advice = f"use --lr below {bend.max_stable_lr:.3g}"
+        advice = f"use {{lr}} below {bend.max_stable_lr:.3g}"
     message = "; ".join(parts) + ". Fix: " + advice
-    return DivergenceError(message, epoch=epoch, diagnosis=diagnosis)
+    return DivergenceError(message, epoch=epoch, diagnosis=diagnosis, settings=("normalization", "lr"))
 
 
 def check_converging(result: DescentResult, lr: float, bend: Curvature) -> bool:

@@ -64,7 +64,7 @@ def gate(
     if champion_mse is None:
         return GateDecision(
             False,
-            f"champion version {champion_version} has no holdout score; compare by hand and use flows/promote.py",
+            f"champion version {champion_version} has no holdout score; compare them by hand, then promote one by hand",
             challenger_mse,
             None,
             champion_version,

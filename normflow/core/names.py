@@ -21,7 +21,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 def validate_model_name(name: str) -> str:
     """Refuse a registered-model name MLflow or a ``models:/NAME@ALIAS`` URI cannot carry, before any work."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("model name is empty; give --model-name NAME")
+        raise ConfigError("model name is empty; give {model_name}", settings=("model_name",))
     problem = None
     if len(name) > MAX_MODEL_NAME_LENGTH:
         problem = f"is {len(name)} characters long; the registry allows {MAX_MODEL_NAME_LENGTH}"
@@ -44,7 +44,7 @@ def validate_model_name(name: str) -> str:
 def validate_experiment_name(name: str) -> str:
     """Refuse an experiment name MLflow would refuse, before any work."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("experiment name is empty; give --experiment NAME")
+        raise ConfigError("experiment name is empty; give {experiment}", settings=("experiment",))
     if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise ConfigError(
             f"invalid experiment name {name[:57] + '...'!r}: it is {len(name)} characters long; "

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from normflow.core.errors import ConfigError, DataError, ModelFormatError
+from normflow.core.errors import DataError, ModelFormatError
 from normflow.core.moments import DTYPE, Moments
+from normflow.core.settings import NORMALIZATIONS, check_normalization
 
-METHODS = ("none", "maxabs", "minmax", "standard")
+METHODS = NORMALIZATIONS
 SCALER_FORMAT = "normflow.scaler/1"
 STATISTICS = ("mean", "std", "min", "max", "maxabs")
 """Per-feature training statistics every scaler carries (range checks at scoring use min/max)."""
@@ -67,8 +68,7 @@ def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], met
     ``moments`` may include extra trailing columns (the target); only the first
     ``len(feature_names)`` are used.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown normalization {method!r}; choose one of {', '.join(METHODS)}")
+    check_normalization(method)
     d = len(feature_names)
     if moments.count < 1:
         raise DataError("no data rows to fit a scaler on")

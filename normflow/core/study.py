@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 
 from normflow.core.moments import Moments
+from normflow.core.settings import DEFAULT_TOLERANCE
 from normflow.core.names import feature_keys
 from normflow.core.training import TrainingOutcome, train_linear_model
 
-DEFAULT_TOLERANCE = 1e-9
 """A run has converged once its optimality gap is this fraction of its starting gap."""
 
 

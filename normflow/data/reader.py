@@ -27,12 +27,9 @@ import pyarrow.csv as pacsv
 import torch
 
 from normflow.core.errors import DataError
+from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
 
-DEFAULT_BLOCK_BYTES = 4 << 20
-"""Bytes pyarrow parses per block: large enough to be fast, small enough to keep memory flat."""
 
-MIN_BLOCK_BYTES = 1024
-"""pyarrow needs the header and every line to fit in one block."""
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -451,7 +448,10 @@ def _reading_errors(path: Path, spec: TableSpec, rows_before, block_bytes: int) 
         if "straddl" in str(exc) or "larger than block size" in str(exc):
             raise DataError(
                 f"{path}: row {row} or a later one is longer than the read block of {block_bytes} bytes "
-                "(raise --block-bytes)"
+                "(raise {block_bytes})",
+                path=path,
+                row=row,
+                settings=("block_bytes",),
             ) from None
         raise find_bad_cell(path, spec, start_row=row, fallback=str(exc)) from None
     except UnicodeDecodeError as exc:
@@ -517,3 +517,17 @@ def file_digest(path: Path) -> str:
 def combined_digest(digests: list[str]) -> str:
     """One short digest for a list of files (MLflow dataset digests are limited in length)."""
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
+
+
+AVERAGE_ROW_BYTES_SAMPLE = 1 << 16
+
+
+def block_bytes_for_rows(sources: list[Path], chunk_rows: int | None, default: int) -> int:
+    """A block size holding about ``chunk_rows`` rows, from the first file's average line length."""
+    if chunk_rows is None:
+        return default
+    with open(sources[0], "rb") as handle:
+        handle.readline()
+        sample = handle.read(AVERAGE_ROW_BYTES_SAMPLE)
+    lines = max(sample.count(b"\n"), 1)
+    return max(int(chunk_rows * len(sample) / lines), MIN_BLOCK_BYTES)

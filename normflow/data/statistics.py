@@ -98,10 +98,14 @@ def check_trainable(
     if statistics.moments.count < needed:
         raise DataError(
             f"{data_label}: {statistics.moments.count} training row(s); standardization needs at least 2 "
-            "(use more rows, or --normalization maxabs, minmax or none)"
+            "(use more rows, or {normalization} maxabs, minmax or none)",
+            settings=("normalization",),
         )
     if statistics.holdout is not None and statistics.holdout.count == 0:
-        raise DataError(f"{data_label}: no row fell into the holdout; use more rows or a larger --holdout-fraction")
+        raise DataError(
+            f"{data_label}: no row fell into the holdout; use more rows or a larger {{holdout_fraction}}",
+            settings=("holdout_fraction",),
+        )
 
 
 def partition_statistics(

@@ -19,20 +19,13 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
+from helpers import local_path
 from flows.train_flow import train_flow
 from normflow.tracking import registry
 from normflow.core.errors import ModelFormatError
 from normflow.tracking.pyfunc import MODEL_FILE
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def local_path(uri: str) -> Path:
-    """The folder behind a local artifact URI (``file:///...`` percent-encoded, or a plain path)."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
+REPO = Path(__file__).resolve().parents[2]
 HOUSES = str(REPO / "data" / "houses.csv")
 
 pytestmark = pytest.mark.integration
@@ -504,7 +497,7 @@ def test_temporary_prefect_server_that_does_not_start_in_time_is_one_line(tmp_pa
 
 
 def test_prefect_startup_timeout_is_generous_by_default_and_configurable(monkeypatch):
-    from flows.common import prefect_startup_timeout
+    from flows.runtime import prefect_startup_timeout
 
     monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
     assert prefect_startup_timeout() == 120
@@ -566,9 +559,9 @@ def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(pref
 
 
 def test_predict_accepts_the_block_size_its_errors_advise(tmp_path):
-    from flows.predict_flow import parse_args
+    from flows.cli.predict import predict_parser
 
-    assert parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes == 8192
+    assert predict_parser().parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes == 8192
     source = tmp_path / "in.csv"
     source.write_text("lights,distance,note\n3,2500," + "x" * 5000 + "\n")
     with pytest.raises(DataError, match="--block-bytes"):

@@ -27,7 +27,7 @@ LRS = [0.001, 0.01, 0.1, 0.5]
 
 @pytest.fixture(scope="module")
 def grid():
-    from conftest import SEED_ROWS
+    from helpers import SEED_ROWS
 
     import torch
 

@@ -15,6 +15,8 @@ from normflow.core.moments import moments_of
 from normflow.tracking.registry import AliasState
 from normflow.core.training import train_linear_model
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def new_version(tracking_store, seed_rows):

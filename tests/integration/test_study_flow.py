@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import LocalServer, free_port, run_with_temp_store
+from helpers import LocalServer, free_port, run_with_temp_store
 from flows.study_flow import study_flow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPARED = ("max_stable_lr", "condition_number", "gradient_ratio_epoch0", "optimality_gap", "coef.distance")
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from conftest import LocalServer, free_port
+from helpers import LocalServer, free_port
 from flows.train_flow import train_flow
 from normflow.tracking import registry
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = "normflow-linear"
 
 pytestmark = pytest.mark.integration

@@ -189,7 +189,8 @@ def test_divergence_diagnosis_names_epoch_ratio_and_advice(seed_rows):
     assert "epoch 1" in text
     assert "683" in text and "'distance'" in text and "'lights'" in text
     assert "condition number" in text and "3.36e-07" in text
-    assert "--normalization standard" in text
+    assert "normalization standard" in text and "--" not in text  # the library speaks in setting names
+    assert error.render(lambda name: "--" + name).endswith("(--normalization standard) or use --lr below 3.36e-07")
     assert error.diagnosis["gradient_ratio"] == pytest.approx(5876040 / 8600)
     assert "\n" not in text
 

@@ -15,7 +15,7 @@ from flows.train_flow import train_flow
 from normflow.core.errors import DataError, DivergenceError
 from normflow.tracking.runs import FAILURE_TAG
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOUSES = str(REPO / "data" / "houses.csv")
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from conftest import LocalServer, free_port
+from helpers import LocalServer, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = "normflow-linear"
 
 pytestmark = pytest.mark.integration

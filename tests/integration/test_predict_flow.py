@@ -13,13 +13,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import run_with_temp_store
-from flows.predict_flow import block_bytes_for_rows, predict_flow
+from helpers import run_with_temp_store
+from flows.predict_flow import predict_flow
+from normflow.core.settings import PredictSettings
+from normflow.data.reader import block_bytes_for_rows
 from flows.train_flow import train_flow
 from normflow.core.errors import ConfigError, DataError
 from normflow.tracking.models import load_pinned_model, pin_model_version
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NEW_HOUSES = str(REPO / "data" / "new_houses.csv")
 
 pytestmark = pytest.mark.integration
@@ -113,5 +115,5 @@ def test_chunk_rows_sets_the_block_size(write_csv):
     path = write_csv("in.csv", "lights,distance\n" + "1,1000\n" * 1000)
     assert block_bytes_for_rows([path], 500, 4096) == 3500
     assert block_bytes_for_rows([path], None, 4096) == 4096
-    with pytest.raises(ConfigError):
-        block_bytes_for_rows([path], 0, 4096)
+    with pytest.raises(ConfigError, match="chunk_rows"):
+        PredictSettings(input=str(path), output="out.csv", chunk_rows=0).validate()

@@ -13,7 +13,7 @@ from normflow.core.errors import ConfigError
 from normflow.data.statistics import source_statistics
 from normflow.core.training import train_linear_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 

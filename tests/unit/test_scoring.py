@@ -22,7 +22,7 @@ from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.core.training import train_linear_model
 
 CPU = torch.device("cpu")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

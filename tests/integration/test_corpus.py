@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import run_with_temp_store
+from helpers import run_with_temp_store
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import NormflowError
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parent / "corpus"
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 CASES = {k: v for k, v in json.loads((CORPUS / "cases.json").read_text()).items() if not k.startswith("_")}
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,84 @@
+"""The study command's flags, their checks, and its summary (standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.cli import STUDY, add_data_flags, add_device_flag, check_data_path, parser_for, refuse_early, split_list
+from normflow.core.errors import ConfigError
+from normflow.core.settings import NORMALIZATIONS, StudySettings
+
+
+def study_parser() -> argparse.ArgumentParser:
+    """Flags of ``python flows/study_flow.py``."""
+    parser = parser_for(
+        "python flows/study_flow.py",
+        "Compare normalizations and learning rates on your data; one MLflow run per combination.",
+        "  python flows/study_flow.py                                   # the tutorial's grid on data/houses.csv\n"
+        "  python flows/study_flow.py --normalizations none,standard --lrs 0.001,0.1 --report-dir reports/mine",
+    )
+    add_data_flags(parser, STUDY["data"])
+    parser.add_argument("--normalizations", default=",".join(NORMALIZATIONS), help="comma-separated subset of: " + ", ".join(NORMALIZATIONS))
+    parser.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in STUDY["lrs"]), help="comma-separated learning rates")
+    parser.add_argument("--epochs", type=int, default=STUDY["epochs"], help="full-batch epochs per combination")
+    parser.add_argument("--tolerance", type=float, default=STUDY["tolerance"], help="converged = optimality gap below this fraction of the starting gap")
+    parser.add_argument("--experiment", default=STUDY["experiment"], help="MLflow experiment")
+    parser.add_argument("--report-dir", default=None, help="where to write the report (default: reports/study-<timestamp>/)")
+    add_device_flag(parser)
+    return parser
+
+
+def study_settings(argv: list[str] | None = None) -> StudySettings:
+    """Parse and check the study flags (no heavy import)."""
+    parser = study_parser()
+    args = parser.parse_args(argv)
+    holder: list[StudySettings] = []
+
+    def check() -> None:
+        try:
+            lrs = tuple(float(x) for x in split_list(args.lrs) or [])
+        except ValueError:
+            raise ConfigError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
+        settings = StudySettings(
+            data=args.data,
+            target=args.target,
+            features=tuple(split_list(args.features) or ()) or None,
+            normalizations=tuple(split_list(args.normalizations) or ()),
+            lrs=lrs,
+            epochs=args.epochs,
+            tolerance=args.tolerance,
+            experiment=args.experiment,
+            report_dir=args.report_dir,
+            device=args.device,
+        ).validate()
+        check_data_path(args.data, "--data")
+        holder.append(settings)
+
+    refuse_early(parser, check)
+    return holder[0]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What a finished study reports back."""
+
+    parent_run_id: str
+    child_run_ids: dict[str, str]  # label -> run id
+    report_dir: Path
+    summary: str
+    results: list = field(default_factory=list)
+    ui_command: str = ""
+
+
+def format_study_summary(summary: StudySummary) -> str:
+    """The summary text, then where the report and runs are."""
+    return "\n".join(
+        [
+            summary.summary.rstrip(),
+            "",
+            f"report:      {summary.report_dir}/ (loss_curves.png, best_lr_per_normalization.png, grid.md, grid.csv, summary.md)",
+            f"MLflow run:  {summary.parent_run_id} with {len(summary.child_run_ids)} child runs ({summary.ui_command})",
+        ]
+    )

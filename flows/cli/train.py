@@ -1,0 +1,146 @@
+"""The train command's flags, their checks, and its summary (standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from flows.cli import (
+    SERVE_HOLDOUT_FRACTION,
+    TRAIN,
+    add_data_flags,
+    add_device_flag,
+    add_scale_out_flags,
+    check_data_path,
+    parser_for,
+    partition_bytes,
+    refuse_early,
+    split_list,
+)
+from normflow.core.errors import ConfigError
+from normflow.core.settings import NORMALIZATIONS, TrainSettings
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Flags of ``python flows/train_flow.py``."""
+    parser = parser_for(
+        "python flows/train_flow.py",
+        "Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
+        "  python flows/train_flow.py                                   # the bundled data/houses.csv\n"
+        "  python flows/train_flow.py --data 'incoming/*.csv' --target price --features lights,distance\n"
+        "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge",
+    )
+    add_data_flags(parser, TRAIN["data"])
+    parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
+    parser.add_argument("--lr", type=float, default=TRAIN["lr"], help="gradient-descent learning rate")
+    parser.add_argument("--epochs", type=int, default=TRAIN["epochs"], help="full-batch epochs")
+    add_device_flag(parser)
+    parser.add_argument("--experiment", default=TRAIN["experiment"], help="MLflow experiment name")
+    parser.add_argument("--model-name", default=TRAIN["model_name"], help="registered model name")
+    parser.add_argument("--no-register", action="store_true", help="track the run but register no model")
+    parser.add_argument("--block-bytes", type=int, default=TRAIN["block_bytes"], help="CSV bytes parsed per block")
+    gate = parser.add_argument_group("promotion gate")
+    gate.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=None,
+        help="fraction of rows (chosen by a hash of the row) kept out of training to score champion vs "
+        f"challenger (default: 0, no gate; {SERVE_HOLDOUT_FRACTION} with --serve)",
+    )
+    gate.add_argument(
+        "--promotion-tolerance",
+        type=float,
+        default=TRAIN["promotion_tolerance"],
+        help="promote when the new holdout MSE is at most this much (relative) worse than the champion's",
+    )
+    add_scale_out_flags(parser)
+    schedule = parser.add_argument_group("scheduled retraining (needs a Prefect server and PREFECT_API_URL)")
+    schedule.add_argument("--serve", action="store_true", help="create a deployment and keep serving it")
+    timing = schedule.add_mutually_exclusive_group()
+    timing.add_argument("--cron", default=None, help='cron schedule, e.g. "0 3 * * *"')
+    timing.add_argument("--interval", type=float, default=None, help="seconds between runs")
+    return parser
+
+
+def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argparse.Namespace]:
+    """Parse and check the train flags (no heavy import); returns the settings and the raw flags."""
+    parser = train_parser()
+    args = parser.parse_args(argv)
+    holdout = args.holdout_fraction
+    if holdout is None:
+        holdout = SERVE_HOLDOUT_FRACTION if args.serve else 0.0
+    settings = TrainSettings(
+        data=args.data,
+        target=args.target,
+        features=tuple(split_list(args.features) or ()) or None,
+        normalization=args.normalization,
+        lr=args.lr,
+        epochs=args.epochs,
+        device=args.device,
+        experiment=args.experiment,
+        model_name=args.model_name,
+        register_model=not args.no_register,
+        block_bytes=args.block_bytes,
+        holdout_fraction=holdout,
+        promotion_tolerance=args.promotion_tolerance,
+    )
+
+    def check() -> None:
+        settings.validate()
+        if (args.cron or args.interval) and not args.serve:
+            raise ConfigError("--cron and --interval schedule retraining: add --serve")
+        if args.interval is not None and args.interval <= 0:
+            raise ConfigError(f"--interval must be positive, got {args.interval}")
+        partition_bytes(args)
+        check_data_path(args.data, "--data")
+
+    refuse_early(parser, check)
+    return settings, args
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a finished training reports back to its caller."""
+
+    run_id: str
+    tracking_uri: str
+    model_name: str | None
+    model_version: str | None
+    alias: str | None
+    decision: str | None
+    rows: int
+    feature_names: tuple[str, ...]
+    target: str
+    final_loss: float
+    optimality_gap: float
+    raw_weights: list[float]
+    intercept: float
+    condition_number: float
+    max_stable_lr: float
+    device: str
+    ui_command: str = ""
+
+
+def format_train_summary(summary: TrainingSummary) -> str:
+    """The few lines a person reads after training."""
+    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
+    if not summary.model_version:
+        model = "not registered (--no-register)"
+    elif summary.alias:
+        model = f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
+    else:
+        model = f"{summary.model_name} version {summary.model_version} (not promoted: {summary.decision})"
+    return "\n".join(
+        [
+            "normflow: training finished",
+            f"  run id:        {summary.run_id}",
+            f"  model:         {model}",
+            f"  rows:          {summary.rows:,} on {summary.device}",
+            f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
+            f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
+            f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
+            f"  MLflow UI:     {summary.ui_command}",
+        ]
+    )
+
+

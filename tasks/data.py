@@ -1,0 +1,98 @@
+"""Reading the data: find and check the files, then the one statistics pass (whole or by partition)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from prefect import get_run_logger, task, unmapped
+
+from normflow.core.device import describe_device, resolve_device
+from normflow.data import reader
+from normflow.data.statistics import (
+    SourceStatistics,
+    check_trainable,
+    merge_partition_statistics,
+    partition_statistics,
+    source_statistics,
+)
+from tasks.options import COMPUTE
+
+PROGRESS_EVERY_S = 5.0
+
+
+@task(name="inspect-data", **COMPUTE)
+def inspect_data(data: str, target: str, features: list[str] | None) -> tuple[list[Path], reader.TableSpec]:
+    """Find the CSV files and check their headers before any heavy work."""
+    sources = reader.resolve_sources(data)
+    return sources, reader.table_spec(sources, target, features)
+
+
+@task(name="compute-statistics", **COMPUTE)
+def compute_statistics(
+    sources: list[Path],
+    spec: reader.TableSpec,
+    device: torch.device,
+    normalization: str,
+    data_label: str,
+    block_bytes: int,
+    holdout_fraction: float = 0.0,
+) -> SourceStatistics:
+    """One streaming pass over every file: moments of features and target (and of the holdout)."""
+    logger = get_run_logger()
+    last = [time.monotonic()]
+
+    def progress(path: Path, rows: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+            last[0] = time.monotonic()
+            logger.info("reading %s: %s rows so far", path, f"{rows:,}")
+
+    statistics = source_statistics(sources, spec, device, block_bytes, progress, holdout_fraction)
+    check_trainable(statistics, normalization, data_label, spec.selected)
+    logger.info(
+        "read %s rows from %d file(s) (%.1f MB) on %s",
+        f"{sum(statistics.rows_per_file.values()):,}",
+        len(sources),
+        sum(max(p.stat().st_size, 1) for p in sources) / 1e6,
+        describe_device(device),
+    )
+    return statistics
+
+
+@task(name="partition-statistics", **COMPUTE)
+def statistics_of_partition(
+    partition: reader.Partition, spec: reader.TableSpec, device_name: str, block_bytes: int, holdout_fraction: float
+) -> dict:
+    """One partition's moments, computed wherever the task runner puts it (a Dask worker, say)."""
+    return partition_statistics(partition, spec, resolve_device(device_name), block_bytes, holdout_fraction)
+
+
+def statistics_by_partition(
+    sources: list[Path],
+    spec: reader.TableSpec,
+    device: torch.device,
+    normalization: str,
+    data_label: str,
+    block_bytes: int,
+    holdout_fraction: float,
+    target_bytes: int,
+) -> SourceStatistics:
+    """The statistics pass as one task per partition (file or byte range), merged exactly here."""
+    partitions = reader.plan_partitions(sources, target_bytes)
+    get_run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    futures = statistics_of_partition.map(
+        partitions, unmapped(spec), unmapped("cpu"), unmapped(block_bytes), unmapped(holdout_fraction)
+    )
+    parts = [future.result() for future in futures]
+    statistics = merge_partition_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
+    check_trainable(statistics, normalization, data_label, spec.selected)
+    return statistics
+
+
+@task(name="write-report", **COMPUTE)
+def write_report(results: list, spec: reader.TableSpec, tolerance: float, report_dir: Path) -> str:
+    """PNGs, tables and summary into ``report_dir`` (published whole, by one rename)."""
+    from normflow.data.report import write_study_report
+
+    return write_study_report(results, spec, tolerance, report_dir)

@@ -1,0 +1,87 @@
+"""One run lifecycle for every flow: start the MLflow run, finish it, or on any failure undo what
+must be undone and mark it FAILED with the reason."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from prefect import task
+
+from normflow.core.errors import one_line
+from normflow.tracking import runs, store
+from tasks.options import IO
+
+
+@task(name="start-mlflow-run", **IO)
+def start_run(uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None) -> str:
+    """Create the flow's MLflow run (the store prepared first), with its params if given."""
+    store.prepare_store(uri)
+    run_id = runs.start_run(uri, experiment, run_name=run_name, tags=tags)
+    if params:
+        runs.log_params(uri, run_id, params)
+    return run_id
+
+
+@task(name="finish-mlflow-run", **IO)
+def finish_run(uri: str, run_id: str) -> None:
+    """Mark the run FINISHED."""
+    runs.finish_run(uri, run_id)
+
+
+@task(name="fail-mlflow-run", **IO)
+def fail_run(uri: str, run_id: str, reason: str) -> None:
+    """Mark the run FAILED with the reason."""
+    runs.fail_run(uri, run_id, reason)
+
+
+@dataclass
+class UndoStep:
+    """A clean-up step and its arguments (which may be updated as the flow learns more)."""
+
+    step: Callable[..., object]
+    args: tuple
+
+
+@dataclass
+class TrackedRun:
+    """The run a flow records into, and the clean-up steps to run if the flow fails."""
+
+    uri: str
+    run_id: str
+    undo: list[UndoStep] = field(default_factory=list)
+
+    def on_failure(self, step: Callable[..., object], *args: object) -> UndoStep:
+        """Run ``step(*args)`` (latest first) if the flow fails from here on, before the run is FAILED."""
+        self.undo.append(UndoStep(step, args))
+        return self.undo[-1]
+
+
+@contextmanager
+def tracked_run(
+    uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None
+) -> Iterator[TrackedRun]:
+    """Start a run, yield it, finish it; on any failure (an error, Ctrl-C, SIGTERM) run the undo steps
+    and mark it FAILED with the reason, then let the failure go on."""
+    run = TrackedRun(uri, start_run(uri, experiment, tags, run_name, params))
+    try:
+        yield run
+        finish_run(uri, run.run_id)
+    except BaseException as exc:
+        for undo in reversed(run.undo):
+            without_masking(undo.step, *undo.args)
+        without_masking(fail_run, uri, run.run_id, one_line(f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def without_masking(step: Callable[..., object], *args: object) -> None:
+    """Run a clean-up step inside an error handler; if it fails too, log that and carry on.
+
+    The error being handled is what the user must see, not the clean-up's own failure.
+    """
+    try:
+        step(*args)
+    except Exception as exc:  # the original error is re-raised by the caller
+        logging.getLogger("normflow").warning("clean-up step %s failed: %s", getattr(step, "name", step), exc)

@@ -1,0 +1,151 @@
+"""Scoring steps: pin and load the model once, check the inputs, score (whole or by partition)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from prefect import get_run_logger, task, unmapped
+from prefect.futures import wait
+
+from normflow.core.device import resolve_device
+from normflow.core.model import LinearModel
+from normflow.data import reader
+from normflow.data.publish import temporary_path
+from normflow.data.scoring import (
+    ScoringReport,
+    merge_reports,
+    output_schema,
+    part_path,
+    publish_parts,
+    rejected_path,
+    rejected_schema,
+    score_sources,
+    scoring_spec,
+)
+from normflow.tracking.models import PinnedModel, load_pinned_model, pin_model_version
+from tasks.options import COMPUTE, IO
+
+PROGRESS_EVERY_S = 5.0
+
+
+@task(name="pin-model", **IO)
+def pin_model(uri: str, model_uri: str) -> PinnedModel:
+    """Resolve the model URI once; an alias becomes the version it names now."""
+    return pin_model_version(uri, model_uri)
+
+
+@task(name="load-model", **IO)
+def load_model(uri: str, pinned: PinnedModel) -> LinearModel:
+    """Download the pinned version and read its JSON parameters and scaler."""
+    return load_pinned_model(uri, pinned)
+
+
+@task(name="inspect-inputs", **COMPUTE)
+def inspect_inputs(
+    input_path: str, model: LinearModel, output: Path, on_bad_row: str, flag_out_of_range: bool
+) -> tuple[list[Path], reader.TableSpec]:
+    """Find the input files and check them, and every output path, before scoring."""
+    sources = reader.resolve_sources(input_path)
+    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range)
+
+
+@task(name="score", **COMPUTE)
+def score(
+    sources: list[Path],
+    spec: reader.TableSpec,
+    model: LinearModel,
+    output: Path,
+    device: torch.device,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    block_bytes: int,
+) -> ScoringReport:
+    """Stream, normalize, predict and write; the output appears only when every row is done."""
+    progress = progress_reporter(sum(p.stat().st_size for p in sources))
+    return score_sources(sources, spec, model, output, device, on_bad_row, flag_out_of_range, block_bytes, progress)
+
+
+@task(name="score-partition", **COMPUTE)
+def score_partition(
+    partition: reader.Partition,
+    spec: reader.TableSpec,
+    model: LinearModel,
+    part_output: str,
+    device_name: str,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    block_bytes: int,
+) -> ScoringReport:
+    """Score one partition into its own part file, wherever the task runner puts it."""
+    device = resolve_device(device_name)
+    return score_sources([partition], spec, model, Path(part_output), device, on_bad_row, flag_out_of_range, block_bytes)
+
+
+def score_by_partition(
+    sources: list[Path],
+    spec: reader.TableSpec,
+    model: LinearModel,
+    output: Path,
+    device: torch.device,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    block_bytes: int,
+    target_bytes: int,
+) -> ScoringReport:
+    """One task per partition into part files; the output is published only when every part succeeded."""
+    partitions = reader.plan_partitions(sources, target_bytes)
+    get_run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
+    try:
+        outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
+        futures = score_partition.map(
+            partitions,
+            unmapped(spec),
+            unmapped(model),
+            outputs,
+            unmapped(device.type),
+            unmapped(on_bad_row),
+            unmapped(flag_out_of_range),
+            unmapped(block_bytes),
+        )
+        wait(futures)  # let every part finish or fail before anything is published or removed
+        reports = [future.result() for future in futures]
+        rejecting = [Path(o) for o, r in zip(outputs, reports) if r.rows_rejected]
+        rejected = rejected_path(output) if rejecting else None
+        targets = []
+        if rejected is not None:
+            targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(spec)))
+        targets.append(([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range)))
+        publish_parts(targets)
+        return merge_reports(reports, output, rejected)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def progress_reporter(total_bytes: int):
+    """A bar on a terminal; a log line every few seconds otherwise."""
+    interactive = sys.stderr.isatty()
+    logger = get_run_logger()
+    last = [0.0]
+
+    def report(done: int) -> None:
+        now = time.monotonic()
+        fraction = min(done / total_bytes, 1.0) if total_bytes else 1.0
+        if interactive:
+            if now - last[0] >= 0.2 or fraction >= 1.0:
+                last[0] = now
+                filled = int(fraction * 30)
+                sys.stderr.write(f"\rscoring [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} of {total_bytes / 1e6:.1f} MB")
+                if fraction >= 1.0:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+        elif now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            logger.info("scoring: %.1f%% of %.1f MB read", 100 * fraction, total_bytes / 1e6)
+
+    return report

@@ -1,0 +1,84 @@
+"""Recording steps: what a run logs, registering the model, the promotion gate, and its undo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from normflow.core.gate import GateDecision
+from normflow.core.moments import Moments
+from normflow.core.study import StudyResult
+from normflow.core.training import TrainingOutcome
+from normflow.data.reader import TableSpec
+from normflow.data.statistics import SourceStatistics
+from normflow.core.scalers import Scaler
+from normflow.tracking import records, registry
+from normflow.tracking.promotion import decide_and_promote
+from tasks.options import COMPUTE, IO
+
+
+@task(name="log-inputs", **IO)
+def log_inputs(
+    uri: str,
+    run_id: str,
+    sources: list[Path],
+    spec: TableSpec,
+    statistics: SourceStatistics,
+    settings: dict[str, object],
+    scaler: Scaler,
+) -> None:
+    """Params (settings, data, every scaler statistic) and the data set as an MLflow input."""
+    records.record_training_inputs(uri, run_id, sources, spec, statistics, settings, scaler)
+
+
+@task(name="log-results", **IO)
+def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
+    """Per-epoch loss and gradients, final figures, scaler.json and the loss plot."""
+    records.record_training_results(uri, run_id, outcome, title)
+
+
+@task(name="register-model", **COMPUTE)
+def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, model_name: str) -> str:
+    """Log the pyfunc (JSON parameters, no pickle) and register it as a new version."""
+    source = registry.log_model(uri, run_id, outcome.model)
+    return registry.register_model(uri, run_id, source, model_name)
+
+
+@task(name="promotion-gate", **COMPUTE)
+def promotion_gate(
+    uri: str,
+    run_id: str,
+    model_name: str,
+    version: str,
+    outcome: TrainingOutcome,
+    holdout: Moments | None,
+    tolerance: float,
+    holdout_fraction: float = 0.0,
+) -> tuple[GateDecision, registry.AliasState | None]:
+    """Score champion and challenger on the same holdout; move the alias by compare-and-set."""
+    return decide_and_promote(uri, run_id, model_name, version, outcome, holdout, tolerance, holdout_fraction)
+
+
+@task(name="withdraw-version", **IO)
+def withdraw_version(uri: str, model_name: str, version: str, before: registry.AliasState | None) -> None:
+    """Undo a registration whose run did not finish: aliases back, version deleted."""
+    registry.withdraw(uri, model_name, version, before)
+
+
+@task(name="log-child-run", **IO)
+def log_child_run(uri: str, experiment: str, parent_id: str, result: StudyResult, common: dict[str, object]) -> str:
+    """One study child run: same params and metric names for every combination, loss per epoch."""
+    return records.record_study_child(uri, experiment, parent_id, result, common)
+
+
+@task(name="log-report", **IO)
+def log_report(uri: str, run_id: str, report_dir: Path, metrics: dict[str, float]) -> None:
+    """The study's report files as the parent run's artifacts, its counts as metrics."""
+    records.record_report(uri, run_id, report_dir, metrics)
+
+
+@task(name="log-scoring", **IO)
+def log_scoring(uri: str, run_id: str, sources: list[Path], metrics: dict[str, float]) -> None:
+    """The scored files as a dataset input, the counts and throughput as metrics."""
+    records.record_scoring(uri, run_id, sources, metrics)

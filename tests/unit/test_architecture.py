@@ -1,0 +1,60 @@
+"""The shape of the code, checked by tools rather than good intentions (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_import_contracts_hold():
+    """import-linter: imports only go down, the core is pure, the CLI modules import nothing heavy."""
+    command = shutil.which("lint-imports") or pytest.skip("import-linter is not installed")
+    result = subprocess.run([command], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") >= 4
+
+
+def _decorators(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                names.append(getattr(target, "id", getattr(target, "attr", "")))
+    return names
+
+
+def test_every_prefect_task_lives_in_tasks_and_flows_are_short():
+    flow_files = sorted((REPO / "flows").rglob("*.py"))
+    assert flow_files
+    for path in flow_files:
+        assert "task" not in _decorators(path), f"{path.relative_to(REPO)} defines a Prefect task"
+        lines = len(path.read_text().splitlines())
+        assert lines <= 150, f"{path.relative_to(REPO)} has {lines} lines; flows are wiring"
+    task_files = [p for p in (REPO / "tasks").glob("*.py") if p.name not in ("__init__.py", "options.py", "linear_model.py")]
+    assert all("task" in _decorators(p) for p in task_files)
+    assert not any("task" in _decorators(p) for p in (REPO / "normflow").rglob("*.py"))
+
+
+@pytest.mark.parametrize("script", ["flows/train_flow.py", "flows/predict_flow.py", "flows/study_flow.py"])
+def test_help_answers_before_any_heavy_import(script):
+    """``--help`` exits while torch, MLflow and Prefect are still unimported."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({script!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect', 'pyarrow') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "usage:" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
