@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 
 import torch
-from prefect import get_run_logger, task, unmapped
+from prefect import task, unmapped
 
 from normflow.core.device import describe_device, resolve_device
+from normflow.core.settings import rows_needed
 from normflow.data import reader
 from normflow.data.statistics import (
     SourceStatistics,
@@ -17,7 +18,7 @@ from normflow.data.statistics import (
     partition_statistics,
     source_statistics,
 )
-from tasks.options import COMPUTE
+from tasks.options import COMPUTE, run_logger
 
 PROGRESS_EVERY_S = 5.0
 
@@ -40,7 +41,7 @@ def compute_statistics(
     holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
     """One streaming pass over every file: moments of features and target (and of the holdout)."""
-    logger = get_run_logger()
+    logger = run_logger()
     last = [time.monotonic()]
 
     def progress(path: Path, rows: int) -> None:
@@ -49,7 +50,7 @@ def compute_statistics(
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
     statistics = source_statistics(sources, spec, device, block_bytes, progress, holdout_fraction)
-    check_trainable(statistics, normalization, data_label, spec.selected)
+    check_trainable(statistics, rows_needed(normalization), data_label, spec.selected)
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
         f"{sum(statistics.rows_per_file.values()):,}",
@@ -80,13 +81,13 @@ def statistics_by_partition(
 ) -> SourceStatistics:
     """The statistics pass as one task per partition (file or byte range), merged exactly here."""
     partitions = reader.plan_partitions(sources, target_bytes)
-    get_run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
     futures = statistics_of_partition.map(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(block_bytes), unmapped(holdout_fraction)
     )
     parts = [future.result() for future in futures]
     statistics = merge_partition_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
-    check_trainable(statistics, normalization, data_label, spec.selected)
+    check_trainable(statistics, rows_needed(normalization), data_label, spec.selected)
     return statistics
 
 

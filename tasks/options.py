@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from normflow.core.errors import NormflowError
 
@@ -23,3 +27,12 @@ IO = dict(retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=retry_unless
 
 COMPUTE = dict(cache_policy=NO_CACHE)
 """Options for steps that compute: no retries (a failure would recur), no caching."""
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger inside a flow or task; the ``normflow`` logger when a step's plain
+    function is called directly (``task.fn``, as ``bench/`` does)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("normflow")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import torch
-from prefect import get_run_logger, task, unmapped
+from prefect import task, unmapped
 from prefect.futures import wait
 
 from normflow.core.device import resolve_device
@@ -28,7 +28,7 @@ from normflow.data.scoring import (
     scoring_spec,
 )
 from normflow.tracking.models import PinnedModel, load_pinned_model, pin_model_version
-from tasks.options import COMPUTE, IO
+from tasks.options import COMPUTE, IO, run_logger
 
 PROGRESS_EVERY_S = 5.0
 
@@ -99,7 +99,7 @@ def score_by_partition(
 ) -> ScoringReport:
     """One task per partition into part files; the output is published only when every part succeeded."""
     partitions = reader.plan_partitions(sources, target_bytes)
-    get_run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
+    run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
     parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
     try:
         outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
@@ -130,7 +130,7 @@ def score_by_partition(
 def progress_reporter(total_bytes: int):
     """A bar on a terminal; a log line every few seconds otherwise."""
     interactive = sys.stderr.isatty()
-    logger = get_run_logger()
+    logger = run_logger()
     last = [0.0]
 
     def report(done: int) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from normflow.core.study import StudyResult, run_grid
 from normflow.core.training import TrainingOutcome, train_linear_model
 from normflow.data.reader import TableSpec
 from normflow.data.statistics import SourceStatistics
-from tasks.options import COMPUTE
+from tasks.options import COMPUTE, run_logger
 
 
 @task(name="train", **COMPUTE)
@@ -16,7 +16,7 @@ def train(statistics: SourceStatistics, spec: TableSpec, normalization: str, lr:
     """Exact full-batch gradient descent from the moments."""
     outcome = train_linear_model(statistics.moments, spec.features, spec.target, normalization, lr, epochs)
     for name in outcome.scaler.constant_features:
-        get_run_logger().warning("feature %r is constant; its scale was set to 1", name)
+        run_logger().warning("feature %r is constant; its scale was set to 1", name)
     return outcome
 
 

@@ -62,7 +62,6 @@ class DescentResult:
     bias: torch.Tensor  # ()
     losses: torch.Tensor  # (epochs_run,) loss before each epoch's update
     gradients: torch.Tensor  # (epochs_run, d) gradient of every weight per epoch
-    bias_gradients: torch.Tensor  # (epochs_run,)
     final_loss: float  # loss at the returned parameters
     diverged_at: int | None  # epoch whose loss was non-finite or past the bound
 
@@ -178,7 +177,6 @@ def gradient_descent(
     b = torch.ones((), dtype=DTYPE, device=device)
     losses = torch.empty(epochs, dtype=DTYPE, device=device)
     grads = torch.empty(epochs, d, dtype=DTYPE, device=device)
-    bias_grads = torch.empty(epochs, dtype=DTYPE, device=device)
     bound = math.inf
     diverged_at: int | None = None
     epoch = 0
@@ -187,7 +185,6 @@ def gradient_descent(
         grad_w, grad_b = gradients_at(problem, w, b)
         losses[epoch] = loss
         grads[epoch] = grad_w
-        bias_grads[epoch] = grad_b
         value = float(loss)
         if epoch == 0:
             bound = divergence_factor * value if value > 0 else math.inf
@@ -198,16 +195,7 @@ def gradient_descent(
         b = b - lr * grad_b
     run = epoch + 1
     final = float(losses[epoch]) if diverged_at is not None else float(loss_at(problem, w, b))
-    return DescentResult(w, b, losses[:run], grads[:run], bias_grads[:run], final, diverged_at)
-
-
-def raw_coefficients(w: torch.Tensor, b: torch.Tensor, scaler: Scaler) -> tuple[list[float], float]:
-    """Weights and intercept in the raw units of the features (what the model means)."""
-    scale = scaler.scale_tensor(w.device)
-    shift = scaler.shift_tensor(w.device)
-    w_raw = w / scale
-    b_raw = b - (w_raw * shift).sum()
-    return w_raw.tolist(), float(b_raw)
+    return DescentResult(w, b, losses[:run], grads[:run], final, diverged_at)
 
 
 def gradient_ratio(gradients: torch.Tensor, feature_names: list[str] | tuple[str, ...]) -> tuple[float, str, str]:

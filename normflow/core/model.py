@@ -55,9 +55,7 @@ class LinearModel:
 
     def raw_coefficients(self) -> tuple[list[float], float]:
         """Weights and intercept in the features' raw units."""
-        weights = torch.tensor(self.weights, dtype=DTYPE) / self.scaler.scale_tensor()
-        intercept = self.bias - float((weights * self.scaler.shift_tensor()).sum())
-        return weights.tolist(), intercept
+        return self.scaler.raw_coefficients(torch.tensor(self.weights, dtype=DTYPE), self.bias)
 
 
 def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...]) -> np.ndarray:

@@ -56,6 +56,16 @@ class Scaler:
         device = features.device
         return (features.to(DTYPE) - self.shift_tensor(device)) / self.scale_tensor(device)
 
+    def raw_coefficients(self, weights: torch.Tensor, bias: float | torch.Tensor) -> tuple[list[float], float]:
+        """Weights and intercept of a model on scaled features, in the raw units of the features.
+
+        ``z = (x - shift) / scale`` makes ``z @ w + b`` equal ``x @ (w / scale) + (b - sum(w * shift / scale))``.
+        """
+        device = weights.device
+        raw = weights.to(DTYPE) / self.scale_tensor(device)
+        intercept = float(bias) - float((raw * self.shift_tensor(device)).sum())
+        return raw.tolist(), intercept
+
     def inverse_transform(self, normalized: torch.Tensor) -> torch.Tensor:
         """Raw feature rows back from normalized ones."""
         device = normalized.device

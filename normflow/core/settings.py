@@ -33,6 +33,11 @@ def _refuse(setting: str, rule: str, value: object) -> ConfigError:
     return ConfigError(f"{{{setting}}} {rule}, got {value!r}", settings=(setting,))
 
 
+def rows_needed(normalization: str) -> int:
+    """Training rows a normalization needs: standardization estimates a spread from two or more."""
+    return 2 if normalization == "standard" else 1
+
+
 def check_normalization(name: str, setting: str = "normalization") -> str:
     """One of :data:`NORMALIZATIONS`."""
     if name not in NORMALIZATIONS:

@@ -12,6 +12,7 @@ import io
 import math
 from dataclasses import dataclass
 
+from normflow.core.engine import gradient_ratio
 from normflow.core.moments import Moments
 from normflow.core.settings import DEFAULT_TOLERANCE
 from normflow.core.names import feature_keys
@@ -47,9 +48,7 @@ class StudyResult:
     @property
     def gradient_ratio(self) -> float:
         """Largest over smallest |gradient| among the weights at epoch 0 (the tutorial's ~683x)."""
-        first = [abs(g) for g in self.outcome.gradients[0]]
-        smallest = min(first)
-        return max(first) / smallest if smallest > 0 else math.inf
+        return gradient_ratio(self.outcome.descent.gradients[0], self.outcome.scaler.feature_names)[0]
 
     @property
     def label(self) -> str:

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from normflow.core.engine import (
     Curvature,
     DescentResult,
-    QuadraticProblem,
     build_problem,
     check_converging,
     curvature,
     divergence_error,
     gradient_descent,
-    raw_coefficients,
 )
 from normflow.core.errors import DataError, DivergenceError
 from normflow.core.model import LinearModel
@@ -27,7 +25,6 @@ class TrainingOutcome:
     """Everything one training produced; ``error`` is set when it diverged."""
 
     scaler: Scaler
-    problem: QuadraticProblem
     descent: DescentResult
     curvature: Curvature
     model: LinearModel
@@ -68,7 +65,7 @@ def train_linear_model(
     error = None
     if not check_converging(descent, lr, bend):
         error = divergence_error(problem, descent, lr, feature_names, normalization)
-    weights, intercept = raw_coefficients(descent.weights, descent.bias, scaler)
+    weights, intercept = scaler.raw_coefficients(descent.weights, descent.bias)
     if error is None and not all(math.isfinite(v) for v in (*weights, intercept)):
         error = DataError(
             "the fitted coefficients overflow float64 in raw units (features "
@@ -85,7 +82,6 @@ def train_linear_model(
     optimal = float(problem.loss_opt)
     return TrainingOutcome(
         scaler=scaler,
-        problem=problem,
         descent=descent,
         curvature=bend,
         model=model,

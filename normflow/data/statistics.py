@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,20 +67,29 @@ def source_statistics(
     holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
     """Moments over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
-    total = empty_moments(len(spec.selected), device)
-    held = empty_moments(len(spec.selected), device)
+    parts = (
+        (str(path), *file_moments(path, spec, device, block_bytes, on_progress, holdout_fraction)) for path in sources
+    )
+    return fold_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
+
+
+def fold_statistics(
+    parts: Iterable[tuple[str, Moments, Moments]], width: int, device: torch.device, holdout: bool
+) -> SourceStatistics:
+    """The one fold: ``(path, training moments, holdout moments)`` parts merged exactly, in any order."""
+    total = empty_moments(width, device)
+    held = empty_moments(width, device)
     rows: dict[str, int] = {}
-    for path in sources:
-        train_part, held_part = file_moments(path, spec, device, block_bytes, on_progress, holdout_fraction)
-        rows[str(path)] = train_part.count + held_part.count
+    for path, train_part, held_part in parts:
+        rows[path] = rows.get(path, 0) + train_part.count + held_part.count
         total = merge_moments(total, train_part)
         held = merge_moments(held, held_part)
-    return SourceStatistics(total, rows, held if holdout_fraction > 0 else None)
+    return SourceStatistics(total, rows, held if holdout else None)
 
 
 def check_trainable(
     statistics: SourceStatistics,
-    normalization: str,
+    min_rows: int,
     data_label: str,
     column_names: tuple[str, ...] | None = None,
 ) -> None:
@@ -94,10 +103,9 @@ def check_trainable(
             f"{data_label}: values in {', '.join(map(repr, bad))} are too large: their spread overflows float64 "
             f"(largest magnitude {float(moments.max_abs[~finite].max()):.3g}); rescale that column"
         )
-    needed = 2 if normalization == "standard" else 1
-    if statistics.moments.count < needed:
+    if statistics.moments.count < min_rows:
         raise DataError(
-            f"{data_label}: {statistics.moments.count} training row(s); standardization needs at least 2 "
+            f"{data_label}: {statistics.moments.count} training row(s); standardization needs at least {min_rows} "
             "(use more rows, or {normalization} maxabs, minmax or none)",
             settings=("normalization",),
         )
@@ -121,14 +129,9 @@ def partition_statistics(
 
 
 def merge_partition_statistics(parts: list[dict], width: int, device: torch.device, holdout: bool) -> SourceStatistics:
-    """Merge partition results (any order gives the same moments, up to rounding)."""
-    total = empty_moments(width, device)
-    held = empty_moments(width, device)
-    rows: dict[str, int] = {}
-    for part in parts:
-        train_part = moments_from_dict(part["train"], device)
-        held_part = moments_from_dict(part["holdout"], device)
-        rows[part["path"]] = rows.get(part["path"], 0) + train_part.count + held_part.count
-        total = merge_moments(total, train_part)
-        held = merge_moments(held, held_part)
-    return SourceStatistics(total, rows, held if holdout else None)
+    """Merge partition results sent back by workers (any order gives the same moments, up to rounding)."""
+    decoded = (
+        (part["path"], moments_from_dict(part["train"], device), moments_from_dict(part["holdout"], device))
+        for part in parts
+    )
+    return fold_statistics(decoded, width, device, holdout)

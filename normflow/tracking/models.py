@@ -37,20 +37,16 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     numbered = _VERSION_URI.match(model_uri)
     if alias:
         name = alias["name"]
-        _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
-        version = _found(
-            lambda: client.get_model_version_by_alias(name, alias["alias"]),
-            f"registered model {name!r} has no alias {alias['alias']!r}",
-        )
+        lookup = lambda: client.get_model_version_by_alias(name, alias["alias"])  # noqa: E731
+        missing = f"registered model {name!r} has no alias {alias['alias']!r}"
     elif numbered:
         name = numbered["name"]
-        _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
-        version = _found(
-            lambda: client.get_model_version(name, numbered["version"]),
-            f"registered model {name!r} has no version {numbered['version']}",
-        )
+        lookup = lambda: client.get_model_version(name, numbered["version"])  # noqa: E731
+        missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
         return PinnedModel(model_uri, model_uri, None, None, model_uri)
+    _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
+    version = _found(lookup, missing)
     pinned = f"models:/{name}/{version.version}"
     return PinnedModel(model_uri, pinned, name, str(version.version), version.source)
 
@@ -87,3 +83,11 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
                 f"({exc.filename or pinned.source})"
             ) from None
         return load_local_model(Path(local))
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> LinearModel:
+    """The registered model behind ``models:/NAME@ALIAS`` or ``models:/NAME/N``, read as JSON (no code runs)."""
+    from normflow.tracking.store import tracking_uri as default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    return load_pinned_model(uri, pin_model_version(uri, model_uri))

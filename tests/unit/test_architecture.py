@@ -58,3 +58,21 @@ def test_help_answers_before_any_heavy_import(script):
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "usage:" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_console_script_dispatches_to_the_flows_command_lines():
+    """``normflow train|predict|study|promote`` are the flows' own command lines."""
+    from flows.console import COMMANDS, main
+
+    assert set(COMMANDS) == {"train", "predict", "study", "promote"}
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--lr", "-1"])
+    assert stopped.value.code == 1
+    assert main(["nonsense"]) == 2
+
+
+def test_import_normflow_is_instant_and_offers_a_small_api():
+    code = "import sys, normflow; print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules)); print(normflow.__all__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    heavy, api = result.stdout.splitlines()
+    assert heavy == "[]" and "train_linear_model" in api and "TrainSettings" in api

@@ -14,7 +14,6 @@ from normflow.core.engine import (
     gradient_descent,
     hessian,
     loss_at,
-    raw_coefficients,
 )
 from normflow.core.moments import moments_of
 from normflow.core.scalers import fit_scaler
@@ -102,7 +101,7 @@ def test_tutorial_numbers_with_normalization(seed_rows):
 
 def test_raw_coefficients_recover_the_generating_rule(seed_rows):
     scaler, _, result = engine(seed_rows, "standard", 0.1, 2000)
-    weights, intercept = raw_coefficients(result.weights, result.bias, scaler)
+    weights, intercept = scaler.raw_coefficients(result.weights, result.bias)
     assert weights == pytest.approx([2.0, 0.01], abs=1e-4)
     assert intercept == pytest.approx(5.0, abs=1e-4)
 

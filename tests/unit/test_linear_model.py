@@ -74,3 +74,20 @@ def test_invalid_json_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ModelFormatError, match="not valid JSON"):
         load_model_json(path)
+
+
+@pytest.mark.parametrize("loader", ["tasks.linear_model", "normflow.tracking.pyfunc"])
+def test_models_registered_under_either_loader_name_keep_loading(loader, model, tmp_path):
+    """Versions registered before the package had layers name ``tasks.linear_model``; they still load,
+    through MLflow and through our own reader, with the same predictions."""
+    import mlflow
+
+    from normflow.tracking.pyfunc import LOADER_MODULE, MODEL_FILE, load_local_model
+
+    document = save_model_json(model, tmp_path / MODEL_FILE)
+    folder = tmp_path / "model"
+    mlflow.pyfunc.save_model(path=str(folder), loader_module=loader, data_path=str(document))
+    assert LOADER_MODULE == "normflow.tracking.pyfunc"
+    frame = pd.DataFrame({"lights": [3], "distance": [2500]})
+    assert mlflow.pyfunc.load_model(str(folder)).predict(frame)[0] == pytest.approx(36.0, abs=1e-3)
+    assert load_local_model(folder) == model

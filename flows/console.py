@@ -1,0 +1,44 @@
+"""``normflow train|predict|study|promote``: one command for the four flows' command lines.
+
+Each subcommand takes exactly the flags of ``python flows/<name>.py`` (see ``normflow train
+--help``). Flags are parsed and checked before the flow's heavy imports, as there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("flows.cli.train", "train_settings", "flows.train_flow", "train a model on CSV data and register it"),
+    "predict": ("flows.cli.predict", "predict_settings", "flows.predict_flow", "score CSV rows with a registered model"),
+    "study": ("flows.cli.study", "study_settings", "flows.study_flow", "compare normalizations and learning rates"),
+    "promote": (None, None, "flows.promote", "move the champion alias by hand (rollback, a version)"),
+}
+
+
+def usage() -> str:
+    """The command's help: one line per subcommand."""
+    lines = ["usage: normflow {train,predict,study,promote} [flags]", "", "commands:"]
+    lines += [f"  {name:<9} {entry[3]}" for name, entry in COMMANDS.items()]
+    lines += ["", "`normflow COMMAND --help` lists a command's flags, examples and environment variables."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a flow's command line; returns its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"normflow: error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    cli_module, checker, flow_module, _ = COMMANDS[argv[0]]
+    if cli_module is not None:  # answer --help and flag errors before the flow's heavy imports
+        getattr(importlib.import_module(cli_module), checker)(argv[1:])
+    return importlib.import_module(flow_module).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
