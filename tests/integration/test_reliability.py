@@ -460,16 +460,17 @@ def _cli_stderr_lines(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
-def test_locked_store_ends_with_one_line(prefect_server, tracking_store, capsys):
+def test_locked_store_ends_with_one_line(tracking_store, capsys):
+    """A store another process holds locked: one line naming the store, no traceback anywhere."""
     import sqlite3
 
-    from flows.train_flow import main
+    from flows.promote import main
 
     store.prepare_store(tracking_store)
     holder = sqlite3.connect(store.sqlite_path(tracking_store), timeout=0)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        code = main(["--data", HOUSES, "--epochs", "50"])
+        code = main(["--version", "1"])
     finally:
         holder.rollback()
         holder.close()
@@ -564,8 +565,11 @@ def test_predict_accepts_the_block_size_its_errors_advise(tmp_path):
     assert predict_parser().parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes == 8192
     source = tmp_path / "in.csv"
     source.write_text("lights,distance,note\n3,2500," + "x" * 5000 + "\n")
-    with pytest.raises(DataError, match="--block-bytes"):
+    with pytest.raises(DataError, match="raise block_bytes") as info:
         _score(source, tmp_path / "out.csv", block_bytes=1024)
+    from flows.cli import flag_name
+
+    assert "(raise --block-bytes)" in info.value.render(flag_name)  # what both command lines print
 
 
 # 14. a killed scoring job leaves nothing behind for long
