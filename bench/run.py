@@ -79,12 +79,19 @@ def flow_worker(kind: str) -> dict:
     """Wall time of the train flow (temporary Prefect server) or the bare script, on the seed data."""
     import subprocess
 
-    script = ["flows/train_flow.py"] if kind == "flow" else [str(HERE / "bare_train.py")]
+    scripts = {
+        "flow": ["flows/train_flow.py"],
+        "bare": [str(HERE / "bare_train.py")],
+        "help": ["flows/train_flow.py", "--help"],
+        "bad-path": ["flows/train_flow.py", "--data", "no/such/file.csv"],
+        "python": ["-c", "pass"],
+    }
+    script = scripts[kind]
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
         env.pop("PREFECT_API_URL", None)
         start = time.perf_counter()
-        subprocess.run([sys.executable, *script], cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, *script], cwd=REPO, env=env, check=kind != "bad-path", capture_output=True)
     return {"seconds": time.perf_counter() - start, "detail": "wall time, fresh process and store"}
 
 
@@ -148,11 +155,21 @@ def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
     return run_id
 
 
+def command_rows(pair) -> None:
+    """The everyday command: the flow beside the same steps without Prefect, and the instant answers."""
+    pair("train flow end to end, seed data", (__file__, "flow"), "bare script", (__file__, "bare"))
+    pair("train --help", (__file__, "help"), "python -c pass", (__file__, "python"))
+    pair("train, bad --data path", (__file__, "bad-path"), "python -c pass", (__file__, "python"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1M rows only; skip the slow pandas+pyfunc scoring")
     parser.add_argument("--mlflow", action="store_true", help="log the table to MLflow experiment normflow-bench")
     parser.add_argument("--write", type=Path, default=None, help="also write the Markdown table to this file")
+    parser.add_argument(
+        "--commands", action="store_true", help="only the command rows: train flow vs bare script, --help, a bad path"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,14 +181,19 @@ def main() -> None:
             print(json.dumps(flow_worker(args.worker)))
         return
 
-    main_rows = 1_000_000 if args.quick else 5_000_000
-    data = generate(main_rows, 8, DATA_DIR / f"train_{main_rows}x8.csv")
     rows: list[Row] = []
 
     def pair(task: str, ours: tuple, baseline_name: str, baseline: tuple) -> None:
         o, b = measure(*ours), measure(*baseline)
         rows.append(Row(task, o["seconds"], baseline_name, b["seconds"], o["peak_mb"], b["peak_mb"]))
         print(f"  {task}: ours {o['seconds']:.2f} s, {baseline_name} {b['seconds']:.2f} s", flush=True)
+
+    if args.commands:
+        command_rows(pair)
+        print("\n" + markdown(rows, machine()))
+        return
+    main_rows = 1_000_000 if args.quick else 5_000_000
+    data = generate(main_rows, 8, DATA_DIR / f"train_{main_rows}x8.csv")
 
     label = f"{main_rows // 1_000_000}M rows"
     print(f"benchmarks on {data.name}", flush=True)
@@ -188,7 +210,7 @@ def main() -> None:
     if not args.quick:
         pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pandas + pyfunc + to_csv", (SCORE, "pandas", *score_args))
 
-    pair("train flow end to end, seed data", (__file__, "flow"), "bare script", (__file__, "bare"))
+    command_rows(pair)
 
     folder = DATA_DIR / f"four_files_{main_rows}"
     for i in range(4):

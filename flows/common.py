@@ -19,6 +19,7 @@ from flows.runtime import (
     prefect_startup_timeout,
     running_temporary_servers,
     stop_new_temporary_servers,
+    wait_for_early_server,
 )
 from normflow.core.errors import NormflowError, one_line
 
@@ -42,6 +43,31 @@ def is_expected_failure(exc: BaseException) -> bool:
     return isinstance(exc, (NormflowError, KeyboardInterrupt)) or describe_failure(exc) is not None
 
 
+class RunFailuresToOneLine(logging.Filter):
+    """On the console, drop Prefect's ERROR records about a failed flow or task run: the command's own
+    last line says what failed, once. They still reach Prefect's server and UI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+
+
+def quiet_library_consoles() -> None:
+    """A command prints its summary or its one error line, not the libraries' chatter: Prefect's
+    console shows warnings only (and no run-failure records), MLflow's and Dask's nothing below
+    CRITICAL and WARNING."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.setLevel(logging.WARNING)
+            if not any(isinstance(f, RunFailuresToOneLine) for f in handler.filters):
+                handler.addFilter(RunFailuresToOneLine())
+    for handler in logging.getLogger("mlflow").handlers:
+        handler.setLevel(logging.CRITICAL)
+    for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def quiet_expected_errors() -> None:
     """Make Prefect's and MLflow's log handlers print expected failures without a traceback.
 
@@ -63,21 +89,27 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def run_cli(run: Callable[[], str], prefect: bool = True) -> int:
+def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False) -> int:
     """Run a command: its summary on stdout, or one error line on stderr (the last line) and exit 1.
 
     Every failure ends as one ``normflow: error:`` line: our own errors, a store that fails, a
     file the system refuses, Prefect's temporary server not starting, Ctrl-C and SIGTERM
     (which interrupt the flow, so its clean-up marks the MLflow run FAILED and publishes nothing).
     ``prefect=False`` for commands that run no flow (no Prefect server is started or stopped).
+    Prefect's, MLflow's and Dask's own console lines are shown with ``verbose`` only (Prefect's
+    run logs still reach its server and UI).
     """
     quiet_expected_errors()
+    if not verbose:
+        quiet_library_consoles()
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave SIGTERM alone
         previous = None
-    servers_before = running_temporary_servers() if prefect else set()
+    servers_before: set[int] = set()
     try:
+        early = wait_for_early_server() if prefect else None
+        servers_before = (running_temporary_servers() - {id(early)}) if prefect else set()
         with prefect_startup_settings() if prefect else contextlib.nullcontext():
             summary = run()
     except KeyboardInterrupt as exc:

@@ -11,8 +11,10 @@ import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.predict import predict_settings
+    from flows.runtime import start_temporary_server_early
 
     predict_settings(sys.argv[1:])
+    start_temporary_server_early()  # its start-up overlaps the imports below
 
 import time
 from pathlib import Path
@@ -20,7 +22,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import PREDICT, partition_bytes
-from flows.cli.predict import ScoringSummary, format_scoring_summary, predict_settings
+from flows.cli.predict import predict_settings
+from flows.cli.summaries import ScoringSummary, format_scoring_summary
 from flows.common import run_cli
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = dask_task_runner(args.dask_address, args.workers)
     flow_fn = predict_flow.with_options(task_runner=runner) if runner else predict_flow
     parameters = {**settings.__dict__, "partition_bytes": partition_bytes(args)}
-    return run_cli(lambda: format_scoring_summary(flow_fn(**parameters)))
+    return run_cli(lambda: format_scoring_summary(flow_fn(**parameters)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.study import study_settings
+    from flows.runtime import start_temporary_server_early
 
     study_settings(sys.argv[1:])
+    start_temporary_server_early()  # its start-up overlaps the imports below
 
 import time
 from datetime import datetime
@@ -21,7 +23,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import STUDY
-from flows.cli.study import StudySummary, format_study_summary, study_settings
+from flows.cli.study import study_settings
+from flows.cli.summaries import StudySummary, format_study_summary
 from flows.common import run_cli
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings
@@ -78,10 +81,10 @@ def study_flow(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study flow from the command line; returns the process exit code."""
-    settings = study_settings(argv)
+    settings, args = study_settings(argv)
     parameters = {**settings.__dict__, "features": list(settings.features) if settings.features else None,
                   "normalizations": list(settings.normalizations), "lrs": list(settings.lrs)}
-    return run_cli(lambda: format_study_summary(study_flow(**parameters)))
+    return run_cli(lambda: format_study_summary(study_flow(**parameters)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

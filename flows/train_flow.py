@@ -11,17 +11,21 @@ import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.train import train_settings
+    from flows.runtime import start_temporary_server_early
 
     train_settings(sys.argv[1:])
+    start_temporary_server_early()  # its start-up overlaps the imports below
 
 from prefect import flow, get_run_logger
 
 from flows.cli import TRAIN, partition_bytes
-from flows.cli.train import TrainingSummary, format_train_summary, train_settings
+from flows.cli.train import train_settings
+from flows.cli.summaries import TrainingSummary, format_train_summary
 from flows.common import run_cli
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
+from normflow.data.reader import describe_sources
 from normflow.tracking import store
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import compute_statistics, inspect_data, statistics_by_partition
@@ -57,7 +61,7 @@ def train_flow(
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
     sources, spec = inspect_data(data, target, features)
-    logger.info("data: %d file(s); features %s; target %s", len(sources), ",".join(spec.features), spec.target)
+    logger.info("data: %s; features %s; target %s", describe_sources(sources), ",".join(spec.features), spec.target)
     uri = store.tracking_uri()
     settings = {"data": data, "normalization": normalization, "lr": lr, "epochs": epochs,
                 "device": describe_device(torch_device), "device_requested": device,
@@ -90,7 +94,8 @@ def train_flow(
         decision.reason if decision is not None else None, statistics.moments.count, spec.features, spec.target,
         outcome.descent.final_loss, outcome.optimality_gap, outcome.raw_weights, outcome.intercept,
         outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
-        store.ui_command(uri),
+        store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
+        tuple(tuple(g) for g in outcome.gradients[:3]),
     )
 
 
@@ -119,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                   "partition_bytes": partition_bytes(args)}
     runner = dask_task_runner(args.dask_address, args.workers)
     if args.serve:
-        return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval, runner))
+        return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval, runner), verbose=True)
     flow_fn = train_flow.with_options(task_runner=runner) if runner else train_flow
-    return run_cli(lambda: format_train_summary(flow_fn(**parameters)))
+    return run_cli(lambda: format_train_summary(flow_fn(**parameters)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,22 @@ def add_data_flags(parser: argparse.ArgumentParser, default_data: str) -> None:
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """--device, shared by every CLI that computes."""
+    """--device and --verbose, shared by every CLI that computes."""
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto = CUDA when available")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print Prefect's, MLflow's and Dask's own log lines (hidden by default)"
+    )
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data"
+"""The example data that ships with the repository."""
+
+
+def resolve_data(data: str, default: str) -> str:
+    """``data`` as given; the default data is found in the repository wherever the command runs from."""
+    if data == default and not os.path.lexists(data) and (BUNDLED.parent / default).exists():
+        return str(BUNDLED.parent / default)
+    return data
 
 
 def add_scale_out_flags(parser: argparse.ArgumentParser) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
 
 from flows.cli import PREDICT, add_device_flag, add_scale_out_flags, check_data_path, parser_for, partition_bytes, refuse_early
+from normflow.core.errors import ConfigError
 from normflow.core.settings import BAD_ROW_POLICIES, PredictSettings
 
 
@@ -57,41 +58,16 @@ def predict_settings(argv: list[str] | None = None) -> tuple[PredictSettings, ar
         settings.validate()
         partition_bytes(args)
         check_data_path(args.input, "--input")
+        check_model_uri(args.model_uri)
 
     refuse_early(parser, check)
     return settings, args
 
 
-@dataclass(frozen=True)
-class ScoringSummary:
-    """What a finished scoring job reports back."""
-
-    run_id: str
-    model_uri: str
-    report: object  # normflow.data.scoring.ScoringReport
-    warnings: list[str]
-    seconds: float
-    experiment: str = "normflow-scoring"
-
-    @property
-    def rows_per_second(self) -> float:
-        """Throughput of the scoring step."""
-        return self.report.rows_scored / self.seconds if self.seconds > 0 else float("inf")
-
-
-def format_scoring_summary(summary: ScoringSummary) -> str:
-    """The few lines a person reads after scoring."""
-    report = summary.report
-    lines = [
-        "normflow: scoring finished",
-        f"  model:         {summary.model_uri}",
-        f"  output:        {report.output} ({report.rows_scored:,} rows scored, {summary.rows_per_second:,.0f} rows/s)",
-    ]
-    if report.rejected_output is not None:
-        lines.append(f"  rejected:      {report.rows_rejected:,} rows -> {report.rejected_output}")
-    lines.append(f"  out of range:  {report.rows_out_of_range:,} rows outside the training min/max")
-    lines += [f"  warning:       {message}" for message in summary.warnings]
-    lines.append(f"  MLflow run:    {summary.run_id} (experiment {summary.experiment})")
-    return "\n".join(lines)
-
-
+def check_model_uri(uri: str) -> None:
+    """A model URI MLflow can resolve: ``models:/``, another scheme, or a model folder that exists."""
+    if "://" in uri.replace(":/", "://", 1) or os.path.exists(uri):
+        return
+    raise ConfigError(
+        f"model URI {uri!r} is not models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a model folder"
+    )

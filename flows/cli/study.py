@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from flows.cli import STUDY, add_data_flags, add_device_flag, check_data_path, parser_for, refuse_early, split_list
+from flows.cli import (
+    STUDY,
+    add_data_flags,
+    add_device_flag,
+    check_data_path,
+    parser_for,
+    refuse_early,
+    resolve_data,
+    split_list,
+)
 from normflow.core.errors import ConfigError
 from normflow.core.settings import NORMALIZATIONS, StudySettings
 
@@ -30,8 +37,8 @@ def study_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def study_settings(argv: list[str] | None = None) -> StudySettings:
-    """Parse and check the study flags (no heavy import)."""
+def study_settings(argv: list[str] | None = None) -> tuple[StudySettings, argparse.Namespace]:
+    """Parse and check the study flags (no heavy import); returns the settings and the raw flags."""
     parser = study_parser()
     args = parser.parse_args(argv)
     holder: list[StudySettings] = []
@@ -42,7 +49,7 @@ def study_settings(argv: list[str] | None = None) -> StudySettings:
         except ValueError:
             raise ConfigError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
         settings = StudySettings(
-            data=args.data,
+            data=resolve_data(args.data, STUDY["data"]),
             target=args.target,
             features=tuple(split_list(args.features) or ()) or None,
             normalizations=tuple(split_list(args.normalizations) or ()),
@@ -53,32 +60,8 @@ def study_settings(argv: list[str] | None = None) -> StudySettings:
             report_dir=args.report_dir,
             device=args.device,
         ).validate()
-        check_data_path(args.data, "--data")
+        check_data_path(settings.data, "--data")
         holder.append(settings)
 
     refuse_early(parser, check)
-    return holder[0]
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """What a finished study reports back."""
-
-    parent_run_id: str
-    child_run_ids: dict[str, str]  # label -> run id
-    report_dir: Path
-    summary: str
-    results: list = field(default_factory=list)
-    ui_command: str = ""
-
-
-def format_study_summary(summary: StudySummary) -> str:
-    """The summary text, then where the report and runs are."""
-    return "\n".join(
-        [
-            summary.summary.rstrip(),
-            "",
-            f"report:      {summary.report_dir}/ (loss_curves.png, best_lr_per_normalization.png, grid.md, grid.csv, summary.md)",
-            f"MLflow run:  {summary.parent_run_id} with {len(summary.child_run_ids)} child runs ({summary.ui_command})",
-        ]
-    )
+    return holder[0], args

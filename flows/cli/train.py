@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 from flows.cli import (
     SERVE_HOLDOUT_FRACTION,
@@ -15,6 +14,7 @@ from flows.cli import (
     parser_for,
     partition_bytes,
     refuse_early,
+    resolve_data,
     split_list,
 )
 from normflow.core.errors import ConfigError
@@ -70,7 +70,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
     if holdout is None:
         holdout = SERVE_HOLDOUT_FRACTION if args.serve else 0.0
     settings = TrainSettings(
-        data=args.data,
+        data=resolve_data(args.data, TRAIN["data"]),
         target=args.target,
         features=tuple(split_list(args.features) or ()) or None,
         normalization=args.normalization,
@@ -92,55 +92,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         if args.interval is not None and args.interval <= 0:
             raise ConfigError(f"--interval must be positive, got {args.interval}")
         partition_bytes(args)
-        check_data_path(args.data, "--data")
+        check_data_path(settings.data, "--data")
 
     refuse_early(parser, check)
     return settings, args
-
-
-@dataclass(frozen=True)
-class TrainingSummary:
-    """What a finished training reports back to its caller."""
-
-    run_id: str
-    tracking_uri: str
-    model_name: str | None
-    model_version: str | None
-    alias: str | None
-    decision: str | None
-    rows: int
-    feature_names: tuple[str, ...]
-    target: str
-    final_loss: float
-    optimality_gap: float
-    raw_weights: list[float]
-    intercept: float
-    condition_number: float
-    max_stable_lr: float
-    device: str
-    ui_command: str = ""
-
-
-def format_train_summary(summary: TrainingSummary) -> str:
-    """The few lines a person reads after training."""
-    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
-    if not summary.model_version:
-        model = "not registered (--no-register)"
-    elif summary.alias:
-        model = f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
-    else:
-        model = f"{summary.model_name} version {summary.model_version} (not promoted: {summary.decision})"
-    return "\n".join(
-        [
-            "normflow: training finished",
-            f"  run id:        {summary.run_id}",
-            f"  model:         {model}",
-            f"  rows:          {summary.rows:,} on {summary.device}",
-            f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
-            f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
-            f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
-            f"  MLflow UI:     {summary.ui_command}",
-        ]
-    )
-
-

@@ -531,3 +531,10 @@ def block_bytes_for_rows(sources: list[Path], chunk_rows: int | None, default: i
         sample = handle.read(AVERAGE_ROW_BYTES_SAMPLE)
     lines = max(sample.count(b"\n"), 1)
     return max(int(chunk_rows * len(sample) / lines), MIN_BLOCK_BYTES)
+
+
+def describe_sources(sources: list[Path]) -> str:
+    """Where the data came from, absolute: ``/abs/houses.csv``, or ``/abs/folder (N files)``."""
+    if len(sources) == 1:
+        return str(sources[0].resolve())
+    return f"{sources[0].resolve().parent} ({len(sources)} files)"

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from normflow.core.errors import ConfigError, one_line
 from normflow.core.model import LinearModel
 from normflow.tracking.pyfunc import load_local_model
+from normflow.tracking.store import absolute_uri
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -44,8 +45,17 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
         lookup = lambda: client.get_model_version(name, numbered["version"])  # noqa: E731
         missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
+        if "://" not in model_uri.replace(":/", "://", 1) and not Path(model_uri).exists():
+            raise ConfigError(
+                f"model URI {model_uri!r} is not models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model "
+                "or a model folder"
+            )
         return PinnedModel(model_uri, model_uri, None, None, model_uri)
-    _found(lambda: client.get_registered_model(name), f"no registered model named {name!r} in this MLflow store")
+    _found(
+        lambda: client.get_registered_model(name),
+        f"no registered model named {name!r} in the MLflow store {absolute_uri(tracking_uri)}; "
+        "train one first (the train flow registers it)",
+    )
     version = _found(lookup, missing)
     pinned = f"models:/{name}/{version.version}"
     return PinnedModel(model_uri, pinned, name, str(version.version), version.source)

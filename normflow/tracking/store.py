@@ -77,10 +77,16 @@ def check_store_path(uri: str) -> None:
         )
 
 
+def absolute_uri(uri: str) -> str:
+    """A sqlite URI with its path made absolute (it works from any folder); other URIs unchanged."""
+    path = sqlite_path(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None else uri
+
+
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+    """The command that opens the MLflow UI on this store, from any folder."""
     if sqlite_path(uri) is not None:
-        return f"mlflow ui --backend-store-uri {uri}"
+        return f"mlflow ui --backend-store-uri {absolute_uri(uri)}"
     return f"open {uri} in a browser"
 
 

@@ -43,6 +43,7 @@ def cli_env(uri: str, prefect_server: str) -> dict[str, str]:
     )
 
 
+@pytest.mark.slow
 def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeeds(prefect_server, tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -88,6 +89,7 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
         server.stop()
 
 
+@pytest.mark.slow
 def test_eight_trainings_at_once_against_one_server(prefect_server, tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"

@@ -273,6 +273,7 @@ def test_a_link_put_at_the_output_while_the_job_runs_is_not_replaced(tmp_path):
 
 
 # 3. a new sqlite store opened by several trainings at once
+@pytest.mark.slow
 def test_new_store_opened_by_several_processes_at_once_stays_usable(tmp_path):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     go = tmp_path / "go"

@@ -134,6 +134,7 @@ def wait_for(condition, timeout: float, what: str, server: LocalServer, serving:
     raise AssertionError(f"timed out waiting for {what}; server log: {server.output()[-1500:]}")
 
 
+@pytest.mark.slow
 def test_scheduled_retraining_on_a_real_prefect_server(tmp_path):
     port = free_port()
     home = tmp_path / "prefect-home"
