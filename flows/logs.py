@@ -1,0 +1,71 @@
+"""What the libraries print on a command's console: no tracebacks for failures the command explains
+in one line, and no chatter unless ``--verbose``. Prefect's server and UI still get every record."""
+
+from __future__ import annotations
+
+import logging
+
+from normflow.core.errors import NormflowError
+
+
+class OneLineExpectedErrors(logging.Filter):
+    """Drop the traceback from log records of failures the CLI explains in one line.
+
+    Those are our own errors (bad data, divergence) and the failures :func:`describe_failure`
+    words (a store that fails or is locked, a full disk, Prefect not starting).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and is_expected_failure(record.exc_info[1]):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def is_expected_failure(exc: BaseException) -> bool:
+    """Whether the CLI ends ``exc`` with one explanatory line (so no log needs its traceback)."""
+    return isinstance(exc, (NormflowError, KeyboardInterrupt)) or _described(exc)
+
+
+class RunFailuresToOneLine(logging.Filter):
+    """On the console, drop Prefect's ERROR records about a failed flow or task run: the command's own
+    last line says what failed, once. They still reach Prefect's server and UI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+
+
+def quiet_library_consoles() -> None:
+    """A command prints its summary or its one error line, not the libraries' chatter: Prefect's
+    console shows warnings only (and no run-failure records), MLflow's and Dask's nothing below
+    CRITICAL and WARNING."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.setLevel(logging.WARNING)
+            if not any(isinstance(f, RunFailuresToOneLine) for f in handler.filters):
+                handler.addFilter(RunFailuresToOneLine())
+    for handler in logging.getLogger("mlflow").handlers:
+        handler.setLevel(logging.CRITICAL)
+    for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_expected_errors() -> None:
+    """Make Prefect's and MLflow's log handlers print expected failures without a traceback.
+
+    The filter goes on the handlers (a logger's own filters miss its children's records).
+    """
+    loggers = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("mlflow")]
+    loggers += [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
+                handler.addFilter(OneLineExpectedErrors())
+
+
+def _described(exc: BaseException) -> bool:
+    from flows.common import describe_failure
+
+    return describe_failure(exc) is not None
