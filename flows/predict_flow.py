@@ -13,8 +13,8 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
     from flows.cli.predict import predict_settings
     from flows.runtime import start_temporary_server_early
 
-    predict_settings(sys.argv[1:])
-    start_temporary_server_early()  # its start-up overlaps the imports below
+    _, _flags = predict_settings(sys.argv[1:])
+    start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
 
 import time
 from pathlib import Path

@@ -89,7 +89,7 @@ def dask_task_runner(dask_address: str | None, workers: int | None):
 _early: dict[str, object] = {}
 
 
-def start_temporary_server_early() -> None:
+def start_temporary_server_early(verbose: bool = False) -> None:
     """Start Prefect's temporary server now, in the background, when no server is configured.
 
     A command calls this right after its flags are checked, so the server's start-up (seconds,
@@ -101,8 +101,10 @@ def start_temporary_server_early() -> None:
 
     def start() -> None:
         try:
-            from prefect.server.api.server import SubprocessASGIServer
+            from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
 
+            if not verbose:  # its "Starting temporary server" line is chatter on a command's console
+                subprocess_server_logger.setLevel(logging.WARNING)
             server = SubprocessASGIServer()
             _early["server"] = server
             server.start(timeout=prefect_startup_timeout())

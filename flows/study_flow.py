@@ -13,8 +13,8 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
     from flows.cli.study import study_settings
     from flows.runtime import start_temporary_server_early
 
-    study_settings(sys.argv[1:])
-    start_temporary_server_early()  # its start-up overlaps the imports below
+    _, _flags = study_settings(sys.argv[1:])
+    start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
 
 import time
 from datetime import datetime

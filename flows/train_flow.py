@@ -13,8 +13,8 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
     from flows.cli.train import train_settings
     from flows.runtime import start_temporary_server_early
 
-    train_settings(sys.argv[1:])
-    start_temporary_server_early()  # its start-up overlaps the imports below
+    _, _flags = train_settings(sys.argv[1:])
+    start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
 
 from prefect import flow, get_run_logger
 
