@@ -19,8 +19,8 @@ from flows.runtime import (
     prefect_startup_timeout,
     running_temporary_servers,
     stop_new_temporary_servers,
-    wait_for_early_server,
 )
+from flows.server import stop_early_server, wait_for_early_server
 from normflow.core.errors import NormflowError, one_line
 
 
@@ -51,8 +51,9 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
         previous = None
     servers_before: set[int] = set()
     try:
-        early = wait_for_early_server() if prefect else None
-        servers_before = (running_temporary_servers() - {id(early)}) if prefect else set()
+        if prefect:
+            wait_for_early_server()
+            servers_before = running_temporary_servers()
         with prefect_startup_settings() if prefect else contextlib.nullcontext():
             summary = run()
     except KeyboardInterrupt as exc:
@@ -69,6 +70,7 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
     finally:
         if prefect:
             stop_new_temporary_servers(servers_before)
+            stop_early_server()
         sys.stderr.flush()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

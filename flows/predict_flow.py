@@ -11,7 +11,7 @@ import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.predict import predict_settings
-    from flows.runtime import start_temporary_server_early
+    from flows.server import start_temporary_server_early
 
     _, _flags = predict_settings(sys.argv[1:])
     start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below

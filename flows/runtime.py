@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from normflow.core.errors import ConfigError
 
@@ -84,43 +83,3 @@ def dask_task_runner(dask_address: str | None, workers: int | None):
             "dashboard_address": None,
         },
     )
-
-
-_early: dict[str, object] = {}
-
-
-def start_temporary_server_early(verbose: bool = False) -> None:
-    """Start Prefect's temporary server now, in the background, when no server is configured.
-
-    A command calls this right after its flags are checked, so the server's start-up (seconds,
-    in its own process) overlaps the imports of torch, MLflow and Prefect; :func:`run_cli` waits for
-    it before the flow runs, and the flow finds it running (Prefect keeps one per process).
-    """
-    if os.environ.get("PREFECT_API_URL") or "thread" in _early:
-        return
-
-    def start() -> None:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
-
-            if not verbose:  # its "Starting temporary server" line is chatter on a command's console
-                subprocess_server_logger.setLevel(logging.WARNING)
-            server = SubprocessASGIServer()
-            _early["server"] = server
-            server.start(timeout=prefect_startup_timeout())
-        except BaseException as exc:  # re-raised in the main thread by wait_for_early_server
-            _early["error"] = exc
-
-    _early["thread"] = threading.Thread(target=start, name="normflow-prefect-server", daemon=True)
-    _early["thread"].start()
-
-
-def wait_for_early_server() -> object | None:
-    """Wait until a server started by :func:`start_temporary_server_early` is up; returns it (or None)."""
-    thread = _early.get("thread")
-    if thread is None:
-        return None
-    thread.join()
-    if "error" in _early:
-        raise _early.pop("error")
-    return _early.get("server")

@@ -11,10 +11,11 @@ import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.train import train_settings
-    from flows.runtime import start_temporary_server_early
+    from flows.server import start_temporary_server_early
 
     _, _flags = train_settings(sys.argv[1:])
-    start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
+    if not _flags.serve:  # --serve needs a real server
+        start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
 
 from prefect import flow, get_run_logger
 
