@@ -49,7 +49,7 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
     uri = f"http://127.0.0.1:{port}"
     store = tmp_path / "store"
     server = start_mlflow(store, port)
-    command = [sys.executable, "flows/train_flow.py", "--epochs", "150000", "--lr", "0.1"]  # ~10 s of descent
+    command = [sys.executable, "flows/train_flow.py", "--epochs", "150000", "--lr", "0.1", "--verbose"]  # ~10 s of descent; --verbose shows the retries
     training = subprocess.Popen(
         command, cwd=REPO, env=cli_env(uri, prefect_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
