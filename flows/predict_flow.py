@@ -49,18 +49,19 @@ def predict_flow(
     flag_out_of_range: bool = PREDICT["flag_out_of_range"],
     partition_bytes: int | None = None,
     block_bytes: int = PREDICT["block_bytes"],
+    delimiter: str | None = None,
 ) -> ScoringSummary:
     """Score CSV rows with a registered model, normalizing them with its training statistics."""
     logger = get_run_logger()
     PredictSettings(input, output, model_uri, device, chunk_rows, on_bad_row, flag_out_of_range, partition_bytes,
-                    block_bytes).validate()
+                    block_bytes, delimiter).validate()
     torch_device = resolve_device(device)
     uri = store.tracking_uri()
     output_path = Path(output)
     pinned = pin_model(uri, model_uri)
     logger.info("model %s pinned to %s for this job", model_uri, pinned.uri)
     model = load_model(uri, pinned)
-    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range)
+    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range, delimiter)
     block_bytes = block_bytes_for_rows(sources, chunk_rows, block_bytes)
     params = {"model_uri": model_uri, "model_name": pinned.name or "", "model_version": pinned.version or "",
               "input": input, "input_files": len(sources), "output": str(output_path), "on_bad_row": on_bad_row,

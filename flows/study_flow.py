@@ -48,13 +48,14 @@ def study_flow(
     experiment: str = STUDY["experiment"],
     report_dir: str | None = None,
     device: str = STUDY["device"],
+    delimiter: str | None = None,
 ) -> StudySummary:
     """Train every (normalization, lr) on the same data and report what normalization changes."""
     logger = get_run_logger()
     StudySettings(data, target, tuple(features) if features else None, tuple(normalizations), tuple(lrs), epochs,
-                  tolerance, experiment, report_dir, device).validate()
+                  tolerance, experiment, report_dir, device, delimiter).validate()
     torch_device = resolve_device(device)
-    sources, spec = inspect_data(data, target, features)
+    sources, spec = inspect_data(data, target, features, delimiter)
     folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
     check_report_dir(folder)
     uri = store.tracking_uri()

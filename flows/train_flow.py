@@ -53,15 +53,16 @@ def train_flow(
     holdout_fraction: float = TRAIN["holdout_fraction"],
     promotion_tolerance: float = TRAIN["promotion_tolerance"],
     partition_bytes: int | None = None,
+    delimiter: str | None = None,
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
     TrainSettings(data, target, tuple(features) if features else None, normalization, lr, epochs, device,
                       experiment, model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance,
-                      partition_bytes).validate()
+                      partition_bytes, delimiter).validate()
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
-    sources, spec = inspect_data(data, target, features)
+    sources, spec = inspect_data(data, target, features, delimiter)
     logger.info("data: %s; features %s; target %s", describe_sources(sources), ",".join(spec.features), spec.target)
     uri = store.tracking_uri()
     settings = {"data": data, "normalization": normalization, "lr": lr, "epochs": epochs,

@@ -24,10 +24,12 @@ PROGRESS_EVERY_S = 5.0
 
 
 @task(name="inspect-data", **COMPUTE)
-def inspect_data(data: str, target: str, features: list[str] | None) -> tuple[list[Path], reader.TableSpec]:
-    """Find the CSV files and check their headers before any heavy work."""
+def inspect_data(
+    data: str, target: str, features: list[str] | None, delimiter: str | None = None
+) -> tuple[list[Path], reader.TableSpec]:
+    """Find the CSV files and check their headers (and their delimiter) before any heavy work."""
     sources = reader.resolve_sources(data)
-    return sources, reader.table_spec(sources, target, features)
+    return sources, reader.table_spec(sources, target, features, delimiter)
 
 
 @task(name="compute-statistics", **COMPUTE)

@@ -47,11 +47,16 @@ def load_model(uri: str, pinned: PinnedModel) -> LinearModel:
 
 @task(name="inspect-inputs", **COMPUTE)
 def inspect_inputs(
-    input_path: str, model: LinearModel, output: Path, on_bad_row: str, flag_out_of_range: bool
+    input_path: str,
+    model: LinearModel,
+    output: Path,
+    on_bad_row: str,
+    flag_out_of_range: bool,
+    delimiter: str | None = None,
 ) -> tuple[list[Path], reader.TableSpec]:
     """Find the input files and check them, and every output path, before scoring."""
     sources = reader.resolve_sources(input_path)
-    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range)
+    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range, delimiter)
 
 
 @task(name="score", **COMPUTE)

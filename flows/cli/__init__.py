@@ -10,9 +10,6 @@ from the settings classes, the one place they are written.
 from __future__ import annotations
 
 import argparse
-import glob
-import os
-from pathlib import Path
 
 from normflow.core.errors import ConfigError, NormflowError, one_line
 from normflow.core.settings import (
@@ -63,32 +60,12 @@ def split_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] or None
 
 
-def add_data_flags(parser: argparse.ArgumentParser, default_data: str) -> None:
-    """--data, --target and --features, shared by the train and study CLIs."""
-    parser.add_argument("--data", default=default_data, help="CSV file, directory of *.csv, or glob")
-    parser.add_argument("--target", default=TRAIN["target"], help="column to predict")
-    parser.add_argument(
-        "--features", default=None, help="comma-separated feature columns (default: every column but the target)"
-    )
-
-
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     """--device and --verbose, shared by every CLI that computes."""
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto = CUDA when available")
     parser.add_argument(
         "--verbose", action="store_true", help="also print Prefect's, MLflow's and Dask's own log lines (hidden by default)"
     )
-
-
-BUNDLED = Path(__file__).resolve().parents[2] / "data"
-"""The example data that ships with the repository."""
-
-
-def resolve_data(data: str, default: str) -> str:
-    """``data`` as given; the default data is found in the repository wherever the command runs from."""
-    if data == default and not os.path.lexists(data) and (BUNDLED.parent / default).exists():
-        return str(BUNDLED.parent / default)
-    return data
 
 
 def add_scale_out_flags(parser: argparse.ArgumentParser) -> None:
@@ -112,13 +89,6 @@ def partition_bytes(args: argparse.Namespace) -> int | None:
     if args.partition_mb <= 0:
         raise ConfigError(f"--partition-mb must be positive, got {args.partition_mb}")
     return int(args.partition_mb * (1 << 20))
-
-
-def check_data_path(data: str, flag: str) -> None:
-    """A quick look before the heavy imports: a plain path that names nothing is refused at once."""
-    if glob.has_magic(data) or os.path.lexists(data):
-        return
-    raise ConfigError(f"{data}: no such file or directory ({flag}; relative to {Path.cwd()})")
 
 
 def refuse_early(parser: argparse.ArgumentParser, check) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from flows.cli import PREDICT, add_device_flag, add_scale_out_flags, check_data_path, parser_for, partition_bytes, refuse_early
+from flows.cli import PREDICT, add_device_flag, add_scale_out_flags, parser_for, partition_bytes, refuse_early
+from flows.cli.data_flags import add_delimiter_flag, delimiter_of, check_data_path
 from normflow.core.errors import ConfigError
 from normflow.core.settings import BAD_ROW_POLICIES, PredictSettings
 
@@ -22,6 +23,7 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="CSV file, directory of *.csv, or glob")
     parser.add_argument("--output", required=True, help="output file: CSV, or Parquet when it ends in .parquet")
     parser.add_argument("--model-uri", default=PREDICT["model_uri"], help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    add_delimiter_flag(parser)
     add_device_flag(parser)
     blocks = parser.add_mutually_exclusive_group()
     blocks.add_argument("--chunk-rows", type=int, default=None, help="rows per block (default: about 4 MiB of CSV)")
@@ -52,6 +54,7 @@ def predict_settings(argv: list[str] | None = None) -> tuple[PredictSettings, ar
         on_bad_row=args.on_bad_row,
         flag_out_of_range=args.flag_out_of_range,
         block_bytes=args.block_bytes,
+        delimiter=delimiter_of(args),
     )
 
     def check() -> None:

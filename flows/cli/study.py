@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli import (
-    STUDY,
-    add_data_flags,
-    add_device_flag,
-    check_data_path,
-    parser_for,
-    refuse_early,
-    resolve_data,
-    split_list,
-)
+from flows.cli import STUDY, add_device_flag, parser_for, refuse_early, split_list
+from flows.cli.data_flags import add_data_flags, check_data_path, delimiter_of, resolve_data
 from normflow.core.errors import ConfigError
 from normflow.core.settings import NORMALIZATIONS, StudySettings
 
@@ -59,6 +51,7 @@ def study_settings(argv: list[str] | None = None) -> tuple[StudySettings, argpar
             experiment=args.experiment,
             report_dir=args.report_dir,
             device=args.device,
+            delimiter=delimiter_of(args),
         ).validate()
         check_data_path(settings.data, "--data")
         holder.append(settings)

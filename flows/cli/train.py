@@ -7,16 +7,14 @@ import argparse
 from flows.cli import (
     SERVE_HOLDOUT_FRACTION,
     TRAIN,
-    add_data_flags,
     add_device_flag,
     add_scale_out_flags,
-    check_data_path,
     parser_for,
     partition_bytes,
     refuse_early,
-    resolve_data,
     split_list,
 )
+from flows.cli.data_flags import add_data_flags, check_data_path, delimiter_of, resolve_data
 from normflow.core.errors import ConfigError
 from normflow.core.settings import NORMALIZATIONS, TrainSettings
 
@@ -83,6 +81,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         block_bytes=args.block_bytes,
         holdout_fraction=holdout,
         promotion_tolerance=args.promotion_tolerance,
+        delimiter=delimiter_of(args),
     )
 
     def check() -> None:

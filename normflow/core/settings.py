@@ -18,6 +18,8 @@ NORMALIZATIONS = ("none", "maxabs", "minmax", "standard")
 """Feature scalings, in the tutorial's order (the scalers module implements them)."""
 DEVICES = ("auto", "cpu", "cuda")
 BAD_ROW_POLICIES = ("error", "skip")
+DELIMITERS = (",", ";", "\t")
+"""Field separators a CSV may use; ``None`` detects one of them from the header."""
 DEFAULT_BLOCK_BYTES = 4 << 20
 """CSV bytes parsed per block: large enough to be fast, small enough to keep memory flat."""
 MIN_BLOCK_BYTES = 1024
@@ -62,6 +64,13 @@ def check_positive_int(value: int, setting: str, minimum: int = 1) -> int:
     return value
 
 
+def check_delimiter(delimiter: str | None) -> str | None:
+    """None (detect it) or one of :data:`DELIMITERS`."""
+    if delimiter is not None and delimiter not in DELIMITERS:
+        raise _refuse("delimiter", "must be comma, semicolon or tab", delimiter)
+    return delimiter
+
+
 def check_choice(value: str, choices: tuple[str, ...], setting: str) -> str:
     """One of ``choices``."""
     if value not in choices:
@@ -87,6 +96,7 @@ class TrainSettings:
     holdout_fraction: float = 0.0
     promotion_tolerance: float = 0.0
     partition_bytes: int | None = None
+    delimiter: str | None = None
 
     def validate(self) -> "TrainSettings":
         """Refuse settings and names that cannot work, before any data is read; returns self."""
@@ -106,6 +116,7 @@ class TrainSettings:
             check_positive_int(self.partition_bytes, "partition_bytes")
         if not self.target:
             raise _refuse("target", "must name a column", self.target)
+        check_delimiter(self.delimiter)
         return self
 
 
@@ -122,6 +133,7 @@ class PredictSettings:
     flag_out_of_range: bool = False
     partition_bytes: int | None = None
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    delimiter: str | None = None
 
     def validate(self) -> "PredictSettings":
         """Refuse settings that cannot work, before the model is loaded; returns self."""
@@ -136,6 +148,7 @@ class PredictSettings:
         check_positive_int(self.block_bytes, "block_bytes", MIN_BLOCK_BYTES)
         if self.partition_bytes is not None:
             check_positive_int(self.partition_bytes, "partition_bytes")
+        check_delimiter(self.delimiter)
         return self
 
 
@@ -153,6 +166,7 @@ class StudySettings:
     experiment: str = "normflow-study"
     report_dir: str | None = None
     device: str = "auto"
+    delimiter: str | None = None
 
     def validate(self) -> "StudySettings":
         """Refuse a grid that cannot run, before any data is read; returns self."""
@@ -169,6 +183,7 @@ class StudySettings:
             raise _refuse("tolerance", "must be between 0 and 1", self.tolerance)
         validate_experiment_name(self.experiment)
         check_choice(self.device, DEVICES, "device")
+        check_delimiter(self.delimiter)
         return self
 
 

@@ -47,6 +47,8 @@ class TableSpec:
     columns: tuple[str, ...]  # the header every file shares
     features: tuple[str, ...]
     target: str | None  # None when scoring: features only
+    delimiter: str = ","  # the field separator every file uses (given, or detected from the header)
+    features_given: bool = True  # False when the features are "every column but the target"
 
     @property
     def selected(self) -> tuple[str, ...]:
@@ -133,8 +135,31 @@ def _distinct_files(files: list[Path]) -> list[Path]:
     return distinct
 
 
-def read_header(path: Path) -> list[str]:
-    """Column names from the first line of a CSV file, checked for blanks and duplicates."""
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+"""Field separators the reader knows, and their names in messages."""
+
+
+def delimiter_name(delimiter: str) -> str:
+    """``;`` -> ``semicolon`` (for messages)."""
+    return DELIMITERS.get(delimiter, repr(delimiter))
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The separator that splits a header line into the most fields (comma on a tie or a single column)."""
+    best, most = ",", 1
+    for delimiter in DELIMITERS:
+        try:
+            fields = len(next(csv.reader([header_line], delimiter=delimiter)))
+        except (csv.Error, StopIteration):
+            continue
+        if fields > most:
+            best, most = delimiter, fields
+    return best
+
+
+def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], str]:
+    """Column names from the first line of a CSV file, checked for blanks and duplicates, and the
+    delimiter: the one given, or the one detected from that line (comma, semicolon or tab)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             first = handle.readline()
@@ -146,8 +171,9 @@ def read_header(path: Path) -> list[str]:
         raise DataError(f"{path}: file is empty; expected a header line and data rows")
     if "\x00" in first:
         raise DataError(f"{path}: not a text CSV file (contains NUL bytes)")
+    delimiter = delimiter or detect_delimiter(first.rstrip("\r\n"))
     try:
-        header = next(csv.reader([first]))
+        header = next(csv.reader([first], delimiter=delimiter))
     except (csv.Error, StopIteration):
         header = []
     names = [name.strip() for name in header]
@@ -160,32 +186,42 @@ def read_header(path: Path) -> list[str]:
     duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
         raise DataError(f"{path}: line 1 has duplicate column name(s): {', '.join(sorted(set(duplicates)))}")
-    return names
+    return names, delimiter
 
 
 def table_spec(
     sources: list[Path],
     target: str | None,
     features: list[str] | None,
+    delimiter: str | None = None,
 ) -> TableSpec:
-    """Check every file's header and choose the columns: ``features`` or all but the target."""
+    """Check every file's header and choose the columns: ``features`` or all but the target.
+
+    The delimiter is the one given, or the one the first file's header shows; every file is read
+    with it, and messages about columns name it.
+    """
     if not sources:
         raise DataError("no input files")
-    columns = read_header(sources[0])
+    columns, delimiter = read_header(sources[0], delimiter)
     for path in sources[1:]:
-        other = read_header(path)
+        other, _ = read_header(path, delimiter)
         if other != columns:
             raise DataError(
                 f"{path}: header {','.join(other)} differs from {sources[0]}'s header {','.join(columns)}"
             )
-    available = ", ".join(columns)
+    available = (
+        f"{', '.join(columns)} (fields separated by {delimiter_name(delimiter)}; choose another with {{delimiter}})"
+    )
     if target is not None and target not in columns:
-        raise DataError(f"{sources[0]}: target column {target!r} not found; columns are: {available}")
+        raise DataError(
+            f"{sources[0]}: target column {target!r} not found; columns are: {available}", settings=("delimiter",)
+        )
     if features:
         missing = [name for name in features if name not in columns]
         if missing:
             raise DataError(
-                f"{sources[0]}: feature column(s) {', '.join(map(repr, missing))} not found; columns are: {available}"
+                f"{sources[0]}: feature column(s) {', '.join(map(repr, missing))} not found; columns are: {available}",
+                settings=("delimiter",),
             )
         if len(set(features)) != len(features):
             raise DataError(f"feature list names a column twice: {','.join(features)}")
@@ -195,8 +231,11 @@ def table_spec(
     else:
         chosen = tuple(name for name in columns if name != target)
     if not chosen:
-        raise DataError(f"{sources[0]}: no feature columns besides the target {target!r}; columns are: {available}")
-    return TableSpec(columns=tuple(columns), features=chosen, target=target)
+        raise DataError(
+            f"{sources[0]}: no feature columns besides the target {target!r}; columns are: {available}",
+            settings=("delimiter",),
+        )
+    return TableSpec(tuple(columns), chosen, target, delimiter, features_given=bool(features))
 
 
 @dataclass(frozen=True)
@@ -347,7 +386,7 @@ def _text_batches_by_csv_module(
         columns = [pa.array([r[i] for r in rows], pa.string()) for i in range(width)]
         return first_row, pa.RecordBatch.from_arrays(columns, names=list(spec.columns)), size, dict(ragged)
 
-    for row, _, fields in _csv_module_rows(part):
+    for row, _, fields in _csv_module_rows(part, spec.delimiter):
         if row < start_row:
             continue
         if len(fields) != width:
@@ -362,7 +401,7 @@ def _text_batches_by_csv_module(
         yield batch()
 
 
-def _csv_module_rows(part: Partition) -> Iterator[tuple[int, int, list[str]]]:
+def _csv_module_rows(part: Partition, delimiter: str = ",") -> Iterator[tuple[int, int, list[str]]]:
     """``(row number, line number in the partition, fields)`` per data row, parsed by the csv module.
 
     Blank lines are skipped and rows numbered as pyarrow does, so both readers agree on numbers.
@@ -376,7 +415,7 @@ def _csv_module_rows(part: Partition) -> Iterator[tuple[int, int, list[str]]]:
             handle = io.StringIO(raw.read(part.end - part.start).decode("utf-8"), newline="")
         row = part.first_row - 1
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=delimiter)
         if part.start is None:
             next(reader, None)  # header
         for fields in reader:
@@ -397,7 +436,10 @@ def _stream_batches(
     stream, skip = _open_partition(part)
     with _reading_errors(part.path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
         reader = pacsv.open_csv(
-            stream, read_options=_read_options(spec, block_bytes, skip), convert_options=convert_options
+            stream,
+            read_options=_read_options(spec, block_bytes, skip),
+            parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
+            convert_options=convert_options,
         )
         for batch in reader:
             yield part.first_row + rows_before, batch, stream.tell()
@@ -467,7 +509,7 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
     width = len(spec.columns)
     row = 0
     try:
-        for row, line, fields in _csv_module_rows(Partition(path)):
+        for row, line, fields in _csv_module_rows(Partition(path), spec.delimiter):
             if row < start_row:
                 continue
             where = f"{path}: row {row} (line {line})"
@@ -478,7 +520,10 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
             for name, index in positions.items():
                 problem = cell_problem(fields[index])
                 if problem:
-                    return DataError(f"{where}, column {name!r}: {problem}", path=path, row=row, column=name)
+                    return DataError(
+                        f"{where}, column {name!r}: {problem}{_text_column_hint(spec, name, problem, row)}",
+                        path=path, row=row, column=name, settings=("features",),
+                    )
     except UnicodeDecodeError as exc:
         return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})", path=path)
     except csv.Error as exc:
@@ -538,3 +583,11 @@ def describe_sources(sources: list[Path]) -> str:
     if len(sources) == 1:
         return str(sources[0].resolve())
     return f"{sources[0].resolve().parent} ({len(sources)} files)"
+
+
+def _text_column_hint(spec: TableSpec, column: str, problem: str, row: int) -> str:
+    """When every column was taken as a feature and one starts with words, say how to leave it out."""
+    if spec.features_given or column == spec.target or row != 1 or not problem.startswith("not a number"):
+        return ""
+    numeric = [name for name in spec.features if name != column]
+    return f" (if {column!r} is a text column, choose the numeric ones: {{features}} {','.join(numeric)})"

@@ -59,7 +59,12 @@ def rejected_path(output: Path) -> Path:
 
 
 def scoring_spec(
-    sources: list[Path], model: LinearModel, output: Path, on_bad_row: str = "error", flag_out_of_range: bool = False
+    sources: list[Path],
+    model: LinearModel,
+    output: Path,
+    on_bad_row: str = "error",
+    flag_out_of_range: bool = False,
+    delimiter: str | None = None,
 ) -> TableSpec:
     """Check inputs, model and outputs before scoring: features present, no column name taken twice,
     and every file the job will write passes the output-path guard (never an input, never a link
@@ -67,7 +72,7 @@ def scoring_spec(
     """
     outputs = [output] + ([rejected_path(output)] if on_bad_row == "skip" else [])
     prepare_outputs(outputs, sources)
-    spec = table_spec(sources, None, list(model.feature_names))
+    spec = table_spec(sources, None, list(model.feature_names), delimiter)
     added = [PREDICTION_COLUMN] + ([FLAG_COLUMN] if flag_out_of_range else [])
     if on_bad_row == "skip":
         added += [name for name in REJECTED_COLUMNS if name not in added]

@@ -157,3 +157,33 @@ def test_file_digest_changes_with_content(write_csv):
     a = file_digest(write_csv("a.csv", GOOD))
     b = file_digest(write_csv("b.csv", GOOD.replace("43", "44")))
     assert a != b and len(a) == 64
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_the_delimiter_is_detected_from_the_header(write_csv, separator):
+    text = "lights,distance,price\n2,1000,19\n3,2000,31\n".replace(",", separator)
+    spec = table_spec([write_csv("d.csv", text)], "price", None)
+    assert spec.delimiter == separator and spec.features == ("lights", "distance")
+    stats = source_statistics([write_csv("d2.csv", text)], spec, torch.device("cpu"))
+    assert stats.moments.count == 2 and float(stats.moments.max_abs[1]) == 2000.0
+
+
+def test_a_forced_delimiter_that_does_not_fit_names_the_one_used(write_csv):
+    with pytest.raises(DataError) as info:
+        table_spec([write_csv("semi.csv", "lights;distance;price\n2;1000;19\n")], "price", None, delimiter=",")
+    assert "target column 'price' not found" in str(info.value)
+    assert "fields separated by comma" in str(info.value)
+    assert "--delimiter" in info.value.render(lambda name: "--" + name)
+
+
+def test_a_text_column_taken_by_default_suggests_choosing_features(write_csv):
+    path = write_csv("cities.csv", "lights,city,distance,price\n2,Paris,1000,19\n3,Lyon,2000,31\n")
+    with pytest.raises(DataError) as info:
+        source_statistics([path], table_spec([path], "price", None), torch.device("cpu"))
+    assert info.value.render(lambda name: "--" + name).endswith(
+        "row 1 (line 2), column 'city': not a number: 'Paris' (if 'city' is a text column, "
+        "choose the numeric ones: --features lights,distance)"
+    )
+    with pytest.raises(DataError) as chosen:  # features given: no hint
+        source_statistics([path], table_spec([path], "price", ["lights", "city"]), torch.device("cpu"))
+    assert "text column" not in str(chosen.value)
