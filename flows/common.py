@@ -7,6 +7,7 @@ stderr as the last line, and a non-zero exit.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -112,3 +113,15 @@ def is_tracking_failure(exc: BaseException) -> bool:
     from sqlalchemy.exc import SQLAlchemyError
 
     return isinstance(exc, (MlflowException, RequestException, SQLAlchemyError))
+
+
+def exit_now(code: int) -> None:
+    """End the command process at once with ``code``, once its output is flushed.
+
+    By then the run is recorded, Prefect's queued logs are sent and its temporary server is
+    stopped; what is left is interpreter teardown (library exit hooks, thread joins), which
+    costs seconds and has nothing more to write.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 from flows.cli import PREDICT, partition_bytes
 from flows.cli.predict import predict_settings
 from flows.cli.summaries import ScoringSummary, format_scoring_summary
-from flows.common import run_cli
+from flows.common import exit_now, run_cli
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import PredictSettings
@@ -94,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

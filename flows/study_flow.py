@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from flows.cli import STUDY
 from flows.cli.study import study_settings
 from flows.cli.summaries import StudySummary, format_study_summary
-from flows.common import run_cli
+from flows.common import exit_now, run_cli
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings
 from normflow.data.report import check_report_dir
@@ -89,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

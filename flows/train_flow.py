@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger
 from flows.cli import TRAIN, partition_bytes
 from flows.cli.train import train_settings
 from flows.cli.summaries import TrainingSummary, format_train_summary
-from flows.common import run_cli
+from flows.common import exit_now, run_cli
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
@@ -132,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
