@@ -4,6 +4,7 @@ in one line, and no chatter unless ``--verbose``. Prefect's server and UI still 
 from __future__ import annotations
 
 import logging
+import os
 
 from normflow.core.errors import NormflowError
 
@@ -50,6 +51,9 @@ def quiet_library_consoles() -> None:
         handler.setLevel(logging.CRITICAL)
     for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # processes started from here on (Dask workers) configure their own logging from the environment
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 def quiet_expected_errors() -> None:
