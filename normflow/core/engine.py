@@ -1,7 +1,8 @@
 """Exact full-batch gradient descent on mean squared error, from moments alone (pure torch).
 
 For a linear model ``z @ w + b`` on normalized features ``z = (x - shift) / scale`` the
-loss and its gradients depend on the rows only through their moments (DESIGN.md):
+loss and its gradients depend on the rows only through their moments (docs/architecture.md,
+"The math"; with ``mz = (mean_x - shift) / scale``, ``Szz = C / (n scale scale')``, ``Szy = Cxy / (n scale)``):
 
     loss   = w'Szz w - 2 w'Szy + Syy + e^2        e = mz.w + b - my
     grad_w = 2 (Szz w - Szy) + 2 e mz             grad_b = 2 e
