@@ -73,7 +73,7 @@ def predict_flow(
         seconds = time.perf_counter() - started
         warnings = range_warnings(report, model)
         for message in warnings:
-            logger.warning(message)
+            logger.info(message)  # the summary prints them as warnings; a console shows them once
         log_scoring(uri, run.run_id, sources, {
             "rows_scored": report.rows_scored,
             "rows_rejected": report.rows_rejected,
