@@ -11,14 +11,21 @@ from dataclasses import dataclass, field
 from prefect import task
 
 from normflow.core.errors import one_line
-from normflow.tracking import runs, store
-from tasks.options import IO
+from normflow.tracking import registry, runs, store
+from tasks.options import IO, run_logger
 
 
 @task(name="start-mlflow-run", **IO)
 def start_run(uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None) -> str:
-    """Create the flow's MLflow run (the store prepared first), with its params if given."""
+    """Create the flow's MLflow run (the store prepared first), with its params if given.
+
+    First, runs of this experiment whose process died (SIGKILL, a power cut) are marked FAILED and
+    any version registered from them is withdrawn, so no alias points at an unfinished run's model.
+    """
     store.prepare_store(uri)
+    abandoned = runs.fail_abandoned_runs(uri, store.ensure_experiment(uri, experiment))
+    for name, version in registry.withdraw_versions_of_runs(uri, abandoned):
+        run_logger().warning("withdrew %s version %s: its training run was abandoned", name, version)
     run_id = runs.start_run(uri, experiment, run_name=run_name, tags=tags)
     if params:
         runs.log_params(uri, run_id, params)

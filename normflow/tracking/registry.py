@@ -141,3 +141,15 @@ def tag_version(uri: str, model_name: str, version: str, tags: dict[str, str]) -
     client = MlflowClient(uri)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, str(value))
+
+
+def withdraw_versions_of_runs(uri: str, run_ids: list[str]) -> list[tuple[str, str]]:
+    """Withdraw every version registered from these runs (runs that never finished, e.g. killed):
+    an alias on one moves back as :func:`withdraw` does. Returns ``(model name, version)`` pairs."""
+    client = MlflowClient(uri)
+    withdrawn = []
+    for run_id in run_ids:
+        for version in client.search_model_versions(f"run_id = '{run_id}'"):
+            withdraw(uri, version.name, str(version.version), None)
+            withdrawn.append((version.name, str(version.version)))
+    return withdrawn

@@ -622,3 +622,40 @@ def test_sigterm_during_scoring_fails_the_run_and_leaves_nothing(prefect_server,
     client = MlflowClient(tracking_store)
     runs = client.search_runs([client.get_experiment_by_name("normflow-scoring").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_sigkill_after_registration_then_a_new_training_leaves_no_alias_on_the_unfinished_version(
+    prefect_server, tracking_store, tmp_path
+):
+    """A training killed (SIGKILL) after registering its version but before finishing: the next
+    training of the experiment marks that run FAILED (abandoned) and withdraws its version, so no
+    alias points at a model whose run never finished."""
+    first = train_flow(data=HOUSES, epochs=50)  # version 1, champion, FINISHED
+    code = f"""
+import os, signal
+from normflow.tracking import registry
+original = registry.compare_and_set_champion
+def promote_then_die(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed after the alias moved, before the run finished
+    return result
+registry.compare_and_set_champion = promote_then_die
+from flows.train_flow import main
+main(["--data", {HOUSES!r}, "--epochs", "50"])
+"""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
+    killed = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    client = MlflowClient(tracking_store)
+    assert registry.alias_version(tracking_store, "normflow-linear", "champion") == "2"  # the unfinished one
+    unfinished = client.get_model_version("normflow-linear", "2").run_id
+    assert client.get_run(unfinished).info.status == "RUNNING"
+    third = train_flow(data=HOUSES, epochs=50)
+    run = client.get_run(unfinished)
+    assert run.info.status == "FAILED" and run.data.tags[tracking.FAILURE_TAG].startswith("abandoned")
+    versions = {str(v.version) for v in client.search_model_versions("name='normflow-linear'")}
+    assert "2" not in versions and {first.model_version, third.model_version} <= versions
+    for alias in ("champion", "previous-champion"):
+        version = registry.alias_version(tracking_store, "normflow-linear", alias)
+        if version is not None:
+            assert client.get_run(client.get_model_version("normflow-linear", version).run_id).info.status == "FINISHED"
