@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from prefect import task
+from prefect.exceptions import TerminationSignal
 
 from normflow.core.errors import one_line
 from normflow.tracking import registry, runs, store
@@ -79,8 +80,17 @@ def tracked_run(
     except BaseException as exc:
         for undo in reversed(run.undo):
             without_masking(undo.step, *undo.args)
-        without_masking(fail_run, uri, run.run_id, one_line(f"{type(exc).__name__}: {exc}"))
+        without_masking(fail_run, uri, run.run_id, failure_reason(exc))
         raise
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a FAILED run records as its reason: the error in one line, or which signal stopped it."""
+    if isinstance(exc, TerminationSignal) or type(exc).__name__ == "Terminated":
+        return "stopped by SIGTERM before the run finished"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C) before the run finished"
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 def without_masking(step: Callable[..., object], *args: object) -> None:

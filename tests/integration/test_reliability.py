@@ -659,3 +659,32 @@ main(["--data", {HOUSES!r}, "--epochs", "50"])
         version = registry.alias_version(tracking_store, "normflow-linear", alias)
         if version is not None:
             assert client.get_run(client.get_model_version("normflow-linear", version).run_id).info.status == "FINISHED"
+
+
+def test_sigterm_after_registration_fails_the_run_and_withdraws_the_version(prefect_server, tracking_store):
+    """SIGTERM (kill, systemd, docker, Prefect's cancellation) once the version is registered and
+    promoted: one line, exit 143, the run FAILED with the reason, the version withdrawn, the
+    champion alias back where it was."""
+    first = train_flow(data=HOUSES, epochs=50)
+    code = f"""
+import os, signal, sys
+from normflow.tracking import registry
+original = registry.compare_and_set_champion
+def promote_then_terminate(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return result
+registry.compare_and_set_champion = promote_then_terminate
+from flows.train_flow import main
+sys.exit(main(["--data", {HOUSES!r}, "--epochs", "50"]))
+"""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert lines[-1].startswith("normflow: error: stopped by SIGTERM")
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs([client.get_experiment_by_name("normflow").experiment_id], order_by=["attributes.start_time DESC"])
+    assert runs[0].info.status == "FAILED" and "SIGTERM" in runs[0].data.tags[tracking.FAILURE_TAG]
+    assert [str(v.version) for v in client.search_model_versions("name='normflow-linear'")] == [first.model_version]
+    assert registry.alias_version(tracking_store, "normflow-linear", "champion") == first.model_version
