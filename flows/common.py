@@ -22,11 +22,7 @@ from flows.runtime import (
     stop_new_temporary_servers,
 )
 from flows.server import stop_early_server, wait_for_early_server
-from normflow.core.errors import NormflowError, one_line
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, systemd, docker, Prefect's cancellation), handled like Ctrl-C: clean up, then stop."""
+from normflow.core.errors import NormflowError, Terminated, one_line
 
 
 def _raise_terminated(signum, frame) -> None:

@@ -44,11 +44,7 @@ def stop_new_temporary_servers(before: set[int]) -> None:
     new = [server for server in list(SubprocessASGIServer._instances.values()) if id(server) not in before]
     if not new:
         return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):  # send what is queued while the server still listens
-        worker.drain_all(timeout=10)
+    drain_prefect_workers()
     level = subprocess_server_logger.level
     subprocess_server_logger.setLevel(logging.WARNING)
     try:
@@ -56,6 +52,15 @@ def stop_new_temporary_servers(before: set[int]) -> None:
             server.stop()
     finally:
         subprocess_server_logger.setLevel(level)
+
+
+def drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still has queued, while its server still listens."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=10)
 
 
 def running_temporary_servers() -> set[int]:

@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from flows.runtime import prefect_startup_timeout
+from flows.runtime import drain_prefect_workers, prefect_startup_timeout
 
 _early: dict[str, object] = {}
 EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
@@ -104,11 +104,7 @@ def stop_early_server() -> None:
     if process is None:
         return
     if process.poll() is None and _early.pop("healthy", False):
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-
-        for worker in (APILogWorker, EventsWorker):
-            worker.drain_all(timeout=10)
+        drain_prefect_workers()
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from prefect import task
 from prefect.exceptions import TerminationSignal
 
-from normflow.core.errors import one_line
+from normflow.core.errors import Terminated, one_line
 from normflow.tracking import registry, runs, store
 from tasks.options import IO, run_logger
 
@@ -24,8 +24,7 @@ def start_run(uri: str, experiment: str, tags: dict[str, str], run_name: str | N
     any version registered from them is withdrawn, so no alias points at an unfinished run's model.
     """
     store.prepare_store(uri)
-    abandoned = runs.fail_abandoned_runs(uri, store.ensure_experiment(uri, experiment))
-    for name, version in registry.withdraw_versions_of_runs(uri, abandoned):
+    for name, version in registry.reconcile_abandoned(uri, experiment):
         run_logger().warning("withdrew %s version %s: its training run was abandoned", name, version)
     run_id = runs.start_run(uri, experiment, run_name=run_name, tags=tags)
     if params:
@@ -86,7 +85,7 @@ def tracked_run(
 
 def failure_reason(exc: BaseException) -> str:
     """What a FAILED run records as its reason: the error in one line, or which signal stopped it."""
-    if isinstance(exc, TerminationSignal) or type(exc).__name__ == "Terminated":
+    if isinstance(exc, (TerminationSignal, Terminated)):
         return "stopped by SIGTERM before the run finished"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C) before the run finished"

@@ -89,6 +89,11 @@ class DivergenceError(NormflowError):
         return {"epoch": self.epoch, "diagnosis": self.diagnosis}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, docker, Prefect's cancellation), raised by a command's signal handler
+    and handled like Ctrl-C: clean up, mark the run FAILED, then stop."""
+
+
 def one_line(text: str) -> str:
     """Collapse a message onto one line so a CLI can print it as promised."""
     return " ".join(str(text).split())

@@ -15,8 +15,8 @@ from mlflow.exceptions import MlflowException
 from normflow.core.errors import ConfigError
 from normflow.core.model import LinearModel
 from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
-from normflow.tracking.runs import log_artifact_dir
-from normflow.tracking.store import file_lock, sqlite_path
+from normflow.tracking.runs import fail_abandoned_runs, log_artifact_dir
+from normflow.tracking.store import ensure_experiment, file_lock, sqlite_path
 
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
@@ -143,12 +143,14 @@ def tag_version(uri: str, model_name: str, version: str, tags: dict[str, str]) -
         client.set_model_version_tag(model_name, version, key, str(value))
 
 
-def withdraw_versions_of_runs(uri: str, run_ids: list[str]) -> list[tuple[str, str]]:
-    """Withdraw every version registered from these runs (runs that never finished, e.g. killed):
-    an alias on one moves back as :func:`withdraw` does. Returns ``(model name, version)`` pairs."""
+def reconcile_abandoned(uri: str, experiment: str) -> list[tuple[str, str]]:
+    """Runs of ``experiment`` left RUNNING by a process of this machine that no longer exists (a
+    SIGKILL, a power cut) are marked FAILED, and every version registered from them is withdrawn
+    (an alias on one moves back as :func:`withdraw` does), so nothing stays RUNNING forever and no
+    alias points at an unfinished run's model. Returns the withdrawn ``(model name, version)`` pairs."""
     client = MlflowClient(uri)
     withdrawn = []
-    for run_id in run_ids:
+    for run_id in fail_abandoned_runs(uri, ensure_experiment(uri, experiment)):
         for version in client.search_model_versions(f"run_id = '{run_id}'"):
             withdraw(uri, version.name, str(version.version), None)
             withdrawn.append((version.name, str(version.version)))

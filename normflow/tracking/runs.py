@@ -33,13 +33,12 @@ ABANDONED_PREFIX = "abandoned: "
 
 
 def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
-    """Create a run in ``experiment`` (tagged with its owning process) and return its id.
+    """Create a run in ``experiment``, tagged with its owning process, and return its id.
 
-    Runs of this experiment left RUNNING by a process of this machine that no longer exists (a
-    SIGKILL, a power cut) are marked FAILED first, so nothing stays RUNNING forever.
+    The tag lets a later run tell an abandoned run from a live one (see
+    :func:`normflow.tracking.registry.reconcile_abandoned`).
     """
     experiment_id = ensure_experiment(uri, experiment)
-    fail_abandoned_runs(uri, experiment_id)
     run = MlflowClient(uri).create_run(
         experiment_id, run_name=run_name, tags={**(tags or {}), OWNER_TAG: current_process_identity()}
     )
