@@ -7,7 +7,7 @@ import os
 
 from flows.cli import PREDICT, add_device_flag, add_scale_out_flags, parser_for, partition_bytes, refuse_early
 from flows.cli.data_flags import add_delimiter_flag, delimiter_of, check_data_path
-from normflow.core.errors import ConfigError
+from normflow.core.names import check_model_uri
 from normflow.core.settings import BAD_ROW_POLICIES, PredictSettings
 
 
@@ -61,16 +61,7 @@ def predict_settings(argv: list[str] | None = None) -> tuple[PredictSettings, ar
         settings.validate()
         partition_bytes(args)
         check_data_path(args.input, "--input")
-        check_model_uri(args.model_uri)
+        check_model_uri(args.model_uri, os.path.exists(args.model_uri))
 
     refuse_early(parser, check)
     return settings, args
-
-
-def check_model_uri(uri: str) -> None:
-    """A model URI MLflow can resolve: ``models:/``, another scheme, or a model folder that exists."""
-    if "://" in uri.replace(":/", "://", 1) or os.path.exists(uri):
-        return
-    raise ConfigError(
-        f"model URI {uri!r} is not models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a model folder"
-    )

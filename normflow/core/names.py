@@ -41,6 +41,16 @@ def validate_model_name(name: str) -> str:
     return name
 
 
+def check_model_uri(uri: str, exists_locally: bool) -> str:
+    """Refuse a model URI MLflow cannot resolve: it needs a scheme (``models:/``, ``runs:/``,
+    ``s3://``...) or must be a model folder that exists (the caller looks, this module does no I/O)."""
+    if "://" in uri.replace(":/", "://", 1) or exists_locally:
+        return uri
+    raise ConfigError(
+        f"model URI {uri!r} is not models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a model folder"
+    )
+
+
 def validate_experiment_name(name: str) -> str:
     """Refuse an experiment name MLflow would refuse, before any work."""
     if not isinstance(name, str) or not name.strip():

@@ -113,23 +113,30 @@ def _remove(path: Path) -> None:
 
 
 def _standing_kind(path: Path) -> str:
-    """What stands at ``path`` without following a symlink: ``missing``, ``file``, or a description."""
+    """What stands at ``path`` without following a symlink: ``missing``, or :func:`entry_kind`."""
     try:
-        mode = path.lstat().st_mode
+        return entry_kind(path.lstat().st_mode)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return f"an unreadable entry ({exc.strerror or exc})"
+
+
+def entry_kind(mode: int) -> str:
+    """What a file-system entry is, from its ``st_mode``: ``file``, or in words (``a folder``, ``a
+    symbolic link``, ``a FIFO (named pipe)``, ``a device``, ``a socket``, ``a special file``)."""
     if stat.S_ISREG(mode):
         return "file"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
     if stat.S_ISDIR(mode):
         return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
     return "a special file"
 
 
@@ -157,9 +164,9 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 
 
 class AtomicTableWriter:
-    """Stream record batches to CSV or Parquet; the target appears only when :meth:`commit` runs.
+    """Stream record batches to CSV or Parquet; the target appears only when :meth:`publish` runs.
 
-    Used as a context manager: leaving the block with an exception (or without committing)
+    Used as a context manager: leaving the block with an exception (or without publishing)
     deletes the temporary file, so a failed or interrupted job never leaves a partial output.
     """
 

@@ -14,7 +14,6 @@ import hashlib
 import io
 import math
 import re
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 
 from normflow.core.errors import DataError
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
+from normflow.data.publish import entry_kind
 
 
 
@@ -80,7 +80,7 @@ def resolve_sources(data: str | Path) -> list[Path]:
     text = str(data)
     path = Path(text)
     kind = _path_kind(path)
-    if kind == "directory":
+    if kind == "a folder":
         files = sorted(p for p in path.glob("*.csv") if _path_kind(p) == "file")
         if not files:
             raise DataError(f"{text}: directory has no *.csv files")
@@ -98,9 +98,9 @@ def resolve_sources(data: str | Path) -> list[Path]:
 
 
 def _path_kind(path: Path) -> str:
-    """``file``, ``directory``, ``missing``, or a description of what else stands at ``path``."""
+    """What ``path`` leads to, symlinks followed: ``missing``, a broken or looping link, or :func:`entry_kind`."""
     try:
-        info = path.stat()
+        return entry_kind(path.stat().st_mode)
     except FileNotFoundError:
         return "broken symbolic link" if path.is_symlink() else "missing"
     except OSError as exc:
@@ -109,17 +109,6 @@ def _path_kind(path: Path) -> str:
         if exc.errno == errno.EACCES:
             return "not readable (permission denied)"
         return f"not readable ({exc.strerror or exc})"
-    if stat.S_ISREG(info.st_mode):
-        return "file"
-    if stat.S_ISDIR(info.st_mode):
-        return "directory"
-    if stat.S_ISFIFO(info.st_mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return "a device"
-    if stat.S_ISSOCK(info.st_mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def _distinct_files(files: list[Path]) -> list[Path]:

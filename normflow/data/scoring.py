@@ -27,7 +27,7 @@ from normflow.data.reader import (
     table_spec,
 )
 from normflow.core.errors import ConfigError, DataError
-from normflow.core.settings import BAD_ROW_POLICIES
+from normflow.core.settings import BAD_ROW_POLICIES, check_choice
 from normflow.core.model import LinearModel
 from normflow.core.moments import DTYPE
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
@@ -108,10 +108,7 @@ def score_sources(
 
     The output (and, with ``skip``, ``<stem>.rejected.csv``) appears only when every row is done.
     """
-    if on_bad_row not in BAD_ROW_POLICIES:
-        raise ConfigError(
-            f"{{on_bad_row}} must be one of {', '.join(BAD_ROW_POLICIES)}, got {on_bad_row!r}", settings=("on_bad_row",)
-        )
+    check_choice(on_bad_row, BAD_ROW_POLICIES, "on_bad_row")
     features = model.feature_names
     stats = model.scaler.statistics
     low = torch.tensor([stats[name]["min"] for name in features], dtype=DTYPE, device=device)[:, None]

@@ -13,8 +13,10 @@ from mlflow.exceptions import MlflowException
 
 from normflow.core.errors import ConfigError, one_line
 from normflow.core.model import LinearModel
+from normflow.core.names import check_model_uri
 from normflow.tracking.pyfunc import load_local_model
 from normflow.tracking.store import absolute_uri
+from normflow.tracking.store import tracking_uri as default_tracking_uri
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -45,11 +47,7 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
         lookup = lambda: client.get_model_version(name, numbered["version"])  # noqa: E731
         missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
-        if "://" not in model_uri.replace(":/", "://", 1) and not Path(model_uri).exists():
-            raise ConfigError(
-                f"model URI {model_uri!r} is not models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model "
-                "or a model folder"
-            )
+        check_model_uri(model_uri, Path(model_uri).exists())
         return PinnedModel(model_uri, model_uri, None, None, model_uri)
     _found(
         lambda: client.get_registered_model(name),
@@ -66,12 +64,12 @@ def _found(lookup, missing_message: str):
     try:
         return lookup()
     except MlflowException as exc:
-        if not _is_missing(exc):
+        if not is_missing(exc):
             raise
         raise ConfigError(missing_message) from None
 
 
-def _is_missing(exc: MlflowException) -> bool:
+def is_missing(exc: MlflowException) -> bool:
     """A 'does not exist' answer (a user error), as opposed to a transient store failure."""
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
@@ -84,7 +82,7 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
                 artifact_uri=pinned.source, dst_path=tmp, tracking_uri=tracking_uri
             )
         except MlflowException as exc:
-            if not _is_missing(exc):
+            if not is_missing(exc):
                 raise
             raise ConfigError(f"cannot read model {pinned.uri}: {one_line(str(exc))}") from None
         except FileNotFoundError as exc:
@@ -97,7 +95,5 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> LinearModel:
     """The registered model behind ``models:/NAME@ALIAS`` or ``models:/NAME/N``, read as JSON (no code runs)."""
-    from normflow.tracking.store import tracking_uri as default_tracking_uri
-
     uri = tracking_uri or default_tracking_uri()
     return load_pinned_model(uri, pin_model_version(uri, model_uri))

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from normflow.core.errors import ConfigError
 from normflow.core.model import LinearModel
+from normflow.tracking.models import is_missing
 from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
 from normflow.tracking.runs import fail_abandoned_runs, log_artifact_dir
 from normflow.tracking.store import ensure_experiment, file_lock, sqlite_path
@@ -46,7 +47,7 @@ def alias_version(uri: str, model_name: str, alias: str) -> str | None:
     try:
         return str(MlflowClient(uri).get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        if is_missing(exc):
             return None
         raise
 
