@@ -41,7 +41,7 @@ def prepare_model(path: Path, folder: Path) -> Path:
     sources = resolve_sources(path)
     spec = table_spec(sources, "price", None)
     stats = source_statistics(sources, spec, torch.device("cpu"))
-    model = train_linear_model(stats.moments, spec.features, "price", "standard", 0.1, 2000).model
+    model = train_linear_model(stats.training, spec.features, "price", "standard", 0.1, 2000).model
     return save_pyfunc(model, folder)
 
 

@@ -61,7 +61,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         spec = table_spec(sources, "price", None)
         stats = source_statistics(sources, spec, torch.device("cpu"))
         read_done = time.perf_counter()
-        outcome = train_linear_model(stats.moments, spec.features, "price", "standard", 0.1, epochs)
+        outcome = train_linear_model(stats.training, spec.features, "price", "standard", 0.1, epochs)
         detail = (
             f"read+stats {read_done - start:.2f}s, {epochs} epochs {time.perf_counter() - read_done:.2f}s, "
             f"optimality gap {outcome.optimality_gap:.2g}"

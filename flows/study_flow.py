@@ -27,7 +27,7 @@ from flows.cli.study import study_settings
 from flows.cli.summaries import StudySummary, format_study_summary
 from flows.common import exit_now, run_cli
 from normflow.core.device import describe_device, resolve_device
-from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings
+from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings, rows_needed
 from normflow.data.report import check_report_dir
 from tasks.data import compute_statistics, inspect_data, write_report
 from tasks.lifecycle import tracked_run
@@ -42,7 +42,7 @@ def study_flow(
     target: str = STUDY["target"],
     features: list[str] | None = None,
     normalizations: list[str] = list(STUDY["normalizations"]),
-    lrs: list[float] = list(STUDY["lrs"]),
+    lrs: list[float | str] = list(STUDY["lrs"]),
     epochs: int = STUDY["epochs"],
     tolerance: float = STUDY["tolerance"],
     experiment: str = STUDY["experiment"],
@@ -61,10 +61,10 @@ def study_flow(
     uri = store.tracking_uri()
     common = {"data": data, "epochs": epochs, "tolerance": tolerance, "features": ",".join(spec.features),
               "target": spec.target}
-    params = {**common, "normalizations": ",".join(normalizations), "lrs": ",".join(f"{lr:g}" for lr in lrs),
+    params = {**common, "normalizations": ",".join(normalizations), "lrs": ",".join(str(lr) for lr in lrs),
               "device": describe_device(torch_device)}
     with tracked_run(uri, experiment, {"normflow.flow": "study"}, run_name="study", params=params) as run:
-        minimum = "standard" if "standard" in normalizations else "none"  # standardization needs two rows
+        minimum = max(normalizations, key=rows_needed)  # standardization and whitening need two rows
         statistics = compute_statistics(sources, spec, torch_device, minimum, data, DEFAULT_BLOCK_BYTES)
         started = time.perf_counter()
         results = train_grid(statistics, spec, normalizations, lrs, epochs, tolerance)

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli import TRAIN, partition_bytes
 from flows.cli.train import train_settings
+from flows.cli.fit import fit_report
 from flows.cli.summaries import TrainingSummary, format_train_summary
 from flows.common import exit_now, run_cli
 from flows.runtime import dask_task_runner
@@ -43,8 +44,9 @@ def train_flow(
     target: str = TRAIN["target"],
     features: list[str] | None = None,
     normalization: str = TRAIN["normalization"],
-    lr: float = TRAIN["lr"],
+    lr: float | str = TRAIN["lr"],
     epochs: int = TRAIN["epochs"],
+    tolerance: float = TRAIN["tolerance"],
     device: str = TRAIN["device"],
     experiment: str = TRAIN["experiment"],
     model_name: str = TRAIN["model_name"],
@@ -57,15 +59,15 @@ def train_flow(
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
-    TrainSettings(data, target, tuple(features) if features else None, normalization, lr, epochs, device,
-                      experiment, model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance,
-                      partition_bytes, delimiter).validate()
+    TrainSettings(data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device,
+                  experiment, model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance,
+                  partition_bytes, delimiter).validate()
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
     sources, spec = inspect_data(data, target, features, delimiter)
     logger.info("data: %s; features %s; target %s", describe_sources(sources), ",".join(spec.features), spec.target)
     uri = store.tracking_uri()
-    settings = {"data": data, "normalization": normalization, "lr": lr, "epochs": epochs,
+    settings = {"data": data, "normalization": normalization, "lr": lr, "epochs": epochs, "tolerance": tolerance,
                 "device": describe_device(torch_device), "device_requested": device,
                 "holdout_fraction": holdout_fraction, "promotion_tolerance": promotion_tolerance}
     version = decision = None
@@ -76,9 +78,9 @@ def train_flow(
             statistics = statistics_by_partition(*statistics_args, partition_bytes)
         else:
             statistics = compute_statistics(*statistics_args)
-        outcome = train(statistics, spec, normalization, lr, epochs)
+        outcome = train(statistics, spec, normalization, lr, epochs, tolerance)
         log_inputs(uri, run.run_id, sources, spec, statistics, settings, outcome.scaler)
-        log_results(uri, run.run_id, outcome, f"{normalization} normalization, lr {lr:g}: loss per epoch")
+        log_results(uri, run.run_id, outcome, f"{normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
         if outcome.error is not None:
             raise outcome.error
         if register_model:
@@ -97,7 +99,7 @@ def train_flow(
         outcome.descent.final_loss, outcome.optimality_gap, outcome.raw_weights, outcome.intercept,
         outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
         store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
-        tuple(tuple(g) for g in outcome.gradients[:3]),
+        tuple(tuple(g) for g in outcome.gradients[:3]), fit_report(outcome, lr),
     )
 
 

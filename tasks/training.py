@@ -1,4 +1,4 @@
-"""Training steps: exact gradient descent from the moments, and the study's grid."""
+"""Training steps: exact gradient descent from the one-pass statistics, and the study's grid."""
 
 from __future__ import annotations
 
@@ -12,11 +12,30 @@ from tasks.options import COMPUTE, run_logger
 
 
 @task(name="train", **COMPUTE)
-def train(statistics: SourceStatistics, spec: TableSpec, normalization: str, lr: float, epochs: int) -> TrainingOutcome:
-    """Exact full-batch gradient descent from the moments."""
-    outcome = train_linear_model(statistics.moments, spec.features, spec.target, normalization, lr, epochs)
+def train(
+    statistics: SourceStatistics,
+    spec: TableSpec,
+    normalization: str,
+    lr: float | str,
+    epochs: int,
+    tolerance: float = 0.0,
+) -> TrainingOutcome:
+    """Exact full-batch gradient descent from the statistics, stopping at the tolerance."""
+    outcome = train_linear_model(statistics.training, spec.features, spec.target, normalization, lr, epochs, tolerance)
+    logger = run_logger()
     for name in outcome.scaler.constant_features:
-        run_logger().warning("feature %r is constant; its scale was set to 1", name)
+        logger.warning("feature %r is constant; its scale was set to 1", name)
+    for collinear in outcome.optimum.collinear:
+        if collinear.combination:
+            logger.warning("features are exactly collinear: %s (its weight in the optimum is 0)", collinear.describe())
+    logger.info(
+        "lr %s%s: Hessian condition number %.4g, %s per epoch; stopped after %d epoch(s)",
+        f"{outcome.lr:.6g}",
+        " (auto)" if lr == "auto" else "",
+        outcome.curvature.condition_number,
+        f"contraction {outcome.curvature.contraction(outcome.lr):.4g}",
+        outcome.descent.epochs_run - 1,
+    )
     return outcome
 
 
@@ -25,9 +44,9 @@ def train_grid(
     statistics: SourceStatistics,
     spec: TableSpec,
     normalizations: list[str],
-    lrs: list[float],
+    lrs: list[float | str],
     epochs: int,
     tolerance: float,
 ) -> list[StudyResult]:
     """Every combination from the same one-pass statistics; divergence is a result."""
-    return run_grid(statistics.moments, spec.features, spec.target, normalizations, lrs, epochs, tolerance)
+    return run_grid(statistics.training, spec.features, spec.target, normalizations, lrs, epochs, tolerance)

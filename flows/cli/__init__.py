@@ -13,6 +13,7 @@ import argparse
 
 from normflow.core.errors import ConfigError, NormflowError, one_line
 from normflow.core.settings import (
+    AUTO_LR,
     DEVICES,
     PredictSettings,
     StudySettings,
@@ -97,6 +98,16 @@ def refuse_early(parser: argparse.ArgumentParser, check) -> None:
         check()
     except NormflowError as exc:
         parser.exit(1, f"normflow: error: {one_line(exc.render(flag_name))}\n")
+
+
+def learning_rate(text: str) -> float | str:
+    """``--lr`` value: ``auto`` or a number (argparse type)."""
+    if text.strip().lower() == AUTO_LR:
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO_LR}, got {text!r}") from None
 
 
 def flag_name(setting: str) -> str:

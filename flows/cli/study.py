@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli import STUDY, add_device_flag, parser_for, refuse_early, split_list
+from flows.cli import STUDY, add_device_flag, learning_rate, parser_for, refuse_early, split_list
 from flows.cli.data_flags import add_data_flags, check_data_path, delimiter_of, resolve_data
 from normflow.core.errors import ConfigError
 from normflow.core.settings import NORMALIZATIONS, StudySettings
@@ -20,7 +20,11 @@ def study_parser() -> argparse.ArgumentParser:
     )
     add_data_flags(parser, STUDY["data"])
     parser.add_argument("--normalizations", default=",".join(NORMALIZATIONS), help="comma-separated subset of: " + ", ".join(NORMALIZATIONS))
-    parser.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in STUDY["lrs"]), help="comma-separated learning rates")
+    parser.add_argument(
+        "--lrs",
+        default=",".join(lr if isinstance(lr, str) else f"{lr:g}" for lr in STUDY["lrs"]),
+        help="comma-separated learning rates; auto = each normalization's best constant step",
+    )
     parser.add_argument("--epochs", type=int, default=STUDY["epochs"], help="full-batch epochs per combination")
     parser.add_argument("--tolerance", type=float, default=STUDY["tolerance"], help="converged = optimality gap below this fraction of the starting gap")
     parser.add_argument("--experiment", default=STUDY["experiment"], help="MLflow experiment")
@@ -37,9 +41,9 @@ def study_settings(argv: list[str] | None = None) -> tuple[StudySettings, argpar
 
     def check() -> None:
         try:
-            lrs = tuple(float(x) for x in split_list(args.lrs) or [])
-        except ValueError:
-            raise ConfigError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
+            lrs = tuple(learning_rate(x) for x in split_list(args.lrs) or [])
+        except argparse.ArgumentTypeError:
+            raise ConfigError(f"--lrs must be comma-separated numbers or auto, got {args.lrs!r}") from None
         settings = StudySettings(
             data=resolve_data(args.data, STUDY["data"]),
             target=args.target,

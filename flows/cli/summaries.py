@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.cli.fit import FitReport, fit_lines
+
 
 @dataclass(frozen=True)
 class TrainingSummary:
@@ -30,6 +32,7 @@ class TrainingSummary:
     data: str = ""
     first_losses: tuple[float, ...] = ()
     first_gradients: tuple[tuple[float, ...], ...] = ()
+    fit: FitReport | None = None
 
 
 def format_train_summary(summary: TrainingSummary) -> str:
@@ -49,6 +52,7 @@ def format_train_summary(summary: TrainingSummary) -> str:
             f"  data:          {summary.data}",
             f"  rows:          {summary.rows:,} on {summary.device}",
             *first_epochs(summary),
+            *fit_lines(summary.fit),
             f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
             f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",

@@ -9,6 +9,7 @@ from flows.cli import (
     TRAIN,
     add_device_flag,
     add_scale_out_flags,
+    learning_rate,
     parser_for,
     partition_bytes,
     refuse_early,
@@ -26,12 +27,26 @@ def train_parser() -> argparse.ArgumentParser:
         "Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
         "  python flows/train_flow.py                                   # the bundled data/houses.csv\n"
         "  python flows/train_flow.py --data 'incoming/*.csv' --target price --features lights,distance\n"
+        "  python flows/train_flow.py --normalization whiten            # exact in one epoch, on any data\n"
         "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge",
     )
     add_data_flags(parser, TRAIN["data"])
     parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
-    parser.add_argument("--lr", type=float, default=TRAIN["lr"], help="gradient-descent learning rate")
-    parser.add_argument("--epochs", type=int, default=TRAIN["epochs"], help="full-batch epochs")
+    parser.add_argument(
+        "--lr",
+        type=learning_rate,
+        default=TRAIN["lr"],
+        help="gradient-descent learning rate, or auto: the best constant step 2/(lambda_max+lambda_min) of "
+        "this normalization's Hessian (0.5 under whiten)",
+    )
+    parser.add_argument("--epochs", type=int, default=TRAIN["epochs"], help="most full-batch epochs to run")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=TRAIN["tolerance"],
+        help="stop at the first epoch whose optimality gap is at most this fraction of the starting gap "
+        "(0: run every epoch)",
+    )
     add_device_flag(parser)
     parser.add_argument("--experiment", default=TRAIN["experiment"], help="MLflow experiment name")
     parser.add_argument("--model-name", default=TRAIN["model_name"], help="registered model name")
@@ -74,6 +89,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         normalization=args.normalization,
         lr=args.lr,
         epochs=args.epochs,
+        tolerance=args.tolerance,
         device=args.device,
         experiment=args.experiment,
         model_name=args.model_name,

@@ -7,9 +7,13 @@ loss and its gradients depend on the rows only through their moments (docs/archi
     loss   = w'Szz w - 2 w'Szy + Syy + e^2        e = mz.w + b - my
     grad_w = 2 (Szz w - Szy) + 2 e mz             grad_b = 2 e
 
-so every epoch costs O(d^2) however many rows were read. The loss is evaluated as
-``L* + (w - w*)' Szz (w - w*) + e^2`` around the closed-form optimum, which stays
-non-negative and accurate where the expanded form cancels.
+so every epoch costs O(d^2) however many rows were read. The optimum, the curvature and the
+loss near the optimum come from the triangular statistics instead (``R`` of ``[1, x - s, y - s_y]``,
+see :mod:`normflow.core.triangular`): with ``Rz`` the R factor of ``[1, z, y - s_y]``, the loss of
+``(w, b)`` is ``|Rz [s_y - b, -w, 1]|^2 / n``, non-negative and accurate where the expanded form
+cancels, and the Hessian's eigenvalues are ``2 sigma^2 / n`` for the singular values of ``Rz``'s
+``[1, z]`` block, without squaring the condition number. Under whitening ``Szz`` is ``I`` and
+``Szy`` is ``rxy / sqrt(n)`` by construction, so every quantity comes from R.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from normflow.core.errors import DivergenceError
-from normflow.core.moments import DTYPE, Moments
+from normflow.core.moments import DTYPE
 from normflow.core.scalers import Scaler
+from normflow.core.table_stats import TableStatistics
+from normflow.core.triangular import LeastSquares, Triangular, feature_blocks, least_squares
 
 DIVERGENCE_FACTOR = 1e6
 """A loss this many times the first epoch's means training diverged (GD with a stable
@@ -37,9 +43,13 @@ class QuadraticProblem:
     syy: torch.Tensor  # () variance of y
     mz: torch.Tensor  # (d,) mean of z
     my: torch.Tensor  # () mean of y
-    w_opt: torch.Tensor  # (d,) closed-form least-squares weights
-    b_opt: torch.Tensor  # () closed-form bias
-    loss_opt: torch.Tensor  # () smallest achievable loss, >= 0
+    w_opt: torch.Tensor  # (d,) least-squares weights (from R)
+    b_opt: torch.Tensor  # () least-squares bias
+    loss_opt: torch.Tensor  # () smallest achievable loss, >= 0 (RSS / n from R)
+    rz: torch.Tensor  # (d + 2, d + 2) R factor of [1, z, y - shift_y]
+    shift_y: torch.Tensor  # () the target's shift in rz
+    count: int  # rows behind the statistics
+    optimum: LeastSquares  # the raw-unit fit, residual spread, R^2 and any collinear features
 
     @property
     def dim(self) -> int:
@@ -53,6 +63,26 @@ class Curvature:
 
     condition_number: float  # lambda_max / lambda_min of the Hessian (inf when singular)
     max_stable_lr: float  # 2 / lambda_max: any larger learning rate diverges
+    smallest_eigenvalue: float = 0.0  # lambda_min of the Hessian
+    largest_eigenvalue: float = math.inf  # lambda_max of the Hessian
+
+    @property
+    def best_lr(self) -> float:
+        """The best constant learning rate, ``2 / (lambda_max + lambda_min)``."""
+        return 2.0 / (self.largest_eigenvalue + self.smallest_eigenvalue)
+
+    def contraction(self, lr: float) -> float:
+        """Worst-case factor by which the distance to the optimum shrinks per epoch at ``lr``."""
+        return max(abs(1.0 - lr * self.smallest_eigenvalue), abs(1.0 - lr * self.largest_eigenvalue))
+
+    def epochs_needed(self, lr: float, tolerance: float) -> float:
+        """Epochs for the optimality gap to fall to ``tolerance`` of its start (the gap shrinks by rate^2)."""
+        rate = self.contraction(lr)
+        if rate >= 1.0:
+            return math.inf
+        if rate <= 0.0 or tolerance >= 1.0:
+            return 1.0
+        return max(1.0, math.ceil(math.log(tolerance) / (2.0 * math.log(rate)) - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,7 @@ class DescentResult:
     gradients: torch.Tensor  # (epochs_run, d) gradient of every weight per epoch
     final_loss: float  # loss at the returned parameters
     diverged_at: int | None  # epoch whose loss was non-finite or past the bound
+    converged_at: int | None = None  # epoch whose optimality gap first met the tolerance (training stopped there)
 
     @property
     def epochs_run(self) -> int:
@@ -72,39 +103,54 @@ class DescentResult:
         return int(self.losses.shape[0])
 
 
-def build_problem(moments: Moments, scaler: Scaler) -> QuadraticProblem:
-    """The normalized-space quadratic for features ``[:d]`` and target ``[d]`` of ``moments``."""
+def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProblem:
+    """The normalized-space quadratic for features ``[:d]`` and target ``[d]`` of ``statistics``.
+
+    Diagonal scalers take ``Szz``, ``Szy``, ``Syy`` and ``mz`` from the moments (the tutorial's
+    trajectories, bit for bit); whitening takes them from R, where they are exact. The optimum
+    always comes from R: a triangular solve, never the normal equations.
+    """
+    moments, triangular = statistics.moments, statistics.triangular
     d = len(scaler.feature_names)
     if moments.width != d + 1:
         raise ValueError(f"moments have {moments.width} columns, expected {d} features + 1 target")
     device = moments.mean.device
+    triangular = triangular.to(device)
     n = moments.count
     shift = scaler.shift_tensor(device)
-    scale = scaler.scale_tensor(device)
-    c = moments.comoment
-    szz = c[:d, :d] / (n * torch.outer(scale, scale))
-    szy = c[:d, d] / (n * scale)
-    syy = c[d, d] / n
-    mz = (moments.mean[:d] - shift) / scale
+    matrix = scaler.matrix_tensor(device)
+    if scaler.matrix is None:
+        scale = scaler.scale_tensor(device)
+        c = moments.comoment
+        szz = c[:d, :d] / (n * torch.outer(scale, scale))
+        szy = c[:d, d] / (n * scale)
+        syy = c[d, d] / n
+        mz = (moments.mean[:d] - shift) / scale
+    else:
+        _, rxy, ryy = feature_blocks(triangular, d)
+        szz = torch.eye(d, dtype=DTYPE, device=device)
+        szy = rxy / math.sqrt(n)
+        syy = (rxy @ rxy + ryy * ryy) / n
+        mz = (moments.mean[:d] - shift) @ matrix
     my = moments.mean[d]
-    w_opt = _least_squares(szz, szy)
-    loss_opt = (syy - szy @ w_opt).clamp_min(0.0)
+    optimum = least_squares(triangular, scaler.feature_names)
+    if scaler.matrix is not None:
+        w_opt = torch.linalg.solve(matrix, optimum.weights)
+    else:
+        w_opt = optimum.weights * scaler.scale_tensor(device)
     b_opt = my - mz @ w_opt
-    return QuadraticProblem(szz, szy, syy, mz, my, w_opt, b_opt, loss_opt)
+    rz = _normalized_factor(triangular, d, shift, matrix)
+    return QuadraticProblem(
+        szz, szy, syy, mz, my, w_opt, b_opt, szz.new_tensor(optimum.loss), rz, triangular.shift[d], n, optimum
+    )
 
 
-def _least_squares(szz: torch.Tensor, szy: torch.Tensor) -> torch.Tensor:
-    """Solution of ``Szz w = Szy``, robust to singular (constant columns) and badly scaled Szz.
-
-    Solved in the Jacobi-scaled system ``D^-1 Szz D^-1`` (unit diagonal), so raw features whose
-    scales differ by 1e8 or more do not lose their small directions to pinv's cutoff.
-    """
-    if szz.numel() == 0:
-        return szz.new_zeros(0)
-    diagonal = torch.diagonal(szz).clamp_min(0).sqrt()
-    inverse = torch.where(diagonal > 0, 1.0 / diagonal, torch.zeros_like(diagonal))
-    scaled = szz * torch.outer(inverse, inverse)
-    return inverse * (torch.linalg.pinv(scaled, hermitian=True) @ (inverse * szy))
+def _normalized_factor(triangular: Triangular, d: int, shift: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """R of ``[1, z, y - s_y]`` from R of ``[1, x - s, y - s_y]``: ``R T`` with T upper block-triangular."""
+    t = torch.eye(d + 2, dtype=DTYPE, device=matrix.device)
+    t[0, 1 : d + 1] = (triangular.shift[:d] - shift) @ matrix
+    t[1 : d + 1, 1 : d + 1] = matrix
+    return triangular.r @ t
 
 
 EXPANDED_FORM_MARGIN = 1e-6
@@ -115,19 +161,19 @@ EXPANDED_FORM_MARGIN = 1e-6
 def loss_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean squared error at ``(w, b)``: accurate far from the optimum and non-negative near it.
 
-    Far away, the expanded form ``w'Szz w - 2 w'Szy + Syy + e^2`` is exact to rounding. Near the
-    optimum its terms cancel (it can even go negative), so there it is evaluated as
-    ``L* + (w - w*)' Szz (w - w*) + e^2``, whose accuracy depends on how well ``w*`` is known
-    (badly conditioned features limit that, as they limit any method working from moments).
+    Far away, the expanded form ``w'Szz w - 2 w'Szy + Syy + e^2`` is exact to rounding (and is
+    what the tutorial's numbers are). Near the optimum its terms cancel (it can even go
+    negative), so there it is the squared norm of the residual through R, ``|Rz v|^2 / n``.
     """
     e = problem.mz @ w + b - problem.my
     quadratic = w @ problem.szz @ w
     linear = w @ problem.szy
     expanded = quadratic - 2.0 * linear + problem.syy + e * e
     magnitude = quadratic.abs() + 2.0 * linear.abs() + problem.syy + e * e
-    diff = w - problem.w_opt
-    around_optimum = problem.loss_opt + diff @ problem.szz @ diff + e * e
-    return torch.where(expanded > EXPANDED_FORM_MARGIN * magnitude, expanded, around_optimum.clamp_min(0.0))
+    v = torch.cat([(problem.shift_y - b).reshape(1), -w, w.new_ones(1)])
+    residual = problem.rz @ v
+    through_r = residual @ residual / problem.count
+    return torch.where(expanded > EXPANDED_FORM_MARGIN * magnitude, expanded, through_r)
 
 
 def gradients_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,13 +194,24 @@ def hessian(problem: QuadraticProblem) -> torch.Tensor:
 
 
 def curvature(problem: QuadraticProblem) -> Curvature:
-    """Condition number of the Hessian and the largest learning rate GD survives."""
-    eigenvalues = torch.linalg.eigvalsh(hessian(problem))
-    largest = float(eigenvalues[-1])
-    smallest = float(eigenvalues[0])
-    tiny = largest * eigenvalues.shape[0] * torch.finfo(DTYPE).eps
-    condition = largest / smallest if smallest > tiny else math.inf
-    return Curvature(condition_number=condition, max_stable_lr=2.0 / largest)
+    """Condition number of the Hessian and the largest learning rate GD survives, from R's singular values.
+
+    The Hessian is ``2 Rz1' Rz1 / n`` for ``Rz1`` the ``[1, z]`` block of ``rz``; its eigenvalues
+    are ``2 sigma^2 / n``, so a condition number up to ~1e30 is resolved (eigenvalues of the
+    Hessian itself lose everything past ~1e16).
+    """
+    d = problem.dim
+    sigma = torch.linalg.svdvals(problem.rz[: d + 1, : d + 1])
+    largest = 2.0 * float(sigma[0]) ** 2 / problem.count
+    smallest = 2.0 * float(sigma[-1]) ** 2 / problem.count
+    resolved = float(sigma[-1]) > float(sigma[0]) * (d + 1) * torch.finfo(DTYPE).eps
+    condition = largest / smallest if resolved else math.inf
+    return Curvature(
+        condition_number=condition,
+        max_stable_lr=2.0 / largest,
+        smallest_eigenvalue=smallest if resolved else 0.0,
+        largest_eigenvalue=largest,
+    )
 
 
 def gradient_descent(
@@ -162,11 +219,14 @@ def gradient_descent(
     lr: float,
     epochs: int,
     divergence_factor: float = DIVERGENCE_FACTOR,
+    tolerance: float = 0.0,
 ) -> DescentResult:
-    """Run full-batch GD from ``w = b = 1`` (the tutorial's start) for ``epochs`` epochs.
+    """Run full-batch GD from ``w = b = 1`` (the tutorial's start) for at most ``epochs`` epochs.
 
     Stops early, with ``diverged_at`` set, at the first epoch whose loss is not finite or
-    exceeds ``divergence_factor`` times the first epoch's loss.
+    exceeds ``divergence_factor`` times the first epoch's loss; and, with ``converged_at`` set,
+    at the first epoch whose optimality gap is at most ``tolerance`` times the starting gap
+    (``tolerance`` 0 runs every epoch: the tutorial's fixed-length runs).
     """
     if epochs < 1:
         raise ValueError("epochs must be at least 1")
@@ -179,7 +239,10 @@ def gradient_descent(
     losses = torch.empty(epochs, dtype=DTYPE, device=device)
     grads = torch.empty(epochs, d, dtype=DTYPE, device=device)
     bound = math.inf
+    optimal = float(problem.loss_opt)
+    target_gap = -math.inf
     diverged_at: int | None = None
+    converged_at: int | None = None
     epoch = 0
     for epoch in range(epochs):
         loss = loss_at(problem, w, b)
@@ -189,14 +252,20 @@ def gradient_descent(
         value = float(loss)
         if epoch == 0:
             bound = divergence_factor * value if value > 0 else math.inf
+            if tolerance > 0:
+                target_gap = tolerance * max(value - optimal, 0.0)
         if not math.isfinite(value) or value > bound:
             diverged_at = epoch
+            break
+        if value - optimal <= target_gap:
+            converged_at = epoch
             break
         w = w - lr * grad_w
         b = b - lr * grad_b
     run = epoch + 1
-    final = float(losses[epoch]) if diverged_at is not None else float(loss_at(problem, w, b))
-    return DescentResult(w, b, losses[:run], grads[:run], final, diverged_at)
+    stopped = diverged_at is not None or converged_at is not None
+    final = float(losses[epoch]) if stopped else float(loss_at(problem, w, b))
+    return DescentResult(w, b, losses[:run], grads[:run], final, diverged_at, converged_at)
 
 
 def gradient_ratio(gradients: torch.Tensor, feature_names: list[str] | tuple[str, ...]) -> tuple[float, str, str]:

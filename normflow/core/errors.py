@@ -89,6 +89,10 @@ class DivergenceError(NormflowError):
         return {"epoch": self.epoch, "diagnosis": self.diagnosis}
 
 
+class NotConverged(NormflowError):
+    """Not raised: the advice a finished run carries when its optimality gap stayed above the tolerance."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, systemd, docker, Prefect's cancellation), raised by a command's signal handler
     and handled like Ctrl-C: clean up, mark the run FAILED, then stop."""

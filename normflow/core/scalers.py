@@ -1,8 +1,12 @@
-"""Feature scalers ``z = (x - shift) / scale`` fitted from moments, and their JSON form.
+"""Feature scalers ``z = (x - shift) / scale`` fitted from moments, whitening, and their JSON form.
 
 ``none`` (0, 1), ``maxabs`` (0, max|x|), ``minmax`` (min, max - min) and ``standard``
 (mean, std with n - 1, as ``torch.std``). A zero scale (a constant column) becomes 1 with
 a warning, so the column passes through centred instead of dividing by zero.
+
+``whiten`` is normalization taken to its end: ``z = (x - mean) W`` with ``W = sqrt(n) Rxx^-1``
+from the triangular statistics, so the features' covariance is the identity and the Hessian of
+the mean squared error is ``2 I``: one learning rate (0.5) is exact for every direction.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from normflow.core.errors import DataError, ModelFormatError
 from normflow.core.moments import DTYPE, Moments
 from normflow.core.settings import NORMALIZATIONS, check_normalization
+from normflow.core.triangular import Triangular, feature_blocks, independent_columns, least_squares, whitening_matrix
 
 METHODS = NORMALIZATIONS
 SCALER_FORMAT = "normflow.scaler/1"
@@ -42,6 +47,13 @@ class Scaler:
     scale: tuple[float, ...]
     statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     constant_features: tuple[str, ...] = ()
+    matrix: tuple[tuple[float, ...], ...] | None = None  # whiten: z = (x - shift) @ matrix (scale unused)
+
+    def matrix_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The linear map after the shift, ``(d, d)``: the whitening matrix, or ``diag(1 / scale)``."""
+        if self.matrix is not None:
+            return torch.tensor(self.matrix, dtype=DTYPE, device=device)
+        return torch.diag(1.0 / self.scale_tensor(device))
 
     def shift_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """Shifts as a float64 tensor."""
@@ -54,26 +66,40 @@ class Scaler:
     def transform(self, features: torch.Tensor) -> torch.Tensor:
         """Normalize raw feature rows ``(n, d)`` with the training statistics."""
         device = features.device
+        if self.matrix is not None:
+            return (features.to(DTYPE) - self.shift_tensor(device)) @ self.matrix_tensor(device)
         return (features.to(DTYPE) - self.shift_tensor(device)) / self.scale_tensor(device)
 
     def raw_coefficients(self, weights: torch.Tensor, bias: float | torch.Tensor) -> tuple[list[float], float]:
         """Weights and intercept of a model on scaled features, in the raw units of the features.
 
-        ``z = (x - shift) / scale`` makes ``z @ w + b`` equal ``x @ (w / scale) + (b - sum(w * shift / scale))``.
+        ``z = (x - shift) / scale`` makes ``z @ w + b`` equal ``x @ (w / scale) + (b - sum(w * shift / scale))``;
+        with a matrix, ``z = (x - shift) W`` makes it ``x @ (W w) + (b - shift . W w)``.
         """
         device = weights.device
-        raw = weights.to(DTYPE) / self.scale_tensor(device)
+        if self.matrix is not None:
+            raw = self.matrix_tensor(device) @ weights.to(DTYPE)
+        else:
+            raw = weights.to(DTYPE) / self.scale_tensor(device)
         intercept = float(bias) - float((raw * self.shift_tensor(device)).sum())
         return raw.tolist(), intercept
 
     def inverse_transform(self, normalized: torch.Tensor) -> torch.Tensor:
         """Raw feature rows back from normalized ones."""
         device = normalized.device
+        if self.matrix is not None:
+            unmixed = torch.linalg.solve(self.matrix_tensor(device).T, normalized.to(DTYPE).T).T
+            return unmixed + self.shift_tensor(device)
         return normalized.to(DTYPE) * self.scale_tensor(device) + self.shift_tensor(device)
 
 
-def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], method: str) -> Scaler:
-    """Fit a scaler of ``method`` to the feature columns of ``moments``.
+def fit_scaler(
+    moments: Moments,
+    feature_names: list[str] | tuple[str, ...],
+    method: str,
+    triangular: Triangular | None = None,
+) -> Scaler:
+    """Fit a scaler of ``method`` to the feature columns of ``moments`` (``whiten`` also needs ``triangular``).
 
     ``moments`` may include extra trailing columns (the target); only the first
     ``len(feature_names)`` are used.
@@ -98,8 +124,10 @@ def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], met
         shift, scale = torch.zeros_like(mean), max_abs.clone()
     elif method == "minmax":
         shift, scale = minimum.clone(), maximum - minimum
-    else:
+    else:  # standard, and whiten's per-feature fallback for the statistics below
         shift, scale = mean.clone(), std.clone()
+    if method == "whiten":
+        return _whitening_scaler(moments, feature_names, triangular)
 
     # max == min is exact; a computed std of a constant column can be a rounding residue (~1e-16).
     is_constant = (maximum == minimum) | ~(scale > 0)
@@ -114,23 +142,50 @@ def fit_scaler(moments: Moments, feature_names: list[str] | tuple[str, ...], met
         )
         scale = torch.where(is_constant, torch.ones_like(scale), scale)
 
-    statistics = {
-        name: {
-            "mean": float(mean[i]),
-            "std": float(std[i]),
-            "min": float(minimum[i]),
-            "max": float(maximum[i]),
-            "maxabs": float(max_abs[i]),
-        }
-        for i, name in enumerate(feature_names)
-    }
     return Scaler(
         method=method,
         feature_names=tuple(feature_names),
         shift=tuple(shift.tolist()),
         scale=tuple(scale.tolist()),
-        statistics=statistics,
+        statistics=feature_statistics(moments, feature_names),
         constant_features=tuple(constant),
+    )
+
+
+def feature_statistics(moments: Moments, feature_names: list[str] | tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per feature: training mean, std (n - 1), min, max and max|x| (what range checks and params use)."""
+    d = len(feature_names)
+    std = moments.variance(ddof=1)[:d].clamp_min(0).sqrt() if moments.count > 1 else torch.zeros(d, dtype=DTYPE)
+    columns = (moments.mean[:d], std, moments.minimum[:d], moments.maximum[:d], moments.max_abs[:d])
+    values = [column.tolist() for column in columns]
+    return {
+        name: {stat: float(values[k][i]) for k, stat in enumerate(STATISTICS)} for i, name in enumerate(feature_names)
+    }
+
+
+def _whitening_scaler(
+    moments: Moments, feature_names: list[str] | tuple[str, ...], triangular: Triangular | None
+) -> Scaler:
+    """``z = (x - mean) W`` with ``W = sqrt(n) Rxx^-1``; refuses collinear or constant features by name."""
+    if triangular is None:
+        raise ValueError("whitening needs the triangular statistics of the training rows")
+    d = len(feature_names)
+    rxx = feature_blocks(triangular, d)[0]
+    if not bool(independent_columns(rxx, triangular.count).all()):
+        problems = "; ".join(c.describe() for c in least_squares(triangular, tuple(feature_names)).collinear)
+        raise DataError(
+            f"whitening needs linearly independent, non-constant features: {problems}. "
+            "Fix: leave one of them out ({features}) or use {normalization} standard",
+            settings=("features", "normalization"),
+        )
+    matrix = whitening_matrix(triangular, d)
+    return Scaler(
+        method="whiten",
+        feature_names=tuple(feature_names),
+        shift=tuple(moments.mean[:d].tolist()),
+        scale=(1.0,) * d,
+        statistics=feature_statistics(moments, feature_names),
+        matrix=tuple(tuple(row) for row in matrix.tolist()),
     )
 
 
@@ -144,6 +199,7 @@ def scaler_to_dict(scaler: Scaler) -> dict:
         "scale": list(scaler.scale),
         "statistics": scaler.statistics,
         "constant_features": list(scaler.constant_features),
+        **({"matrix": [list(row) for row in scaler.matrix]} if scaler.matrix is not None else {}),
     }
 
 
@@ -172,7 +228,20 @@ def scaler_from_dict(doc: object) -> Scaler:
             raise ModelFormatError(f"scaler statistics for {name!r} must be finite numbers")
         clean_stats[name] = {key: float(stats[key]) for key in STATISTICS}
     constant = _string_list(doc.get("constant_features", []), "constant_features")
-    return Scaler(method, tuple(names), tuple(shift), tuple(scale), clean_stats, tuple(constant))
+    matrix = _matrix(doc.get("matrix"), len(names)) if method == "whiten" else None
+    if method != "whiten" and "matrix" in doc:
+        raise ModelFormatError(f"scaler document of method {method!r} must not carry a matrix")
+    return Scaler(method, tuple(names), tuple(shift), tuple(scale), clean_stats, tuple(constant), matrix)
+
+
+def _matrix(value: object, size: int) -> tuple[tuple[float, ...], ...]:
+    """A ``size x size`` matrix of finite numbers, invertible (a whitening matrix)."""
+    if not isinstance(value, list) or len(value) != size:
+        raise ModelFormatError(f"whitening scaler must carry a {size} x {size} matrix")
+    rows = tuple(tuple(_finite_list(row, "matrix row", size)) for row in value)
+    if size and not bool(torch.isfinite(torch.linalg.cond(torch.tensor(rows, dtype=DTYPE)))):
+        raise ModelFormatError("whitening scaler's matrix is singular")
+    return rows
 
 
 def scaler_to_json(scaler: Scaler) -> str:

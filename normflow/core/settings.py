@@ -14,8 +14,10 @@ from dataclasses import dataclass, fields
 from normflow.core.errors import ConfigError
 from normflow.core.names import validate_experiment_name, validate_model_name
 
-NORMALIZATIONS = ("none", "maxabs", "minmax", "standard")
-"""Feature scalings, in the tutorial's order (the scalers module implements them)."""
+NORMALIZATIONS = ("none", "maxabs", "minmax", "standard", "whiten")
+"""Feature scalings, in the tutorial's order then whitening (the scalers module implements them)."""
+AUTO_LR = "auto"
+"""Learning rate chosen from the Hessian: the best constant step ``2 / (lambda_max + lambda_min)``."""
 DEVICES = ("auto", "cpu", "cuda")
 BAD_ROW_POLICIES = ("error", "skip")
 DELIMITERS = (",", ";", "\t")
@@ -24,8 +26,8 @@ DEFAULT_BLOCK_BYTES = 4 << 20
 """CSV bytes parsed per block: large enough to be fast, small enough to keep memory flat."""
 MIN_BLOCK_BYTES = 1024
 """pyarrow needs the header and every line to fit in one block."""
-DEFAULT_TOLERANCE = 1e-9
-"""A run has converged when its optimality gap is this fraction of the starting gap."""
+DEFAULT_TOLERANCE = 1e-12
+"""A run has converged when its optimality gap is this fraction of the starting gap (0: run every epoch)."""
 DEFAULT_DATA = "data/houses.csv"
 DEFAULT_MODEL_NAME = "normflow-linear"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
@@ -36,8 +38,8 @@ def _refuse(setting: str, rule: str, value: object) -> ConfigError:
 
 
 def rows_needed(normalization: str) -> int:
-    """Training rows a normalization needs: standardization estimates a spread from two or more."""
-    return 2 if normalization == "standard" else 1
+    """Training rows a normalization needs: standardization and whitening estimate a spread from two or more."""
+    return 2 if normalization in ("standard", "whiten") else 1
 
 
 def check_normalization(name: str, setting: str = "normalization") -> str:
@@ -50,11 +52,20 @@ def check_normalization(name: str, setting: str = "normalization") -> str:
     return name
 
 
-def check_lr(lr: float, setting: str = "lr") -> float:
-    """A positive, finite learning rate."""
-    if not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
-        raise _refuse(setting, "(learning rate) must be a positive number", lr)
+def check_lr(lr: float | str, setting: str = "lr") -> float | str:
+    """A positive, finite learning rate, or ``auto``."""
+    if lr == AUTO_LR:
+        return AUTO_LR
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise _refuse(setting, f"(learning rate) must be a positive number or {AUTO_LR}", lr)
     return float(lr)
+
+
+def check_tolerance(tolerance: float, setting: str = "tolerance") -> float:
+    """A relative optimality gap in [0, 1); 0 runs every epoch."""
+    if isinstance(tolerance, bool) or not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
+        raise _refuse(setting, "(relative optimality gap) must be at least 0 and below 1", tolerance)
+    return float(tolerance)
 
 
 def check_positive_int(value: int, setting: str, minimum: int = 1) -> int:
@@ -86,8 +97,9 @@ class TrainSettings:
     target: str = "price"
     features: tuple[str, ...] | None = None
     normalization: str = "standard"
-    lr: float = 0.1
+    lr: float | str = AUTO_LR
     epochs: int = 2000
+    tolerance: float = DEFAULT_TOLERANCE
     device: str = "auto"
     experiment: str = "normflow"
     model_name: str = DEFAULT_MODEL_NAME
@@ -106,6 +118,7 @@ class TrainSettings:
         check_normalization(self.normalization)
         check_lr(self.lr)
         check_positive_int(self.epochs, "epochs")
+        check_tolerance(self.tolerance)
         check_choice(self.device, DEVICES, "device")
         check_positive_int(self.block_bytes, "block_bytes", MIN_BLOCK_BYTES)
         if not (isinstance(self.holdout_fraction, (int, float)) and 0 <= self.holdout_fraction < 1):
@@ -160,7 +173,7 @@ class StudySettings:
     target: str = "price"
     features: tuple[str, ...] | None = None
     normalizations: tuple[str, ...] = NORMALIZATIONS
-    lrs: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5)
+    lrs: tuple[float | str, ...] = (0.001, 0.01, 0.1, 0.5, AUTO_LR)
     epochs: int = 2000
     tolerance: float = DEFAULT_TOLERANCE
     experiment: str = "normflow-study"
@@ -179,8 +192,8 @@ class StudySettings:
         for lr in self.lrs:
             check_lr(lr, "lrs")
         check_positive_int(self.epochs, "epochs")
-        if not (isinstance(self.tolerance, (int, float)) and 0 < self.tolerance < 1):
-            raise _refuse("tolerance", "must be between 0 and 1", self.tolerance)
+        if check_tolerance(self.tolerance) == 0:
+            raise _refuse("tolerance", "must be above 0 for a study (it measures epochs to tolerance)", self.tolerance)
         validate_experiment_name(self.experiment)
         check_choice(self.device, DEVICES, "device")
         check_delimiter(self.delimiter)

@@ -13,12 +13,10 @@ import math
 from dataclasses import dataclass
 
 from normflow.core.engine import gradient_ratio
-from normflow.core.moments import Moments
-from normflow.core.settings import DEFAULT_TOLERANCE
 from normflow.core.names import feature_keys
+from normflow.core.settings import AUTO_LR, DEFAULT_TOLERANCE
+from normflow.core.table_stats import TableStatistics
 from normflow.core.training import TrainingOutcome, train_linear_model
-
-"""A run has converged once its optimality gap is this fraction of its starting gap."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class StudyResult:
     """One (normalization, lr) combination of the grid."""
 
     normalization: str
-    lr: float
+    lr: float | str  # as asked for: a number, or "auto"
     outcome: TrainingOutcome
     epochs_to_tolerance: int | None  # first epoch within tolerance of the optimum; None if never
 
@@ -51,9 +49,14 @@ class StudyResult:
         return gradient_ratio(self.outcome.descent.gradients[0], self.outcome.scaler.feature_names)[0]
 
     @property
+    def lr_text(self) -> str:
+        """The learning rate as asked for, with the value ``auto`` chose: ``0.1`` or ``auto (0.5)``."""
+        return f"{AUTO_LR} ({self.outcome.lr:.3g})" if self.lr == AUTO_LR else f"{self.lr:g}"
+
+    @property
     def label(self) -> str:
         """Short name for legends and run names."""
-        return f"{self.normalization} lr={self.lr:g}"
+        return f"{self.normalization} lr={self.lr_text}"
 
 
 def epochs_to_tolerance(losses: list[float], optimal_loss: float, tolerance: float) -> int | None:
@@ -71,19 +74,23 @@ def epochs_to_tolerance(losses: list[float], optimal_loss: float, tolerance: flo
 
 
 def run_grid(
-    moments: Moments,
+    statistics: TableStatistics,
     feature_names: tuple[str, ...],
     target: str,
     normalizations: list[str],
-    lrs: list[float],
+    lrs: list[float | str],
     epochs: int,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[StudyResult]:
-    """Train every (normalization, lr) combination from the same moments."""
+    """Train every (normalization, lr) combination from the same statistics, each for every epoch.
+
+    Runs are not stopped at the tolerance: the curves show the whole ``epochs``, and the epoch
+    that first met the tolerance is read off each curve.
+    """
     results = []
     for normalization in normalizations:
         for lr in lrs:
-            outcome = train_linear_model(moments, feature_names, target, normalization, lr, epochs)
+            outcome = train_linear_model(statistics, feature_names, target, normalization, lr, epochs)
             reached = None if outcome.error else epochs_to_tolerance(outcome.losses, outcome.optimal_loss, tolerance)
             results.append(StudyResult(normalization, lr, outcome, reached))
     return results
@@ -120,7 +127,7 @@ def grid_rows(results: list[StudyResult]) -> list[dict[str, object]]:
         rows.append(
             {
                 "normalization": r.normalization,
-                "lr": r.lr,
+                "lr": r.lr_text,
                 "status": status,
                 "diverged_epoch": "" if r.diverged_epoch is None else r.diverged_epoch,
                 "epochs_to_tolerance": "" if r.epochs_to_tolerance is None else r.epochs_to_tolerance,
@@ -205,11 +212,11 @@ def summary_text(results: list[StudyResult], feature_names: tuple[str, ...], tar
         for r in runs:
             if r.diverged:
                 when = f"blew up at epoch {r.diverged_epoch}" if r.diverged_epoch is not None else "was unstable"
-                parts.append(f"lr {r.lr:g} diverged ({when})")
+                parts.append(f"lr {r.lr_text} diverged ({when})")
             elif r.converged:
-                parts.append(f"lr {r.lr:g} converged in {r.epochs_to_tolerance} epochs")
+                parts.append(f"lr {r.lr_text} converged in {r.epochs_to_tolerance} epochs")
             else:
-                parts.append(f"lr {r.lr:g} did not reach the tolerance (optimality gap {r.outcome.optimality_gap:.3g})")
+                parts.append(f"lr {r.lr_text} did not reach the tolerance (optimality gap {r.outcome.optimality_gap:.3g})")
         lines.append(
             f"- **{normalization}**: largest stable learning rate {bound:.3g} "
             f"(condition number {condition:.4g}; gradient ratio at epoch 0 {runs[0].gradient_ratio:.4g}x). "

@@ -1,4 +1,4 @@
-"""Training from moments: scaler, gradient descent, diagnostics and the model, in one pure step."""
+"""Training from one pass's statistics: scaler, gradient descent, diagnostics and the model, in one pure step."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from normflow.core.engine import (
     divergence_error,
     gradient_descent,
 )
-from normflow.core.errors import DataError, DivergenceError
+from normflow.core.errors import DataError, DivergenceError, NotConverged
 from normflow.core.model import LinearModel
-from normflow.core.moments import Moments
 from normflow.core.scalers import Scaler, fit_scaler
+from normflow.core.settings import AUTO_LR
+from normflow.core.table_stats import TableStatistics
+from normflow.core.triangular import LeastSquares
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,12 @@ class TrainingOutcome:
     raw_weights: list[float]
     intercept: float
     optimal_loss: float
-    optimality_gap: float  # final loss minus the closed-form optimum's loss
+    optimality_gap: float  # final loss minus the optimum's loss
     error: DivergenceError | DataError | None  # diverged, or coefficients that overflow
+    lr: float = math.nan  # the learning rate used (resolved when ``auto`` was asked for)
+    optimum: LeastSquares | None = None  # the exact least-squares fit from R
+    tolerance: float = 0.0  # relative optimality gap asked for (0: run every epoch)
+    relative_gap: float = math.nan  # final gap over the starting gap
 
     @property
     def losses(self) -> list[float]:
@@ -44,27 +50,62 @@ class TrainingOutcome:
         """Gradient of every weight per epoch."""
         return self.descent.gradients.tolist()
 
+    @property
+    def converged(self) -> bool:
+        """The run reached the tolerance (always true when no tolerance was asked for and it did not diverge)."""
+        if self.error is not None:
+            return False
+        return self.tolerance <= 0 or self.relative_gap <= self.tolerance
+
+    @property
+    def epochs_needed(self) -> float:
+        """Epochs this learning rate needs to reach the tolerance (worst case, from the curvature)."""
+        return self.curvature.epochs_needed(self.lr, self.tolerance) if self.tolerance > 0 else math.nan
+
+    def not_converged(self) -> NotConverged | None:
+        """For a run that ended above its tolerance: by how much, and what would fix it (None when converged)."""
+        if self.converged or self.error is not None:
+            return None
+        needed = self.epochs_needed
+        epochs = f"about {needed:.0f} epochs ({{epochs}} {needed:.0f})" if math.isfinite(needed) else "more epochs"
+        advice = f"this learning rate needs {epochs}"
+        if self.scaler.method != "whiten":
+            advice += ", or {normalization} whiten converges in 1"
+        return NotConverged(
+            f"not converged: optimality gap {self.optimality_gap:.3g} is {self.relative_gap:.3g} of the starting gap, "
+            f"above the tolerance {self.tolerance:g} after {self.descent.epochs_run - 1} epochs; {advice}",
+            settings=("epochs", "normalization"),
+        )
+
+
+def resolve_lr(lr: float | str, bend: Curvature) -> float:
+    """A number stays; ``auto`` is the best constant step ``2 / (lambda_max + lambda_min)`` of this Hessian."""
+    return bend.best_lr if lr == AUTO_LR else float(lr)
+
 
 def train_linear_model(
-    moments: Moments,
+    statistics: TableStatistics,
     feature_names: tuple[str, ...],
     target: str,
     normalization: str,
-    lr: float,
+    lr: float | str,
     epochs: int,
+    tolerance: float = 0.0,
 ) -> TrainingOutcome:
     """Fit the scaler, run exact full-batch GD and package the model with its diagnostics.
 
-    A diverged run is returned (with ``error`` set) rather than raised, so its curves can
-    still be recorded before the caller fails the run.
+    ``lr`` may be ``"auto"``. Training stops at the first epoch whose optimality gap is within
+    ``tolerance`` of the starting gap (0: run all ``epochs``). A diverged run is returned (with
+    ``error`` set) rather than raised, so its curves can still be recorded before the caller fails the run.
     """
-    scaler = fit_scaler(moments, feature_names, normalization)
-    problem = build_problem(moments, scaler)
-    descent = gradient_descent(problem, lr, epochs)
+    scaler = fit_scaler(statistics.moments, feature_names, normalization, statistics.triangular)
+    problem = build_problem(statistics, scaler)
     bend = curvature(problem)
+    rate = resolve_lr(lr, bend)
+    descent = gradient_descent(problem, rate, epochs, tolerance=tolerance)
     error = None
-    if not check_converging(descent, lr, bend):
-        error = divergence_error(problem, descent, lr, feature_names, normalization)
+    if not check_converging(descent, rate, bend):
+        error = divergence_error(problem, descent, rate, feature_names, normalization)
     weights, intercept = scaler.raw_coefficients(descent.weights, descent.bias)
     if error is None and not all(math.isfinite(v) for v in (*weights, intercept)):
         error = DataError(
@@ -80,6 +121,9 @@ def train_linear_model(
         scaler=scaler,
     )
     optimal = float(problem.loss_opt)
+    start_gap = float(descent.losses[0]) - optimal
+    gap = descent.final_loss - optimal
+    relative = gap / start_gap if start_gap > 0 else (0.0 if gap <= 0 else math.inf)
     return TrainingOutcome(
         scaler=scaler,
         descent=descent,
@@ -88,6 +132,10 @@ def train_linear_model(
         raw_weights=weights,
         intercept=intercept,
         optimal_loss=optimal,
-        optimality_gap=descent.final_loss - optimal,
+        optimality_gap=gap,
         error=error,
+        lr=rate,
+        optimum=problem.optimum,
+        tolerance=tolerance,
+        relative_gap=relative,
     )

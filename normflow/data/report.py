@@ -30,7 +30,7 @@ def check_report_dir(report_dir: Path) -> None:
 
 def curve_style(result: StudyResult, results: list[StudyResult]) -> tuple[str, str]:
     """Colour by normalization, line style by learning rate: the grid reads at a glance."""
-    lrs = sorted({r.lr for r in results})
+    lrs = sorted({r.lr for r in results}, key=lambda lr: (isinstance(lr, str), 0.0 if isinstance(lr, str) else lr))
     return NORMALIZATION_COLORS.get(result.normalization, "#7f7f7f"), LINESTYLES[lrs.index(result.lr) % len(LINESTYLES)]
 
 
@@ -46,7 +46,7 @@ def write_study_report(results: list[StudyResult], spec: TableSpec, tolerance: f
         best = best_per_normalization(results)
         plot_loss_curves(
             [
-                Curve(f"{name} (best lr {r.lr:g})", r.outcome.losses, r.diverged_epoch, curve_style(r, results)[0])
+                Curve(f"{name} (best lr {r.lr_text})", r.outcome.losses, r.diverged_epoch, curve_style(r, results)[0])
                 for name, r in best.items()
             ],
             staging / "best_lr_per_normalization.png",

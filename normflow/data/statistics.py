@@ -1,4 +1,4 @@
-"""The one streaming pass: CSV files in, mergeable moments out."""
+"""The one streaming pass: CSV files in, mergeable moments and triangular (QR) statistics out."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import torch
 from normflow.data.reader import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
 from normflow.core.errors import DataError
 from normflow.core.holdout import holdout_mask
-from normflow.core.moments import (
-    Moments,
-    empty_moments,
-    merge_moments,
-    moments_from_dict,
-    moments_of_columns,
-    moments_to_dict,
+from normflow.core.moments import Moments, empty_moments, merge_moments, moments_from_dict, moments_of_columns, moments_to_dict
+from normflow.core.table_stats import (
+    TableStatistics,
+    empty_table_statistics,
+    merge_table_statistics,
+    table_statistics_from_dict,
+    table_statistics_of_columns,
+    table_statistics_to_dict,
 )
 
 ProgressCallback = Callable[[Path, int], None]
@@ -26,23 +27,28 @@ ProgressCallback = Callable[[Path, int], None]
 
 @dataclass(frozen=True)
 class SourceStatistics:
-    """Moments of features + target over all files (training rows, and the holdout if any)."""
+    """Statistics of features + target over all files: training rows (moments and R), and the holdout's moments."""
 
-    moments: Moments  # training rows
+    training: TableStatistics
     rows_per_file: dict[str, int]  # every row read, training and holdout
     holdout: Moments | None = None
 
+    @property
+    def moments(self) -> Moments:
+        """The training rows' moments."""
+        return self.training.moments
 
-def file_moments(
+
+def file_statistics(
     path: Path | Partition,
     spec: TableSpec,
     device: torch.device,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
-) -> tuple[Moments, Moments]:
-    """Moments of one file's (or partition's) training and holdout rows, block by block (memory stays flat)."""
-    train = empty_moments(len(spec.selected), device)
+) -> tuple[TableStatistics, Moments]:
+    """Statistics of one file's (or partition's) training and holdout rows, block by block (memory stays flat)."""
+    train = empty_table_statistics(len(spec.selected), device)
     held = empty_moments(len(spec.selected), device)
     for block in iter_row_blocks(path, spec, block_bytes):
         columns = block.columns
@@ -52,7 +58,7 @@ def file_moments(
             held = merge_moments(held, moments_of_columns(held_columns.to(device), overwrite=True))
         if device.type == "cuda":
             columns = columns.pin_memory().to(device, non_blocking=True)
-        train = merge_moments(train, moments_of_columns(columns, overwrite=True))
+        train = merge_table_statistics(train, table_statistics_of_columns(columns, overwrite=True))
         if on_progress is not None:
             on_progress(block.path, train.count + held.count)
     return train, held
@@ -66,23 +72,23 @@ def source_statistics(
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
-    """Moments over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
+    """Statistics over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
     parts = (
-        (str(path), *file_moments(path, spec, device, block_bytes, on_progress, holdout_fraction)) for path in sources
+        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction)) for path in sources
     )
     return fold_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
 
 
 def fold_statistics(
-    parts: Iterable[tuple[str, Moments, Moments]], width: int, device: torch.device, holdout: bool
+    parts: Iterable[tuple[str, TableStatistics, Moments]], width: int, device: torch.device, holdout: bool
 ) -> SourceStatistics:
-    """The one fold: ``(path, training moments, holdout moments)`` parts merged exactly, in any order."""
-    total = empty_moments(width, device)
+    """The one fold: ``(path, training statistics, holdout moments)`` parts merged exactly, in any order."""
+    total = empty_table_statistics(width, device)
     held = empty_moments(width, device)
     rows: dict[str, int] = {}
     for path, train_part, held_part in parts:
         rows[path] = rows.get(path, 0) + train_part.count + held_part.count
-        total = merge_moments(total, train_part)
+        total = merge_table_statistics(total, train_part)
         held = merge_moments(held, held_part)
     return SourceStatistics(total, rows, held if holdout else None)
 
@@ -123,15 +129,15 @@ def partition_statistics(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     holdout_fraction: float = 0.0,
 ) -> dict:
-    """One partition's moments in plain form, to send back from a worker and merge exactly."""
-    train, held = file_moments(partition, spec, device, block_bytes, None, holdout_fraction)
-    return {"path": str(partition.path), "train": moments_to_dict(train), "holdout": moments_to_dict(held)}
+    """One partition's statistics in plain form, to send back from a worker and merge exactly."""
+    train, held = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction)
+    return {"path": str(partition.path), "train": table_statistics_to_dict(train), "holdout": moments_to_dict(held)}
 
 
 def merge_partition_statistics(parts: list[dict], width: int, device: torch.device, holdout: bool) -> SourceStatistics:
     """Merge partition results sent back by workers (any order gives the same moments, up to rounding)."""
     decoded = (
-        (part["path"], moments_from_dict(part["train"], device), moments_from_dict(part["holdout"], device))
+        (part["path"], table_statistics_from_dict(part["train"], device), moments_from_dict(part["holdout"], device))
         for part in parts
     )
     return fold_statistics(decoded, width, device, holdout)

@@ -6,6 +6,7 @@ comparison across runs rely on; every flow records through these functions.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from normflow.data.plots import plot_loss_curve
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import runs
 
+CONVERGED_TAG = "normflow.converged"
+"""``true`` when training reached its tolerance, ``false`` when it ended above it (the run still finishes)."""
 
 def dataset_name(sources: list[Path]) -> str:
     """How a run names its input data: the file, or ``folder (N files)``."""
@@ -61,7 +64,10 @@ def record_training_inputs(
             params[f"scaler.{stat}.{keys[name]}"] = repr(value)
     for name, shift, scale in zip(scaler.feature_names, scaler.shift, scaler.scale):
         params[f"scaler.shift.{keys[name]}"] = repr(shift)
-        params[f"scaler.scale.{keys[name]}"] = repr(scale)
+        if scaler.matrix is None:
+            params[f"scaler.scale.{keys[name]}"] = repr(scale)
+    if scaler.matrix is not None:
+        params["scaler.matrix"] = "whitening matrix in scaler.json"
     if statistics.holdout is not None:
         params["data.holdout_rows"] = statistics.holdout.count
     runs.log_params(uri, run_id, params)
@@ -76,18 +82,24 @@ def record_training_inputs(
 def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
     """Per-epoch loss and gradients (batched), final figures, scaler.json and the loss plot."""
     runs.log_metric_series(uri, run_id, runs.epoch_metrics(outcome.losses, outcome.gradients, outcome.scaler.feature_names))
+    optimum = outcome.optimum
     metrics = {
         "final_loss": outcome.descent.final_loss,
         "optimal_loss": outcome.optimal_loss,
         "optimality_gap": outcome.optimality_gap,
+        "relative_gap": outcome.relative_gap,
         "condition_number": outcome.curvature.condition_number,
         "max_stable_lr": outcome.curvature.max_stable_lr,
+        "lr_used": outcome.lr,
         "epochs_run": outcome.descent.epochs_run,
         "intercept": outcome.intercept,
+        "residual_std": optimum.residual_std,
+        "r_squared": optimum.r_squared,
     }
     keys = feature_keys(outcome.scaler.feature_names).values()
     metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
-    runs.log_metrics(uri, run_id, metrics)
+    runs.log_metrics(uri, run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+    runs.set_tags(uri, run_id, {CONVERGED_TAG: str(outcome.converged).lower()})
     with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:
         scaler_file = Path(tmp) / "scaler.json"
         scaler_file.write_text(scaler_to_json(outcome.scaler))

@@ -41,10 +41,11 @@ import resource, signal, sys, torch
 from pathlib import Path
 from normflow.core.errors import NormflowError
 from normflow.core.moments import moments_of
+from normflow.core.table_stats import table_statistics_of
 from normflow.data.scoring import score_sources, scoring_spec
 from normflow.core.training import train_linear_model
 rows = torch.tensor([[2,1000,19],[3,2000,31],[2,500,14],[1,800,15],[4,3000,43]], dtype=torch.float64)
-model = train_linear_model(moments_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
+model = train_linear_model(table_statistics_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 src, out = [Path({str(source)!r})], Path({str(output)!r})
@@ -187,7 +188,7 @@ def _seed_model():
     from normflow.core.training import train_linear_model
 
     rows = torch.tensor([[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000, 43]], dtype=torch.float64)
-    return train_linear_model(moments_of(rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    return train_linear_model(table_statistics_of(rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
 
 
 def _score(source, output, **options):

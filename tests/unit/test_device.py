@@ -52,7 +52,7 @@ def test_cuda_statistics_and_training_match_cpu(write_csv):
         device = torch.device(name)
         stats = source_statistics(sources, spec, device, block_bytes=4096)
         assert stats.moments.mean.device.type == name
-        outcome = train_linear_model(stats.moments, spec.features, "y", "standard", 0.1, 500)
+        outcome = train_linear_model(stats.training, spec.features, "y", "standard", 0.1, 500)
         results[name] = (stats.moments.to("cpu"), outcome)
     (m_cpu, o_cpu), (m_gpu, o_gpu) = results["cpu"], results["cuda"]
     torch.testing.assert_close(m_gpu.comoment, m_cpu.comoment, rtol=1e-12, atol=1e-6)
@@ -66,9 +66,11 @@ def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
     import pandas as pd
 
     from normflow.core.moments import moments_of
+
+    from normflow.core.table_stats import table_statistics_of
     from normflow.data.scoring import score_sources, scoring_spec
 
-    model = train_linear_model(moments_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    model = train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
     sources = resolve_sources(REPO / "data" / "new_houses.csv")
     outputs = {}
     for name in ("cpu", "cuda"):

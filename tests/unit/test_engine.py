@@ -16,6 +16,7 @@ from normflow.core.engine import (
     loss_at,
 )
 from normflow.core.moments import moments_of
+from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
 from normflow.core.training import train_linear_model
 
@@ -44,9 +45,9 @@ def per_row_loop(rows: torch.Tensor, scaler, lr: float, epochs: int):
 
 
 def engine(rows, method, lr, epochs, names=FEATURES):
-    m = moments_of(rows)
-    scaler = fit_scaler(m, names, method)
-    problem = build_problem(m, scaler)
+    stats = table_statistics_of(rows)
+    scaler = fit_scaler(stats.moments, names, method, stats.triangular)
+    problem = build_problem(stats, scaler)
     return scaler, problem, gradient_descent(problem, lr, epochs)
 
 
@@ -146,7 +147,7 @@ def test_least_squares_survives_extreme_feature_scales():
 def test_slow_divergence_above_the_stable_rate_is_caught(seed_rows):
     _, problem, _ = engine(seed_rows, "standard", 0.1, 1)
     lr = curvature(problem).max_stable_lr * 1.01
-    outcome = train_linear_model(moments_of(seed_rows), FEATURES, "price", "standard", lr, 50)
+    outcome = train_linear_model(table_statistics_of(seed_rows), FEATURES, "price", "standard", lr, 50)
     assert outcome.descent.diverged_at is None  # no blow-up yet in 50 epochs...
     assert outcome.error is not None  # ...but the rate is unstable, so it is refused
     assert "largest stable learning rate 0.654" in str(outcome.error)
@@ -196,18 +197,18 @@ def test_divergence_diagnosis_names_epoch_ratio_and_advice(seed_rows):
 
 def test_non_finite_loss_stops_training():
     rows = torch.tensor([[1e150, 1.0], [2e150, 2.0], [3e150, 3.0]], dtype=torch.float64)
-    m = moments_of(rows)
-    problem = build_problem(m, fit_scaler(m, ("x",), "none"))
+    stats = table_statistics_of(rows)
+    problem = build_problem(stats, fit_scaler(stats.moments, ("x",), "none"))
     result = gradient_descent(problem, 1.0, 50)
     assert result.diverged_at is not None
     assert not math.isfinite(float(result.losses[-1])) or float(result.losses[-1]) > 1e6 * float(result.losses[0])
 
 
 def test_training_outcome_reports_diagnostics(seed_rows):
-    outcome = train_linear_model(moments_of(seed_rows), FEATURES, "price", "standard", 0.1, 2000)
+    outcome = train_linear_model(table_statistics_of(seed_rows), FEATURES, "price", "standard", 0.1, 2000)
     assert outcome.error is None
     assert outcome.optimality_gap == pytest.approx(0.0, abs=1e-9)
     assert outcome.curvature.max_stable_lr == pytest.approx(0.6536, rel=1e-3)
     assert outcome.model.predict_tensor(torch.tensor([[3.0, 2500.0]], dtype=torch.float64)).item() == pytest.approx(36.0, abs=1e-3)
-    diverged = train_linear_model(moments_of(seed_rows), FEATURES, "price", "none", 0.001, 200)
+    diverged = train_linear_model(table_statistics_of(seed_rows), FEATURES, "price", "none", 0.001, 200)
     assert diverged.error is not None and diverged.error.epoch == 1

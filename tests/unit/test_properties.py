@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from normflow.core.engine import build_problem, gradient_descent
 from normflow.core.moments import empty_moments, merge_moments, moments_of
+from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -64,7 +65,7 @@ def test_engine_loss_and_gradients_equal_the_per_row_loop(table, lr, epochs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scaler = fit_scaler(moments_of(rows), names, "standard")
-    problem = build_problem(moments_of(rows), scaler)
+    problem = build_problem(table_statistics_of(rows), scaler)
     result = gradient_descent(problem, lr, epochs, divergence_factor=float("inf"))
     x, y = scaler.transform(rows[:, :d]), rows[:, d]
     w = torch.ones(d, dtype=torch.float64, requires_grad=True)

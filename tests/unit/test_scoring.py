@@ -18,6 +18,7 @@ import torch
 from normflow.data.reader import resolve_sources
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.moments import moments_of
+from normflow.core.table_stats import table_statistics_of
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.core.training import train_linear_model
 
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def model(seed_rows):
-    return train_linear_model(moments_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    return train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
 
 
 def score(path, model, output, **kwargs):
@@ -151,11 +152,11 @@ def test_sigkill_mid_write_leaves_nothing_at_the_output_path(tmp_path):
     code = f"""
 import time, torch
 from pathlib import Path
-from normflow.core.moments import moments_of
+from normflow.core.table_stats import table_statistics_of
 from normflow.data.scoring import score_sources, scoring_spec
 from normflow.core.training import train_linear_model
 rows = torch.tensor([[2,1000,19],[3,2000,31],[2,500,14],[1,800,15],[4,3000,43]], dtype=torch.float64)
-model = train_linear_model(moments_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
+model = train_linear_model(table_statistics_of(rows), ("lights","distance"), "price", "standard", 0.1, 100).model
 src = [Path({str(source)!r})]
 out = Path({str(output)!r})
 score_sources(src, scoring_spec(src, model, out), model, out, torch.device("cpu"), block_bytes=4096,

@@ -9,6 +9,8 @@ import re
 import pytest
 
 from normflow.core.moments import moments_of
+
+from normflow.core.table_stats import table_statistics_of
 from normflow.core.study import (
     best_per_normalization,
     child_metrics,
@@ -31,7 +33,7 @@ def grid():
 
     import torch
 
-    return run_grid(moments_of(torch.tensor(SEED_ROWS, dtype=torch.float64)), FEATURES, "price", NORMS, LRS, 2000)
+    return run_grid(table_statistics_of(torch.tensor(SEED_ROWS, dtype=torch.float64)), FEATURES, "price", NORMS, LRS, 2000)
 
 
 def find(grid, normalization, lr):

@@ -1,0 +1,57 @@
+"""How a training went against the exact optimum, in the words of the train command (standard library only)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flows.cli import AUTO_LR, flag_name
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How training went against the exact optimum: learning rate, epochs, convergence and fit quality."""
+
+    lr: float
+    lr_requested: float | str
+    contraction: float  # worst-case shrink of the distance to the optimum per epoch
+    epochs_run: int  # updates applied
+    converged: bool
+    advice: str  # for a run that ended above its tolerance: by how much and what fixes it
+    residual_std: float
+    r_squared: float
+    collinear: tuple[str, ...] = ()
+
+
+def fit_report(outcome, lr_requested: float | str) -> FitReport:
+    """The fit facts of a training outcome (``normflow.core.training.TrainingOutcome``), advice in flag words."""
+    advice = outcome.not_converged()
+    return FitReport(
+        lr=outcome.lr,
+        lr_requested=lr_requested,
+        contraction=outcome.curvature.contraction(outcome.lr),
+        epochs_run=outcome.descent.epochs_run - 1,
+        converged=outcome.converged,
+        advice=advice.render(flag_name) if advice is not None else "",
+        residual_std=outcome.optimum.residual_std,
+        r_squared=outcome.optimum.r_squared,
+        collinear=tuple(c.describe() for c in outcome.optimum.collinear if c.combination),
+    )
+
+
+def fit_lines(fit: FitReport | None) -> list[str]:
+    """Learning rate and convergence, then the fit's quality, for the training summary."""
+    if fit is None:
+        return []
+    chosen = " (auto: best constant step)" if fit.lr_requested == AUTO_LR else ""
+    status = "converged" if fit.converged else "NOT converged"
+    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {fit.epochs_run} epoch(s)"
+             f" (distance to the optimum x{fit.contraction:.3g} per epoch)"]
+    if fit.advice:
+        lines.append(f"  warning:       {fit.advice}")
+    quality = f"R^2 {fit.r_squared:.6g}" if math.isfinite(fit.r_squared) else "R^2 undefined (constant target)"
+    if math.isfinite(fit.residual_std):
+        quality += f", residual std {fit.residual_std:.4g}"
+    lines.append(f"  fit:           {quality}")
+    lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
+    return lines
