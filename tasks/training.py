@@ -34,7 +34,7 @@ def train(
         " (auto)" if lr == "auto" else "",
         outcome.curvature.condition_number,
         f"contraction {outcome.curvature.contraction(outcome.lr):.4g}",
-        outcome.descent.epochs_run - 1,
+        outcome.descent.updates,
     )
     return outcome
 

@@ -30,7 +30,7 @@ def fit_report(outcome, lr_requested: float | str) -> FitReport:
         lr=outcome.lr,
         lr_requested=lr_requested,
         contraction=outcome.curvature.contraction(outcome.lr),
-        epochs_run=outcome.descent.epochs_run - 1,
+        epochs_run=outcome.descent.updates,
         converged=outcome.converged,
         advice=advice.render(flag_name) if advice is not None else "",
         residual_std=outcome.optimum.residual_std,

@@ -63,16 +63,19 @@ class Curvature:
 
     condition_number: float  # lambda_max / lambda_min of the Hessian (inf when singular)
     max_stable_lr: float  # 2 / lambda_max: any larger learning rate diverges
-    smallest_eigenvalue: float = 0.0  # lambda_min of the Hessian
+    smallest_eigenvalue: float = 0.0  # smallest non-zero eigenvalue of the Hessian (directions that move the loss)
     largest_eigenvalue: float = math.inf  # lambda_max of the Hessian
 
     @property
     def best_lr(self) -> float:
-        """The best constant learning rate, ``2 / (lambda_max + lambda_min)``."""
+        """The best constant learning rate, ``2 / (lambda_max + lambda_min)`` (lambda_min: smallest non-zero)."""
         return 2.0 / (self.largest_eigenvalue + self.smallest_eigenvalue)
 
     def contraction(self, lr: float) -> float:
-        """Worst-case factor by which the distance to the optimum shrinks per epoch at ``lr``."""
+        """Worst-case factor by which the distance to the optimum shrinks per epoch at ``lr``.
+
+        Directions of zero curvature (exactly collinear features) do not change the loss and are left out.
+        """
         return max(abs(1.0 - lr * self.smallest_eigenvalue), abs(1.0 - lr * self.largest_eigenvalue))
 
     def epochs_needed(self, lr: float, tolerance: float) -> float:
@@ -101,6 +104,12 @@ class DescentResult:
     def epochs_run(self) -> int:
         """Epochs whose loss and gradients were computed."""
         return int(self.losses.shape[0])
+
+    @property
+    def updates(self) -> int:
+        """Gradient steps behind the returned parameters (a run stopped at epoch k took k steps)."""
+        stopped = self.converged_at if self.converged_at is not None else self.diverged_at
+        return self.epochs_run if stopped is None else stopped
 
 
 def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProblem:
@@ -139,10 +148,31 @@ def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProbl
     else:
         w_opt = optimum.weights * scaler.scale_tensor(device)
     b_opt = my - mz @ w_opt
-    rz = _normalized_factor(triangular, d, shift, matrix)
+    if scaler.matrix is None:
+        rz = _normalized_factor(triangular, d, shift, matrix)
+    else:
+        rz = _whitened_factor(triangular, d, mz, n)
     return QuadraticProblem(
         szz, szy, syy, mz, my, w_opt, b_opt, szz.new_tensor(optimum.loss), rz, triangular.shift[d], n, optimum
     )
+
+
+def _whitened_factor(triangular: Triangular, d: int, mz: torch.Tensor, n: int) -> torch.Tensor:
+    """R of ``[1, z, y - s_y]`` for whitened z, by construction (``z'z / n = I``, ``z'(y - my) = sqrt(n) rxy``).
+
+    Written from its definition rather than multiplied out, so the z-space quadratic GD works on
+    is exactly the one whose optimum is ``rxy / sqrt(n)``: the loss after one epoch at lr 0.5 is L*.
+    """
+    root = math.sqrt(n)
+    _, rxy, ryy = feature_blocks(triangular, d)
+    rz = torch.zeros(d + 2, d + 2, dtype=DTYPE, device=rxy.device)
+    rz[0, 0] = root
+    rz[0, 1 : d + 1] = root * mz
+    rz[0, d + 1] = triangular.r[0, d + 1]
+    rz[1 : d + 1, 1 : d + 1] = root * torch.eye(d, dtype=DTYPE, device=rxy.device)
+    rz[1 : d + 1, d + 1] = rxy
+    rz[d + 1, d + 1] = ryy
+    return rz
 
 
 def _normalized_factor(triangular: Triangular, d: int, shift: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -201,15 +231,16 @@ def curvature(problem: QuadraticProblem) -> Curvature:
     Hessian itself lose everything past ~1e16).
     """
     d = problem.dim
-    sigma = torch.linalg.svdvals(problem.rz[: d + 1, : d + 1])
-    largest = 2.0 * float(sigma[0]) ** 2 / problem.count
-    smallest = 2.0 * float(sigma[-1]) ** 2 / problem.count
-    resolved = float(sigma[-1]) > float(sigma[0]) * (d + 1) * torch.finfo(DTYPE).eps
-    condition = largest / smallest if resolved else math.inf
+    sigma = torch.linalg.svdvals(problem.rz[: d + 1, : d + 1]).tolist()
+    floor = sigma[0] * (d + 1) * torch.finfo(DTYPE).eps
+    nonzero = [value for value in sigma if value > floor] or sigma[:1]
+    largest = 2.0 * sigma[0] ** 2 / problem.count
+    smallest = 2.0 * nonzero[-1] ** 2 / problem.count
+    condition = largest / smallest if len(nonzero) == len(sigma) else math.inf
     return Curvature(
         condition_number=condition,
         max_stable_lr=2.0 / largest,
-        smallest_eigenvalue=smallest if resolved else 0.0,
+        smallest_eigenvalue=smallest,
         largest_eigenvalue=largest,
     )
 

@@ -73,7 +73,7 @@ class TrainingOutcome:
             advice += ", or {normalization} whiten converges in 1"
         return NotConverged(
             f"not converged: optimality gap {self.optimality_gap:.3g} is {self.relative_gap:.3g} of the starting gap, "
-            f"above the tolerance {self.tolerance:g} after {self.descent.epochs_run - 1} epochs; {advice}",
+            f"above the tolerance {self.tolerance:g} after {self.descent.updates} epochs; {advice}",
             settings=("epochs", "normalization"),
         )
 

@@ -52,12 +52,17 @@ def test_cuda_statistics_and_training_match_cpu(write_csv):
         device = torch.device(name)
         stats = source_statistics(sources, spec, device, block_bytes=4096)
         assert stats.moments.mean.device.type == name
+        assert stats.training.triangular.r.device.type == name
         outcome = train_linear_model(stats.training, spec.features, "y", "standard", 0.1, 500)
-        results[name] = (stats.moments.to("cpu"), outcome)
-    (m_cpu, o_cpu), (m_gpu, o_gpu) = results["cpu"], results["cuda"]
+        whitened = train_linear_model(stats.training, spec.features, "y", "whiten", "auto", 100, 1e-12)
+        results[name] = (stats.moments.to("cpu"), outcome, whitened)
+    (m_cpu, o_cpu, w_cpu), (m_gpu, o_gpu, w_gpu) = results["cpu"], results["cuda"]
     torch.testing.assert_close(m_gpu.comoment, m_cpu.comoment, rtol=1e-12, atol=1e-6)
     torch.testing.assert_close(o_gpu.descent.losses.cpu(), o_cpu.descent.losses, rtol=1e-9, atol=1e-12)
     assert o_gpu.raw_weights == pytest.approx(o_cpu.raw_weights, rel=1e-9)
+    assert w_gpu.converged and w_gpu.descent.updates == 1
+    assert w_gpu.raw_weights == pytest.approx([3.0, 0.2, 1e-5], rel=1e-9)
+    assert w_gpu.raw_weights == pytest.approx(w_cpu.raw_weights, rel=1e-10)
 
 
 @needs_cuda
