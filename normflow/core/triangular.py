@@ -100,7 +100,7 @@ def merge_triangular(a: Triangular, b: Triangular) -> Triangular:
     if b.count == 0:
         return a
     if a.count == 0:
-        return b.to(a.r.device)
+        return b
     b = reshift(b.to(a.r.device), a.shift)
     return Triangular(a.count + b.count, a.shift, _r_factor(torch.cat([a.r, b.r])))
 
