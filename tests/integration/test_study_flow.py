@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 import urllib.request
@@ -42,11 +43,11 @@ def test_parent_and_children_are_logged_with_the_same_names(study):
     client = MlflowClient(uri)
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["combinations"] == 16 and parent.data.metrics["converged_runs"] >= 2
+    assert parent.data.metrics["combinations"] == 25 and parent.data.metrics["converged_runs"] >= 2
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{summary.parent_run_id}'"
     )
-    assert len(children) == 16
+    assert len(children) == 25  # 5 normalizations (whiten included) x 5 learning rates (auto included)
     for child in children:
         assert set(child.data.params) >= {"normalization", "lr", "epochs", "data", "target"}
         assert set(COMPARED) <= set(child.data.metrics)
@@ -58,6 +59,20 @@ def test_parent_and_children_are_logged_with_the_same_names(study):
     assert {"report/loss_curves.png", "report/summary.md", "report/grid.csv", "report/grid.md"} <= report
 
 
+def test_report_shows_the_condition_number_falling_to_one_with_epochs_to_tolerance(study):
+    summary, _ = study
+    text = summary.summary
+    conditions = {
+        name: float(re.search(rf"\*\*{name}\*\*: .*?condition number ([0-9.e+]+)", text).group(1))
+        for name in ("none", "maxabs", "standard", "whiten")
+    }
+    assert conditions["none"] == pytest.approx(3.734e7, rel=1e-3) and conditions["maxabs"] == pytest.approx(252.3, rel=1e-3)
+    assert conditions["standard"] == pytest.approx(21.82, rel=1e-3) and conditions["whiten"] == pytest.approx(1.0)
+    assert re.search(r"\*\*whiten\*\*: .*lr auto \(0\.5\) converged in 1 epochs", text)
+    standard = int(re.search(r"\*\*standard\*\*: .*lr auto \(0\.625\) converged in (\d+) epochs", text).group(1))
+    assert 1 < standard < 2000
+
+
 def test_report_files_are_readable(study):
     summary, _ = study
     for name in ("loss_curves.png", "best_lr_per_normalization.png"):
@@ -65,7 +80,7 @@ def test_report_files_are_readable(study):
         assert path.stat().st_size > 20_000
         width, height = png_size(path)
         assert width >= 800 and height >= 500
-    assert (summary.report_dir / "grid.csv").read_text().count("\n") == 17
+    assert (summary.report_dir / "grid.csv").read_text().count("\n") == 26
     assert (summary.report_dir / "summary.md").read_text() == summary.summary
 
 
@@ -105,7 +120,7 @@ def test_mlflow_server_serves_the_study_over_rest(study):
         request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as r:
             runs = json.load(r)["runs"]
-        assert len(runs) == 16
+        assert len(runs) == 25
         for run in runs:
             keys = {m["key"] for m in run["data"]["metrics"]}
             assert set(COMPARED) <= keys

@@ -45,16 +45,22 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     run = client.get_run(summary.run_id)
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert params["normalization"] == "standard" and params["lr"] == "0.1" and params["epochs"] == "2000"
+    assert params["normalization"] == "standard" and params["lr"] == "auto" and params["epochs"] == "2000"
+    assert params["tolerance"] == "1e-12"
     assert params["data.rows"] == "5" and params["features"] == "lights,distance" and params["target"] == "price"
     assert float(params["scaler.std.distance"]) == pytest.approx(1028.5913, rel=1e-7)
     assert float(params["scaler.mean.lights"]) == pytest.approx(2.4)
     assert "torch_version" in params and params["device"] == "cpu"
 
+    # lr auto = 2 / (lambda_max + lambda_min); training stops at the first epoch within the tolerance
+    epochs_run = int(run.data.metrics["epochs_run"])
+    assert 1 < epochs_run < 2000 and run.data.tags["normflow.converged"] == "true"
+    assert run.data.metrics["lr_used"] == pytest.approx(2 / (run.data.metrics["max_stable_lr"] ** -1 * 2 * (1 + 1 / run.data.metrics["condition_number"])))
+    assert run.data.metrics["relative_gap"] <= 1e-12 and run.data.metrics["r_squared"] == pytest.approx(1.0)
     losses = client.get_metric_history(summary.run_id, "loss")
-    assert len(losses) == 2000
+    assert len(losses) == epochs_run
     assert sorted(losses, key=lambda m: m.step)[0].value == pytest.approx(635.2097, rel=1e-6)
-    assert len(client.get_metric_history(summary.run_id, "grad.distance")) == 2000
+    assert len(client.get_metric_history(summary.run_id, "grad.distance")) == epochs_run
     for key in ("final_loss", "optimality_gap", "condition_number", "max_stable_lr", "coef.distance", "intercept"):
         assert key in run.data.metrics
     assert run.data.metrics["coef.lights"] == pytest.approx(2.0, abs=1e-4)
@@ -145,7 +151,7 @@ def test_cli_divergence_is_one_line_with_non_zero_exit(prefect_server, tracking_
 
 def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
     result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--data", HOUSES, "--epochs", "1000", "--lr", "0.5"],
+        [sys.executable, "flows/train_flow.py", "--data", HOUSES, "--normalization", "whiten"],
         cwd=REPO,
         env=subprocess_env(tracking_store, prefect_server),
         capture_output=True,
@@ -154,7 +160,8 @@ def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "normflow-linear version 1 (alias champion)" in result.stdout
-    assert "price = 2 * lights + 0.01 * distance + 5" in result.stdout
+    assert "price = 2 * lights + 0.01 * distance + 5\n" in result.stdout  # exact, after one epoch
+    assert "lr 0.5 (auto: best constant step), converged after 1 epoch(s)" in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     helped = subprocess.run(
         [sys.executable, "flows/train_flow.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120

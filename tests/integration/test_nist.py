@@ -1,0 +1,47 @@
+"""NIST StRD certified values through the real train flow (Prefect + MLflow): whiten + lr auto, LRE >= 7."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from flows.train_flow import train_flow
+from strd_data import DATASETS, STRD, certified, min_lre
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_flow_reaches_nist_certified_values_to_seven_digits(prefect_server, tracking_store, name):
+    summary = train_flow(
+        data=str(STRD / f"{name}.csv"), target="y", normalization="whiten", lr="auto",
+        experiment="nist", model_name=f"nist-{name}",
+    )
+    digits = min_lre(summary.intercept, summary.raw_weights, name)
+    assert digits >= 7.0, f"{name}: {digits:.2f} correct digits"
+    assert summary.fit.converged and summary.fit.epochs_run == 1 and summary.fit.lr == pytest.approx(0.5)
+    run = MlflowClient(tracking_store).get_run(summary.run_id)
+    assert run.data.tags["normflow.converged"] == "true"
+    assert run.data.params["normalization"] == "whiten" and run.data.params["lr"] == "auto"
+    # the registered model carries the whitening and predicts from raw columns: at the data's first row
+    import mlflow
+    import pandas as pd
+
+    intercept, coefficients = certified(name)
+    frame = pd.read_csv(STRD / f"{name}.csv")
+    model = mlflow.pyfunc.load_model(f"models:/nist-{name}@champion")
+    expected = intercept + sum(frame[k] * v for k, v in coefficients.items())
+    predicted = model.predict(frame.drop(columns="y"))
+    assert list(predicted) == pytest.approx(list(expected), rel=1e-7, abs=1e-7 * float(expected.abs().max()))
+
+
+def test_a_run_above_its_tolerance_finishes_tagged_not_converged_and_says_what_fixes_it(
+    prefect_server, tracking_store
+):
+    summary = train_flow(data=str(STRD / "longley.csv"), target="y", normalization="standard", epochs=50,
+                         experiment="nist", register_model=False)
+    run = MlflowClient(tracking_store).get_run(summary.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["normflow.converged"] == "false"
+    assert not summary.fit.converged
+    assert "above the tolerance 1e-12 after 50 epochs" in summary.fit.advice
+    assert "--epochs" in summary.fit.advice and "--normalization whiten converges in 1" in summary.fit.advice
