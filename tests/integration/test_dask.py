@@ -80,7 +80,7 @@ def test_partition_row_numbers_skip_blank_lines_like_pyarrow(tmp_path):
         partition_statistics(partitions[-1], spec, CPU)
     assert "row 3001 " in str(single.value) and str(partitioned.value) == str(single.value)
     counted = [partition_statistics(p, spec, CPU) for p in partitions[:-1]]
-    assert sum(c["train"]["count"] for c in counted) == partitions[-1].first_row - 1
+    assert sum(c["train"]["moments"]["count"] for c in counted) == partitions[-1].first_row - 1
 
 
 def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
