@@ -4,8 +4,9 @@ at prediction. The library under the Prefect flows; it imports no Prefect.
 The small public API (imported on first use, so ``import normflow`` stays instant):
 
 - :class:`TrainSettings`, :class:`PredictSettings`, :class:`StudySettings` — what a run does, ``.validate()``
-- :func:`train_linear_model` — scaler + exact gradient descent from moments -> :class:`TrainingOutcome`
-- :func:`source_statistics` — the one streaming pass over CSV files -> moments
+- :func:`train_linear_model` — scaler + exact gradient descent from one pass's statistics (moments and R),
+  the optimum from R, ``lr`` ``auto``, stop at a tolerance -> :class:`TrainingOutcome`
+- :func:`source_statistics` — the one streaming pass over CSV files -> moments and triangular (QR) statistics
 - :class:`LinearModel` — the trained model and its scaler; :func:`load_model` reads a registered one
 - :class:`NormflowError` and its kinds: :class:`DataError`, :class:`ConfigError`, :class:`DivergenceError`
 """

@@ -211,7 +211,7 @@ def _explain(
 ) -> Collinearity:
     """Column ``j`` as a combination of the earlier independent columns (least squares on R)."""
     earlier = torch.nonzero(keep[:j]).flatten()
-    mean = stats.shift + stats.r[0, 1:] / stats.r[0, 0]
+    mean = mean_of(stats)
     if earlier.numel() == 0:
         return Collinearity(names[j], (), float(mean[j]))
     sub = rxx[: j + 1, earlier]
@@ -236,17 +236,3 @@ def whitening_matrix(stats: Triangular, d: int) -> torch.Tensor:
 def mean_of(stats: Triangular) -> torch.Tensor:
     """Column means, read off row 0 of R."""
     return stats.shift + stats.r[0, 1:] / stats.r[0, 0]
-
-
-def design_factor(stats: Triangular, d: int, shift: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """R factor of the normalized design ``[1, z]`` with ``z = (x - shift) matrix``: ``R11 T``.
-
-    ``[1, z] = [1, x - s] T`` with ``T = [[1, (s - shift) matrix], [0, matrix]]``; the Hessian of
-    the mean squared error in ``(b, w)`` is ``2 (R11 T)'(R11 T) / n``.
-    """
-    r11 = stats.r[: d + 1, : d + 1]
-    t = torch.zeros(d + 1, d + 1, dtype=DTYPE, device=r11.device)
-    t[0, 0] = 1.0
-    t[0, 1:] = (stats.shift[:d] - shift) @ matrix
-    t[1:, 1:] = matrix
-    return r11 @ t
