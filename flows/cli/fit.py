@@ -39,6 +39,11 @@ def fit_report(outcome, lr_requested: float | str) -> FitReport:
     )
 
 
+def shrink(rate: float) -> str:
+    """A contraction factor that stays readable next to 1 (``1 - 5e-08``, not ``1``)."""
+    return f"1 - {1 - rate:.2g}" if 0.999 < rate < 1 else f"{rate:.3g}"
+
+
 def fit_lines(fit: FitReport | None) -> list[str]:
     """Learning rate and convergence, then the fit's quality, for the training summary."""
     if fit is None:
@@ -46,7 +51,7 @@ def fit_lines(fit: FitReport | None) -> list[str]:
     chosen = " (auto: best constant step)" if fit.lr_requested == AUTO_LR else ""
     status = "converged" if fit.converged else "NOT converged"
     lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {fit.epochs_run} epoch(s)"
-             f" (distance to the optimum x{fit.contraction:.3g} per epoch)"]
+             f" (distance to the optimum x{shrink(fit.contraction)} per epoch)"]
     if fit.advice:
         lines.append(f"  warning:       {fit.advice}")
     quality = f"R^2 {fit.r_squared:.6g}" if math.isfinite(fit.r_squared) else "R^2 undefined (constant target)"

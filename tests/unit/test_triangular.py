@@ -255,3 +255,23 @@ def test_cuda_merges_match_cpu(offset_rows):
     on_gpu = split_statistics(offset_rows.cuda(), bounds, [2, 0, 3, 1])
     assert on_gpu.triangular.r.device.type == "cuda"
     assert solution(on_gpu) == pytest.approx(solution(table_statistics_of(offset_rows)), rel=1e-9)
+
+
+def test_byte_range_partitions_of_a_file_merge_to_the_single_pass_solution(offset_rows, tmp_path):
+    from normflow.data.reader import plan_partitions, resolve_sources, table_spec
+    from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
+
+    path = tmp_path / "offsets.csv"
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in offset_rows.tolist())
+    path.write_text("year,money,small,y\n" + body + "\n")
+    sources = resolve_sources(path)
+    spec = table_spec(sources, "y", None)
+    single = source_statistics(sources, spec, torch.device("cpu"), block_bytes=1024)
+    partitions = plan_partitions(sources, 1500)
+    assert len(partitions) >= 4
+    parts = [partition_statistics(p, spec, torch.device("cpu"), block_bytes=1024) for p in partitions]
+    random.Random(5).shuffle(parts)
+    merged = merge_partition_statistics(parts, 4, torch.device("cpu"), False)
+    assert merged.training.count == single.training.count == 97
+    assert solution(merged.training) == pytest.approx(solution(single.training), rel=1e-9)
+    assert solution(single.training) == pytest.approx(solution(table_statistics_of(offset_rows)), rel=1e-9)
