@@ -11,7 +11,6 @@ from normflow.tracking import registry
 from normflow.tracking import runs as tracking
 from normflow.tracking import store
 from normflow.core.errors import ConfigError
-from normflow.core.moments import moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.tracking.registry import AliasState
 from normflow.core.training import train_linear_model

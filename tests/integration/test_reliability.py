@@ -40,7 +40,6 @@ def test_full_disk_while_writing_predictions_leaves_nothing(tmp_path):
 import resource, signal, sys, torch
 from pathlib import Path
 from normflow.core.errors import NormflowError
-from normflow.core.moments import moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.data.scoring import score_sources, scoring_spec
 from normflow.core.training import train_linear_model
@@ -184,7 +183,7 @@ SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3
 def _seed_model():
     import torch
 
-    from normflow.core.moments import moments_of
+    from normflow.core.table_stats import table_statistics_of
     from normflow.core.training import train_linear_model
 
     rows = torch.tensor([[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000, 43]], dtype=torch.float64)

@@ -70,8 +70,6 @@ def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
     import numpy as np
     import pandas as pd
 
-    from normflow.core.moments import moments_of
-
     from normflow.core.table_stats import table_statistics_of
     from normflow.data.scoring import score_sources, scoring_spec
 

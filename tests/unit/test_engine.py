@@ -15,7 +15,6 @@ from normflow.core.engine import (
     hessian,
     loss_at,
 )
-from normflow.core.moments import moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
 from normflow.core.training import train_linear_model

@@ -11,7 +11,6 @@ import pytest
 from normflow.core.errors import DataError, ModelFormatError
 from normflow.core.model import model_from_dict, model_to_dict
 from normflow.tracking.pyfunc import load_model_json, save_model_json
-from normflow.core.moments import moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
 

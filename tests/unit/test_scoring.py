@@ -17,7 +17,6 @@ import torch
 
 from normflow.data.reader import resolve_sources
 from normflow.core.errors import ConfigError, DataError
-from normflow.core.moments import moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.core.training import train_linear_model

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from normflow.core.moments import moments_of
 
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.study import (
