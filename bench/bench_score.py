@@ -30,7 +30,7 @@ def prepare_model(path: Path, folder: Path) -> Path:
     import torch
 
     from normflow.data.reader import resolve_sources, table_spec
-    from normflow.tracking.registry import MODEL_ARTIFACT_PATH, save_pyfunc
+    from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
     from normflow.data.statistics import source_statistics
     from normflow.core.training import train_linear_model
 

@@ -41,8 +41,8 @@ def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> 
 @task(name="register-model", **COMPUTE)
 def register_trained_model(uri: str, run_id: str, outcome: TrainingOutcome, model_name: str) -> str:
     """Log the pyfunc (JSON parameters, no pickle) and register it as a new version."""
-    source = registry.log_model(uri, run_id, outcome.model)
-    return registry.register_model(uri, run_id, source, model_name)
+    logged = registry.log_model(uri, run_id, outcome.model)
+    return registry.register_model(uri, run_id, logged, model_name, records.version_description(outcome))
 
 
 @task(name="promotion-gate", **COMPUTE)

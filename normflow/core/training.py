@@ -39,6 +39,7 @@ class TrainingOutcome:
     optimum: LeastSquares | None = None  # the exact least-squares fit from R
     tolerance: float = 0.0  # relative optimality gap asked for (0: run every epoch)
     relative_gap: float = math.nan  # final gap over the starting gap
+    rows: int = 0  # training rows behind the statistics
 
     @property
     def losses(self) -> list[float]:
@@ -138,4 +139,5 @@ def train_linear_model(
         optimum=problem.optimum,
         tolerance=tolerance,
         relative_gap=relative,
+        rows=statistics.count,
     )

@@ -1,9 +1,12 @@
-"""The registered model as an MLflow pyfunc: its folder, signature, and the loader MLflow calls.
+"""The registered model as an MLflow pyfunc: its folder, signature, requirements and loader.
 
-MLflow loads the model by calling :func:`_load_pyfunc` of the module named in ``MLmodel``
-(``loader_module``); it reads a JSON document, so loading never unpickles or executes anything
-stored with the model. Models registered before the package had layers name
-``tasks.linear_model``, which stays importable and loads them the same way.
+MLflow loads the model by calling ``_load_pyfunc`` of the module named in ``MLmodel``
+(``loader_module``). That module, :mod:`normflow.portable.normflow_linear_model`, travels in the
+model folder (``code_paths``) and needs numpy and pandas only, so the model loads and serves
+where normflow is not installed; it reads a JSON document, so loading never unpickles anything.
+Within normflow's own flows the JSON is parsed by :mod:`normflow.core.model` and no stored code
+runs at all. Models registered earlier name ``normflow.tracking.pyfunc`` or ``tasks.linear_model``,
+which stay importable and load them the same way.
 """
 
 from __future__ import annotations
@@ -11,21 +14,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from normflow.core.errors import ModelFormatError
 from normflow.core.model import LinearModel, model_from_json, model_to_json
+from normflow.portable import normflow_linear_model as portable
 
-LOADER_MODULE = "normflow.tracking.pyfunc"
-LEGACY_LOADER_MODULES = ("tasks.linear_model",)
-MODEL_FILE = "normflow_model.json"
+LOADER_MODULE = "normflow_linear_model"
+"""The top-level module name the model's own copy of the loader has inside its folder (``code/``)."""
+LEGACY_LOADER_MODULES = ("normflow.tracking.pyfunc", "tasks.linear_model")
+LOADER_FILE = Path(portable.__file__)
+MODEL_FILE = portable.MODEL_FILE
 MODEL_ARTIFACT_PATH = "model"
-# Written out so log_model does not spend seconds inferring them. The loader module comes from an
-# installed normflow checkout, not from PyPI (an unrelated "normflow" lives there): nothing
-# executable is stored with the model.
-PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", "torch", "pandas", "numpy"]
+
+
+def pip_requirements() -> list[str]:
+    """What the model needs to load, pinned to the versions it was trained with (no torch: numpy does the math)."""
+    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
 
 
 def model_signature(model: LinearModel) -> ModelSignature:
@@ -51,19 +59,34 @@ def load_model_json(path: str | Path) -> LinearModel:
     return model_from_json(Path(path).read_text(), f"{path}: model document")
 
 
-def save_pyfunc(model: LinearModel, directory: Path) -> Path:
-    """Write the model as an MLflow pyfunc folder under ``directory`` and return its path."""
+def pyfunc_arguments(model: LinearModel, directory: Path) -> dict:
+    """What MLflow's pyfunc flavor needs to save this model: the JSON, the loader that travels with it, pins."""
     document = save_model_json(model, directory / MODEL_FILE)
+    return {
+        "loader_module": LOADER_MODULE,
+        "data_path": str(document),
+        "code_paths": [str(LOADER_FILE)],
+        "signature": model_signature(model),
+        "input_example": input_example(model),
+        "pip_requirements": pip_requirements(),
+    }
+
+
+def save_pyfunc(model: LinearModel, directory: Path) -> Path:
+    """Write the model as an MLflow pyfunc folder under ``directory`` and return its path (no run, no store)."""
     target = directory / MODEL_ARTIFACT_PATH
-    mlflow.pyfunc.save_model(
-        path=str(target),
-        loader_module=LOADER_MODULE,
-        data_path=str(document),
-        signature=model_signature(model),
-        input_example=input_example(model),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+    mlflow.pyfunc.save_model(path=str(target), **pyfunc_arguments(model, directory))
     return target
+
+
+def log_pyfunc(uri: str, run_id: str, model: LinearModel, tmp: Path):
+    """Log the model through MLflow's model API as an output of ``run_id`` (run, logged model and
+    version stay linked); returns MLflow's ``ModelInfo``."""
+    mlflow.set_tracking_uri(uri)
+    return Model.log(
+        artifact_path=None, name=MODEL_ARTIFACT_PATH, flavor=mlflow.pyfunc, run_id=run_id,
+        **pyfunc_arguments(model, tmp),
+    )
 
 
 def load_local_model(folder: Path) -> LinearModel:
@@ -73,7 +96,7 @@ def load_local_model(folder: Path) -> LinearModel:
         raise ModelFormatError(f"{folder}: no MLmodel file; not an MLflow model folder")
     flavor = Model.load(str(mlmodel)).flavors.get("python_function", {})
     loader = flavor.get("loader_module")
-    if loader not in (LOADER_MODULE, *LEGACY_LOADER_MODULES) or flavor.get("code"):
+    if loader not in (LOADER_MODULE, *LEGACY_LOADER_MODULES) or (flavor.get("code") and loader != LOADER_MODULE):
         raise ModelFormatError(f"{folder}: not a normflow linear model (loader {loader!r}); refusing to load it")
     data = flavor.get("data")
     if not isinstance(data, str) or Path(data).is_absolute() or ".." in Path(data).parts:

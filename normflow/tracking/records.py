@@ -107,6 +107,16 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
         runs.log_artifact(uri, run_id, plot_loss_curve(outcome.losses, Path(tmp) / "loss_curve.png", title))
 
 
+def version_description(outcome: TrainingOutcome) -> str:
+    """What a registered version is, in a sentence the registry page shows."""
+    converged = "converged" if outcome.converged else "NOT converged"
+    return (
+        f"{outcome.scaler.method} normalization, lr {outcome.lr:.4g}, {outcome.descent.updates} epochs ({converged}); "
+        f"{outcome.rows:,} training rows; loss {outcome.descent.final_loss:.6g}, "
+        f"optimality gap {outcome.optimality_gap:.3g}, R^2 {outcome.optimum.r_squared:.6g}"
+    )
+
+
 def record_scoring(uri: str, run_id: str, sources: list[Path], metrics: dict[str, float]) -> None:
     """A scoring job's input files as a dataset, its counts and throughput as metrics."""
     record_dataset(uri, run_id, sources, "scoring")

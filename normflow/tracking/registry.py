@@ -15,31 +15,41 @@ from mlflow.exceptions import MlflowException
 from normflow.core.errors import ConfigError
 from normflow.core.model import LinearModel
 from normflow.tracking.models import is_missing
-from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
-from normflow.tracking.runs import fail_abandoned_runs, log_artifact_dir
+from normflow.tracking.pyfunc import log_pyfunc
+from normflow.tracking.runs import fail_abandoned_runs
 from normflow.tracking.store import ensure_experiment, file_lock, sqlite_path
 
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
 
 
-def log_model(uri: str, run_id: str, model: LinearModel) -> str:
-    """Store the pyfunc in the run's artifacts; returns the artifact URI to register."""
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged as an output of a run: where it is (``models:/m-...``) and its id."""
+
+    uri: str
+    model_id: str
+
+
+def log_model(uri: str, run_id: str, model: LinearModel) -> LoggedModel:
+    """Log the pyfunc through MLflow's model API as the run's output (the UI links run and model)."""
     with tempfile.TemporaryDirectory(prefix="normflow-model-") as tmp:
-        folder = save_pyfunc(model, Path(tmp))
-        log_artifact_dir(uri, run_id, folder, MODEL_ARTIFACT_PATH)
-    return f"{MlflowClient(uri).get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+        info = log_pyfunc(uri, run_id, model, Path(tmp))
+    return LoggedModel(info.model_uri, info.model_id)
 
 
-def register_model(uri: str, run_id: str, source: str, model_name: str) -> str:
-    """Register ``source`` as a new version of ``model_name`` (no alias yet); returns the version."""
+def register_model(uri: str, run_id: str, logged: LoggedModel, model_name: str, description: str = "") -> str:
+    """Register the logged model as a new version of ``model_name`` (no alias yet); returns the version."""
     client = MlflowClient(uri)
     try:
         client.create_registered_model(model_name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return str(client.create_model_version(model_name, source=source, run_id=run_id).version)
+    version = client.create_model_version(
+        model_name, source=logged.uri, run_id=run_id, description=description or None, model_id=logged.model_id
+    )
+    return str(version.version)
 
 
 def alias_version(uri: str, model_name: str, alias: str) -> str | None:

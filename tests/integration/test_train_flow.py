@@ -66,12 +66,22 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     assert run.data.metrics["coef.lights"] == pytest.approx(2.0, abs=1e-4)
 
     artifacts = {f.path for f in client.list_artifacts(summary.run_id)}
-    assert {"scaler.json", "loss_curve.png", "model"} <= artifacts
+    assert {"scaler.json", "loss_curve.png"} <= artifacts
     scaler_doc = json.loads(Path(client.download_artifacts(summary.run_id, "scaler.json", str(tmp_path))).read_text())
     assert scaler_doc["method"] == "standard" and scaler_doc["feature_names"] == ["lights", "distance"]
-    model_dir = Path(client.download_artifacts(summary.run_id, "model", str(tmp_path)))
-    stored = [p.name for p in model_dir.rglob("*") if p.is_file()]
-    assert not [name for name in stored if name.endswith((".pkl", ".pickle", ".cloudpickle", ".py"))]
+    # the model is logged through MLflow's model API: run, logged model and version are linked
+    import mlflow
+
+    info = mlflow.models.get_model_info("models:/normflow-linear@champion")
+    assert info.run_id == summary.run_id and version.source == f"models:/{info.model_id}"
+    assert [o.model_id for o in run.outputs.model_outputs] == [info.model_id]
+    model_dir = Path(mlflow.artifacts.download_artifacts("models:/normflow-linear/1", dst_path=str(tmp_path / "m")))
+    stored = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
+    assert not [name for name in stored if name.endswith((".pkl", ".pickle", ".cloudpickle"))]
+    assert [name for name in stored if name.endswith(".py")] == ["code/normflow_linear_model.py"]  # its loader
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas"]
+    assert all("==" in r for r in requirements)
 
     dataset = run.inputs.dataset_inputs[0]
     assert dataset.dataset.name == "houses.csv" and len(dataset.dataset.digest) == 16

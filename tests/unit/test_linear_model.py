@@ -82,12 +82,12 @@ def test_models_registered_under_either_loader_name_keep_loading(loader, model, 
     through MLflow and through our own reader, with the same predictions."""
     import mlflow
 
-    from normflow.tracking.pyfunc import LOADER_MODULE, MODEL_FILE, load_local_model
+    from normflow.tracking.pyfunc import LEGACY_LOADER_MODULES, LOADER_MODULE, MODEL_FILE, load_local_model
 
     document = save_model_json(model, tmp_path / MODEL_FILE)
     folder = tmp_path / "model"
     mlflow.pyfunc.save_model(path=str(folder), loader_module=loader, data_path=str(document))
-    assert LOADER_MODULE == "normflow.tracking.pyfunc"
+    assert LOADER_MODULE == "normflow_linear_model" and loader in LEGACY_LOADER_MODULES
     frame = pd.DataFrame({"lights": [3], "distance": [2500]})
     assert mlflow.pyfunc.load_model(str(folder)).predict(frame)[0] == pytest.approx(36.0, abs=1e-3)
     assert load_local_model(folder) == model

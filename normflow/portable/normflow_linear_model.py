@@ -1,0 +1,152 @@
+"""The registered model's own loader: what MLflow imports wherever the model is loaded or served.
+
+It travels inside every registered model (MLflow ``code_paths``, under this file's name, which
+nothing else uses), so the model loads where this repository is not installed: a clean
+virtualenv, ``mlflow models serve``, a docker image built by ``mlflow models build-docker``.
+It needs numpy and pandas only (and mlflow, which is what loads it); it imports nothing from
+normflow and never torch. It reads the model's parameters from a JSON document: loading runs
+this file's code and no pickle.
+
+MLflow calls :func:`_load_pyfunc` with the path of ``normflow_model.json``; the object it
+returns predicts ``((x - shift) / scale) @ weights + bias`` (or ``((x - shift) @ matrix) @
+weights + bias`` for a whitened model) from the raw feature columns of a DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MODEL_FORMAT = "normflow.linear/1"
+SCALER_FORMAT = "normflow.scaler/1"
+MODEL_FILE = "normflow_model.json"
+
+
+def _error(message: str, row: int | None = None, column: str | None = None) -> Exception:
+    """A one-line input error: an MlflowException (400 over REST) that keeps its one line.
+
+    MLflow's scoring server prefixes a prediction error's message with the whole input frame;
+    this error's message stays the line it was given, so a client reads one line. Outside
+    MLflow (no mlflow importable) it is a ``ValueError``.
+    """
+    where = ", ".join(part for part in (f"row {row}" if row else "", f"column {column!r}" if column else "") if part)
+    text = f"input {where}: {message}" if where else f"input: {message}"
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    except ImportError:  # pragma: no cover - mlflow is what loads this module
+        return ValueError(text)
+
+    class ModelInputError(MlflowException):
+        """Bad model input: status 400, one-line message."""
+
+        def __init__(self, line: str) -> None:
+            self._line = line
+            super().__init__(line, error_code=INVALID_PARAMETER_VALUE)
+
+        @property
+        def message(self) -> str:
+            return self._line
+
+        @message.setter
+        def message(self, value: str) -> None:  # the server's prefix (the whole input frame) is dropped
+            pass
+
+    return ModelInputError(text)
+
+
+def _finite_numbers(value: object, name: str, length: int) -> np.ndarray:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"model document's {name} must be a list of {length} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ValueError(f"model document's {name} must be finite numbers")
+    return np.asarray(value, dtype=np.float64)
+
+
+class NormflowLinearModel:
+    """A trained normflow model: raw feature columns in, predictions out (numpy, float64)."""
+
+    def __init__(self, document: dict) -> None:
+        if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+            raise ValueError(f"not a normflow model document (expected format {MODEL_FORMAT!r})")
+        names = document.get("feature_names")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError("model document's feature_names must be a non-empty list of strings")
+        d = len(names)
+        scaler = document.get("scaler")
+        if not isinstance(scaler, dict) or scaler.get("format") != SCALER_FORMAT or scaler.get("feature_names") != names:
+            raise ValueError("model document's scaler is missing or describes other features")
+        self.feature_names: tuple[str, ...] = tuple(names)
+        self.target = str(document.get("target", "prediction"))
+        self.weights = _finite_numbers(document.get("weights"), "weights", d)
+        self.bias = float(_finite_numbers([document.get("bias")], "bias", 1)[0])
+        self.shift = _finite_numbers(scaler.get("shift"), "scaler shift", d)
+        self.scale = _finite_numbers(scaler.get("scale"), "scaler scale", d)
+        if not (self.scale > 0).all():
+            raise ValueError("model document's scaler scales must be positive")
+        matrix = scaler.get("matrix")
+        self.matrix = None
+        if matrix is not None:
+            if not isinstance(matrix, list) or len(matrix) != d:
+                raise ValueError(f"model document's scaler matrix must be {d} x {d}")
+            self.matrix = np.stack([_finite_numbers(row, "scaler matrix row", d) for row in matrix])
+
+    def normalize(self, features: np.ndarray) -> np.ndarray:
+        """Raw rows ``(n, d)`` to the normalized features the weights apply to (training statistics)."""
+        if self.matrix is not None:
+            return (features - self.shift) @ self.matrix
+        return (features - self.shift) / self.scale
+
+    def predict(self, model_input: object, params: dict | None = None) -> np.ndarray:
+        """Predictions for raw feature columns (any order; extra columns ignored); bad input is a one-line error."""
+        features = feature_matrix(model_input, self.feature_names)
+        predictions = self.normalize(features) @ self.weights + self.bias
+        overflow = ~np.isfinite(predictions)
+        if overflow.any():
+            raise _error("prediction is not finite: the row's values overflow float64", int(np.argmax(overflow)) + 1)
+        return predictions
+
+
+def feature_matrix(model_input: object, feature_names: tuple[str, ...]) -> np.ndarray:
+    """The feature columns as float64 ``(n, d)``: ints and floats are taken; booleans, text, NaN refused."""
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise _error(
+            f"missing feature column(s) {', '.join(map(repr, missing))}; it has: {', '.join(map(str, frame.columns))}"
+        )
+    columns = []
+    for name in feature_names:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column.dtype):
+            raise _error(f"a boolean ({column.iloc[0]!r}), not a number", 1, name)
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            for row, value in enumerate(column.tolist(), start=1):
+                if isinstance(value, (bool, np.bool_)):
+                    raise _error(f"a boolean ({value!r}), not a number", row, name)
+                if not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise _error(f"not a number: {value!r}", row, name)
+        numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise _error(f"not a finite number: {column.iloc[row]!r}", row + 1, name)
+        columns.append(numbers)
+    return np.column_stack(columns)
+
+
+def load_document(path: str | Path) -> NormflowLinearModel:
+    """The model stored at ``path`` (the JSON file, or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    return NormflowLinearModel(json.loads(path.read_text()))
+
+
+def _load_pyfunc(data_path: str) -> NormflowLinearModel:
+    """MLflow's pyfunc entry point."""
+    return load_document(data_path)
