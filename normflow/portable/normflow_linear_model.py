@@ -123,11 +123,11 @@ def feature_matrix(model_input: object, feature_names: tuple[str, ...]) -> np.nd
     for name in feature_names:
         column = frame[name]
         if pd.api.types.is_bool_dtype(column.dtype):
-            raise _error(f"a boolean ({column.iloc[0]!r}), not a number", 1, name)
+            raise _error(f"a boolean ({bool(column.iloc[0])!r}), not a number", 1, name)
         if not pd.api.types.is_numeric_dtype(column.dtype):
             for row, value in enumerate(column.tolist(), start=1):
                 if isinstance(value, (bool, np.bool_)):
-                    raise _error(f"a boolean ({value!r}), not a number", row, name)
+                    raise _error(f"a boolean ({bool(value)!r}), not a number", row, name)
                 if not isinstance(value, (int, float, np.integer, np.floating)):
                     raise _error(f"not a number: {value!r}", row, name)
         numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)

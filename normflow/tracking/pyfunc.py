@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import ColSpec, Schema
 
 from normflow.core.errors import ModelFormatError
 from normflow.core.model import LinearModel, model_from_json, model_to_json
@@ -37,10 +37,28 @@ def pip_requirements() -> list[str]:
 
 
 def model_signature(model: LinearModel) -> ModelSignature:
-    """Signature on the raw feature columns (any numeric dtype: ints from CSVs are fine)."""
-    inputs = Schema([ColSpec(AnyType(), name) for name in model.feature_names])
-    outputs = Schema([ColSpec("double", "prediction")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    """The output (``prediction``, double); the inputs are checked by the model's own loader, not by MLflow.
+
+    MLflow's column types cannot say "an int or a float": a ``double`` input column refuses the
+    int64 columns that CSVs and JSON clients send ("Can not safely convert int64 to float64"), and
+    ``AnyType`` columns make ``mlflow models serve`` refuse ``text/csv`` bodies. So no input schema
+    is declared; the loader takes int and float columns and refuses booleans, text and missing
+    columns with one line naming row and column. The input example and the ``normflow`` metadata
+    name the raw feature columns.
+    """
+    return ModelSignature(inputs=None, outputs=Schema([ColSpec("double", "prediction")]))
+
+
+def model_metadata(model: LinearModel) -> dict:
+    """What the MLmodel file says about the inputs and the scaler (shown by MLflow's UI and APIs)."""
+    return {
+        "normflow": {
+            "features": list(model.feature_names),
+            "target": model.target,
+            "normalization": model.scaler.method,
+            "input": "numeric (int or float) columns named as features; booleans and text are refused",
+        }
+    }
 
 
 def input_example(model: LinearModel) -> pd.DataFrame:
@@ -68,6 +86,7 @@ def pyfunc_arguments(model: LinearModel, directory: Path) -> dict:
         "code_paths": [str(LOADER_FILE)],
         "signature": model_signature(model),
         "input_example": input_example(model),
+        "metadata": model_metadata(model),
         "pip_requirements": pip_requirements(),
     }
 
@@ -83,10 +102,22 @@ def log_pyfunc(uri: str, run_id: str, model: LinearModel, tmp: Path):
     """Log the model through MLflow's model API as an output of ``run_id`` (run, logged model and
     version stay linked); returns MLflow's ``ModelInfo``."""
     mlflow.set_tracking_uri(uri)
-    return Model.log(
-        artifact_path=None, name=MODEL_ARTIFACT_PATH, flavor=mlflow.pyfunc, run_id=run_id,
-        **pyfunc_arguments(model, tmp),
+    client = mlflow.MlflowClient(uri)
+    # Created here so the logged model lives in the run's experiment (Model.log alone would put it
+    # in the active or Default experiment, whose artifacts may be a folder relative to the cwd).
+    logged = client.create_logged_model(
+        experiment_id=client.get_run(run_id).info.experiment_id,
+        name=MODEL_ARTIFACT_PATH,
+        source_run_id=run_id,
+        params={"normalization": model.scaler.method, "features": str(len(model.feature_names))},
+        model_type="normflow linear",
     )
+    info = Model.log(
+        artifact_path=None, name=MODEL_ARTIFACT_PATH, flavor=mlflow.pyfunc, run_id=run_id,
+        model_id=logged.model_id, **pyfunc_arguments(model, tmp),
+    )
+    client.finalize_logged_model(logged.model_id, "READY")
+    return info
 
 
 def load_local_model(folder: Path) -> LinearModel:
