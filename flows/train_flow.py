@@ -29,6 +29,7 @@ from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
 from normflow.data.reader import describe_sources
 from normflow.tracking import store
+from normflow.tracking.records import training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
@@ -71,7 +72,7 @@ def train_flow(
                 "device": describe_device(torch_device), "device_requested": device,
                 "holdout_fraction": holdout_fraction, "promotion_tolerance": promotion_tolerance}
     version = decision = None
-    with tracked_run(uri, experiment, {"normflow.flow": "train"}) as run:
+    with tracked_run(uri, experiment, {"normflow.flow": "train"}, training_run_name(normalization, lr, sources)) as run:
         logger.info("MLflow run %s in experiment %r at %s", run.run_id, experiment, uri)
         statistics_args = (sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction)
         if partition_bytes:
@@ -99,7 +100,7 @@ def train_flow(
         outcome.descent.final_loss, outcome.optimality_gap, outcome.raw_weights, outcome.intercept,
         outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
         store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
-        tuple(tuple(g) for g in outcome.gradients[:3]), fit_report(outcome, lr),
+        tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()), fit_report(outcome, lr),
     )
 
 

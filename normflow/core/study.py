@@ -97,22 +97,29 @@ def run_grid(
 
 
 def child_metrics(result: StudyResult) -> dict[str, float]:
-    """The single-valued metrics every child run logs under the same names (for the compare view)."""
+    """The single-valued metrics every child run logs under the same names (for the compare view).
+
+    A diverged combination logs where it diverged, and no final loss or coefficients (a blown-up
+    loss of 1e14 would swamp every comparison chart), as a diverged training run does.
+    """
     outcome = result.outcome
     metrics: dict[str, float] = {
         "diverged": float(result.diverged),
         "gradient_ratio_epoch0": result.gradient_ratio,
         "condition_number": outcome.curvature.condition_number,
         "max_stable_lr": outcome.curvature.max_stable_lr,
-        "final_loss": outcome.descent.final_loss,
-        "optimality_gap": outcome.optimality_gap,
-        "intercept": outcome.intercept,
+        "lr_used": outcome.lr,
         "epochs_run": outcome.descent.epochs_run,
     }
+    if result.diverged:
+        if result.diverged_epoch is not None:
+            metrics["diverged_epoch"] = result.diverged_epoch
+        return metrics
+    metrics.update(
+        {"final_loss": outcome.descent.final_loss, "optimality_gap": outcome.optimality_gap, "intercept": outcome.intercept}
+    )
     if result.epochs_to_tolerance is not None:
         metrics["epochs_to_tolerance"] = result.epochs_to_tolerance
-    if result.diverged_epoch is not None:
-        metrics["diverged_epoch"] = result.diverged_epoch
     for key, weight in zip(feature_keys(outcome.scaler.feature_names).values(), outcome.raw_weights):
         metrics[f"coef.{key}"] = weight
     return metrics

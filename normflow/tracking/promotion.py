@@ -82,15 +82,18 @@ def decide_and_promote(
     decision = gate(challenger_mse, champion_mse, expected, tolerance, noise, reason_if_incomparable)
     registry.tag_version(uri, model_name, version, {**decision.tags(), **holdout_tags})
     runs.set_tags(uri, run_id, decision.tags())
-    if not decision.promote:
-        return decision, None
-    won, state = registry.compare_and_set_champion(uri, model_name, version, expected)
-    if not won:
-        decision = decision.lost_race(state.champion)
-        registry.tag_version(uri, model_name, version, decision.tags())
-        runs.set_tags(uri, run_id, decision.tags())
-        return decision, None
-    return decision, state
+    before = None
+    if decision.promote:
+        won, state = registry.compare_and_set_champion(uri, model_name, version, expected)
+        if won:
+            before = state
+        else:
+            decision = decision.lost_race(state.champion)
+            registry.tag_version(uri, model_name, version, decision.tags())
+            runs.set_tags(uri, run_id, decision.tags())
+    gate_text = f"gate: {decision.tags()['normflow.gate.decision']} ({decision.reason})"
+    registry.append_description(uri, model_name, version, gate_text)
+    return decision, before
 
 
 def _now() -> str:

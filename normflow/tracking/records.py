@@ -6,6 +6,7 @@ comparison across runs rely on; every flow records through these functions.
 
 from __future__ import annotations
 
+import csv
 import math
 import tempfile
 from pathlib import Path
@@ -22,12 +23,23 @@ from normflow.data.plots import plot_loss_curve
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import runs
 
+FEATURE_PARAMS = 25
+"""Per-feature params and ``coef.*`` metrics for at most this many features; every feature is in
+``features.csv`` / ``features.md`` (so 2,000 features stay a few hundred params)."""
+DIVERGED_TAG = "normflow.diverged"
+"""``true`` on a run (training or study combination) whose gradient descent diverged; its status is FAILED."""
 CONVERGED_TAG = "normflow.converged"
 """``true`` when training reached its tolerance, ``false`` when it ended above it (the run still finishes)."""
 
 def dataset_name(sources: list[Path]) -> str:
     """How a run names its input data: the file, or ``folder (N files)``."""
     return sources[0].name if len(sources) == 1 else f"{sources[0].parent.name} ({len(sources)} files)"
+
+
+def training_run_name(normalization: str, lr: float | str, sources: list[Path]) -> str:
+    """What a training run is, as its name: ``standard lr=0.1 houses.csv``."""
+    rate = lr if isinstance(lr, str) else f"{lr:g}"
+    return f"{normalization} lr={rate} {dataset_name(sources)}"
 
 
 def record_dataset(uri: str, run_id: str, sources: list[Path], context: str) -> list[str]:
@@ -53,19 +65,23 @@ def record_training_inputs(
             "data.sources": ",".join(str(p) for p in sources)[:6000],
             "data.files": len(sources),
             "data.rows": statistics.moments.count,
-            "features": ",".join(spec.features),
+            "features": features_text(spec.features),
+            "features.count": len(spec.features),
             "target": spec.target,
             "torch_version": torch.__version__,
         }
     )
     keys = feature_keys(scaler.feature_names)
-    for name, stats in scaler.statistics.items():
-        for stat, value in stats.items():
+    shown = scaler.feature_names[:FEATURE_PARAMS]
+    for name in shown:
+        for stat, value in scaler.statistics[name].items():
             params[f"scaler.{stat}.{keys[name]}"] = repr(value)
-    for name, shift, scale in zip(scaler.feature_names, scaler.shift, scaler.scale):
+    for name, shift, scale in zip(shown, scaler.shift, scaler.scale):
         params[f"scaler.shift.{keys[name]}"] = repr(shift)
         if scaler.matrix is None:
             params[f"scaler.scale.{keys[name]}"] = repr(scale)
+    if len(scaler.feature_names) > FEATURE_PARAMS:
+        params["scaler.more"] = f"{len(scaler.feature_names) - FEATURE_PARAMS} more features in features.csv"
     if scaler.matrix is not None:
         params["scaler.matrix"] = "whitening matrix in scaler.json"
     if statistics.holdout is not None:
@@ -79,32 +95,81 @@ def record_training_inputs(
     runs.log_json_artifact(uri, run_id, {"files": seen}, "data_files.json")
 
 
+def features_text(names: tuple[str, ...], limit: int = 6000) -> str:
+    """The feature names as one param value, cut with a count when they do not fit."""
+    text = ",".join(names)
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 40].rsplit(",", 1)[0]
+    return f"{kept},... (+{len(names) - kept.count(',') - 1} more)"
+
+
+def feature_table(outcome: TrainingOutcome) -> list[dict[str, object]]:
+    """One row per feature: its key, training statistics, shift, scale and raw-unit coefficient."""
+    keys = feature_keys(outcome.scaler.feature_names)
+    rows = []
+    for i, name in enumerate(outcome.scaler.feature_names):
+        row: dict[str, object] = {"feature": name, "key": keys[name], **outcome.scaler.statistics[name]}
+        row["shift"] = outcome.scaler.shift[i]
+        row["scale"] = outcome.scaler.scale[i] if outcome.scaler.matrix is None else "matrix"
+        row["coefficient"] = outcome.raw_weights[i] if outcome.error is None else ""
+        rows.append(row)
+    return rows
+
+
+def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Path]:
+    """``features.csv`` and ``features.md`` from :func:`feature_table`."""
+    csv_path, md_path = folder / "features.csv", folder / "features.md"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return [csv_path, md_path]
+
+
 def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
-    """Per-epoch loss and gradients (batched), final figures, scaler.json and the loss plot."""
-    runs.log_metric_series(uri, run_id, runs.epoch_metrics(outcome.losses, outcome.gradients, outcome.scaler.feature_names))
-    optimum = outcome.optimum
-    metrics = {
-        "final_loss": outcome.descent.final_loss,
-        "optimal_loss": outcome.optimal_loss,
-        "optimality_gap": outcome.optimality_gap,
-        "relative_gap": outcome.relative_gap,
-        "condition_number": outcome.curvature.condition_number,
-        "max_stable_lr": outcome.curvature.max_stable_lr,
-        "lr_used": outcome.lr,
-        "epochs_run": outcome.descent.epochs_run,
-        "intercept": outcome.intercept,
-        "residual_std": optimum.residual_std,
-        "r_squared": optimum.r_squared,
-    }
-    keys = feature_keys(outcome.scaler.feature_names).values()
-    metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
-    runs.log_metrics(uri, run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
-    runs.set_tags(uri, run_id, {CONVERGED_TAG: str(outcome.converged).lower()})
+    """Per-epoch series (bounded), final figures, scaler.json, the feature tables and the loss plot.
+
+    A diverged run records its curve, where and why it diverged, and no coefficients or final
+    loss: nothing that a comparison chart would take for a result.
+    """
+    names = outcome.scaler.feature_names
+    runs.log_metric_series(uri, run_id, runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names))
+    bend = {"condition_number": outcome.curvature.condition_number, "max_stable_lr": outcome.curvature.max_stable_lr,
+            "lr_used": outcome.lr, "epochs_run": outcome.descent.epochs_run}
+    if outcome.error is not None:
+        diverged_at = outcome.descent.diverged_at
+        runs.log_metrics(uri, run_id, {**bend, "diverged": 1.0, **({"diverged_epoch": diverged_at} if diverged_at is not None else {})})
+        runs.set_tags(uri, run_id, {DIVERGED_TAG: "true"})
+    else:
+        optimum = outcome.optimum
+        metrics = {
+            **bend,
+            "diverged": 0.0,
+            "final_loss": outcome.descent.final_loss,
+            "optimal_loss": outcome.optimal_loss,
+            "optimality_gap": outcome.optimality_gap,
+            "relative_gap": outcome.relative_gap,
+            "intercept": outcome.intercept,
+            "residual_std": optimum.residual_std,
+            "r_squared": optimum.r_squared,
+        }
+        keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
+        metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
+        runs.log_metrics(uri, run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        runs.set_tags(uri, run_id, {DIVERGED_TAG: "false", CONVERGED_TAG: str(outcome.converged).lower()})
     with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:
-        scaler_file = Path(tmp) / "scaler.json"
+        folder = Path(tmp)
+        scaler_file = folder / "scaler.json"
         scaler_file.write_text(scaler_to_json(outcome.scaler))
         runs.log_artifact(uri, run_id, scaler_file)
-        runs.log_artifact(uri, run_id, plot_loss_curve(outcome.losses, Path(tmp) / "loss_curve.png", title))
+        for path in write_feature_tables(feature_table(outcome), folder):
+            runs.log_artifact(uri, run_id, path)
+        runs.log_artifact(uri, run_id, plot_loss_curve(outcome.losses, folder / "loss_curve.png", title))
 
 
 def version_description(outcome: TrainingOutcome) -> str:
@@ -126,17 +191,17 @@ def record_scoring(uri: str, run_id: str, sources: list[Path], metrics: dict[str
 def record_study_child(
     uri: str, experiment: str, parent_id: str, result: StudyResult, common: dict[str, object]
 ) -> str:
-    """One study child run, FINISHED: same params and metric names for every combination."""
-    tags = {"mlflow.parentRunId": parent_id, "normflow.flow": "study", "diverged": str(result.diverged).lower()}
-    if result.diverged_epoch is not None:
-        tags["diverged_epoch"] = str(result.diverged_epoch)
+    """One study child run, named as training runs name divergence: a diverged combination is FAILED
+    with tag ``normflow.diverged=true``, ``diverged_epoch`` and its diagnosis as the failure reason."""
+    tags = {"mlflow.parentRunId": parent_id, "normflow.flow": "study", DIVERGED_TAG: str(result.diverged).lower()}
     run_id = runs.start_run(uri, experiment, run_name=result.label, tags=tags)
-    runs.log_params(uri, run_id, {**common, "normalization": result.normalization, "lr": result.lr})
-    runs.log_metric_series(uri, run_id, runs.epoch_metrics(result.outcome.losses))
+    runs.log_params(uri, run_id, {**common, "normalization": result.normalization, "lr": result.lr_text})
+    runs.log_metric_series(uri, run_id, runs.epoch_metrics(result.outcome.descent.losses))
     runs.log_metrics(uri, run_id, child_metrics(result))
     if result.outcome.error is not None:
-        runs.set_tags(uri, run_id, {"diagnosis": one_line(str(result.outcome.error))[:5000]})
-    runs.finish_run(uri, run_id)
+        runs.fail_run(uri, run_id, one_line(str(result.outcome.error)))
+    else:
+        runs.finish_run(uri, run_id)
     return run_id
 
 

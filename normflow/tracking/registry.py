@@ -52,6 +52,13 @@ def register_model(uri: str, run_id: str, logged: LoggedModel, model_name: str, 
     return str(version.version)
 
 
+def append_description(uri: str, model_name: str, version: str, text: str) -> None:
+    """Add a sentence to a version's description (what the registry page shows)."""
+    client = MlflowClient(uri)
+    current = client.get_model_version(model_name, version).description or ""
+    client.update_model_version(model_name, version, description=f"{current}; {text}" if current else text)
+
+
 def alias_version(uri: str, model_name: str, alias: str) -> str | None:
     """The version ``alias`` points at now, or ``None``."""
     try:

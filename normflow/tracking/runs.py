@@ -10,10 +10,11 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import torch  # noqa: F401 - the type of per-epoch gradients
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
@@ -32,13 +33,36 @@ OWNER_TAG = "normflow.owner"
 ABANDONED_PREFIX = "abandoned: "
 
 
+EXPERIMENT_NOTES = {
+    "train": (
+        "normflow training runs: one run per training of a linear model on CSV data, named "
+        "`normalization lr=... data`. Params: settings and per-feature scaler statistics (first 25 "
+        "features; all in features.csv). Metrics: `loss` and `log10_loss` per epoch (use log10_loss for "
+        "charts), `final_loss`, `optimality_gap`, `relative_gap`, `condition_number`, `r_squared`, "
+        "`coef.*`. Tags: `normflow.converged`, `normflow.diverged`; a diverged run is FAILED and logs no "
+        "coefficients. Switch to the 'Model training' view to see the run table."
+    ),
+    "study": (
+        "normflow normalization studies: a parent run per study, a child per (normalization, lr). Diverged "
+        "combinations are FAILED children with `normflow.diverged=true`; compare `condition_number`, "
+        "`epochs_to_tolerance` and `log10_loss` across children."
+    ),
+    "predict": "normflow scoring jobs: one run per batch scoring of CSV files with a pinned model version.",
+}
+"""Experiment descriptions (the MLflow UI's note), set once when a flow first uses an experiment."""
+
+
 def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
     """Create a run in ``experiment``, tagged with its owning process, and return its id.
 
     The tag lets a later run tell an abandoned run from a live one (see
-    :func:`normflow.tracking.registry.reconcile_abandoned`).
+    :func:`normflow.tracking.registry.reconcile_abandoned`). An experiment without a description
+    gets the one of the flow that opened it.
     """
     experiment_id = ensure_experiment(uri, experiment)
+    note = EXPERIMENT_NOTES.get((tags or {}).get("normflow.flow", ""))
+    if note and "mlflow.note.content" not in MlflowClient(uri).get_experiment(experiment_id).tags:
+        MlflowClient(uri).set_experiment_tag(experiment_id, "mlflow.note.content", note)
     run = MlflowClient(uri).create_run(
         experiment_id, run_name=run_name, tags={**(tags or {}), OWNER_TAG: current_process_identity()}
     )
@@ -90,18 +114,51 @@ def log_metric_series(uri: str, run_id: str, metrics: Iterable[Metric]) -> int:
     return sent
 
 
+METRIC_POINTS = 1000
+"""Most points per per-epoch series: every early epoch, then geometrically spaced, always the last."""
+GRADIENT_FEATURES = 20
+"""Per-feature gradient series are logged up to this many features; wider models log ``grad_norm`` only."""
+
+
+def sampled_epochs(epochs: int, limit: int = METRIC_POINTS) -> list[int]:
+    """Which epochs a per-epoch series records: all when they fit, else the first ``limit // 5``, then
+    geometrically spaced ones (where a loss curve on a log axis changes), and always the last."""
+    if epochs <= limit:
+        return list(range(epochs))
+    early = limit // 5
+    chosen = set(range(early))
+    ratio = (epochs - 1) / early
+    spaced = limit - early - 1
+    chosen.update(int(round(early * ratio ** (i / spaced))) for i in range(spaced + 1))
+    chosen.add(epochs - 1)
+    return sorted(e for e in chosen if e < epochs)
+
+
 def epoch_metrics(
-    losses: list[float],
-    gradients: list[list[float]] | None = None,
+    losses: "Sequence[float] | torch.Tensor",
+    gradients: "torch.Tensor | None" = None,
     feature_names: tuple[str, ...] = (),
 ) -> Iterable[Metric]:
-    """``loss`` (and ``grad.<feature>`` when gradients are given) per epoch, the epoch as step."""
+    """Per-epoch series at :func:`sampled_epochs`: ``loss``, ``log10_loss`` (a chart that shows 20 orders
+    of magnitude), and with ``gradients`` (epochs x features) ``grad_norm`` plus ``grad.<feature>`` for up
+    to :data:`GRADIENT_FEATURES` features; the epoch is the step."""
     now = int(time.time() * 1000)
-    keys = list(feature_keys(feature_names).values())
-    for epoch, loss in enumerate(losses):
+    losses = [float(v) for v in losses]
+    epochs = sampled_epochs(len(losses))
+    per_feature = gradients is not None and len(feature_names) <= GRADIENT_FEATURES
+    keys = list(feature_keys(feature_names).values()) if per_feature else []
+    if gradients is not None:
+        rows = gradients[epochs]
+        norms = rows.norm(dim=1).tolist()
+        values = rows.tolist() if per_feature else []
+    for index, epoch in enumerate(epochs):
+        loss = losses[epoch]
         yield Metric("loss", loss, now, epoch)
+        if loss > 0:
+            yield Metric("log10_loss", math.log10(loss), now, epoch)
         if gradients is not None:
-            for key, value in zip(keys, gradients[epoch]):
+            yield Metric("grad_norm", norms[index], now, epoch)
+            for key, value in zip(keys, values[index] if per_feature else ()):
                 yield Metric(f"grad.{key}", value, now, epoch)
 
 

@@ -16,7 +16,8 @@ from helpers import LocalServer, free_port, run_with_temp_store
 from flows.study_flow import study_flow
 
 REPO = Path(__file__).resolve().parents[2]
-COMPARED = ("max_stable_lr", "condition_number", "gradient_ratio_epoch0", "optimality_gap", "coef.distance")
+COMPARED = ("max_stable_lr", "condition_number", "gradient_ratio_epoch0", "lr_used", "diverged")
+RESULTS = ("optimality_gap", "coef.distance", "final_loss")
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +52,14 @@ def test_parent_and_children_are_logged_with_the_same_names(study):
     for child in children:
         assert set(child.data.params) >= {"normalization", "lr", "epochs", "data", "target"}
         assert set(COMPARED) <= set(child.data.metrics)
-        assert child.info.status == "FINISHED"  # a diverged combination is a result, not a crash
+        # divergence is named as in training runs: FAILED, tag normflow.diverged, no results logged
+        diverged = child.data.tags["normflow.diverged"] == "true"
+        assert child.info.status == ("FAILED" if diverged else "FINISHED")
+        assert (set(RESULTS) & set(child.data.metrics)) == (set() if diverged else set(RESULTS))
     none = next(c for c in children if c.data.params["normalization"] == "none" and c.data.params["lr"] == "0.001")
-    assert none.data.tags["diverged"] == "true" and none.data.metrics["diverged_epoch"] == 1
+    assert none.data.tags["normflow.diverged"] == "true" and none.data.metrics["diverged_epoch"] == 1
+    assert "training diverged at epoch 1" in none.data.tags["normflow.failure_reason"]
+    assert parent.info.status == "FINISHED"  # a diverged combination is a result: the study succeeds
     assert len(client.get_metric_history(none.info.run_id, "loss")) == 2
     report = {a.path for a in client.list_artifacts(summary.parent_run_id, "report")}
     assert {"report/loss_curves.png", "report/summary.md", "report/grid.csv", "report/grid.md"} <= report

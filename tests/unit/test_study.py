@@ -64,10 +64,16 @@ def test_converged_runs_reach_the_same_raw_model(grid):
             assert r.outcome.intercept == pytest.approx(5.0, abs=1e-4)
 
 
-def test_every_child_logs_the_same_metric_names(grid):
-    core = {"diverged", "gradient_ratio_epoch0", "condition_number", "max_stable_lr", "final_loss", "optimality_gap"}
+def test_every_child_logs_the_same_metric_names_and_diverged_ones_no_results(grid):
+    core = {"diverged", "gradient_ratio_epoch0", "condition_number", "max_stable_lr", "lr_used", "epochs_run"}
+    results = {"final_loss", "optimality_gap", "coef.lights", "coef.distance", "intercept"}
     for r in grid:
-        assert core | {"coef.lights", "coef.distance", "intercept"} <= set(child_metrics(r))
+        metrics = set(child_metrics(r))
+        assert core <= metrics
+        if r.diverged:
+            assert not metrics & results  # a blown-up loss or coefficient is not a result to chart
+        else:
+            assert results <= metrics
 
 
 def test_best_lr_prefers_fastest_convergence(grid):
