@@ -13,7 +13,11 @@ from normflow.core.moments import empty_moments, merge_moments, moments_of
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
 
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+# Magnitudes below 1e-100 are left out: their squares fall under float64's normal range (1e-308), where
+# any two ways of computing a spread (co-moments, torch.std, a per-row loop) disagree in the 6th digit.
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False).filter(
+    lambda v: v == 0.0 or abs(v) >= 1e-100
+)
 tables = st.integers(min_value=2, max_value=40).flatmap(
     lambda n: st.integers(min_value=2, max_value=4).flatmap(lambda k: arrays(np.float64, (n, k), elements=finite))
 )
