@@ -20,6 +20,17 @@ def local_path(uri: str) -> Path:
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
+def model_folder(tracking_uri: str, source: str) -> Path:
+    """The local folder of a registered version's model: its ``source`` is ``models:/<model id>``
+    (a logged model) or, for versions registered before, an artifact URI."""
+    if source.startswith("models:/"):
+        from mlflow import MlflowClient
+
+        model_id = source.split("/")[1]
+        return local_path(MlflowClient(tracking_uri).get_logged_model(model_id).artifact_location)
+    return local_path(source)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

@@ -90,6 +90,10 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
                 f"cannot read model {pinned.uri}: its files are missing from the artifact store "
                 f"({exc.filename or pinned.source})"
             ) from None
+        if not (Path(local) / "MLmodel").is_file():  # a logged model whose folder was deleted downloads empty
+            raise ConfigError(
+                f"cannot read model {pinned.uri}: its files are missing from the artifact store ({pinned.source})"
+            )
         return load_local_model(Path(local))
 
 

@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
-from helpers import local_path
+from helpers import model_folder
 from flows.train_flow import train_flow
 from normflow.tracking import registry
 from normflow.core.errors import ModelFormatError
@@ -98,16 +98,18 @@ def test_tampered_model_json_fails_clearly_and_runs_nothing(prefect_server, trac
     train_flow(data=HOUSES, epochs=100)
     client = MlflowClient(tracking_store)
     version = client.get_model_version("normflow-linear", "1")
-    stored = local_path(version.source) / "data" / MODEL_FILE
+    stored = model_folder(tracking_store, version.source) / "data" / MODEL_FILE
     assert stored.is_file()
-    assert not [p for p in local_path(version.source).rglob("*") if p.suffix in (".pkl", ".pickle", ".py")]
+    folder = model_folder(tracking_store, version.source)
+    assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
+    assert [p.name for p in folder.rglob("*.py")] == ["normflow_linear_model.py"]  # only its own loader
     marker = tmp_path / "pwned"
     doc = json.loads(stored.read_text())
     doc["bias"] = {"__reduce__": ["os.system", [f"touch {marker}"]]}
     stored.write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match="bias must be a finite number"):
         predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv"))
-    with pytest.raises(ModelFormatError):
+    with pytest.raises(ValueError, match="bias must be"):  # the model's own loader, through MLflow
         mlflow.pyfunc.load_model("models:/normflow-linear@champion")
     assert not marker.exists() and not (tmp_path / "o.csv").exists()
 
@@ -345,7 +347,7 @@ def test_pyfunc_refuses_to_return_an_overflowing_prediction():
 def test_tampered_scale_that_overflows_is_refused_on_load(prefect_server, tracking_store, tmp_path):
     train_flow(data=HOUSES, epochs=100)
     version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
-    stored = local_path(version.source) / "data" / MODEL_FILE
+    stored = model_folder(tracking_store, version.source) / "data" / MODEL_FILE
     doc = json.loads(stored.read_text())
     doc["scaler"]["scale"] = [1e-320, 1e-320]
     stored.write_text(json.dumps(doc))
@@ -552,7 +554,7 @@ def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(pref
 
     train_flow(data=HOUSES, epochs=50)
     version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
-    shutil.rmtree(local_path(version.source))
+    shutil.rmtree(model_folder(tracking_store, version.source))
     code = main(["--input", str(REPO / "data" / "new_houses.csv"), "--output", str(tmp_path / "o.csv")])
     lines = _cli_stderr_lines(capsys)
     assert code == 1 and "cannot write" not in lines[-1]
