@@ -138,7 +138,8 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
     loss: nothing that a comparison chart would take for a result.
     """
     names = outcome.scaler.feature_names
-    runs.log_metric_series(uri, run_id, runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names))
+    series = runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names, outcome.error is not None)
+    runs.log_metric_series(uri, run_id, series)
     bend = {"condition_number": outcome.curvature.condition_number, "max_stable_lr": outcome.curvature.max_stable_lr,
             "lr_used": outcome.lr, "epochs_run": outcome.descent.epochs_run}
     if outcome.error is not None:
@@ -196,7 +197,7 @@ def record_study_child(
     tags = {"mlflow.parentRunId": parent_id, "normflow.flow": "study", DIVERGED_TAG: str(result.diverged).lower()}
     run_id = runs.start_run(uri, experiment, run_name=result.label, tags=tags)
     runs.log_params(uri, run_id, {**common, "normalization": result.normalization, "lr": result.lr_text})
-    runs.log_metric_series(uri, run_id, runs.epoch_metrics(result.outcome.descent.losses))
+    runs.log_metric_series(uri, run_id, runs.epoch_metrics(result.outcome.descent.losses, diverged=result.diverged))
     runs.log_metrics(uri, run_id, child_metrics(result))
     if result.outcome.error is not None:
         runs.fail_run(uri, run_id, one_line(str(result.outcome.error)))

@@ -19,6 +19,12 @@ from normflow.tracking.pyfunc import log_pyfunc
 from normflow.tracking.runs import fail_abandoned_runs
 from normflow.tracking.store import ensure_experiment, file_lock, sqlite_path
 
+MODEL_DESCRIPTION = (
+    "Linear model trained by normflow on CSV data; the scaler's training statistics travel with it, so raw "
+    "columns go in. Alias `champion` is the version to serve (`previous-champion` the one before): "
+    "mlflow.pyfunc.load_model('models:/{name}@champion'). Each version's description gives its "
+    "normalization, rows, loss, optimality gap and the promotion gate's decision."
+)
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
 
@@ -42,7 +48,7 @@ def register_model(uri: str, run_id: str, logged: LoggedModel, model_name: str, 
     """Register the logged model as a new version of ``model_name`` (no alias yet); returns the version."""
     client = MlflowClient(uri)
     try:
-        client.create_registered_model(model_name)
+        client.create_registered_model(model_name, description=MODEL_DESCRIPTION.format(name=model_name))
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise

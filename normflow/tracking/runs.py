@@ -138,10 +138,14 @@ def epoch_metrics(
     losses: "Sequence[float] | torch.Tensor",
     gradients: "torch.Tensor | None" = None,
     feature_names: tuple[str, ...] = (),
+    diverged: bool = False,
 ) -> Iterable[Metric]:
     """Per-epoch series at :func:`sampled_epochs`: ``loss``, ``log10_loss`` (a chart that shows 20 orders
     of magnitude), and with ``gradients`` (epochs x features) ``grad_norm`` plus ``grad.<feature>`` for up
-    to :data:`GRADIENT_FEATURES` features; the epoch is the step."""
+    to :data:`GRADIENT_FEATURES` features; the epoch is the step.
+
+    A ``diverged`` run's curve is logged as ``log10_loss`` only: a ``loss`` whose last value is 1e14
+    would read as the run's result in every table and comparison chart."""
     now = int(time.time() * 1000)
     losses = [float(v) for v in losses]
     epochs = sampled_epochs(len(losses))
@@ -153,7 +157,8 @@ def epoch_metrics(
         values = rows.tolist() if per_feature else []
     for index, epoch in enumerate(epochs):
         loss = losses[epoch]
-        yield Metric("loss", loss, now, epoch)
+        if not diverged:
+            yield Metric("loss", loss, now, epoch)
         if loss > 0:
             yield Metric("log10_loss", math.log10(loss), now, epoch)
         if gradients is not None:

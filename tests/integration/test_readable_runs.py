@@ -62,7 +62,9 @@ def test_a_diverged_run_is_failed_tagged_and_logs_no_results(prefect_server, tra
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert run.info.status == "FAILED" and run.data.tags["normflow.diverged"] == "true"
     assert run.data.metrics["diverged_epoch"] == 1 and run.data.metrics["diverged"] == 1.0
-    assert not {"final_loss", "optimality_gap", "intercept", "coef.lights", "coef.distance"} & set(run.data.metrics)
+    assert not {"loss", "final_loss", "optimality_gap", "intercept", "coef.lights", "coef.distance"} & set(run.data.metrics)
+    curve = sorted(client.get_metric_history(run.info.run_id, "log10_loss"), key=lambda m: m.step)
+    assert [round(m.value, 2) for m in curve] == [6.46, 14.01]  # the blow-up, on a scale a chart can show
 
 
 @pytest.mark.slow

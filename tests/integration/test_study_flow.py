@@ -60,7 +60,8 @@ def test_parent_and_children_are_logged_with_the_same_names(study):
     assert none.data.tags["normflow.diverged"] == "true" and none.data.metrics["diverged_epoch"] == 1
     assert "training diverged at epoch 1" in none.data.tags["normflow.failure_reason"]
     assert parent.info.status == "FINISHED"  # a diverged combination is a result: the study succeeds
-    assert len(client.get_metric_history(none.info.run_id, "loss")) == 2
+    assert len(client.get_metric_history(none.info.run_id, "log10_loss")) == 2
+    assert "loss" not in none.data.metrics  # a blown-up loss is not a result
     report = {a.path for a in client.list_artifacts(summary.parent_run_id, "report")}
     assert {"report/loss_curves.png", "report/summary.md", "report/grid.csv", "report/grid.md"} <= report
 
