@@ -2,6 +2,8 @@
 
     python flows/promote.py --rollback                # champion <-> previous-champion
     python flows/promote.py --version 3               # version 3 becomes champion
+    python flows/promote.py --version 3 --hold        # ... and stays champion: retrainings stop promoting
+    python flows/promote.py --release                 # automated promotions resume
 
 Both print what they did once, and tag the versions involved. No Prefect server is needed:
 this is one registry transaction, not a pipeline.
@@ -23,13 +25,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = parser_for(
         "python flows/promote.py",
         "Move the champion alias of a registered normflow model.",
-        "  python flows/promote.py --rollback\n  python flows/promote.py --version 3 --model-name normflow-linear",
+        "  python flows/promote.py --rollback\n  python flows/promote.py --version 3 --model-name normflow-linear\n"
+        "  python flows/promote.py --version 3 --hold\n  python flows/promote.py --release",
     )
-    action = parser.add_mutually_exclusive_group(required=True)
+    action = parser.add_mutually_exclusive_group(required=False)
     action.add_argument("--rollback", action="store_true", help="swap champion and previous-champion")
     action.add_argument("--version", help="make this version the champion")
+    action.add_argument("--release", action="store_true", help="lift a hold: retrainings may promote again")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="with --version (or alone: the current champion): keep it champion; retrainings still train, "
+        "register and record what the gate would have done, but move no alias until --release",
+    )
     parser.add_argument("--model-name", default=TRAIN["model_name"], help="registered model name")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (args.rollback or args.version or args.release or args.hold):
+        parser.error("one of --rollback, --version N, --hold, --release is required")
+    if args.hold and (args.rollback or args.release):
+        parser.error("--hold goes with --version N (or alone, for the current champion)")
+    return args
 
 
 def move_alias(args: argparse.Namespace) -> str:
@@ -38,11 +53,24 @@ def move_alias(args: argparse.Namespace) -> str:
     if args.version is not None and not args.version.isdigit():
         raise ConfigError(f"--version must be a version number, got {args.version!r}")
     from normflow.tracking import store
-    from normflow.tracking.promotion import promote_by_hand, rollback_champion
+    from normflow.tracking import registry
+    from normflow.tracking.promotion import hold_champion, promote_by_hand, rollback_champion
 
     uri = store.tracking_uri()
     store.prepare_store(uri)
     name = args.model_name
+    if args.release:
+        held = registry.release(uri, name)
+        return f"released {name}: version {held} stays champion; retrainings may promote again" if held else (
+            f"{name} has no held champion; nothing changed")
+    if args.hold:
+        version, before = hold_champion(uri, name, args.version, "promote.py --hold")
+        return (f"{name} version {version} is champion and held (was {before.champion}); retrainings will "
+                "register and record their decision but not promote until: python flows/promote.py --release")
+    held = registry.held_version(uri, name)
+    if held is not None:
+        raise ConfigError(f"{name} version {held} is held as champion; release it first (--release) or hold another "
+                          "version (--version N --hold)")
     if args.rollback:
         before = rollback_champion(uri, name, "rollback")
         return (f"rolled back {name}: champion is now version {before.previous} "

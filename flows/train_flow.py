@@ -33,7 +33,8 @@ from normflow.tracking.records import training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
-from tasks.tracking import log_inputs, log_results, promotion_gate, register_trained_model, withdraw_version
+from tasks.tracking import (log_inputs, log_results, nothing_new_since_champion, promotion_gate,
+                            register_trained_model, withdraw_version)
 from tasks.training import train
 
 DEPLOYMENT_NAME = "normflow-retrain"
@@ -54,15 +55,16 @@ def train_flow(
     register_model: bool = TRAIN["register_model"],
     block_bytes: int = TRAIN["block_bytes"],
     holdout_fraction: float = TRAIN["holdout_fraction"],
-    promotion_tolerance: float = TRAIN["promotion_tolerance"],
+    promotion_tolerance: float | str = TRAIN["promotion_tolerance"],
     partition_bytes: int | None = None,
     delimiter: str | None = None,
+    allow_contradicting_files: bool = TRAIN["allow_contradicting_files"],
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
     logger = get_run_logger()
     TrainSettings(data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device,
                   experiment, model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance,
-                  partition_bytes, delimiter).validate()
+                  partition_bytes, delimiter, allow_contradicting_files).validate()
     torch_device = resolve_device(device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
     sources, spec = inspect_data(data, target, features, delimiter)
@@ -84,15 +86,18 @@ def train_flow(
         log_results(uri, run.run_id, outcome, f"{normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
         if outcome.error is not None:
             raise outcome.error
-        if register_model:
+        decision = nothing_new_since_champion(uri, run.run_id, model_name) if register_model else None
+        if decision is not None:
+            logger.info("%s: %s", model_name, decision.reason)
+        elif register_model:
             version = register_trained_model(uri, run.run_id, outcome, model_name)
             undo = run.on_failure(withdraw_version, uri, model_name, version, None)
             decision, before = promotion_gate(
-                uri, run.run_id, model_name, version, outcome, statistics.holdout, promotion_tolerance, holdout_fraction
+                uri, run.run_id, model_name, version, outcome, statistics, promotion_tolerance, holdout_fraction,
+                allow_contradicting_files,
             )
             undo.args = (uri, model_name, version, before)  # a later failure also restores the aliases
-            logger.info("registered %s version %s: %s (%s)", model_name, version,
-                        decision.tags()["normflow.gate.decision"], decision.reason)
+            logger.info("registered %s version %s: %s (%s)", model_name, version, decision.label, decision.reason)
     return TrainingSummary(
         run.run_id, uri, model_name if version else None, version,
         CHAMPION_ALIAS if decision is not None and decision.promote else None,

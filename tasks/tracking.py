@@ -14,7 +14,7 @@ from normflow.data.reader import TableSpec
 from normflow.data.statistics import SourceStatistics
 from normflow.core.scalers import Scaler
 from normflow.tracking import records, registry
-from normflow.tracking.promotion import decide_and_promote
+from normflow.tracking.promotion import decide_and_promote, unchanged_since_champion
 from tasks.options import COMPUTE, IO
 
 
@@ -52,12 +52,23 @@ def promotion_gate(
     model_name: str,
     version: str,
     outcome: TrainingOutcome,
-    holdout: Moments | None,
-    tolerance: float,
+    statistics: SourceStatistics,
+    tolerance: float | str,
     holdout_fraction: float = 0.0,
+    allow_contradicting_files: bool = False,
 ) -> tuple[GateDecision, registry.AliasState | None]:
-    """Score champion and challenger on the same holdout; move the alias by compare-and-set."""
-    return decide_and_promote(uri, run_id, model_name, version, outcome, holdout, tolerance, holdout_fraction)
+    """Score champion and challenger on the same holdout, check new files against the champion, and move
+    the alias by compare-and-set."""
+    return decide_and_promote(
+        uri, run_id, model_name, version, outcome, statistics.holdout, tolerance, holdout_fraction,
+        statistics.per_file, allow_contradicting_files,
+    )
+
+
+@task(name="check-for-news", **IO)
+def nothing_new_since_champion(uri: str, run_id: str, model_name: str) -> GateDecision | None:
+    """``nothing new`` when the data files and settings equal the champion's run (then nothing is registered)."""
+    return unchanged_since_champion(uri, run_id, model_name)
 
 
 @task(name="withdraw-version", **IO)

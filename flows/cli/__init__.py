@@ -100,6 +100,11 @@ def refuse_early(parser: argparse.ArgumentParser, check) -> None:
         parser.exit(1, f"normflow: error: {one_line(exc.render(flag_name))}\n")
 
 
+def number_or_auto(text: str) -> float | str:
+    """A flag value that is ``auto`` or a number (argparse type)."""
+    return learning_rate(text)
+
+
 def learning_rate(text: str) -> float | str:
     """``--lr`` value: ``auto`` or a number (argparse type)."""
     if text.strip().lower() == AUTO_LR:

@@ -39,7 +39,7 @@ def format_train_summary(summary: TrainingSummary) -> str:
     """The few lines a person reads after training."""
     terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
     if not summary.model_version:
-        model = "not registered (--no-register)"
+        model = f"not registered ({summary.decision})" if summary.decision else "not registered (--no-register)"
     elif summary.alias:
         model = f"{summary.model_name} version {summary.model_version} (alias {summary.alias})"
     else:

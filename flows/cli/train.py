@@ -10,6 +10,7 @@ from flows.cli import (
     add_device_flag,
     add_scale_out_flags,
     learning_rate,
+    number_or_auto,
     parser_for,
     partition_bytes,
     refuse_early,
@@ -62,9 +63,16 @@ def train_parser() -> argparse.ArgumentParser:
     )
     gate.add_argument(
         "--promotion-tolerance",
-        type=float,
+        type=number_or_auto,
         default=TRAIN["promotion_tolerance"],
-        help="promote when the new holdout MSE is at most this much (relative) worse than the champion's",
+        help="promote when the new holdout MSE is at most this much (relative) worse than the champion's; auto: "
+        "the holdout's sampling error, 2*sqrt(2/holdout rows), so noise is not read as a regression",
+    )
+    gate.add_argument(
+        "--allow-contradicting-files",
+        action="store_true",
+        help="promote even when a file the champion has not seen has an error under the champion far above "
+        "the champion's own (by default such a file keeps the champion, and the run names it)",
     )
     add_scale_out_flags(parser)
     schedule = parser.add_argument_group("scheduled retraining (needs a Prefect server and PREFECT_API_URL)")
@@ -97,6 +105,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         block_bytes=args.block_bytes,
         holdout_fraction=holdout,
         promotion_tolerance=args.promotion_tolerance,
+        allow_contradicting_files=args.allow_contradicting_files,
         delimiter=delimiter_of(args),
     )
 

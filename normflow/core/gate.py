@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 DECISION_TAG_PREFIX = "normflow.gate."
@@ -16,11 +17,17 @@ class GateDecision:
     challenger_mse: float | None = None
     champion_mse: float | None = None
     champion_version: str | None = None
+    outcome: str | None = None  # the decision's name when it is neither "promoted" nor "not promoted"
+
+    @property
+    def label(self) -> str:
+        """``promoted``, ``not promoted`` or ``nothing new``."""
+        return self.outcome or ("promoted" if self.promote else "not promoted")
 
     def tags(self) -> dict[str, str]:
         """The decision as tags for the model version and the run."""
         tags = {
-            DECISION_TAG_PREFIX + "decision": "promoted" if self.promote else "not promoted",
+            DECISION_TAG_PREFIX + "decision": self.label,
             DECISION_TAG_PREFIX + "reason": self.reason,
         }
         if self.challenger_mse is not None:
@@ -31,6 +38,16 @@ class GateDecision:
             tags[DECISION_TAG_PREFIX + "champion_version"] = self.champion_version
         return tags
 
+    def held(self, version: str) -> "GateDecision":
+        """The same scores, not acted on: the champion is held; the reason says what the gate would have done."""
+        would = "promoted" if self.promote else "not promoted"
+        return replace(
+            self,
+            promote=False,
+            reason=f"champion version {version} is held (promote.py --release lifts the hold); "
+            f"the gate would have {would} this version: {self.reason}",
+        )
+
     def lost_race(self, winner: str | None) -> "GateDecision":
         """The same decision, overruled: another run moved the champion first."""
         return replace(
@@ -38,6 +55,17 @@ class GateDecision:
             promote=False,
             reason=f"lost the race: the champion moved to version {winner} while this run was deciding",
         )
+
+
+def nothing_new(champion_version: str) -> GateDecision:
+    """Same data files (by digest) and settings as the champion's run: nothing to register."""
+    return GateDecision(
+        False,
+        f"nothing new: the data files (by digest) and settings are those of champion version {champion_version}'s "
+        "run; nothing registered",
+        champion_version=champion_version,
+        outcome="nothing new",
+    )
 
 
 def gate(
@@ -75,3 +103,60 @@ def gate(
         return GateDecision(True, reason, challenger_mse, champion_mse, champion_version)
     reason = f"holdout MSE {challenger_mse:.6g} > champion's {champion_mse:.6g} (tolerance {tolerance:g})"
     return GateDecision(False, reason, challenger_mse, champion_mse, champion_version)
+
+
+SAMPLING_Z = 2.0
+"""How many standard errors of a holdout MSE a challenger may be worse by, under ``auto`` tolerance."""
+CONTRADICTION_Z = 4.0
+"""How many standard errors above the champion's own error a new file's error must be to contradict it."""
+
+
+def sampling_tolerance(holdout_rows: int) -> float:
+    """The relative sampling error of a mean squared error over ``holdout_rows`` rows, times :data:`SAMPLING_Z`.
+
+    For roughly normal residuals an MSE over n rows has relative standard error ``sqrt(2 / n)``: two
+    models within that of each other on the same holdout are not told apart by it.
+    """
+    return SAMPLING_Z * math.sqrt(2.0 / max(holdout_rows, 1))
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """A new file's mean squared error under the champion, against what the champion's own error allows."""
+
+    path: str
+    rows: int
+    mse: float
+    limit: float
+
+    @property
+    def contradicts(self) -> bool:
+        """The file's rows follow another relation than the champion's."""
+        return self.mse > self.limit
+
+    def describe(self) -> str:
+        """One clause naming the file and the figures."""
+        return (
+            f"{self.path} ({self.rows} rows) has MSE {self.mse:.6g} under the champion, above the "
+            f"{self.limit:.6g} its own error allows"
+        )
+
+
+def check_new_file(path: str, rows: int, mse: float, reference_mse: float) -> FileCheck:
+    """Compare a new file's MSE under the champion with the champion's reference MSE (its holdout's, or its
+    training loss): a file of n rows from the same relation stays within ``CONTRADICTION_Z`` relative standard
+    errors ``sqrt(2 / n)`` of it."""
+    limit = reference_mse * (1.0 + CONTRADICTION_Z * math.sqrt(2.0 / max(rows, 1))) + 1e-12 * abs(reference_mse) + 1e-300
+    return FileCheck(path, rows, mse, limit)
+
+
+def contradiction(checks: list[FileCheck], champion_version: str, challenger_mse: float | None) -> GateDecision | None:
+    """Not promoted when a new file contradicts the champion; None when none does."""
+    bad = [check for check in checks if check.contradicts]
+    if not bad:
+        return None
+    reason = (
+        f"new data contradicts champion version {champion_version}: " + "; ".join(c.describe() for c in bad)
+        + ". Check the file; if the relation really changed, promote by hand or retrain with --allow-contradicting-files"
+    )
+    return GateDecision(False, reason, challenger_mse, None, champion_version)

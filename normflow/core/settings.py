@@ -16,6 +16,8 @@ from normflow.core.names import validate_experiment_name, validate_model_name
 
 NORMALIZATIONS = ("none", "maxabs", "minmax", "standard", "whiten")
 """Feature scalings, in the tutorial's order then whitening (the scalers module implements them)."""
+AUTO_TOLERANCE = "auto"
+"""Promotion tolerance from the holdout's sampling error (see :func:`normflow.core.gate.sampling_tolerance`)."""
 AUTO_LR = "auto"
 """Learning rate chosen from the Hessian: the best constant step ``2 / (lambda_max + lambda_min)``."""
 DEVICES = ("auto", "cpu", "cuda")
@@ -106,9 +108,10 @@ class TrainSettings:
     register_model: bool = True
     block_bytes: int = DEFAULT_BLOCK_BYTES
     holdout_fraction: float = 0.0
-    promotion_tolerance: float = 0.0
+    promotion_tolerance: float | str = AUTO_TOLERANCE
     partition_bytes: int | None = None
     delimiter: str | None = None
+    allow_contradicting_files: bool = False
 
     def validate(self) -> "TrainSettings":
         """Refuse settings and names that cannot work, before any data is read; returns self."""
@@ -123,8 +126,11 @@ class TrainSettings:
         check_positive_int(self.block_bytes, "block_bytes", MIN_BLOCK_BYTES)
         if not (isinstance(self.holdout_fraction, (int, float)) and 0 <= self.holdout_fraction < 1):
             raise _refuse("holdout_fraction", "must be in [0, 1)", self.holdout_fraction)
-        if not (isinstance(self.promotion_tolerance, (int, float)) and 0 <= self.promotion_tolerance < math.inf):
-            raise _refuse("promotion_tolerance", "must be a finite number >= 0", self.promotion_tolerance)
+        tolerance = self.promotion_tolerance
+        if tolerance != AUTO_TOLERANCE and not (
+            isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 <= tolerance < math.inf
+        ):
+            raise _refuse("promotion_tolerance", f"must be {AUTO_TOLERANCE} or a finite number >= 0", tolerance)
         if self.partition_bytes is not None:
             check_positive_int(self.partition_bytes, "partition_bytes")
         if not self.target:

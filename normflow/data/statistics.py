@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ class SourceStatistics:
     training: TableStatistics
     rows_per_file: dict[str, int]  # every row read, training and holdout
     holdout: Moments | None = None
+    per_file: dict[str, Moments] = field(default_factory=dict)  # every row of each file (the gate checks new files)
 
     @property
     def moments(self) -> Moments:
@@ -86,11 +87,14 @@ def fold_statistics(
     total = empty_table_statistics(width, device)
     held = empty_moments(width, device)
     rows: dict[str, int] = {}
+    per_file: dict[str, Moments] = {}
     for path, train_part, held_part in parts:
         rows[path] = rows.get(path, 0) + train_part.count + held_part.count
         total = merge_table_statistics(total, train_part)
         held = merge_moments(held, held_part)
-    return SourceStatistics(total, rows, held if holdout else None)
+        file_rows = merge_moments(train_part.moments, held_part)
+        per_file[path] = merge_moments(per_file[path], file_rows) if path in per_file else file_rows
+    return SourceStatistics(total, rows, held if holdout else None, per_file)
 
 
 def check_trainable(

@@ -11,7 +11,18 @@ import time
 
 from mlflow import MlflowClient
 
-from normflow.core.gate import GateDecision, gate
+from normflow.core.errors import ConfigError
+from normflow.core.gate import (
+    DECISION_TAG_PREFIX,
+    FileCheck,
+    GateDecision,
+    check_new_file,
+    contradiction,
+    gate,
+    nothing_new,
+    sampling_tolerance,
+)
+from normflow.core.settings import AUTO_TOLERANCE
 from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse
 from normflow.core.model import LinearModel
 from normflow.core.moments import Moments
@@ -21,6 +32,7 @@ from normflow.tracking.models import load_pinned_model, pin_model_version
 
 HOLDOUT_TAG = "normflow.holdout_fraction"
 HOLDOUT_HASH_TAG = "normflow.holdout_hash"
+CHALLENGER_MSE_TAG = DECISION_TAG_PREFIX + "challenger_holdout_mse"
 
 
 def comparability_problem(
@@ -57,8 +69,10 @@ def decide_and_promote(
     version: str,
     outcome: TrainingOutcome,
     holdout: Moments | None,
-    tolerance: float,
+    tolerance: float | str,
     holdout_fraction: float = 0.0,
+    per_file: dict[str, Moments] | None = None,
+    allow_contradictions: bool = False,
 ) -> tuple[GateDecision, registry.AliasState | None]:
     """Score champion and challenger on the same holdout, tag both the version and the run with the
     decision, and move the alias by compare-and-set. Returns the decision and, when the alias
@@ -69,17 +83,26 @@ def decide_and_promote(
     reason_if_incomparable = None
     fraction = holdout_fraction if holdout is not None else 0.0
     holdout_tags = {HOLDOUT_TAG: repr(fraction), HOLDOUT_HASH_TAG: HOLDOUT_HASH_VERSION}
+    champion = None
+    if expected is not None:
+        champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
+    relative = tolerance
     if holdout is not None:
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
         noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
-        if expected is not None:
-            champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
+        relative = sampling_tolerance(holdout.count) if tolerance == AUTO_TOLERANCE else float(tolerance)
+        if champion is not None:
             reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
             if reason_if_incomparable is None:
-                weights, intercept = champion.raw_coefficients()
-                by_name = dict(zip(champion.feature_names, weights))
-                champion_mse = holdout_mse(holdout, [by_name[n] for n in outcome.model.feature_names], intercept)
-    decision = gate(challenger_mse, champion_mse, expected, tolerance, noise, reason_if_incomparable)
+                champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
+    decision = gate(challenger_mse, champion_mse, expected, 0.0 if relative == AUTO_TOLERANCE else relative,
+                    noise, reason_if_incomparable)
+    if champion is not None and per_file and not allow_contradictions and _same_columns(champion, outcome):
+        checks = new_file_checks(uri, run_id, model_name, expected, champion, outcome, per_file)
+        decision = contradiction(checks, expected, challenger_mse) or decision
+    held = registry.held_version(uri, model_name)
+    if held is not None:
+        decision = decision.held(held)
     registry.tag_version(uri, model_name, version, {**decision.tags(), **holdout_tags})
     runs.set_tags(uri, run_id, decision.tags())
     before = None
@@ -91,9 +114,81 @@ def decide_and_promote(
             decision = decision.lost_race(state.champion)
             registry.tag_version(uri, model_name, version, decision.tags())
             runs.set_tags(uri, run_id, decision.tags())
-    gate_text = f"gate: {decision.tags()['normflow.gate.decision']} ({decision.reason})"
+    gate_text = f"gate: {decision.label} ({decision.reason})"
     registry.append_description(uri, model_name, version, gate_text)
     return decision, before
+
+
+COMPARED_SETTINGS = ("normalization", "lr", "epochs", "tolerance", "holdout_fraction", "features", "target")
+"""The run params that, with the data's digest, decide whether a retraining has anything new."""
+
+
+def unchanged_since_champion(uri: str, run_id: str, model_name: str) -> GateDecision | None:
+    """``nothing new`` when this run read the same files (combined SHA-256) with the same settings as
+    the champion's run; None when anything differs or there is no champion."""
+    champion = registry.alias_version(uri, model_name, registry.CHAMPION_ALIAS)
+    if champion is None:
+        return None
+    client = MlflowClient(uri)
+    champion_run = client.get_model_version(model_name, champion).run_id
+    if not champion_run:
+        return None
+    this, that = client.get_run(run_id), client.get_run(champion_run)
+
+    def fingerprint(run) -> tuple:
+        digests = sorted(i.dataset.digest for i in run.inputs.dataset_inputs)
+        return (digests, tuple(run.data.params.get(key) for key in COMPARED_SETTINGS))
+
+    if not this.inputs.dataset_inputs or fingerprint(this) != fingerprint(that):
+        return None
+    decision = nothing_new(champion)
+    runs.set_tags(uri, run_id, decision.tags())
+    return decision
+
+
+def _same_columns(champion: LinearModel, outcome: TrainingOutcome) -> bool:
+    return champion.target == outcome.model.target and set(champion.feature_names) == set(outcome.model.feature_names)
+
+
+def _coefficients_for(champion: LinearModel, outcome: TrainingOutcome) -> tuple[list[float], float]:
+    """The champion's raw coefficients in this run's feature order."""
+    weights, intercept = champion.raw_coefficients()
+    by_name = dict(zip(champion.feature_names, weights))
+    return [by_name[n] for n in outcome.model.feature_names], intercept
+
+
+def new_file_checks(
+    uri: str,
+    run_id: str,
+    model_name: str,
+    champion_version: str,
+    champion: LinearModel,
+    outcome: TrainingOutcome,
+    per_file: dict[str, Moments],
+) -> list[FileCheck]:
+    """Each file this run read that the champion's run did not (by SHA-256), scored under the champion
+    against the champion's own error (its holdout MSE when it had one, else its training loss)."""
+    client = MlflowClient(uri)
+    champion_version_info = client.get_model_version(model_name, champion_version)
+    champion_run = champion_version_info.run_id
+    seen = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
+    mine = runs.read_json_artifact(uri, run_id, "data_files.json")
+    if not mine:
+        return []
+    known = {entry["sha256"] for entry in (seen or {}).get("files", [])}
+    reference = champion_version_info.tags.get(CHALLENGER_MSE_TAG)
+    if reference is None and champion_run:
+        reference = client.get_run(champion_run).data.metrics.get("final_loss")
+    if reference is None:
+        return []
+    coefficients = _coefficients_for(champion, outcome)
+    checks = []
+    for entry in mine["files"]:
+        moments = per_file.get(entry["path"])
+        if entry["sha256"] in known or moments is None or moments.count == 0:
+            continue
+        checks.append(check_new_file(entry["path"], moments.count, holdout_mse(moments, *coefficients), float(reference)))
+    return checks
 
 
 def _now() -> str:
@@ -107,6 +202,17 @@ def rollback_champion(uri: str, model_name: str, by: str = "rollback") -> regist
     if before.champion is not None:
         registry.tag_version(uri, model_name, before.champion, {"normflow.demoted_by": f"{by} at {_now()}"})
     return before
+
+
+def hold_champion(uri: str, model_name: str, version: str | None, by: str) -> tuple[str, registry.AliasState]:
+    """Make ``version`` (default: the current champion) champion and hold it; returns it and the state before."""
+    before = registry.alias_state(uri, model_name)
+    target = version or before.champion
+    if target is None:
+        raise ConfigError(f"registered model {model_name!r} has no champion to hold; give --version N")
+    promote_by_hand(uri, model_name, target, by)
+    registry.hold(uri, model_name, target, f"{by} at {_now()}")
+    return target, before
 
 
 def promote_by_hand(uri: str, model_name: str, version: str, by: str = "by hand") -> registry.AliasState:

@@ -160,6 +160,35 @@ def withdraw(uri: str, model_name: str, version: str, before: AliasState | None)
         MlflowClient(uri).delete_model_version(model_name, version)
 
 
+HOLD_TAG = "normflow.hold"
+"""On the registered model while a champion is held: automated promotions stop until it is released."""
+
+
+def held_version(uri: str, model_name: str) -> str | None:
+    """The version held as champion, or None when automation may move the alias."""
+    try:
+        tags = MlflowClient(uri).get_registered_model(model_name).tags
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise
+    value = tags.get(HOLD_TAG, "")
+    return value.split()[1] if value.startswith("version ") else None
+
+
+def hold(uri: str, model_name: str, version: str, by: str) -> None:
+    """Hold ``version`` (already champion) as champion: the registry shows it as a model tag."""
+    MlflowClient(uri).set_registered_model_tag(model_name, HOLD_TAG, f"version {version} held ({by})")
+
+
+def release(uri: str, model_name: str) -> str | None:
+    """Lift the hold; returns the version that was held (None when none was)."""
+    held = held_version(uri, model_name)
+    if held is not None:
+        MlflowClient(uri).delete_registered_model_tag(model_name, HOLD_TAG)
+    return held
+
+
 def tag_version(uri: str, model_name: str, version: str, tags: dict[str, str]) -> None:
     """Set tags on a model version (decisions, scores, who promoted it)."""
     client = MlflowClient(uri)

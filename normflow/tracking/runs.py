@@ -240,6 +240,18 @@ def log_json_artifact(uri: str, run_id: str, document: object, name: str) -> Non
         log_artifact(uri, run_id, path)
 
 
+def read_json_artifact(uri: str, run_id: str, name: str) -> object | None:
+    """A JSON artifact of a run, or None when the run has none of that name."""
+    import json
+    import tempfile
+
+    client = MlflowClient(uri)
+    if name not in {item.path for item in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory(prefix="normflow-json-") as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, name, tmp)).read_text())
+
+
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Set run tags in one call."""
     MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

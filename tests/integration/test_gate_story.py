@@ -1,0 +1,76 @@
+"""The retraining story, replayed: unchanged data registers nothing, more data of the same relation is
+promoted, a contradicting file is refused and named, a held champion survives, release restores automation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from flows.train_flow import train_flow
+from helpers import REPO
+from normflow.tracking import registry
+
+pytestmark = pytest.mark.integration
+NAME = "normflow-linear"
+
+
+def drop(folder, name: str, slope: float, rows: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0, 10, rows)
+    y = slope * a + 2.0 + rng.normal(0, 1.0, rows)
+    (folder / name).write_text("a,y\n" + "".join(f"{u:.9g},{v:.9g}\n" for u, v in zip(a, y)))
+
+
+def promote_cli(tracking_store: str, *flags: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "flows/promote.py", *flags], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=tracking_store),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    retrain = lambda: train_flow(data=str(folder), target="y", holdout_fraction=0.25)  # noqa: E731 - the schedule's call
+    drop(folder, "a.csv", 3.0, 300, 1)
+    first = retrain()
+    assert first.model_version == "1" and first.alias == "champion"
+
+    unchanged = retrain()  # same files, same settings: nothing to register
+    assert unchanged.model_version is None and unchanged.decision.startswith("nothing new")
+    assert [str(v.version) for v in MlflowClient(tracking_store).search_model_versions(f"name='{NAME}'")] == ["1"]
+    run = MlflowClient(tracking_store).get_run(unchanged.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["normflow.gate.decision"] == "nothing new"
+
+    drop(folder, "b.csv", 3.0, 300, 2)  # more data of the same relation: noise must not read as regression
+    more = retrain()
+    assert more.model_version == "2" and more.alias == "champion", more.decision
+
+    drop(folder, "c.csv", -5.0, 100, 3)  # contradicts the champion
+    contradicted = retrain()
+    assert contradicted.model_version == "3" and contradicted.alias is None
+    assert "contradicts champion version 2" in contradicted.decision and "c.csv (100 rows)" in contradicted.decision
+    assert "a.csv" not in contradicted.decision and "b.csv" not in contradicted.decision
+    assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
+
+    (folder / "c.csv").unlink()
+    assert "is champion and held" in promote_cli(tracking_store, "--version", "2", "--hold")
+    tags = MlflowClient(tracking_store).get_registered_model(NAME).tags
+    assert tags["normflow.hold"].startswith("version 2 held")
+    drop(folder, "d.csv", 3.0, 300, 4)
+    held = retrain()
+    assert held.model_version == "4" and held.alias is None
+    assert "champion version 2 is held" in held.decision and "would have promoted" in held.decision
+    assert registry.alias_state(tracking_store, NAME).champion == "2"
+
+    assert "retrainings may promote again" in promote_cli(tracking_store, "--release")
+    drop(folder, "e.csv", 3.0, 300, 5)
+    released = retrain()
+    assert released.alias == "champion" and registry.alias_state(tracking_store, NAME).champion == released.model_version
