@@ -33,7 +33,7 @@ from normflow.tracking.records import training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
-from tasks.tracking import (log_inputs, log_results, nothing_new_since_champion, promotion_gate,
+from tasks.tracking import (announce_decision, log_inputs, log_results, nothing_new_since_champion, promotion_gate,
                             register_trained_model, withdraw_version)
 from tasks.training import train
 
@@ -98,6 +98,8 @@ def train_flow(
             )
             undo.args = (uri, model_name, version, before)  # a later failure also restores the aliases
             logger.info("registered %s version %s: %s (%s)", model_name, version, decision.label, decision.reason)
+        if decision is not None:
+            announce_decision(model_name, version, decision, run.run_id, sources, outcome)
     return TrainingSummary(
         run.run_id, uri, model_name if version else None, version,
         CHAMPION_ALIAS if decision is not None and decision.promote else None,

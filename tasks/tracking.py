@@ -71,6 +71,38 @@ def nothing_new_since_champion(uri: str, run_id: str, model_name: str) -> GateDe
     return unchanged_since_champion(uri, run_id, model_name)
 
 
+DECISION_EVENTS = {"promoted": "promoted", "not promoted": "refused", "nothing new": "nothing-new"}
+
+
+@task(name="announce-decision", **IO)
+def announce_decision(
+    model_name: str, version: str | None, decision: GateDecision, run_id: str, sources: list[Path], outcome: TrainingOutcome
+) -> str:
+    """Publish the decision in Prefect: a markdown artifact, and an event an Automation can alert on
+    (``normflow.model.promoted``, ``normflow.model.refused``, ``normflow.model.nothing-new``)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.events import emit_event
+
+    event = f"normflow.model.{DECISION_EVENTS[decision.label]}"
+    create_markdown_artifact(
+        records.decision_markdown(model_name, version, decision, run_id, sources, outcome),
+        key=artifact_key(model_name),
+        description=f"{model_name}: {decision.label}",
+    )
+    emit_event(
+        event,
+        resource={"prefect.resource.id": f"normflow.model.{model_name}", "prefect.resource.name": model_name},
+        payload={"version": version, "decision": decision.label, "reason": decision.reason, "mlflow_run_id": run_id,
+                 "challenger_holdout_mse": decision.challenger_mse, "champion_holdout_mse": decision.champion_mse},
+    )
+    return event
+
+
+def artifact_key(model_name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "normflow-decision-" + "".join(c if c.isalnum() else "-" for c in model_name.lower())
+
+
 @task(name="withdraw-version", **IO)
 def withdraw_version(uri: str, model_name: str, version: str, before: registry.AliasState | None) -> None:
     """Undo a registration whose run did not finish: aliases back, version deleted."""

@@ -16,6 +16,7 @@ import torch
 from normflow.core.errors import one_line
 from normflow.core.names import feature_keys
 from normflow.core.scalers import Scaler, scaler_to_json
+from normflow.core.gate import GateDecision
 from normflow.core.study import StudyResult, child_metrics
 from normflow.core.training import TrainingOutcome
 from normflow.data import reader
@@ -181,6 +182,33 @@ def version_description(outcome: TrainingOutcome) -> str:
         f"{outcome.rows:,} training rows; loss {outcome.descent.final_loss:.6g}, "
         f"optimality gap {outcome.optimality_gap:.3g}, R^2 {outcome.optimum.r_squared:.6g}"
     )
+
+
+def decision_markdown(
+    model_name: str, version: str | None, decision: GateDecision, run_id: str, sources: list[Path], outcome: TrainingOutcome
+) -> str:
+    """The training's decision as Markdown (a Prefect artifact): model, version, decision, scores, files."""
+    scores = [
+        f"| challenger holdout MSE | {decision.challenger_mse:.6g} |" if decision.challenger_mse is not None else "",
+        f"| champion holdout MSE | {decision.champion_mse:.6g} |" if decision.champion_mse is not None else "",
+    ]
+    lines = [
+        f"# {model_name}: {decision.label}",
+        "",
+        decision.reason,
+        "",
+        "| | |",
+        "|---|---|",
+        f"| version | {version or 'none registered'} |",
+        f"| champion before | {decision.champion_version or 'none'} |",
+        *[line for line in scores if line],
+        f"| training | {outcome.scaler.method}, lr {outcome.lr:.4g}, {outcome.descent.updates} epochs, "
+        f"loss {outcome.descent.final_loss:.6g} |",
+        f"| MLflow run | `{run_id}` |",
+        "",
+        "Files read: " + ", ".join(f"`{p}`" for p in sources[:20]) + (f" and {len(sources) - 20} more" if len(sources) > 20 else ""),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def record_scoring(uri: str, run_id: str, sources: list[Path], metrics: dict[str, float]) -> None:

@@ -74,3 +74,33 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     drop(folder, "e.csv", 3.0, 300, 5)
     released = retrain()
     assert released.alias == "champion" and registry.alias_state(tracking_store, NAME).champion == released.model_version
+
+
+def test_each_decision_is_a_prefect_artifact_and_an_event(prefect_server, tracking_store, tmp_path):
+    import time
+
+    import httpx
+    from prefect import get_client
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    drop(folder, "a.csv", 3.0, 200, 7)
+    train_flow(data=str(folder), target="y", holdout_fraction=0.25)
+    drop(folder, "c.csv", -5.0, 100, 8)
+    refused = train_flow(data=str(folder), target="y", holdout_fraction=0.25)
+    assert refused.alias is None
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(limit=50)
+    mine = [a for a in artifacts if a.key == "normflow-decision-normflow-linear"]
+    assert mine and any("# normflow-linear: not promoted" in a.data and "c.csv" in a.data for a in mine)
+    assert any("# normflow-linear: promoted" in a.data for a in mine)
+    deadline = time.monotonic() + 30
+    names: list[str] = []
+    while time.monotonic() < deadline and "normflow.model.refused" not in names:
+        response = httpx.post(
+            f"{prefect_server}/events/filter",
+            json={"filter": {"event": {"prefix": ["normflow.model."]}, "any_resource": {"id": ["normflow.model.normflow-linear"]}}},
+        )
+        names = [e["event"] for e in response.json()["events"]]
+        time.sleep(1)
+    assert "normflow.model.refused" in names and "normflow.model.promoted" in names
