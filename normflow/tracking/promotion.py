@@ -97,7 +97,8 @@ def decide_and_promote(
                 champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
     decision = gate(challenger_mse, champion_mse, expected, 0.0 if relative == AUTO_TOLERANCE else relative,
                     noise, reason_if_incomparable)
-    if champion is not None and per_file and not allow_contradictions and _same_columns(champion, outcome):
+    gate_on = holdout is not None  # without a holdout there is no gate: every new version is promoted
+    if gate_on and champion is not None and per_file and not allow_contradictions and _same_columns(champion, outcome):
         checks = new_file_checks(uri, run_id, model_name, expected, champion, outcome, per_file)
         decision = contradiction(checks, expected, challenger_mse) or decision
     held = registry.held_version(uri, model_name)

@@ -643,7 +643,7 @@ def promote_then_die(*args, **kwargs):
     return result
 registry.compare_and_set_champion = promote_then_die
 from flows.train_flow import main
-main(["--data", {HOUSES!r}, "--epochs", "50"])
+main(["--data", {HOUSES!r}, "--epochs", "51"])
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
     killed = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -652,7 +652,7 @@ main(["--data", {HOUSES!r}, "--epochs", "50"])
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == "2"  # the unfinished one
     unfinished = client.get_model_version("normflow-linear", "2").run_id
     assert client.get_run(unfinished).info.status == "RUNNING"
-    third = train_flow(data=HOUSES, epochs=50)
+    third = train_flow(data=HOUSES, epochs=52)  # each run its own settings: none is "nothing new"
     run = client.get_run(unfinished)
     assert run.info.status == "FAILED" and run.data.tags[tracking.FAILURE_TAG].startswith("abandoned")
     versions = {str(v.version) for v in client.search_model_versions("name='normflow-linear'")}
@@ -678,7 +678,7 @@ def promote_then_terminate(*args, **kwargs):
     return result
 registry.compare_and_set_champion = promote_then_terminate
 from flows.train_flow import main
-sys.exit(main(["--data", {HOUSES!r}, "--epochs", "50"]))
+sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
