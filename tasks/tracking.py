@@ -7,7 +7,6 @@ from pathlib import Path
 from prefect import task
 
 from normflow.core.gate import GateDecision
-from normflow.core.moments import Moments
 from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
 from normflow.data.reader import TableSpec

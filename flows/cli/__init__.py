@@ -101,12 +101,7 @@ def refuse_early(parser: argparse.ArgumentParser, check) -> None:
 
 
 def number_or_auto(text: str) -> float | str:
-    """A flag value that is ``auto`` or a number (argparse type)."""
-    return learning_rate(text)
-
-
-def learning_rate(text: str) -> float | str:
-    """``--lr`` value: ``auto`` or a number (argparse type)."""
+    """A flag value that is ``auto`` or a number (argparse type): ``--lr``, ``--lrs``, ``--promotion-tolerance``."""
     if text.strip().lower() == AUTO_LR:
         return AUTO_LR
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli import STUDY, add_device_flag, learning_rate, parser_for, refuse_early, split_list
+from flows.cli import STUDY, add_device_flag, number_or_auto, parser_for, refuse_early, split_list
 from flows.cli.data_flags import add_data_flags, check_data_path, delimiter_of, resolve_data
 from normflow.core.errors import ConfigError
 from normflow.core.settings import NORMALIZATIONS, StudySettings
@@ -41,7 +41,7 @@ def study_settings(argv: list[str] | None = None) -> tuple[StudySettings, argpar
 
     def check() -> None:
         try:
-            lrs = tuple(learning_rate(x) for x in split_list(args.lrs) or [])
+            lrs = tuple(number_or_auto(x) for x in split_list(args.lrs) or [])
         except argparse.ArgumentTypeError:
             raise ConfigError(f"--lrs must be comma-separated numbers or auto, got {args.lrs!r}") from None
         settings = StudySettings(

@@ -9,7 +9,6 @@ from flows.cli import (
     TRAIN,
     add_device_flag,
     add_scale_out_flags,
-    learning_rate,
     number_or_auto,
     parser_for,
     partition_bytes,
@@ -35,7 +34,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
     parser.add_argument(
         "--lr",
-        type=learning_rate,
+        type=number_or_auto,
         default=TRAIN["lr"],
         help="gradient-descent learning rate, or auto: the best constant step 2/(lambda_max+lambda_min) of "
         "this normalization's Hessian (0.5 under whiten)",

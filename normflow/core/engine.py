@@ -128,6 +128,7 @@ def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProbl
     n = moments.count
     shift = scaler.shift_tensor(device)
     matrix = scaler.matrix_tensor(device)
+    optimum = least_squares(triangular, scaler.feature_names)
     if scaler.matrix is None:
         scale = scaler.scale_tensor(device)
         c = moments.comoment
@@ -135,23 +136,18 @@ def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProbl
         szy = c[:d, d] / (n * scale)
         syy = c[d, d] / n
         mz = (moments.mean[:d] - shift) / scale
+        w_opt = optimum.weights * scale
+        rz = _normalized_factor(triangular, d, shift, matrix)
     else:
         _, rxy, ryy = feature_blocks(triangular, d)
         szz = torch.eye(d, dtype=DTYPE, device=device)
         szy = rxy / math.sqrt(n)
         syy = (rxy @ rxy + ryy * ryy) / n
         mz = (moments.mean[:d] - shift) @ matrix
-    my = moments.mean[d]
-    optimum = least_squares(triangular, scaler.feature_names)
-    if scaler.matrix is not None:
         w_opt = torch.linalg.solve(matrix, optimum.weights)
-    else:
-        w_opt = optimum.weights * scaler.scale_tensor(device)
-    b_opt = my - mz @ w_opt
-    if scaler.matrix is None:
-        rz = _normalized_factor(triangular, d, shift, matrix)
-    else:
         rz = _whitened_factor(triangular, d, mz, n)
+    my = moments.mean[d]
+    b_opt = my - mz @ w_opt
     return QuadraticProblem(
         szz, szy, syy, mz, my, w_opt, b_opt, szz.new_tensor(optimum.loss), rz, triangular.shift[d], n, optimum
     )
@@ -213,14 +209,13 @@ def gradients_at(problem: QuadraticProblem, w: torch.Tensor, b: torch.Tensor) ->
 
 
 def hessian(problem: QuadraticProblem) -> torch.Tensor:
-    """The constant Hessian of the loss in ``(w, b)``: ``2 [[Szz + mz mz', mz], [mz', 1]]``."""
+    """The constant Hessian of the loss in ``(w, b)``: ``2 Rz1' Rz1 / n`` for ``Rz1`` the ``[1, z]`` block of
+    ``rz`` (ordered ``b, w``), i.e. ``2 [[Szz + mz mz', mz], [mz', 1]]``: the matrix :func:`curvature`
+    reads its eigenvalues from, as singular values of ``Rz1``."""
     d = problem.dim
-    h = problem.szz.new_empty(d + 1, d + 1)
-    h[:d, :d] = problem.szz + torch.outer(problem.mz, problem.mz)
-    h[:d, d] = problem.mz
-    h[d, :d] = problem.mz
-    h[d, d] = 1.0
-    return 2.0 * h
+    rz1 = problem.rz[: d + 1, : d + 1]
+    order = [*range(1, d + 1), 0]  # (b, w) -> (w, b)
+    return 2.0 * (rz1.T @ rz1)[order][:, order] / problem.count
 
 
 def curvature(problem: QuadraticProblem) -> Curvature:

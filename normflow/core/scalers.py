@@ -112,11 +112,13 @@ def fit_scaler(
         raise DataError(
             f"standardization needs at least 2 data rows to estimate a standard deviation, found {moments.count}"
         )
+    if method == "whiten":
+        return _whitening_scaler(moments, feature_names, triangular)
     mean = moments.mean[:d]
     minimum = moments.minimum[:d]
     maximum = moments.maximum[:d]
     max_abs = moments.max_abs[:d]
-    std = moments.variance(ddof=1)[:d].clamp_min(0).sqrt() if moments.count > 1 else torch.zeros_like(mean)
+    std = _sample_std(moments, d)
 
     if method == "none":
         shift, scale = torch.zeros_like(mean), torch.ones_like(mean)
@@ -124,10 +126,8 @@ def fit_scaler(
         shift, scale = torch.zeros_like(mean), max_abs.clone()
     elif method == "minmax":
         shift, scale = minimum.clone(), maximum - minimum
-    else:  # standard, and whiten's per-feature fallback for the statistics below
+    else:
         shift, scale = mean.clone(), std.clone()
-    if method == "whiten":
-        return _whitening_scaler(moments, feature_names, triangular)
 
     # max == min is exact; a computed std of a constant column can be a rounding residue (~1e-16).
     is_constant = (maximum == minimum) | ~(scale > 0)
@@ -152,11 +152,17 @@ def fit_scaler(
     )
 
 
+def _sample_std(moments: Moments, d: int) -> torch.Tensor:
+    """Standard deviation with n - 1 (``torch.std``'s) of the first ``d`` columns; 0 for a single row."""
+    if moments.count > 1:
+        return moments.variance(ddof=1)[:d].clamp_min(0).sqrt()
+    return torch.zeros_like(moments.mean[:d])
+
+
 def feature_statistics(moments: Moments, feature_names: list[str] | tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Per feature: training mean, std (n - 1), min, max and max|x| (what range checks and params use)."""
     d = len(feature_names)
-    std = moments.variance(ddof=1)[:d].clamp_min(0).sqrt() if moments.count > 1 else torch.zeros(d, dtype=DTYPE)
-    columns = (moments.mean[:d], std, moments.minimum[:d], moments.maximum[:d], moments.max_abs[:d])
+    columns = (moments.mean[:d], _sample_std(moments, d), moments.minimum[:d], moments.maximum[:d], moments.max_abs[:d])
     values = [column.tolist() for column in columns]
     return {
         name: {stat: float(values[k][i]) for k, stat in enumerate(STATISTICS)} for i, name in enumerate(feature_names)

@@ -86,7 +86,7 @@ def decide_and_promote(
     champion = None
     if expected is not None:
         champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
-    relative = tolerance
+    relative = 0.0  # not used without a holdout: the gate then promotes without comparison
     if holdout is not None:
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
         noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
@@ -95,8 +95,7 @@ def decide_and_promote(
             reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
             if reason_if_incomparable is None:
                 champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
-    decision = gate(challenger_mse, champion_mse, expected, 0.0 if relative == AUTO_TOLERANCE else relative,
-                    noise, reason_if_incomparable)
+    decision = gate(challenger_mse, champion_mse, expected, relative, noise, reason_if_incomparable)
     gate_on = holdout is not None  # without a holdout there is no gate: every new version is promoted
     if gate_on and champion is not None and per_file and not allow_contradictions and _same_columns(champion, outcome):
         checks = new_file_checks(uri, run_id, model_name, expected, champion, outcome, per_file)

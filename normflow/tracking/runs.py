@@ -11,10 +11,10 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import torch  # noqa: F401 - the type of per-epoch gradients
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
@@ -22,6 +22,9 @@ from normflow.data.publish import staged
 from normflow.tracking.store import ensure_experiment
 from normflow.core.names import feature_keys, safe_key
 from normflow.data.processes import current_process_identity, owner_is_gone
+
+if TYPE_CHECKING:
+    import torch
 
 BATCH_LIMIT = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PARAM_BATCH_LIMIT = 100
@@ -199,16 +202,6 @@ def log_artifact(uri: str, run_id: str, path: Path, artifact_dir: str | None = N
         return
     target = (root / artifact_dir if artifact_dir else root) / Path(path).name
     _publish_atomically(Path(path), target)
-
-
-def log_artifact_dir(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
-    """Add a folder to the run's artifacts; on a local store it appears whole or not at all."""
-    client = MlflowClient(uri)
-    root = local_artifact_root(client, run_id)
-    if root is None:
-        client.log_artifacts(run_id, str(folder), artifact_path)
-        return
-    _publish_atomically(Path(folder), root / artifact_path)
 
 
 def local_artifact_root(client: MlflowClient, run_id: str) -> Path | None:
