@@ -20,10 +20,11 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
 from prefect import flow, get_run_logger
 
 from flows.cli import TRAIN, partition_bytes
-from flows.cli.train import train_settings
 from flows.cli.fit import fit_report
 from flows.cli.summaries import TrainingSummary, format_train_summary
+from flows.cli.train import train_settings
 from flows.common import exit_now, run_cli
+from flows.logs import quiet_expected_errors
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
@@ -33,11 +34,16 @@ from normflow.tracking.records import training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
-from tasks.tracking import (announce_decision, log_inputs, log_results, nothing_new_since_champion, promotion_gate,
-                            register_trained_model, withdraw_version)
+from tasks.tracking import (
+    announce_decision,
+    log_inputs,
+    log_results,
+    nothing_new_since_champion,
+    promotion_gate,
+    register_trained_model,
+    withdraw_version,
+)
 from tasks.training import train
-
-DEPLOYMENT_NAME = "normflow-retrain"
 
 
 @flow(name="normflow-train")
@@ -60,83 +66,81 @@ def train_flow(
     delimiter: str | None = None,
     allow_contradicting_files: bool = TRAIN["allow_contradicting_files"],
 ) -> TrainingSummary:
-    """Train a linear model on CSV data with normalization, track it in MLflow and register it."""
+    """Train a linear model on CSV data with normalization, track it in MLflow and register it (no gate
+    unless ``holdout_fraction`` > 0; the retrain flow is the same training with the gate on)."""
+    return run_training(TrainSettings(
+        data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device, experiment,
+        model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance, partition_bytes, delimiter,
+        allow_contradicting_files,
+    ))
+
+
+def run_training(settings: TrainSettings) -> TrainingSummary:
+    """The steps of a training, inside a flow run: statistics, descent, MLflow run, registration, gate.
+
+    Data errors end the run with their one line in the flow-run log (no traceback).
+    """
+    quiet_expected_errors()
     logger = get_run_logger()
-    TrainSettings(data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device,
-                  experiment, model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance,
-                  partition_bytes, delimiter, allow_contradicting_files).validate()
-    torch_device = resolve_device(device)
-    logger.info("device: %s (asked for %s)", describe_device(torch_device), device)
-    sources, spec = inspect_data(data, target, features, delimiter)
-    logger.info("data: %s; features %s; target %s", describe_sources(sources), ",".join(spec.features), spec.target)
+    settings.validate()
+    torch_device = resolve_device(settings.device)
+    logger.info("device: %s (asked for %s)", describe_device(torch_device), settings.device)
+    sources, spec = inspect_data(settings.data, settings.target, list(settings.features) if settings.features else None, settings.delimiter)
+    logger.info("data %r: %s; features %s; target %s", settings.data, describe_sources(sources), ",".join(spec.features),
+                spec.target)
     uri = store.tracking_uri()
-    settings = {"data": data, "normalization": normalization, "lr": lr, "epochs": epochs, "tolerance": tolerance,
-                "device": describe_device(torch_device), "device_requested": device,
-                "holdout_fraction": holdout_fraction, "promotion_tolerance": promotion_tolerance}
+    settings_logged = {"data": settings.data, "normalization": settings.normalization, "lr": settings.lr, "epochs": settings.epochs,
+                       "tolerance": settings.tolerance, "device": describe_device(torch_device), "device_requested": settings.device,
+                       "holdout_fraction": settings.holdout_fraction, "promotion_tolerance": settings.promotion_tolerance}
     version = decision = None
-    with tracked_run(uri, experiment, {"normflow.flow": "train"}, training_run_name(normalization, lr, sources)) as run:
-        logger.info("MLflow run %s in experiment %r at %s", run.run_id, experiment, uri)
-        statistics_args = (sources, spec, torch_device, normalization, data, block_bytes, holdout_fraction)
-        if partition_bytes:
-            statistics = statistics_by_partition(*statistics_args, partition_bytes)
+    run_name = training_run_name(settings.normalization, settings.lr, sources)
+    with tracked_run(uri, settings.experiment, {"normflow.flow": "train"}, run_name) as run:
+        logger.info("MLflow run %s in experiment %r at %s", run.run_id, settings.experiment, store.absolute_uri(uri))
+        statistics_args = (sources, spec, torch_device, settings.normalization, settings.data, settings.block_bytes, settings.holdout_fraction)
+        if settings.partition_bytes:
+            statistics = statistics_by_partition(*statistics_args, settings.partition_bytes)
         else:
             statistics = compute_statistics(*statistics_args)
-        outcome = train(statistics, spec, normalization, lr, epochs, tolerance)
-        log_inputs(uri, run.run_id, sources, spec, statistics, settings, outcome.scaler)
-        log_results(uri, run.run_id, outcome, f"{normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
+        outcome = train(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
+        log_inputs(uri, run.run_id, sources, spec, statistics, settings_logged, outcome.scaler)
+        log_results(uri, run.run_id, outcome, f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
         if outcome.error is not None:
             raise outcome.error
-        decision = nothing_new_since_champion(uri, run.run_id, model_name) if register_model else None
+        decision = nothing_new_since_champion(uri, run.run_id, settings.model_name) if settings.register_model else None
         if decision is not None:
-            logger.info("%s: %s", model_name, decision.reason)
-        elif register_model:
-            version = register_trained_model(uri, run.run_id, outcome, model_name)
-            undo = run.on_failure(withdraw_version, uri, model_name, version, None)
+            logger.info("%s: %s", settings.model_name, decision.reason)
+        elif settings.register_model:
+            version = register_trained_model(uri, run.run_id, outcome, settings.model_name)
+            undo = run.on_failure(withdraw_version, uri, settings.model_name, version, None)
             decision, before = promotion_gate(
-                uri, run.run_id, model_name, version, outcome, statistics, promotion_tolerance, holdout_fraction,
-                allow_contradicting_files,
+                uri, run.run_id, settings.model_name, version, outcome, statistics, settings.promotion_tolerance,
+                settings.holdout_fraction, settings.allow_contradicting_files,
             )
-            undo.args = (uri, model_name, version, before)  # a later failure also restores the aliases
-            logger.info("registered %s version %s: %s (%s)", model_name, version, decision.label, decision.reason)
+            undo.args = (uri, settings.model_name, version, before)  # a later failure also restores the aliases
+            logger.info("registered %s version %s: %s (%s)", settings.model_name, version, decision.label, decision.reason)
         if decision is not None:
-            announce_decision(model_name, version, decision, run.run_id, sources, outcome)
+            announce_decision(settings.model_name, version, decision, run.run_id, sources, outcome)
     return TrainingSummary(
-        run.run_id, uri, model_name if version else None, version,
+        run.run_id, uri, settings.model_name if version else None, version,
         CHAMPION_ALIAS if decision is not None and decision.promote else None,
         decision.reason if decision is not None else None, statistics.moments.count, spec.features, spec.target,
         outcome.descent.final_loss, outcome.optimality_gap, outcome.raw_weights, outcome.intercept,
         outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
         store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
-        tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()), fit_report(outcome, lr),
+        tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()), fit_report(outcome, settings.lr),
     )
 
 
-def serve_schedule(parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None) -> str:
-    """Serve the train flow on a schedule until interrupted; refuses without a real Prefect server."""
-    from prefect.settings import PREFECT_API_URL
-
-    from flows.runtime import PERSISTENT_SERVER_ADVICE
-    from normflow.core.errors import ConfigError
-
-    if not PREFECT_API_URL.value():
-        raise ConfigError("--serve needs a running Prefect server (schedules never fire on the temporary one): "
-                          + PERSISTENT_SERVER_ADVICE)
-    if cron is None and interval is None:
-        raise ConfigError('--serve needs a schedule: --cron "0 3 * * *" or --interval SECONDS')
-    # limit=1: a run never overlaps the previous one (two would race for the champion alias).
-    flow_fn = train_flow.with_options(task_runner=task_runner) if task_runner else train_flow
-    flow_fn.serve(name=DEPLOYMENT_NAME, cron=cron, interval=interval, parameters=parameters, limit=1)
-    return "normflow: stopped serving"
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the train flow from the command line; returns the process exit code."""
+    """Run the train flow from the command line (or, with ``--serve``, serve the retrain flow); returns the exit code."""
     settings, args = train_settings(argv)
     parameters = {**settings.__dict__, "features": list(settings.features) if settings.features else None,
                   "partition_bytes": partition_bytes(args)}
     runner = dask_task_runner(args.dask_address, args.workers)
     if args.serve:
-        return run_cli(lambda: serve_schedule(parameters, args.cron, args.interval, runner), verbose=True)
+        from flows.retrain_flow import serve_retraining
+
+        return run_cli(lambda: serve_retraining(parameters, args.cron, args.interval, runner), verbose=True)
     flow_fn = train_flow.with_options(task_runner=runner) if runner else train_flow
     return run_cli(lambda: format_train_summary(flow_fn(**parameters)), verbose=args.verbose)
 

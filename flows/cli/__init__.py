@@ -16,6 +16,7 @@ from normflow.core.settings import (
     AUTO_LR,
     DEVICES,
     PredictSettings,
+    RetrainSettings,
     StudySettings,
     TrainSettings,
     defaults,
@@ -24,7 +25,7 @@ from normflow.core.settings import (
 TRAIN = defaults(TrainSettings)
 PREDICT = defaults(PredictSettings)
 STUDY = defaults(StudySettings)
-SERVE_HOLDOUT_FRACTION = 0.2
+RETRAIN = defaults(RetrainSettings)
 
 ENVIRONMENT = """environment:
   MLFLOW_TRACKING_URI   where runs and models go (default: sqlite:///mlruns/mlflow.db, relative to

@@ -11,9 +11,10 @@ from flows.cli import TRAIN
 from normflow.core.errors import ConfigError
 
 
-def add_data_flags(parser: argparse.ArgumentParser, default_data: str) -> None:
-    """--data, --target and --features, shared by the train and study CLIs."""
-    parser.add_argument("--data", default=default_data, help="CSV file, directory of *.csv, or glob")
+def add_data_flags(parser: argparse.ArgumentParser, default_data: str | None, default_said: str = "") -> None:
+    """--data, --target and --features, shared by the train and study CLIs (``default_said``: the default in
+    words, when ``default_data`` is None because it depends on other flags)."""
+    parser.add_argument("--data", default=default_data, help=f"CSV file, directory of *.csv, or glob{default_said}")
     parser.add_argument("--target", default=TRAIN["target"], help="column to predict")
     parser.add_argument(
         "--features", default=None, help="comma-separated feature columns (default: every column but the target)"

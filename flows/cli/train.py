@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flows.cli import (
-    SERVE_HOLDOUT_FRACTION,
+    RETRAIN,
     TRAIN,
     add_device_flag,
     add_scale_out_flags,
@@ -30,7 +30,7 @@ def train_parser() -> argparse.ArgumentParser:
         "  python flows/train_flow.py --normalization whiten            # exact in one epoch, on any data\n"
         "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge",
     )
-    add_data_flags(parser, TRAIN["data"])
+    add_data_flags(parser, None, f" (default: {TRAIN['data']}; {RETRAIN['data']} with --serve)")
     parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
     parser.add_argument(
         "--lr",
@@ -58,7 +58,7 @@ def train_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="fraction of rows (chosen by a hash of the row) kept out of training to score champion vs "
-        f"challenger (default: 0, no gate; {SERVE_HOLDOUT_FRACTION} with --serve)",
+        f"challenger (default: 0, no gate; {RETRAIN['holdout_fraction']} with --serve, the retrain flow's default)",
     )
     gate.add_argument(
         "--promotion-tolerance",
@@ -75,10 +75,15 @@ def train_parser() -> argparse.ArgumentParser:
     )
     add_scale_out_flags(parser)
     schedule = parser.add_argument_group("scheduled retraining (needs a Prefect server and PREFECT_API_URL)")
-    schedule.add_argument("--serve", action="store_true", help="create a deployment and keep serving it")
+    schedule.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the retrain flow (the gate on) as prefect.yaml's deployment normflow-retrain: its schedule and "
+        f"concurrency limit; --data defaults to {RETRAIN['data']} and flags you give become its parameters",
+    )
     timing = schedule.add_mutually_exclusive_group()
-    timing.add_argument("--cron", default=None, help='cron schedule, e.g. "0 3 * * *"')
-    timing.add_argument("--interval", type=float, default=None, help="seconds between runs")
+    timing.add_argument("--cron", default=None, help='cron schedule instead of prefect.yaml\'s, e.g. "0 3 * * *"')
+    timing.add_argument("--interval", type=float, default=None, help="seconds between runs instead of prefect.yaml's")
     return parser
 
 
@@ -86,11 +91,10 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
     """Parse and check the train flags (no heavy import); returns the settings and the raw flags."""
     parser = train_parser()
     args = parser.parse_args(argv)
-    holdout = args.holdout_fraction
-    if holdout is None:
-        holdout = SERVE_HOLDOUT_FRACTION if args.serve else 0.0
+    chosen = RETRAIN if args.serve else TRAIN  # --serve runs the retrain flow: its defaults
+    holdout = chosen["holdout_fraction"] if args.holdout_fraction is None else args.holdout_fraction
     settings = TrainSettings(
-        data=resolve_data(args.data, TRAIN["data"]),
+        data=resolve_data(args.data or chosen["data"], TRAIN["data"]),
         target=args.target,
         features=tuple(split_list(args.features) or ()) or None,
         normalization=args.normalization,

@@ -31,6 +31,8 @@ MIN_BLOCK_BYTES = 1024
 DEFAULT_TOLERANCE = 1e-12
 """A run has converged when its optimality gap is this fraction of the starting gap (0: run every epoch)."""
 DEFAULT_DATA = "data/houses.csv"
+RETRAIN_DATA = "incoming/"
+"""The folder scheduled retraining reads (relative to the folder the deployment runs in)."""
 DEFAULT_MODEL_NAME = "normflow-linear"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 
@@ -137,6 +139,19 @@ class TrainSettings:
             raise _refuse("target", "must name a column", self.target)
         check_delimiter(self.delimiter)
         return self
+
+
+@dataclass(frozen=True)
+class RetrainSettings(TrainSettings):
+    """Scheduled retraining: a training with the promotion gate on, on the folder new files arrive in.
+
+    The retrain flow's parameters (and so ``prefect.yaml``'s deployment and ``--serve``) take these
+    defaults: a hashed holdout of 20% scores champion against challenger, and a new file that
+    contradicts the champion keeps it (see :mod:`normflow.core.gate`).
+    """
+
+    data: str = RETRAIN_DATA
+    holdout_fraction: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def resolve_sources(data: str | Path) -> list[Path]:
     if kind == "a folder":
         files = sorted(p for p in path.glob("*.csv") if _path_kind(p) == "file")
         if not files:
-            raise DataError(f"{text}: directory has no *.csv files")
+            raise DataError(f"{text}: directory has no *.csv files{_relative_to_cwd(path)}")
         return _distinct_files(files)
     if kind == "file":
         return [path]
@@ -92,9 +92,14 @@ def resolve_sources(data: str | Path) -> list[Path]:
     if _GLOB_CHARS.search(text):
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if _path_kind(Path(p)) == "file")
         if not files:
-            raise DataError(f"{text}: no files match this pattern")
+            raise DataError(f"{text}: no files match this pattern{_relative_to_cwd(path)}")
         return _distinct_files(files)
-    raise DataError(f"{text}: no such file or directory")
+    raise DataError(f"{text}: no such file or directory{_relative_to_cwd(path)}")
+
+
+def _relative_to_cwd(path: Path) -> str:
+    """Where a relative path was looked for (a deployment's run may not start where you think); '' if absolute."""
+    return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
 
 
 def _path_kind(path: Path) -> str:

@@ -1,9 +1,8 @@
-"""Integration: the promotion gate in the train flow, rollback from the CLI, and scheduled retraining
-on a real `prefect server` with a folder of CSVs that grows between runs."""
+"""Integration: the promotion gate in the train flow, rollback from the CLI, and prefect.yaml's retraining
+deployment on a real `prefect server` with a process worker."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -115,6 +114,118 @@ def test_serve_refuses_without_a_prefect_server(tmp_path):
     assert "prefect server start" in result.stderr and "PREFECT_API_URL" in result.stderr
 
 
+class PrefectApi:
+    """Just enough of a real Prefect server's REST API to run a deployment and watch its runs."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def deployment(self, name: str) -> dict:
+        (found,) = self.http.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}).json()
+        return found
+
+    def start(self, deployment_id: str, parameters: dict) -> str:
+        response = self.http.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def state(self, flow_run_id: str) -> str:
+        return self.http.get(f"/flow_runs/{flow_run_id}").json()["state"]["type"]
+
+    def wait(self, flow_run_id: str, states: set[str], timeout: float, worker: subprocess.Popen, log: Path) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state(flow_run_id)
+            if state in states:
+                return state
+            assert worker.poll() is None, f"the worker exited: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        raise AssertionError(f"flow run {flow_run_id} still {state} after {timeout}s; worker: {log.read_text()[-2000:]}")
+
+    def logs(self, flow_run_id: str) -> list[str]:
+        body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
+        return [entry["message"] for entry in self.http.post("/logs/filter", json=body).json()]
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_the_gate_on(tmp_path):
+    """prefect.yaml as users deploy it: `prefect deploy` from the project folder, a process worker, runs
+    started on the server. The gate is on with no gate parameter given, a run started while one runs is
+    cancelled, relative paths resolve in the project folder, and a data error is one log line."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    # The scheduler stays off: the test starts each run itself, so the hourly schedule adds none.
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
+    server = LocalServer([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                         f"{api}/health", env=env, timeout=180)
+    project = tmp_path / "project"  # a checkout: prefect.yaml and the code, data and store inside it
+    project.mkdir()
+    (project / "prefect.yaml").write_text((REPO / "prefect.yaml").read_text())
+    (project / "flows").symlink_to(REPO / "flows")
+    noisy_csv((project / "incoming").mkdir() or project / "incoming" / "day1.csv", 300, 1)
+    env.update(PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="1")
+    worker_log = tmp_path / "worker.log"
+    worker = None
+    try:
+        for command in (["work-pool", "create", "normflow", "--type", "process"], ["--no-prompt", "deploy", "--name", "normflow-retrain"]):
+            done = subprocess.run([sys.executable, "-m", "prefect", *command], cwd=project, env=dict(env, PWD=str(project)),
+                                  capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, done.stdout + done.stderr
+        with open(worker_log, "w") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "normflow"],
+                                      cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        prefect = PrefectApi(api)
+        deployment = prefect.deployment("normflow-retrain")
+        assert deployment["parameters"] == {"data": "incoming/"}  # no gate parameter in prefect.yaml...
+        assert deployment["global_concurrency_limit"]["limit"] == 1
+        assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+
+        first = prefect.start(deployment["id"], {})
+        prefect.wait(first, {"PENDING", "RUNNING"}, 120, worker, worker_log)
+        second = prefect.start(deployment["id"], {})
+        assert prefect.wait(second, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 120, worker, worker_log) == "CANCELLED"
+        first_state = prefect.wait(first, {"COMPLETED", "FAILED", "CRASHED"}, 240, worker, worker_log)
+        first_log = "\n".join(prefect.logs(first))
+        assert first_state == "COMPLETED", first_log
+
+        (project / "bad").mkdir()
+        (project / "bad" / "day2.csv").write_text("lights,distance,price\n1,100,5\n2,oops,7\n")
+        bad = prefect.start(deployment["id"], {"data": "bad/"})
+        assert prefect.wait(bad, {"COMPLETED", "FAILED", "CRASHED"}, 240, worker, worker_log) == "FAILED"
+        bad_log = prefect.logs(bad)
+    finally:
+        if worker is not None:
+            stop_group(worker)
+        server.stop()
+
+    store = project / "mlruns" / "mlflow.db"  # the default store, relative to the project folder
+    assert str(store) in first_log and str(project / "incoming" / "day1.csv") in first_log
+    uri = f"sqlite:///{store}"
+    (run,) = finished_runs(uri)
+    assert run.data.params["holdout_fraction"] == "0.2" and int(run.data.params["data.holdout_rows"]) > 0  # ...gate on
+    assert run.data.tags["normflow.gate.decision"] == "promoted"
+    assert registry.alias_version(uri, NAME, "champion") == "1"
+    errors = [line for line in bad_log if "not a number" in line]
+    assert errors and all("day2.csv: row 2 (line 3), column 'distance'" in line for line in errors), bad_log
+    assert not any("Traceback" in line for line in bad_log), bad_log
+
+
 def finished_runs(uri: str) -> list:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("normflow")
@@ -122,82 +233,3 @@ def finished_runs(uri: str) -> list:
         return []
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     return [r for r in runs if r.info.status == "FINISHED"]
-
-
-def wait_for(condition, timeout: float, what: str, server: LocalServer, serving: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if serving.poll() is not None:
-            raise AssertionError(f"serve process exited: {serving.returncode}")
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}; server log: {server.output()[-1500:]}")
-
-
-@pytest.mark.slow
-def test_scheduled_retraining_on_a_real_prefect_server(tmp_path):
-    port = free_port()
-    home = tmp_path / "prefect-home"
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=api)
-    server = LocalServer(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        f"{api}/health",
-        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-        timeout=180,
-    )
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    data_dir = tmp_path / "incoming"
-    data_dir.mkdir()
-    noisy_csv(data_dir / "day1.csv", 300, 1)
-    serve_log = open(tmp_path / "serve.log", "w")
-    serving = subprocess.Popen(
-        [sys.executable, "flows/train_flow.py", "--serve", "--interval", "4", "--data", str(data_dir),
-         "--epochs", "500", "--lr", "0.5"],
-        cwd=REPO, env=dict(env, MLFLOW_TRACKING_URI=uri), stdout=serve_log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: len(finished_runs(uri)) >= 1, 240, "the first scheduled run", server, serving)
-        noisy_csv(data_dir / "day2.csv", 300, 2)
-        wait_for(
-            lambda: any(r.data.params.get("data.files") == "2" for r in finished_runs(uri)),
-            240,
-            "a scheduled run that read day2.csv",
-            server,
-            serving,
-        )
-    finally:
-        import signal
-
-        try:
-            os.killpg(serving.pid, signal.SIGTERM)
-            serving.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(serving.pid, signal.SIGKILL)
-        serve_log.close()
-        server.stop()
-
-    runs = finished_runs(uri)
-    assert len(runs) >= 2
-    client = MlflowClient(uri)
-    seen = []
-    for run in runs:
-        files = json.loads(Path(client.download_artifacts(run.info.run_id, "data_files.json", str(tmp_path))).read_text())
-        seen.append(sorted(Path(f["path"]).name for f in files["files"]))
-        assert all(len(f["sha256"]) == 64 and f["rows"] > 0 for f in files["files"])
-        assert run.data.params["holdout_fraction"] == "0.2" and int(run.data.params["data.holdout_rows"]) > 0
-        assert "normflow.gate.decision" in run.data.tags
-    assert seen[0] == ["day1.csv"] and ["day1.csv", "day2.csv"] in seen
-    finished = {r.info.run_id for r in runs}
-    versions = [v for v in client.search_model_versions(f"name='{NAME}'") if v.run_id in finished]
-    assert len(versions) == len(runs)  # every finished run registered exactly one version
-    for version in versions:
-        tags = client.get_model_version(NAME, str(version.version)).tags
-        assert tags["normflow.gate.decision"] in ("promoted", "not promoted")
-        assert "normflow.gate.challenger_holdout_mse" in tags
-    champion = registry.alias_version(uri, NAME, "champion")
-    assert champion is not None
-    assert client.get_model_version(NAME, champion).tags["normflow.gate.decision"] == "promoted"

@@ -1,0 +1,110 @@
+"""Retrain flow: the train flow's training with the promotion gate on, for schedules.
+
+Its parameters carry the gate's defaults (:class:`normflow.core.settings.RetrainSettings`: a 20%
+holdout, the noise-aware tolerance, contradicting files kept out), so every way of running it has
+the same gate: ``prefect deploy`` with ``prefect.yaml`` and a worker, ``python flows/train_flow.py
+--serve``, a run started from Prefect's UI. ``--serve`` takes its deployment (name, schedule,
+concurrency limit) from ``prefect.yaml``, the one place it is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefect import flow
+
+from flows.cli import RETRAIN
+from flows.cli.summaries import TrainingSummary
+from flows.train_flow import run_training
+from normflow.core.errors import ConfigError
+from normflow.core.settings import RetrainSettings
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+DEPLOYMENT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
+DEPLOYMENT_NAME = "normflow-retrain"
+
+
+@flow(name="normflow-retrain")
+def retrain_flow(
+    data: str = RETRAIN["data"],
+    target: str = RETRAIN["target"],
+    features: list[str] | None = None,
+    normalization: str = RETRAIN["normalization"],
+    lr: float | str = RETRAIN["lr"],
+    epochs: int = RETRAIN["epochs"],
+    tolerance: float = RETRAIN["tolerance"],
+    device: str = RETRAIN["device"],
+    experiment: str = RETRAIN["experiment"],
+    model_name: str = RETRAIN["model_name"],
+    block_bytes: int = RETRAIN["block_bytes"],
+    holdout_fraction: float = RETRAIN["holdout_fraction"],
+    promotion_tolerance: float | str = RETRAIN["promotion_tolerance"],
+    partition_bytes: int | None = None,
+    delimiter: str | None = None,
+    allow_contradicting_files: bool = RETRAIN["allow_contradicting_files"],
+) -> TrainingSummary:
+    """Retrain on the files in ``data`` and register the model; the gate promotes it only when it is no worse
+    than the champion on the holdout and no new file contradicts the champion (unchanged data: nothing new)."""
+    return run_training(RetrainSettings(
+        data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device, experiment,
+        model_name, True, block_bytes, holdout_fraction, promotion_tolerance, partition_bytes, delimiter,
+        allow_contradicting_files,
+    ))
+
+
+def deployment_spec() -> dict:
+    """``prefect.yaml``'s retraining deployment, as written there (name, schedules, parameters, concurrency)."""
+    import yaml
+
+    document = yaml.safe_load(DEPLOYMENT_FILE.read_text())
+    for deployment in document.get("deployments") or []:
+        if deployment.get("name") == DEPLOYMENT_NAME:
+            return deployment
+    raise ConfigError(f"{DEPLOYMENT_FILE}: no deployment named {DEPLOYMENT_NAME!r}")
+
+
+def serving_deployment(
+    parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None
+) -> RunnerDeployment:
+    """The deployment ``--serve`` serves: ``prefect.yaml``'s name, description, concurrency limit and (unless
+    ``cron``/``interval`` replace it) schedule; only the parameters that differ from the flow's defaults."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    spec = deployment_spec()
+    schedule: dict[str, object]
+    if cron is not None:
+        schedule = {"cron": cron}
+    elif interval is not None:
+        schedule = {"interval": interval}
+    else:
+        schedule = {key: value for key, value in spec["schedules"][0].items() if key in ("cron", "interval")}
+    if parameters.get("register_model") is False:
+        raise ConfigError("retraining registers every model it trains (the gate decides its alias): drop --no-register")
+    given = {**(spec.get("parameters") or {}), **parameters}
+    accepted = retrain_flow.parameters.properties
+    changed = {name: value for name, value in given.items() if name in accepted and value != RETRAIN.get(name)}
+    flow_to_serve = retrain_flow.with_options(task_runner=task_runner) if task_runner is not None else retrain_flow
+    return flow_to_serve.to_deployment(
+        name=spec["name"],
+        description=spec.get("description"),
+        parameters=changed,
+        concurrency_limit=ConcurrencyLimitConfig(**spec["concurrency_limit"]),
+        **schedule,
+    )
+
+
+def serve_retraining(parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None) -> str:
+    """Serve the retrain flow on its schedule until interrupted; refuses without a real Prefect server."""
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.runtime import PERSISTENT_SERVER_ADVICE
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError("--serve needs a running Prefect server (schedules never fire on the temporary one): "
+                          + PERSISTENT_SERVER_ADVICE)
+    serve(serving_deployment(parameters, cron, interval, task_runner))
+    return "normflow: stopped serving"
