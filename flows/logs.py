@@ -10,16 +10,32 @@ from normflow.core.errors import NormflowError
 
 
 class OneLineExpectedErrors(logging.Filter):
-    """Drop the traceback from log records of failures the CLI explains in one line.
+    """Drop the traceback from log records of failures the CLI explains in one line, and the records
+    that repeat one already shown (Prefect logs a task's failure, then the flow's, then the engine's).
 
     Those are our own errors (bad data, divergence) and the failures :func:`describe_failure`
     words (a store that fails or is locked, a full disk, Prefect not starting).
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[tuple, None] = {}  # per handler, in order: the failures it has shown
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and is_expected_failure(record.exc_info[1]):
-            record.exc_info = None
-            record.exc_text = None
+        # a record goes through every handler: the first one's filter strips the traceback, and keeps the error
+        exc = record.exc_info[1] if record.exc_info else getattr(record, "normflow_error", None)
+        if exc is None or not is_expected_failure(exc):
+            return True
+        record.exc_info = None
+        record.exc_text = None
+        record.normflow_error = exc
+        # Prefect logs a failure again as it passes from task to flow to engine (as copies of the exception)
+        key = (getattr(record, "flow_run_id", None), type(exc).__name__, str(exc))
+        if key in self._shown:
+            return False
+        self._shown[key] = None
+        if len(self._shown) > 256:
+            self._shown.pop(next(iter(self._shown)))
         return True
 
 
