@@ -90,7 +90,8 @@ def record_training_inputs(
     runs.log_params(uri, run_id, params)
     digests = record_dataset(uri, run_id, sources, "training")
     seen = [
-        {"path": str(p), "bytes": p.stat().st_size, "sha256": d, "rows": statistics.rows_per_file[str(p)]}
+        {"path": str(p), "resolved": str(p.resolve()), "bytes": p.stat().st_size, "sha256": d,
+         "rows": statistics.rows_per_file[str(p)]}
         for p, d in zip(sources, digests)
     ]
     runs.log_json_artifact(uri, run_id, {"files": seen}, "data_files.json")

@@ -3,6 +3,7 @@ deployment on a real `prefect server` with a process worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -229,6 +230,9 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
     assert run.data.params["holdout_fraction"] == "0.2" and int(run.data.params["data.holdout_rows"]) > 0  # ...gate on
     assert run.data.tags["normflow.gate.decision"] == "promoted"
     assert registry.alias_version(uri, NAME, "champion") == "1"
+    files = json.loads(Path(MlflowClient(uri).download_artifacts(run.info.run_id, "data_files.json", str(tmp_path))).read_text())
+    assert files["files"][0]["path"] == "incoming/day1.csv"  # as the flow was given it...
+    assert files["files"][0]["resolved"] == str(project / "incoming" / "day1.csv")  # ...and where that was
     errors = [line for line in bad_log if "not a number" in line]
     assert errors and all("day2.csv: row 2 (line 3), column 'distance'" in line for line in errors), bad_log
     assert not any("Traceback" in line for line in bad_log), bad_log
