@@ -81,8 +81,6 @@ def serving_deployment(
         schedule = {"interval": interval}
     else:
         schedule = {key: value for key, value in spec["schedules"][0].items() if key in ("cron", "interval")}
-    if parameters.get("register_model") is False:
-        raise ConfigError("retraining registers every model it trains (the gate decides its alias): drop --no-register")
     given = {**(spec.get("parameters") or {}), **parameters}
     accepted = retrain_flow.parameters.properties
     changed = {name: value for name, value in given.items() if name in accepted and value != RETRAIN.get(name)}

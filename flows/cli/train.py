@@ -116,6 +116,9 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         settings.validate()
         if (args.cron or args.interval) and not args.serve:
             raise ConfigError("--cron and --interval schedule retraining: add --serve")
+        if args.serve and args.no_register:
+            raise ConfigError("--serve runs the retrain flow, which registers every model it trains (the gate "
+                              "decides its alias): drop --no-register")
         if args.interval is not None and args.interval <= 0:
             raise ConfigError(f"--interval must be positive, got {args.interval}")
         partition_bytes(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from flows.cli.train import train_settings
@@ -56,3 +57,10 @@ def test_the_one_off_command_trains_without_a_gate_and_serve_with_it():
     served, _ = train_settings(["--serve", "--data", str(REPO / "data")])
     assert one_off.holdout_fraction == 0.0 and one_off.data.endswith("data/houses.csv")
     assert served.holdout_fraction == 0.2
+
+
+def test_serve_refuses_no_register_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_settings(["--serve", "--no-register", "--data", str(REPO / "data")])
+    assert exit_info.value.code == 1
+    assert "drop --no-register" in capsys.readouterr().err
