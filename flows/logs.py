@@ -29,8 +29,12 @@ class OneLineExpectedErrors(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         record.normflow_error = exc
-        # Prefect logs a failure again as it passes from task to flow to engine (as copies of the exception)
-        key = (getattr(record, "flow_run_id", None), type(exc).__name__, str(exc))
+        # Prefect logs a failure of a run again as it passes from task to flow to engine (as copies of the
+        # exception); other records are never dropped
+        run = getattr(record, "flow_run_id", None)
+        if run is None:
+            return True
+        key = (str(run), type(exc).__name__, str(exc))
         if key in self._shown:
             return False
         self._shown[key] = None
@@ -82,6 +86,22 @@ def quiet_expected_errors() -> None:
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
             if not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
+                handler.addFilter(OneLineExpectedErrors())
+
+
+def one_line_errors_in_run_logs() -> None:
+    """In a flow run's process (a worker's or ``serve``'s subprocess runs no CLI code): Prefect's own log
+    handlers, to its API and console, show an expected failure as one line, once per run.
+
+    Other libraries' handlers are left as they are.
+    """
+    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
+
+    names = [name for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")]
+    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in names]:
+        for handler in getattr(logger, "handlers", []):
+            prefects = isinstance(handler, (APILogHandler, PrefectConsoleHandler))
+            if prefects and not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
                 handler.addFilter(OneLineExpectedErrors())
 
 

@@ -56,42 +56,66 @@ def retrain_flow(
 
 
 def deployment_spec() -> dict:
-    """``prefect.yaml``'s retraining deployment, as written there (name, schedules, parameters, concurrency)."""
+    """``prefect.yaml``'s retraining deployment, as written there (name, schedules, parameters, concurrency).
+
+    The one in the current folder (where ``prefect deploy`` would read it) when it defines the
+    deployment, else the one beside this code.
+    """
     import yaml
 
-    document = yaml.safe_load(DEPLOYMENT_FILE.read_text())
-    for deployment in document.get("deployments") or []:
-        if deployment.get("name") == DEPLOYMENT_NAME:
-            return deployment
-    raise ConfigError(f"{DEPLOYMENT_FILE}: no deployment named {DEPLOYMENT_NAME!r}")
+    places = list(dict.fromkeys([Path.cwd() / "prefect.yaml", DEPLOYMENT_FILE]))
+    for place in places:
+        if not place.is_file():
+            continue
+        document = yaml.safe_load(place.read_text()) or {}
+        for deployment in document.get("deployments") or []:
+            if deployment.get("name") == DEPLOYMENT_NAME:
+                return deployment
+    raise ConfigError(f"no prefect.yaml defining the deployment {DEPLOYMENT_NAME!r} in {' or '.join(map(str, places))}")
+
+
+SCHEDULE_KEYS = ("interval", "cron", "rrule", "timezone", "anchor_date", "day_or", "active")
 
 
 def serving_deployment(
     parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None
 ) -> RunnerDeployment:
-    """The deployment ``--serve`` serves: ``prefect.yaml``'s name, description, concurrency limit and (unless
-    ``cron``/``interval`` replace it) schedule; only the parameters that differ from the flow's defaults."""
+    """The deployment ``--serve`` serves: ``prefect.yaml``'s name, description, concurrency limit, schedules
+    (unless ``cron``/``interval`` replace them) and parameters; a flag whose value differs from the retrain
+    flow's default overrides the parameter of the same name."""
+    from datetime import timedelta
+
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.schedules import Schedule
 
     spec = deployment_spec()
-    schedule: dict[str, object]
     if cron is not None:
-        schedule = {"cron": cron}
+        schedules = [Schedule(cron=cron)]
     elif interval is not None:
-        schedule = {"interval": interval}
+        schedules = [Schedule(interval=timedelta(seconds=interval))]
     else:
-        schedule = {key: value for key, value in spec["schedules"][0].items() if key in ("cron", "interval")}
-    given = {**(spec.get("parameters") or {}), **parameters}
+        schedules = [_schedule_of(entry, Schedule) for entry in spec.get("schedules") or []]
     accepted = retrain_flow.parameters.properties
-    changed = {name: value for name, value in given.items() if name in accepted and value != RETRAIN.get(name)}
+    flags = {name: value for name, value in parameters.items() if name in accepted and value != RETRAIN.get(name)}
+    merged = {**(spec.get("parameters") or {}), **flags}
     flow_to_serve = retrain_flow.with_options(task_runner=task_runner) if task_runner is not None else retrain_flow
     return flow_to_serve.to_deployment(
         name=spec["name"],
         description=spec.get("description"),
-        parameters=changed,
+        parameters={name: value for name, value in merged.items() if value != RETRAIN.get(name)},
         concurrency_limit=ConcurrencyLimitConfig(**spec["concurrency_limit"]),
-        **schedule,
+        schedules=schedules,
     )
+
+
+def _schedule_of(entry: dict, schedule_type: type):
+    """One ``schedules:`` entry of prefect.yaml as a Prefect schedule (interval in seconds, as prefect.yaml)."""
+    from datetime import timedelta
+
+    fields = {key: value for key, value in entry.items() if key in SCHEDULE_KEYS}
+    if "interval" in fields:
+        fields["interval"] = timedelta(seconds=float(fields["interval"]))
+    return schedule_type(**fields)
 
 
 def serve_retraining(parameters: dict[str, object], cron: str | None, interval: float | None, task_runner=None) -> str:

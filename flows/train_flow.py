@@ -24,7 +24,7 @@ from flows.cli.fit import fit_report
 from flows.cli.summaries import TrainingSummary, format_train_summary
 from flows.cli.train import train_settings
 from flows.common import exit_now, run_cli
-from flows.logs import quiet_expected_errors
+from flows.logs import one_line_errors_in_run_logs
 from flows.runtime import dask_task_runner
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
@@ -80,7 +80,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
 
     Data errors end the run with their one line in the flow-run log (no traceback).
     """
-    quiet_expected_errors()
+    one_line_errors_in_run_logs()
     logger = get_run_logger()
     settings.validate()
     torch_device = resolve_device(settings.device)

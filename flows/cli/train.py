@@ -30,7 +30,7 @@ def train_parser() -> argparse.ArgumentParser:
         "  python flows/train_flow.py --normalization whiten            # exact in one epoch, on any data\n"
         "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge",
     )
-    add_data_flags(parser, None, f" (default: {TRAIN['data']}; {RETRAIN['data']} with --serve)")
+    add_data_flags(parser, None, f" (default: {TRAIN['data']}; with --serve, prefect.yaml's data)")
     parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
     parser.add_argument(
         "--lr",
@@ -79,7 +79,8 @@ def train_parser() -> argparse.ArgumentParser:
         "--serve",
         action="store_true",
         help="serve the retrain flow (the gate on) as prefect.yaml's deployment normflow-retrain: its schedule and "
-        f"concurrency limit; --data defaults to {RETRAIN['data']} and flags you give become its parameters",
+        f"concurrency limit and parameters; a flag whose value differs from the retrain flow's default overrides "
+        "the parameter",
     )
     timing = schedule.add_mutually_exclusive_group()
     timing.add_argument("--cron", default=None, help='cron schedule instead of prefect.yaml\'s, e.g. "0 3 * * *"')
@@ -94,7 +95,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
     chosen = RETRAIN if args.serve else TRAIN  # --serve runs the retrain flow: its defaults
     holdout = chosen["holdout_fraction"] if args.holdout_fraction is None else args.holdout_fraction
     settings = TrainSettings(
-        data=resolve_data(args.data or chosen["data"], TRAIN["data"]),
+        data=resolve_data(chosen["data"] if args.data is None else args.data, TRAIN["data"]),
         target=args.target,
         features=tuple(split_list(args.features) or ()) or None,
         normalization=args.normalization,
@@ -122,7 +123,8 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         if args.interval is not None and args.interval <= 0:
             raise ConfigError(f"--interval must be positive, got {args.interval}")
         partition_bytes(args)
-        check_data_path(settings.data, "--data")
+        if not (args.serve and args.data is None):  # served without --data: prefect.yaml's data, checked by each run
+            check_data_path(settings.data, "--data")
 
     refuse_early(parser, check)
     return settings, args

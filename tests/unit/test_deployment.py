@@ -52,6 +52,28 @@ def test_serve_builds_prefect_yamls_deployment_with_only_the_changed_parameters(
     assert deployment.schedules[0].schedule.cron == "0 3 * * *"
 
 
+def test_serve_keeps_prefect_yamls_parameters_unless_a_flag_changes_them(tmp_path, monkeypatch):
+    from flows.retrain_flow import serving_deployment
+
+    document = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = [d for d in document["deployments"] if d["name"] == "normflow-retrain"]
+    deployment["parameters"] = {"data": "/srv/drop/", "epochs": 300}
+    deployment["schedules"] = [{"cron": "0 4 * * *", "timezone": "Europe/Paris", "active": False}]
+    (tmp_path / "prefect.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.chdir(tmp_path)  # a project's own prefect.yaml, where `prefect deploy` reads it
+
+    settings, args = train_settings(["--serve"])  # no ./incoming: not checked, prefect.yaml names the data
+    served = serving_deployment({**settings.__dict__, "features": None}, args.cron, args.interval)
+    assert served.parameters == {"data": "/srv/drop/", "epochs": 300}
+    (schedule,) = served.schedules
+    assert schedule.schedule.cron == "0 4 * * *" and schedule.schedule.timezone == "Europe/Paris"
+    assert schedule.active is False
+
+    settings, args = train_settings(["--serve", "--epochs", "500"])
+    served = serving_deployment({**settings.__dict__, "features": None}, args.cron, args.interval)
+    assert served.parameters == {"data": "/srv/drop/", "epochs": 500}
+
+
 def test_the_one_off_command_trains_without_a_gate_and_serve_with_it():
     one_off, _ = train_settings([])
     served, _ = train_settings(["--serve", "--data", str(REPO / "data")])

@@ -1,4 +1,5 @@
-"""Log records of expected failures: one line each, shown once per handler; other failures keep their traceback."""
+"""Log records of expected failures: one line each, shown once per handler and flow run; other failures
+keep their traceback, and records outside a flow run are never dropped."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from flows.logs import OneLineExpectedErrors
 from normflow.core.errors import DataError
 
 
-def logged(errors: list[BaseException]) -> str:
+def logged(errors: list[BaseException], runs: list[str | None]) -> str:
+    """What one handler with the filter shows when each run logs each error twice, as Prefect does."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(OneLineExpectedErrors())
@@ -17,24 +19,34 @@ def logged(errors: list[BaseException]) -> str:
     logger.propagate = False
     logger.addHandler(handler)
     try:
-        for error in errors:
-            try:
-                raise error
-            except BaseException as exc:
-                logger.error("failed: %r", exc, exc_info=True)
-                logger.error("engine exited", exc_info=True)  # Prefect's later records carry the same exception
+        for run in runs:
+            extra = {"flow_run_id": run} if run else {}
+            for error in errors:
+                try:
+                    raise error
+                except BaseException as exc:
+                    logger.error("failed: %r", exc, exc_info=True, extra=extra)
+                    logger.error("engine exited", exc_info=True, extra=extra)  # a later record, the same error
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()
 
 
-def test_a_data_error_is_one_line_shown_once():
-    text = logged([DataError("a.csv: row 2, column 'x': not a number")])
-    assert text.splitlines() == ["""failed: DataError("a.csv: row 2, column 'x': not a number")"""]
+DATA_ERROR = DataError("a.csv: row 2, column 'x': not a number")
+ONE_LINE = """failed: DataError("a.csv: row 2, column 'x': not a number")"""
+
+
+def test_a_data_error_is_one_line_shown_once_per_run():
+    assert logged([DATA_ERROR], ["run-1"]).splitlines() == [ONE_LINE]
+    assert logged([DATA_ERROR], ["run-1", "run-2"]).splitlines() == [ONE_LINE, ONE_LINE]  # each run's log has it
+
+
+def test_records_outside_a_flow_run_lose_the_traceback_but_are_never_dropped():
+    assert logged([DATA_ERROR], [None]).splitlines() == [ONE_LINE, "engine exited"]
 
 
 def test_a_bug_keeps_its_traceback_and_every_record():
-    text = logged([RuntimeError("a bug")])
+    text = logged([RuntimeError("a bug")], ["run-1"])
     assert text.count("Traceback") == 2 and "engine exited" in text
 
 
@@ -51,7 +63,7 @@ def test_every_handler_shows_the_first_record_once():
             try:
                 raise DataError("a.csv: row 2, column 'x': not a number")
             except DataError:
-                logger.error("failed", exc_info=True)
+                logger.error("failed", exc_info=True, extra={"flow_run_id": "run-1"})
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
