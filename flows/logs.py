@@ -83,10 +83,7 @@ def quiet_expected_errors() -> None:
     """
     loggers = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("mlflow")]
     loggers += [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
-                handler.addFilter(OneLineExpectedErrors())
+    _filter_expected_errors(loggers)
 
 
 def one_line_errors_in_run_logs() -> None:
@@ -98,10 +95,15 @@ def one_line_errors_in_run_logs() -> None:
     from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
 
     names = [name for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")]
-    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in names]:
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in names]
+    _filter_expected_errors(loggers, (APILogHandler, PrefectConsoleHandler))
+
+
+def _filter_expected_errors(loggers: list[logging.Logger], handler_types: tuple[type, ...] = (logging.Handler,)) -> None:
+    """Put one :class:`OneLineExpectedErrors` on each handler of ``loggers`` of ``handler_types`` that has none."""
+    for logger in loggers:
         for handler in getattr(logger, "handlers", []):
-            prefects = isinstance(handler, (APILogHandler, PrefectConsoleHandler))
-            if prefects and not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
+            if isinstance(handler, handler_types) and not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
                 handler.addFilter(OneLineExpectedErrors())
 
 

@@ -83,18 +83,17 @@ def serving_deployment(
     """The deployment ``--serve`` serves: ``prefect.yaml``'s name, description, concurrency limit, schedules
     (unless ``cron``/``interval`` replace them) and parameters; a flag whose value differs from the retrain
     flow's default overrides the parameter of the same name."""
-    from datetime import timedelta
-
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.schedules import Schedule
 
     spec = deployment_spec()
     if cron is not None:
-        schedules = [Schedule(cron=cron)]
+        entries = [{"cron": cron}]
     elif interval is not None:
-        schedules = [Schedule(interval=timedelta(seconds=interval))]
+        entries = [{"interval": interval}]
     else:
-        schedules = [_schedule_of(entry, Schedule) for entry in spec.get("schedules") or []]
+        entries = spec.get("schedules") or []
+    schedules = [_schedule_of(entry, Schedule) for entry in entries]
     accepted = retrain_flow.parameters.properties
     flags = {name: value for name, value in parameters.items() if name in accepted and value != RETRAIN.get(name)}
     merged = {**(spec.get("parameters") or {}), **flags}
@@ -109,7 +108,8 @@ def serving_deployment(
 
 
 def _schedule_of(entry: dict, schedule_type: type):
-    """One ``schedules:`` entry of prefect.yaml as a Prefect schedule (interval in seconds, as prefect.yaml)."""
+    """One ``schedules:`` entry of prefect.yaml (or the flags' cron/interval) as a Prefect schedule
+    (interval in seconds, as prefect.yaml writes it)."""
     from datetime import timedelta
 
     fields = {key: value for key, value in entry.items() if key in SCHEDULE_KEYS}

@@ -111,13 +111,16 @@ CONTRADICTION_Z = 4.0
 """How many standard errors above the champion's own error a new file's error must be to contradict it."""
 
 
-def sampling_tolerance(holdout_rows: int) -> float:
-    """The relative sampling error of a mean squared error over ``holdout_rows`` rows, times :data:`SAMPLING_Z`.
+def mse_relative_error(rows: int) -> float:
+    """The relative standard error of a mean squared error over ``rows`` rows: ``sqrt(2 / n)`` for roughly
+    normal residuals."""
+    return math.sqrt(2.0 / max(rows, 1))
 
-    For roughly normal residuals an MSE over n rows has relative standard error ``sqrt(2 / n)``: two
-    models within that of each other on the same holdout are not told apart by it.
-    """
-    return SAMPLING_Z * math.sqrt(2.0 / max(holdout_rows, 1))
+
+def sampling_tolerance(holdout_rows: int) -> float:
+    """The relative sampling error of a mean squared error over ``holdout_rows`` rows, times :data:`SAMPLING_Z`:
+    two models within that of each other on the same holdout are not told apart by it."""
+    return SAMPLING_Z * mse_relative_error(holdout_rows)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def check_new_file(path: str, rows: int, mse: float, reference_mse: float) -> Fi
     """Compare a new file's MSE under the champion with the champion's reference MSE (its holdout's, or its
     training loss): a file of n rows from the same relation stays within ``CONTRADICTION_Z`` relative standard
     errors ``sqrt(2 / n)`` of it."""
-    limit = reference_mse * (1.0 + CONTRADICTION_Z * math.sqrt(2.0 / max(rows, 1))) + 1e-12 * abs(reference_mse) + 1e-300
+    limit = reference_mse * (1.0 + CONTRADICTION_Z * mse_relative_error(rows)) + 1e-12 * abs(reference_mse) + 1e-300
     return FileCheck(path, rows, mse, limit)
 
 
