@@ -36,9 +36,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cli_module, checker, flow_module, _ = COMMANDS[argv[0]]
     if cli_module is not None:  # answer --help and flag errors before the flow's heavy imports
-        getattr(importlib.import_module(cli_module), checker)(argv[1:])
+        _, flags = getattr(importlib.import_module(cli_module), checker)(argv[1:])
+        if not getattr(flags, "serve", False):  # as the scripts do: --serve needs a real server
+            from flows.server import start_temporary_server_early
+
+            start_temporary_server_early(flags.verbose)  # its start-up overlaps the flow's imports
     return importlib.import_module(flow_module).main(argv[1:])
 
 
+def run() -> None:
+    """The ``normflow`` console script: :func:`main`, then the same quick exit as ``python flows/<name>.py``."""
+    from flows.common import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -128,6 +128,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
         store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
         tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()), fit_report(outcome, settings.lr),
+        export_command=store.export_command(uri),
     )
 
 

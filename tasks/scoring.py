@@ -19,6 +19,7 @@ from normflow.data.publish import temporary_path
 from normflow.data.scoring import (
     ScoringReport,
     merge_reports,
+    numeric_output_columns,
     output_schema,
     part_path,
     publish_parts,
@@ -125,7 +126,8 @@ def score_by_partition(
         targets = []
         if rejected is not None:
             targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(spec)))
-        targets.append(([Path(o) for o in outputs], output, output_schema(spec, flag_out_of_range)))
+        schema = output_schema(spec, flag_out_of_range, numeric_output_columns(output, model.feature_names))
+        targets.append(([Path(o) for o in outputs], output, schema))
         publish_parts(targets)
         return merge_reports(reports, output, rejected)
     finally:

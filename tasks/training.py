@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from normflow.core.study import StudyResult, run_grid
+from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome, train_linear_model
 from normflow.data.reader import TableSpec
 from normflow.data.statistics import SourceStatistics
@@ -29,12 +30,12 @@ def train(
         if collinear.combination:
             logger.warning("features are exactly collinear: %s (its weight in the optimum is 0)", collinear.describe())
     logger.info(
-        "lr %s%s: Hessian condition number %.4g, %s per epoch; stopped after %d epoch(s)",
+        "lr %s%s: Hessian condition number %.4g, %s per epoch; stopped after %s",
         f"{outcome.lr:.6g}",
         " (auto)" if lr == "auto" else "",
         outcome.curvature.condition_number,
         f"contraction {outcome.curvature.contraction(outcome.lr):.4g}",
-        outcome.descent.updates,
+        counted(outcome.descent.updates, "epoch"),
     )
     return outcome
 

@@ -10,6 +10,8 @@ from the settings classes, the one place they are written.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from normflow.core.errors import ConfigError, NormflowError, one_line
 from normflow.core.settings import (
@@ -45,12 +47,33 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+CONSOLE_SUBCOMMANDS = {
+    "python flows/train_flow.py": "train",
+    "python flows/predict_flow.py": "predict",
+    "python flows/study_flow.py": "study",
+    "python flows/promote.py": "promote",
+}
+"""Each script's subcommand of the ``normflow`` console command."""
+
+
+def invoked_name(script: str) -> str:
+    """How the user called this command: ``normflow train`` through the console script, else the script."""
+    called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if called in ("normflow", "console.py") and script in CONSOLE_SUBCOMMANDS:
+        return f"normflow {CONSOLE_SUBCOMMANDS[script]}"
+    return script
+
+
 def parser_for(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
-    """An argument parser with the project's help layout: description, flags, examples, environment."""
+    """An argument parser with the project's help layout: description, flags, examples, environment.
+
+    Usage lines, flag errors and examples name the command as it was called (``normflow train`` or
+    ``python flows/train_flow.py``)."""
+    name = invoked_name(prog)
     return argparse.ArgumentParser(
-        prog=prog,
+        prog=name,
         description=description,
-        epilog=f"examples:\n{examples}\n\n{ENVIRONMENT}",
+        epilog=f"examples:\n{examples.replace(prog, name)}\n\n{ENVIRONMENT}",
         formatter_class=HelpFormatter,
     )
 

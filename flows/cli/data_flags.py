@@ -51,10 +51,15 @@ def resolve_data(data: str, default: str) -> str:
     return data
 
 
-def check_data_path(data: str, flag: str) -> None:
-    """A quick look before the heavy imports: a plain path that names nothing is refused at once."""
-    if glob.has_magic(data) or os.path.lexists(data):
+def check_data_path(data: str, flag: str, files_may_come: bool = False) -> None:
+    """A quick look before the heavy imports: a plain path that names nothing, or a glob that matches
+    nothing, is refused at once (``files_may_come``: a served flow's glob may match files later)."""
+    where = f"{flag}; relative to {Path.cwd()}"
+    if os.path.lexists(data):
         return
-    raise ConfigError(f"{data}: no such file or directory ({flag}; relative to {Path.cwd()})")
+    if not glob.has_magic(data):
+        raise ConfigError(f"{data}: no such file or directory ({where})")
+    if not files_may_come and not any(os.path.isfile(match) for match in glob.iglob(data, recursive=True)):
+        raise ConfigError(f"{data}: no files match this pattern ({where})")
 
 

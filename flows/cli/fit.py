@@ -18,14 +18,17 @@ class FitReport:
     epochs_run: int  # updates applied
     converged: bool
     advice: str  # for a run that ended above its tolerance: by how much and what fixes it
-    residual_std: float
+    residual_std: float  # the trained model's own, from its final loss
     r_squared: float
     collinear: tuple[str, ...] = ()
+    optimal_residual_std: float = math.nan  # the least-squares optimum's, from R
+    optimal_r_squared: float = math.nan
 
 
 def fit_report(outcome, lr_requested: float | str) -> FitReport:
     """The fit facts of a training outcome (``normflow.core.training.TrainingOutcome``), advice in flag words."""
     advice = outcome.not_converged()
+    r_squared, residual_std = outcome.model_fit
     return FitReport(
         lr=outcome.lr,
         lr_requested=lr_requested,
@@ -33,10 +36,20 @@ def fit_report(outcome, lr_requested: float | str) -> FitReport:
         epochs_run=outcome.descent.updates,
         converged=outcome.converged,
         advice=advice.render(flag_name) if advice is not None else "",
-        residual_std=outcome.optimum.residual_std,
-        r_squared=outcome.optimum.r_squared,
+        residual_std=residual_std,
+        r_squared=r_squared,
         collinear=tuple(c.describe() for c in outcome.optimum.collinear if c.combination),
+        optimal_residual_std=outcome.optimum.residual_std,
+        optimal_r_squared=outcome.optimum.r_squared,
     )
+
+
+def fit_quality(r_squared: float, residual_std: float) -> str:
+    """``R^2 0.98, residual std 0.31`` as the summary prints it."""
+    quality = f"R^2 {r_squared:.6g}" if math.isfinite(r_squared) else "R^2 undefined (constant target)"
+    if math.isfinite(residual_std):
+        quality += f", residual std {residual_std:.4g}"
+    return quality
 
 
 def shrink(rate: float) -> str:
@@ -50,13 +63,15 @@ def fit_lines(fit: FitReport | None) -> list[str]:
         return []
     chosen = " (auto: best constant step)" if fit.lr_requested == AUTO_LR else ""
     status = "converged" if fit.converged else "NOT converged"
-    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {fit.epochs_run} epoch(s)"
+    epochs = f"{fit.epochs_run} epoch{'' if fit.epochs_run == 1 else 's'}"
+    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {epochs}"
              f" (distance to the optimum x{shrink(fit.contraction)} per epoch)"]
     if fit.advice:
         lines.append(f"  warning:       {fit.advice}")
-    quality = f"R^2 {fit.r_squared:.6g}" if math.isfinite(fit.r_squared) else "R^2 undefined (constant target)"
-    if math.isfinite(fit.residual_std):
-        quality += f", residual std {fit.residual_std:.4g}"
+    quality = fit_quality(fit.r_squared, fit.residual_std)
+    optimal = fit_quality(fit.optimal_r_squared, fit.optimal_residual_std)
+    if optimal != quality:
+        quality += f" (the least-squares optimum: {optimal})"
     lines.append(f"  fit:           {quality}")
     lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
     return lines

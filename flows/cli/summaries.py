@@ -33,6 +33,7 @@ class TrainingSummary:
     first_losses: tuple[float, ...] = ()
     first_gradients: tuple[tuple[float, ...], ...] = ()
     fit: FitReport | None = None
+    export_command: str = ""  # the shell line that points MLflow's own CLI at this store
 
 
 def format_train_summary(summary: TrainingSummary) -> str:
@@ -57,6 +58,8 @@ def format_train_summary(summary: TrainingSummary) -> str:
             f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
             f"  MLflow UI:     {summary.ui_command}",
+            *([f"  MLflow CLI:    {summary.export_command}   (then mlflow models serve, mlflow ui)"]
+              if summary.export_command else []),
         ]
     )
 

@@ -124,7 +124,7 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
             raise ConfigError(f"--interval must be positive, got {args.interval}")
         partition_bytes(args)
         if not (args.serve and args.data is None):  # served without --data: prefect.yaml's data, checked by each run
-            check_data_path(settings.data, "--data")
+            check_data_path(settings.data, "--data", files_may_come=args.serve)
 
     refuse_early(parser, check)
     return settings, args

@@ -16,6 +16,7 @@ from normflow.core.engine import gradient_ratio
 from normflow.core.names import feature_keys
 from normflow.core.settings import AUTO_LR, DEFAULT_TOLERANCE
 from normflow.core.table_stats import TableStatistics
+from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome, train_linear_model
 
 
@@ -109,7 +110,7 @@ def child_metrics(result: StudyResult) -> dict[str, float]:
         "condition_number": outcome.curvature.condition_number,
         "max_stable_lr": outcome.curvature.max_stable_lr,
         "lr_used": outcome.lr,
-        "epochs_run": outcome.descent.epochs_run,
+        "epochs_run": outcome.descent.updates,
     }
     if result.diverged:
         if result.diverged_epoch is not None:
@@ -221,7 +222,7 @@ def summary_text(results: list[StudyResult], feature_names: tuple[str, ...], tar
                 when = f"blew up at epoch {r.diverged_epoch}" if r.diverged_epoch is not None else "was unstable"
                 parts.append(f"lr {r.lr_text} diverged ({when})")
             elif r.converged:
-                parts.append(f"lr {r.lr_text} converged in {r.epochs_to_tolerance} epochs")
+                parts.append(f"lr {r.lr_text} converged in {counted(r.epochs_to_tolerance, 'epoch')}")
             else:
                 parts.append(f"lr {r.lr_text} did not reach the tolerance (optimality gap {r.outcome.optimality_gap:.3g})")
         lines.append(

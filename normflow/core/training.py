@@ -19,6 +19,7 @@ from normflow.core.model import LinearModel
 from normflow.core.scalers import Scaler, fit_scaler
 from normflow.core.settings import AUTO_LR
 from normflow.core.table_stats import TableStatistics
+from normflow.core.text import counted
 from normflow.core.triangular import LeastSquares
 
 
@@ -59,6 +60,13 @@ class TrainingOutcome:
         return self.tolerance <= 0 or self.relative_gap <= self.tolerance
 
     @property
+    def model_fit(self) -> tuple[float, float]:
+        """``(R^2, residual std)`` of the trained model itself (its final loss), not of the optimum."""
+        if self.optimum is None:
+            return math.nan, math.nan
+        return self.optimum.fit_of(self.descent.final_loss, self.rows)
+
+    @property
     def epochs_needed(self) -> float:
         """Epochs this learning rate needs to reach the tolerance (worst case, from the curvature)."""
         return self.curvature.epochs_needed(self.lr, self.tolerance) if self.tolerance > 0 else math.nan
@@ -74,7 +82,7 @@ class TrainingOutcome:
             advice += ", or {normalization} whiten converges in 1"
         return NotConverged(
             f"not converged: optimality gap {self.optimality_gap:.3g} is {self.relative_gap:.3g} of the starting gap, "
-            f"above the tolerance {self.tolerance:g} after {self.descent.updates} epochs; {advice}",
+            f"above the tolerance {self.tolerance:g} after {counted(self.descent.updates, 'epoch')}; {advice}",
             settings=("epochs", "normalization"),
         )
 

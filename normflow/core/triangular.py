@@ -145,6 +145,14 @@ class LeastSquares:
     residual_std: float  # sqrt(RSS / (n - rank - 1)); nan when no degree of freedom is left
     r_squared: float  # 1 - RSS / total sum of squares; nan for a constant target
     collinear: tuple[Collinearity, ...]  # empty when the features are linearly independent
+    residual_dof: int = 0  # n - rank - 1: the residual degrees of freedom
+    total_sum_of_squares: float = math.nan  # sum of (y - mean y)^2
+
+    def fit_of(self, mean_squared_error: float, count: int) -> tuple[float, float]:
+        """``(R^2, residual std)`` of any model whose mean squared error on the same rows is given."""
+        rss = mean_squared_error * count
+        r_squared = 1.0 - rss / self.total_sum_of_squares if self.total_sum_of_squares > 0 else math.nan
+        return r_squared, math.sqrt(rss / self.residual_dof) if self.residual_dof > 0 else math.nan
 
     @property
     def rank_deficient(self) -> bool:
@@ -203,6 +211,8 @@ def least_squares(stats: Triangular, feature_names: tuple[str, ...] | list[str])
         residual_std=math.sqrt(rss / dof) if dof > 0 else math.nan,
         r_squared=1.0 - rss / total if total > 0 else math.nan,
         collinear=collinear,
+        residual_dof=dof,
+        total_sum_of_squares=total,
     )
 
 

@@ -30,6 +30,7 @@ from normflow.core.errors import ConfigError, DataError
 from normflow.core.settings import BAD_ROW_POLICIES, check_choice
 from normflow.core.model import LinearModel
 from normflow.core.moments import DTYPE
+from normflow.core.text import counted
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
 
 PREDICTION_COLUMN = "prediction"
@@ -85,12 +86,20 @@ def scoring_spec(
     return spec
 
 
-def output_schema(spec: TableSpec, flag_out_of_range: bool) -> pa.Schema:
-    """Input columns as text, then the prediction (and the out-of-range flag)."""
-    fields = [pa.field(name, pa.string()) for name in spec.columns] + [pa.field(PREDICTION_COLUMN, pa.float64())]
+def output_schema(spec: TableSpec, flag_out_of_range: bool, numeric: tuple[str, ...] = ()) -> pa.Schema:
+    """Input columns as text (as written), the ``numeric`` ones as float64 (Parquet's features), then the
+    prediction (and the out-of-range flag)."""
+    fields = [pa.field(name, pa.float64() if name in numeric else pa.string()) for name in spec.columns]
+    fields.append(pa.field(PREDICTION_COLUMN, pa.float64()))
     if flag_out_of_range:
         fields.append(pa.field(FLAG_COLUMN, pa.bool_()))
     return pa.schema(fields)
+
+
+def numeric_output_columns(output: Path, features: tuple[str, ...]) -> tuple[str, ...]:
+    """Columns the output stores as numbers: Parquet keeps the features as the float64 values scored;
+    CSV writes every input column as it was written."""
+    return tuple(features) if Path(output).suffix.lower() == ".parquet" else ()
 
 
 def score_sources(
@@ -116,7 +125,8 @@ def score_sources(
     below = torch.zeros(len(features), dtype=torch.int64, device=device)
     above = torch.zeros_like(below)
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
-    schema = output_schema(spec, flag_out_of_range)
+    numeric = numeric_output_columns(output, features)
+    schema = output_schema(spec, flag_out_of_range, numeric)
     reject_schema = rejected_schema(spec)
     bytes_done = 0
     rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
@@ -156,7 +166,12 @@ def score_sources(
                 above += high_mask.sum(dim=1)
                 outside = (low_mask | high_mask).any(dim=0)
                 report.rows_out_of_range += int(outside.sum())
-                columns = list(batch.columns) + [pa.array(predictions.cpu().numpy())]
+                parsed = rows.cpu().numpy() if numeric else None
+                columns = [
+                    pa.array(parsed[features.index(name)]) if name in numeric else column
+                    for name, column in zip(spec.columns, batch.columns)
+                ]
+                columns.append(pa.array(predictions.cpu().numpy()))
                 if flag_out_of_range:
                     columns.append(pa.array(outside.cpu().numpy()))
                 writer.write(pa.RecordBatch.from_arrays(columns, schema=schema))
@@ -273,7 +288,7 @@ def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:
     for name in model.feature_names:
         stats = model.scaler.statistics[name]
         if report.below_min.get(name):
-            messages.append(f"{report.below_min[name]} rows have {name} below the training min {stats['min']:g}")
+            messages.append(f"{counted(report.below_min[name], 'row')} {'has' if report.below_min[name] == 1 else 'have'} {name} below the training min {stats['min']:g}")
         if report.above_max.get(name):
-            messages.append(f"{report.above_max[name]} rows have {name} above the training max {stats['max']:g}")
+            messages.append(f"{counted(report.above_max[name], 'row')} {'has' if report.above_max[name] == 1 else 'have'} {name} above the training max {stats['max']:g}")
     return messages

@@ -30,7 +30,7 @@ class PinnedModel:
     uri: str  # models:/name/version, or the requested URI when it names no registered model
     name: str | None
     version: str | None
-    source: str  # artifact location of the model folder
+    source: str  # where the model folder's files are read from (an artifact location, never a models:/ URI)
 
 
 def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
@@ -48,7 +48,7 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
         missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
         check_model_uri(model_uri, Path(model_uri).exists())
-        return PinnedModel(model_uri, model_uri, None, None, model_uri)
+        return PinnedModel(model_uri, model_uri, None, None, _download_location(client, model_uri))
     _found(
         lambda: client.get_registered_model(name),
         f"no registered model named {name!r} in the MLflow store {absolute_uri(tracking_uri)}; "
@@ -56,7 +56,25 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     )
     version = _found(lookup, missing)
     pinned = f"models:/{name}/{version.version}"
-    return PinnedModel(model_uri, pinned, name, str(version.version), version.source)
+    # The registry's download location, asked of this store: a version's ``source`` is ``models:/<logged
+    # model id>``, which MLflow would resolve through its global tracking URI (``./mlflow.db`` by default).
+    location = client.get_model_version_download_uri(name, str(version.version))
+    return PinnedModel(model_uri, pinned, name, str(version.version), location)
+
+
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
+
+
+def _download_location(client: MlflowClient, model_uri: str) -> str:
+    """Where the files of a model URI that names no registered version live: a logged model
+    (``models:/m-...``) is looked up in this store; anything else is already a location."""
+    logged = _LOGGED_MODEL_URI.match(model_uri)
+    if logged is None:
+        return model_uri
+    return _found(
+        lambda: client.get_logged_model(logged["model_id"]).artifact_location,
+        f"no logged model {logged['model_id']!r} in the MLflow store {absolute_uri(client.tracking_uri)}",
+    )
 
 
 def _found(lookup, missing_message: str):
@@ -79,7 +97,7 @@ def load_pinned_model(tracking_uri: str, pinned: PinnedModel) -> LinearModel:
     with tempfile.TemporaryDirectory(prefix="normflow-load-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=pinned.source, dst_path=tmp, tracking_uri=tracking_uri
+                artifact_uri=pinned.source, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri
             )
         except MlflowException as exc:
             if not is_missing(exc):

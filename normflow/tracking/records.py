@@ -18,6 +18,7 @@ from normflow.core.names import feature_keys
 from normflow.core.scalers import Scaler, scaler_to_json
 from normflow.core.gate import GateDecision
 from normflow.core.study import StudyResult, child_metrics
+from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome
 from normflow.data import reader
 from normflow.data.plots import plot_loss_curve
@@ -143,13 +144,14 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
     series = runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names, outcome.error is not None)
     runs.log_metric_series(uri, run_id, series)
     bend = {"condition_number": outcome.curvature.condition_number, "max_stable_lr": outcome.curvature.max_stable_lr,
-            "lr_used": outcome.lr, "epochs_run": outcome.descent.epochs_run}
+            "lr_used": outcome.lr, "epochs_run": outcome.descent.updates}
     if outcome.error is not None:
         diverged_at = outcome.descent.diverged_at
         runs.log_metrics(uri, run_id, {**bend, "diverged": 1.0, **({"diverged_epoch": diverged_at} if diverged_at is not None else {})})
         runs.set_tags(uri, run_id, {DIVERGED_TAG: "true"})
     else:
         optimum = outcome.optimum
+        r_squared, residual_std = outcome.model_fit
         metrics = {
             **bend,
             "diverged": 0.0,
@@ -158,8 +160,11 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
             "optimality_gap": outcome.optimality_gap,
             "relative_gap": outcome.relative_gap,
             "intercept": outcome.intercept,
-            "residual_std": optimum.residual_std,
-            "r_squared": optimum.r_squared,
+            # the registered model's own fit; the optimum's beside it, named as such
+            "r_squared": r_squared,
+            "residual_std": residual_std,
+            "optimal_r_squared": optimum.r_squared,
+            "optimal_residual_std": optimum.residual_std,
         }
         keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
         metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
@@ -179,9 +184,9 @@ def version_description(outcome: TrainingOutcome) -> str:
     """What a registered version is, in a sentence the registry page shows."""
     converged = "converged" if outcome.converged else "NOT converged"
     return (
-        f"{outcome.scaler.method} normalization, lr {outcome.lr:.4g}, {outcome.descent.updates} epochs ({converged}); "
+        f"{outcome.scaler.method} normalization, lr {outcome.lr:.4g}, {counted(outcome.descent.updates, 'epoch')} ({converged}); "
         f"{outcome.rows:,} training rows; loss {outcome.descent.final_loss:.6g}, "
-        f"optimality gap {outcome.optimality_gap:.3g}, R^2 {outcome.optimum.r_squared:.6g}"
+        f"optimality gap {outcome.optimality_gap:.3g}, R^2 {outcome.model_fit[0]:.6g}"
     )
 
 
@@ -203,7 +208,7 @@ def decision_markdown(
         f"| version | {version or 'none registered'} |",
         f"| champion before | {decision.champion_version or 'none'} |",
         *[line for line in scores if line],
-        f"| training | {outcome.scaler.method}, lr {outcome.lr:.4g}, {outcome.descent.updates} epochs, "
+        f"| training | {outcome.scaler.method}, lr {outcome.lr:.4g}, {counted(outcome.descent.updates, 'epoch')}, "
         f"loss {outcome.descent.final_loss:.6g} |",
         f"| MLflow run | `{run_id}` |",
         "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +89,11 @@ def ui_command(uri: str) -> str:
     if sqlite_path(uri) is not None:
         return f"mlflow ui --backend-store-uri {absolute_uri(uri)}"
     return f"open {uri} in a browser"
+
+
+def export_command(uri: str) -> str:
+    """The shell line that points MLflow's own CLI (``mlflow models serve``, ``mlflow ui``) at this store."""
+    return f"export MLFLOW_TRACKING_URI={shlex.quote(absolute_uri(uri))}"
 
 
 def ensure_experiment(uri: str, name: str) -> str:

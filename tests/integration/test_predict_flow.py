@@ -117,3 +117,21 @@ def test_chunk_rows_sets_the_block_size(write_csv):
     assert block_bytes_for_rows([path], None, 4096) == 4096
     with pytest.raises(ConfigError, match="chunk_rows"):
         PredictSettings(input=str(path), output="out.csv", chunk_rows=0).validate()
+
+
+def test_a_registered_model_loads_from_the_store_it_is_given_in_a_fresh_process(trained_store, tmp_path):
+    """No global MLflow setting in a new process (no MLFLOW_TRACKING_URI): the model is read from the
+    store named, and nothing (no ./mlflow.db) is created in the current folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    script = (
+        "import sys, pandas as pd, normflow\n"
+        "for uri in ('models:/normflow-linear/1', 'models:/normflow-linear@champion'):\n"
+        "    model = normflow.load_model(uri, tracking_uri=sys.argv[1])\n"
+        "    print(model.predict(pd.DataFrame({'lights': [3], 'distance': [2500]}))[0])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, trained_store], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [float(v) for v in result.stdout.split()] == pytest.approx([36.0, 36.0], abs=1e-3)
+    assert list(tmp_path.iterdir()) == []

@@ -75,7 +75,7 @@ def test_report_shows_the_condition_number_falling_to_one_with_epochs_to_toleran
     }
     assert conditions["none"] == pytest.approx(3.734e7, rel=1e-3) and conditions["maxabs"] == pytest.approx(252.3, rel=1e-3)
     assert conditions["standard"] == pytest.approx(21.82, rel=1e-3) and conditions["whiten"] == pytest.approx(1.0)
-    assert re.search(r"\*\*whiten\*\*: .*lr auto \(0\.5\) converged in 1 epochs", text)
+    assert re.search(r"\*\*whiten\*\*: .*lr auto \(0\.5\) converged in 1 epoch\b", text)
     standard = int(re.search(r"\*\*standard\*\*: .*lr auto \(0\.625\) converged in (\d+) epochs", text).group(1))
     assert 1 < standard < 2000
 
@@ -99,7 +99,8 @@ def test_summary_numbers_match_logged_metrics(study):
         normalization, lr = label.split(" lr=")
         assert f"**{normalization}**: largest stable learning rate {metrics['max_stable_lr']:.3g}" in summary.summary
         if "epochs_to_tolerance" in metrics:
-            assert f"lr {lr} converged in {int(metrics['epochs_to_tolerance'])} epochs" in summary.summary
+            epochs = int(metrics["epochs_to_tolerance"])
+            assert f"lr {lr} converged in {epochs} epoch{'' if epochs == 1 else 's'}" in summary.summary
     assert "largest stable learning rate 3.36e-07" in summary.summary
     assert "price = 2 * lights + 0.01 * distance + 5" in summary.summary
 

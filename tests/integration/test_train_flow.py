@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,9 +59,15 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     assert run.data.metrics["lr_used"] == pytest.approx(2 / (run.data.metrics["max_stable_lr"] ** -1 * 2 * (1 + 1 / run.data.metrics["condition_number"])))
     assert run.data.metrics["relative_gap"] <= 1e-12 and run.data.metrics["r_squared"] == pytest.approx(1.0)
     losses = client.get_metric_history(summary.run_id, "loss")
-    assert len(losses) == epochs_run
+    assert len(losses) == epochs_run + 1  # epoch 0's loss, then one after each update
     assert sorted(losses, key=lambda m: m.step)[0].value == pytest.approx(635.2097, rel=1e-6)
-    assert len(client.get_metric_history(summary.run_id, "grad.distance")) == epochs_run
+    assert len(client.get_metric_history(summary.run_id, "grad.distance")) == epochs_run + 1
+    # the fit is the registered model's own (its final loss over 5 rows, 2 residual degrees of freedom);
+    # the optimum's is recorded beside it, named as such
+    metrics = run.data.metrics
+    assert metrics["residual_std"] == pytest.approx(math.sqrt(metrics["final_loss"] * 5 / 2), rel=1e-9)
+    assert metrics["optimal_residual_std"] < 1e-9 < metrics["residual_std"]
+    assert metrics["optimal_r_squared"] == pytest.approx(1.0) and metrics["r_squared"] < 1.0
     for key in ("final_loss", "optimality_gap", "condition_number", "max_stable_lr", "coef.distance", "intercept"):
         assert key in run.data.metrics
     assert run.data.metrics["coef.lights"] == pytest.approx(2.0, abs=1e-4)
@@ -172,7 +179,7 @@ def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "normflow-linear version 1 (alias champion)" in result.stdout
     assert "price = 2 * lights + 0.01 * distance + 5\n" in result.stdout  # exact, after one epoch
-    assert "lr 0.5 (auto: best constant step), converged after 1 epoch(s)" in result.stdout
+    assert "lr 0.5 (auto: best constant step), converged after 1 epoch " in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     helped = subprocess.run(
         [sys.executable, "flows/train_flow.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120

@@ -60,6 +60,41 @@ def test_help_answers_before_any_heavy_import(script):
     assert "usage:" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
+NO_MATCH = {"flows/train_flow.py": "--data", "flows/predict_flow.py": "--input", "flows/study_flow.py": "--data"}
+
+
+@pytest.mark.parametrize("script", sorted(NO_MATCH))
+@pytest.mark.parametrize("data", ["no/such/file.csv", "no/such/*.csv", "data/*.nothing"])
+def test_a_path_or_glob_that_matches_nothing_answers_before_any_heavy_import(script, data):
+    """One line, exit 1, while torch, MLflow and Prefect are still unimported (a glob too, not 6 s later)."""
+    argv = [script, NO_MATCH[script], data] + (["--output", "out.csv"] if "predict" in script else [])
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        f"    runpy.run_path({script!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print('EXIT', stop.code)\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect', 'pyarrow') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "EXIT 1" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    expected = "no files match this pattern" if "*" in data else "no such file or directory"
+    assert result.stderr.strip().splitlines() == [
+        f"normflow: error: {data}: {expected} ({NO_MATCH[script]}; relative to {REPO})"
+    ]
+
+
+def test_the_console_command_names_itself_in_usage_and_flag_errors():
+    """``normflow train --help`` and its flag errors say ``normflow train``, not the script's path."""
+    command = shutil.which("normflow") or pytest.skip("the normflow console script is not installed")
+    shown = subprocess.run([command, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: normflow train ")
+    assert "  normflow train --normalization whiten" in shown.stdout and "flows/train_flow.py" not in shown.stdout
+    refused = subprocess.run([command, "predict", "--bogus"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "normflow predict: error: the following arguments are required" in refused.stderr
+
+
 def test_console_script_dispatches_to_the_flows_command_lines():
     """``normflow train|predict|study|promote`` are the flows' own command lines."""
     from flows.console import COMMANDS, main

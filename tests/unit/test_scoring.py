@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -75,12 +76,20 @@ def test_extra_columns_pass_through_unchanged_and_order_does_not_matter(model, w
     assert frame.prediction.tolist() == pytest.approx([36.0, 19.0], abs=1e-3)
 
 
-def test_parquet_output(model, tmp_path):
+def test_parquet_output_keeps_the_features_numeric_and_other_columns_as_written(model, write_csv, tmp_path):
     output = tmp_path / "out.parquet"
     score(REPO / "data" / "new_houses.csv", model, output)
     table = pq.read_table(output)
     assert table.column_names == ["lights", "distance", "prediction"]
     assert table.column("prediction")[0].as_py() == pytest.approx(36.0, abs=1e-3)
+    assert [table.schema.field(n).type for n in table.column_names] == [pa.float64()] * 3
+    assert table.column("distance").to_pylist() == pd.read_csv(REPO / "data" / "new_houses.csv").distance.tolist()
+
+    path = write_csv("in.csv", "id,distance,lights\n007,\" 2500\",3\n010,1e3,2\n")
+    score(path, model, output, block_bytes=16)
+    table = pq.read_table(output)
+    assert table.schema.field("id").type == pa.string() and table.column("id").to_pylist() == ["007", "010"]
+    assert table.column("distance").to_pylist() == [2500.0, 1000.0] and table.column("lights").to_pylist() == [3.0, 2.0]
 
 
 def test_missing_feature_column_is_listed(model, write_csv, tmp_path):
