@@ -25,8 +25,17 @@ from flows.server import stop_early_server, wait_for_early_server
 from normflow.core.errors import NormflowError, Terminated, one_line
 
 
+_SIGNALS_RECEIVED: list[int] = []
+"""The stop signals this process received (a served flow's stop is swallowed by Prefect's ``serve``)."""
+
+
 def _raise_terminated(signum, frame) -> None:
+    _SIGNALS_RECEIVED.append(signum)
     raise Terminated()
+
+
+class ServingStopped(Exception):
+    """A served flow stopped by Ctrl-C or SIGTERM (Prefect's ``serve`` catches the interrupt and returns)."""
 
 
 def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False) -> int:
@@ -53,6 +62,10 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
             servers_before = running_temporary_servers()
         with prefect_startup_settings() if prefect else contextlib.nullcontext():
             summary = run()
+    except ServingStopped:
+        terminated = signal.SIGTERM in _SIGNALS_RECEIVED
+        print(f"normflow: stopped serving ({'SIGTERM' if terminated else 'Ctrl-C'})", file=sys.stderr)
+        return 143 if terminated else 130
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         what = "stopped by SIGTERM" if terminated else "interrupted"

@@ -9,6 +9,7 @@ concurrency limit) from ``prefect.yaml``, the one place it is written.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from prefect import flow
 
 from flows.cli import RETRAIN
 from flows.cli.summaries import TrainingSummary
+from flows.common import ServingStopped
 from flows.train_flow import run_training
 from normflow.core.errors import ConfigError
 from normflow.core.settings import RetrainSettings
@@ -128,5 +130,9 @@ def serve_retraining(parameters: dict[str, object], cron: str | None, interval: 
     if not PREFECT_API_URL.value():
         raise ConfigError("--serve needs a running Prefect server (schedules never fire on the temporary one): "
                           + PERSISTENT_SERVER_ADVICE)
-    serve(serving_deployment(parameters, cron, interval, task_runner))
-    return "normflow: stopped serving"
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # the served runs' processes: no MLflow INFO lines
+    try:
+        serve(serving_deployment(parameters, cron, interval, task_runner))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over
+        pass
+    raise ServingStopped()  # Prefect's serve returns only once Ctrl-C or SIGTERM has stopped it

@@ -115,6 +115,33 @@ def test_serve_refuses_without_a_prefect_server(tmp_path):
     assert "prefect server start" in result.stderr and "PREFECT_API_URL" in result.stderr
 
 
+def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_server, tracking_store, tmp_path):
+    """``--serve`` on a real server, then Ctrl-C (SIGINT to its process group): Prefect's serve swallows the
+    interrupt, and the command still ends as an interrupted command does: one line, status 130."""
+    import signal
+
+    env = dict(os.environ, PREFECT_API_URL=prefect_server)
+    serving = subprocess.Popen(
+        [sys.executable, "flows/train_flow.py", "--serve", "--interval", "3600", "--data", str(REPO / "data")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        seen = ""
+        while "being served" not in seen and serving.poll() is None:
+            seen += serving.stdout.readline()
+        assert serving.poll() is None, seen + serving.stderr.read()[-3000:]
+        time.sleep(5)  # serving, not starting: that message comes just before Prefect's event loop starts
+        os.killpg(serving.pid, signal.SIGINT)
+        out, err = serving.communicate(timeout=120)
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+            serving.wait()
+    assert serving.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "normflow: stopped serving (Ctrl-C)"
+    assert "Traceback" not in err and "stopped serving" not in out, err[-3000:]
+
+
 class PrefectApi:
     """Just enough of a real Prefect server's REST API to run a deployment and watch its runs."""
 
