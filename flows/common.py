@@ -49,7 +49,9 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
     run logs still reach its server and UI).
     """
     quiet_expected_errors()
-    if not verbose:
+    if verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
+    else:
         quiet_library_consoles()
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)

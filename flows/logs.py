@@ -71,8 +71,9 @@ def quiet_library_consoles() -> None:
         handler.setLevel(logging.CRITICAL)
     for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # processes started from here on (Dask workers) configure their own logging from the environment
+    # processes started from here on (Dask workers, served runs) configure their own logging from the environment
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
@@ -88,10 +89,12 @@ def quiet_expected_errors() -> None:
 
 def one_line_errors_in_run_logs() -> None:
     """In a flow run's process (a worker's or ``serve``'s subprocess runs no CLI code): Prefect's own log
-    handlers, to its API and console, show an expected failure as one line, once per run.
+    handlers, to its API and console, show an expected failure as one line, once per run; and MLflow logs
+    warnings and above, unless ``MLFLOW_LOGGING_LEVEL`` asks for more (``--verbose`` sets it to INFO).
 
     Other libraries' handlers are left as they are.
     """
+    logging.getLogger("mlflow").setLevel((os.environ.get("MLFLOW_LOGGING_LEVEL") or "WARNING").upper())
     from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
 
     names = [name for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")]

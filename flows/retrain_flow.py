@@ -9,7 +9,6 @@ concurrency limit) from ``prefect.yaml``, the one place it is written.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,7 +129,6 @@ def serve_retraining(parameters: dict[str, object], cron: str | None, interval: 
     if not PREFECT_API_URL.value():
         raise ConfigError("--serve needs a running Prefect server (schedules never fire on the temporary one): "
                           + PERSISTENT_SERVER_ADVICE)
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # the served runs' processes: no MLflow INFO lines
     try:
         serve(serving_deployment(parameters, cron, interval, task_runner))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         from flows.retrain_flow import serve_retraining
 
-        return run_cli(lambda: serve_retraining(parameters, args.cron, args.interval, runner), verbose=True)
+        return run_cli(lambda: serve_retraining(parameters, args.cron, args.interval, runner), verbose=args.verbose)
     flow_fn = train_flow.with_options(task_runner=runner) if runner else train_flow
     return run_cli(lambda: format_train_summary(flow_fn(**parameters)), verbose=args.verbose)
 
