@@ -1,9 +1,13 @@
 """Baseline for the flow-overhead benchmark: the train flow's steps, called without Prefect.
 
-The same step functions the flow calls (each task's plain function, ``task.fn``), in the same
-order, on the same store layout, the gate and the run records included; only the orchestration
-(Prefect's server, task runs, logging to the API) is missing. Run from the repository root:
-``MLFLOW_TRACKING_URI=sqlite:////tmp/x.db python bench/bare_train.py``.
+The same step functions ``run_training`` in ``flows/train_flow.py`` calls (each task's plain
+function, ``task.fn``), in the same order, on the same store layout: inspect the data, start the
+MLflow run, the statistics pass, training, the run's inputs and results, the nothing-new check,
+registration and the promotion gate, then finish the run (or withdraw the version and mark the
+run FAILED). Only the orchestration is missing: Prefect's server, flow and task runs, logging to
+the API, and the decision's Prefect artifact and event. It takes the train command's flags (default:
+the bundled data). Run from the repository root:
+``MLFLOW_TRACKING_URI=sqlite:////tmp/x.db python bench/bare_train.py [train flags]``.
 """
 
 from __future__ import annotations
@@ -14,36 +18,69 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    """Train on the bundled data exactly as ``python flows/train_flow.py`` does, minus Prefect."""
+def main(argv: list[str] | None = None) -> None:
+    """Train exactly as ``python flows/train_flow.py [flags]`` does, minus Prefect; print the outcome."""
     sys.path.insert(0, str(REPO))
+    from flows.cli.train import train_settings
+
+    settings, _ = train_settings(argv)  # the command's defaults and checks, before the heavy imports
+
     from normflow.core.device import describe_device, resolve_device
-    from normflow.core.settings import TrainSettings
     from normflow.tracking import store
+    from normflow.tracking.records import training_run_name
     from tasks.data import compute_statistics, inspect_data
-    from tasks.lifecycle import fail_run, finish_run, start_run
-    from tasks.tracking import log_inputs, log_results, promotion_gate, register_trained_model
+    from tasks.lifecycle import TrackedRun, failure_reason, fail_run, finish_run, start_run, without_masking
+    from tasks.tracking import (
+        log_inputs,
+        log_results,
+        nothing_new_since_champion,
+        promotion_gate,
+        register_trained_model,
+        withdraw_version,
+    )
     from tasks.training import train
 
-    s = TrainSettings(data=str(REPO / "data" / "houses.csv")).validate()
-    device = resolve_device(s.device)
-    sources, spec = inspect_data.fn(s.data, s.target, None)
+    settings.validate()
+    device = resolve_device(settings.device)
+    features = list(settings.features) if settings.features else None
+    sources, spec = inspect_data.fn(settings.data, settings.target, features, settings.delimiter)
     uri = store.tracking_uri()
-    run_id = start_run.fn(uri, s.experiment, {"normflow.flow": "train"})
+    settings_logged = {"data": settings.data, "normalization": settings.normalization, "lr": settings.lr,
+                       "epochs": settings.epochs, "tolerance": settings.tolerance, "device": describe_device(device),
+                       "device_requested": settings.device, "holdout_fraction": settings.holdout_fraction,
+                       "promotion_tolerance": settings.promotion_tolerance}
+    version = decision = None
+    run_name = training_run_name(settings.normalization, settings.lr, sources)
+    run = TrackedRun(uri, start_run.fn(uri, settings.experiment, {"normflow.flow": "train"}, run_name, None))
     try:
-        statistics = compute_statistics.fn(sources, spec, device, s.normalization, s.data, s.block_bytes, s.holdout_fraction)
-        outcome = train.fn(statistics, spec, s.normalization, s.lr, s.epochs)
-        settings = {"data": s.data, "normalization": s.normalization, "lr": s.lr, "epochs": s.epochs,
-                    "device": describe_device(device), "device_requested": s.device,
-                    "holdout_fraction": s.holdout_fraction, "promotion_tolerance": s.promotion_tolerance}
-        log_inputs.fn(uri, run_id, sources, spec, statistics, settings, outcome.scaler)
-        log_results.fn(uri, run_id, outcome, f"{s.normalization} normalization, lr {s.lr:g}: loss per epoch")
-        version = register_trained_model.fn(uri, run_id, outcome, s.model_name)
-        promotion_gate.fn(uri, run_id, s.model_name, version, outcome, statistics.holdout, s.promotion_tolerance)
-        finish_run.fn(uri, run_id)
+        statistics = compute_statistics.fn(sources, spec, device, settings.normalization, settings.data,
+                                           settings.block_bytes, settings.holdout_fraction)
+        outcome = train.fn(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
+        log_inputs.fn(uri, run.run_id, sources, spec, statistics, settings_logged, outcome.scaler)
+        log_results.fn(uri, run.run_id, outcome,
+                       f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
+        if outcome.error is not None:
+            raise outcome.error
+        if settings.register_model:
+            decision = nothing_new_since_champion.fn(uri, run.run_id, settings.model_name)
+            if decision is None:
+                version = register_trained_model.fn(uri, run.run_id, outcome, settings.model_name)
+                undo = run.on_failure(withdraw_version.fn, uri, settings.model_name, version, None)
+                decision, before = promotion_gate.fn(
+                    uri, run.run_id, settings.model_name, version, outcome, statistics,
+                    settings.promotion_tolerance, settings.holdout_fraction, settings.allow_contradicting_files,
+                )
+                undo.args = (uri, settings.model_name, version, before)
+        finish_run.fn(uri, run.run_id)
     except BaseException as exc:
-        fail_run.fn(uri, run_id, f"{type(exc).__name__}: {exc}")
+        for step in reversed(run.undo):
+            without_masking(step.step, *step.args)
+        without_masking(fail_run.fn, uri, run.run_id, failure_reason(exc))
         raise
+    model = f"{settings.model_name} version {version}" if version else "not registered"
+    verdict = f": {decision.label} ({decision.reason})" if decision is not None else ""
+    print(f"bare train: run {run.run_id}, {statistics.moments.count:,} rows, loss {outcome.descent.final_loss:.6g}, "
+          f"{model}{verdict}")
 
 
 if __name__ == "__main__":

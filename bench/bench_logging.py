@@ -8,6 +8,7 @@ the number of points a full unbounded run would have. Figures are printed, never
 
     python bench/bench_logging.py
     python bench/bench_logging.py --features 500 --epochs 5000
+    python bench/bench_logging.py --features 5 --epochs 10     # a smoke run
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main() -> None:
         points = sum(len(client.get_metric_history(run_id, k)) for k in run.data.metrics)
         baseline_run = runs.start_run(uri, "bench", "unbounded", {})
         now = int(time.time() * 1000)
-        sample_epochs = 20
+        sample_epochs = min(20, len(outcome.descent.losses))
         gradients = outcome.descent.gradients[:sample_epochs].tolist()
         started = time.perf_counter()
         runs.log_metric_series(uri, baseline_run, (

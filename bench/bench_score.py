@@ -11,18 +11,18 @@ Figures are printed, never asserted:
 
     python bench/bench_score.py                 # 5M rows
     python bench/bench_score.py --rows 1000000
+    python bench/bench_score.py --rows 2000 --data-dir /tmp/bench   # a smoke run on a tiny file
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import DATA_DIR, REPO, generate, measure, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
 
 
 def prepare_model(path: Path, folder: Path) -> Path:
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--skip-pandas", action="store_true", help="skip baseline (a), the slowest")
+    add_data_dir_flag(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -99,12 +100,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(run_worker(args.worker, Path(args.data), Path(args.model), Path(args.output))))
+        emit(run_worker(args.worker, Path(args.data), Path(args.model), Path(args.output)))
         return
 
-    path = generate(args.rows, args.features, DATA_DIR / f"train_{args.rows}x{args.features}.csv")
-    model_dir = prepare_model(path, DATA_DIR / f"model_{args.rows}x{args.features}")
-    output = DATA_DIR / "scored.csv"
+    path = generate(args.rows, args.features, args.data_dir / f"train_{args.rows}x{args.features}.csv")
+    model_dir = prepare_model(path, args.data_dir / f"model_{args.rows}x{args.features}")
+    output = args.data_dir / "scored.csv"
     print(f"data: {path} ({path.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows)")
     kinds = ([] if args.skip_pandas else ["pandas"]) + ["pyarrow", "normflow"]
     results = {

@@ -7,18 +7,18 @@ contender runs in its own process (peak = its max RSS); figures are printed, nev
     python bench/bench_stats.py                  # 1M and 5M rows x 8 features (generated under bench/data/)
     python bench/bench_stats.py --rows 1000000   # one size
     python bench/bench_stats.py --device cuda    # the pass on the GPU too (where there is one)
+    python bench/bench_stats.py --rows 2000 --data-dir /tmp/bench   # a smoke run on a tiny file
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import DATA_DIR, generate, measure, warm_page_cache  # noqa: E402
+from harness import add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
 
 
 def run_worker(kind: str, path: Path) -> dict:
@@ -58,16 +58,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable; default 1M and 5M)")
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_data_dir_flag(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_worker(args.worker, Path(args.data))))
+        emit(run_worker(args.worker, Path(args.data)))
         return
     kinds = ["pyarrow", "moments-only", "pass-cpu"] + (["pass-cuda"] if args.device == "cuda" else [])
     print(f"{'rows':>10} {'contender':<14}{'seconds':>9}{'vs read':>9}{'peak MB':>9}  detail")
     for rows in args.rows or [1_000_000, 5_000_000]:
-        path = generate(rows, args.features, DATA_DIR / f"train_{rows}x{args.features}.csv")
+        path = generate(rows, args.features, args.data_dir / f"train_{rows}x{args.features}.csv")
         results = {kind: measure(__file__, kind, "--data", str(path)) for kind in kinds}
         base = results["pyarrow"]["seconds"]
         for kind, result in results.items():

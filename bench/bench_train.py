@@ -11,13 +11,13 @@ Figures are printed, never asserted. Usage:
 
     python bench/bench_train.py                       # 5M rows, all three, plus 1M for the memory trend
     python bench/bench_train.py --rows 1000000 --skip-sklearn
-    python bench/bench_train.py --flow                # also: train flow vs a bare script on the seed data
+    python bench/bench_train.py --flow                # also: train flow and `normflow train` vs a bare script
+    python bench/bench_train.py --rows 2000 --data-dir /tmp/bench   # a smoke run on a tiny file
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import DATA_DIR, HERE, REPO, generate, measure, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
 
 
 def run_worker(kind: str, path: Path, epochs: int) -> dict:
@@ -74,23 +74,27 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
 def time_command(cmd: list[str], env: dict[str, str]) -> float:
     """Wall time of a command, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-4000:]}")
     return time.perf_counter() - start
 
 
 def flow_vs_bare(repeats: int) -> None:
-    """Wall time of the train flow against a bare script doing the same torch + MLflow work."""
-    print("\ntrain flow vs bare script on data/houses.csv (wall seconds, each a fresh process)")
+    """Wall time of the train flow and ``normflow train`` against a bare script doing the same steps."""
+    from run import command_of
+
+    print("\ntrain flow and `normflow train` vs bare script on data/houses.csv (wall seconds, each a fresh process "
+          "and store)")
     for i in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
-            env.pop("PREFECT_API_URL", None)
-            bare = time_command([sys.executable, str(HERE / "bare_train.py")], env)
-        with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
-            env.pop("PREFECT_API_URL", None)
-            flow = time_command([sys.executable, "flows/train_flow.py"], env)
-        print(f"  run {i + 1}: bare script {bare:6.2f} s   train flow (temporary Prefect server) {flow:6.2f} s")
+        seconds = {}
+        for kind in ("bare", "flow", "console"):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
+                env.pop("PREFECT_API_URL", None)
+                seconds[kind] = time_command(command_of(kind), env)
+        print(f"  run {i + 1}: bare script {seconds['bare']:6.2f} s   train flow (temporary Prefect server) "
+              f"{seconds['flow']:6.2f} s   normflow train {seconds['console']:6.2f} s")
 
 
 def main() -> None:
@@ -100,17 +104,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--skip-sklearn", action="store_true", help="skip baseline (b), the slowest")
     parser.add_argument("--no-trend", action="store_true", help="skip the 1M-row memory-trend run")
-    parser.add_argument("--flow", action="store_true", help="also time the flow against a bare script")
+    parser.add_argument("--flow", action="store_true", help="also time the flow and `normflow train` against a bare script")
     parser.add_argument("--flow-repeats", type=int, default=2)
+    add_data_dir_flag(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(run_worker(args.worker, Path(args.data), args.epochs)))
+        emit(run_worker(args.worker, Path(args.data), args.epochs))
         return
 
-    path = generate(args.rows, args.features, DATA_DIR / f"train_{args.rows}x{args.features}.csv")
+    path = generate(args.rows, args.features, args.data_dir / f"train_{args.rows}x{args.features}.csv")
     size_mb = path.stat().st_size / 1e6
     print(f"data: {path} ({args.rows:,} rows x {args.features} features, {size_mb:.0f} MB); cpus={os.cpu_count()}")
     kinds = ["pyarrow", "normflow"] + ([] if args.skip_sklearn else ["sklearn"])
@@ -126,7 +131,7 @@ def main() -> None:
     if "sklearn" in results:
         print(f"goal (c) >= 3 x faster than (b): {results['sklearn']['seconds'] / ours:.2f} x")
     if not args.no_trend and args.rows > 1_000_000:
-        small = generate(1_000_000, args.features, DATA_DIR / f"train_1000000x{args.features}.csv")
+        small = generate(1_000_000, args.features, args.data_dir / f"train_1000000x{args.features}.csv")
         trend = measure(__file__, "normflow", "--data", str(small), "--epochs", str(args.epochs))
         print(
             f"memory trend of (c): 1M rows {trend['peak_mb']:.0f} MB, {args.rows / 1e6:g}M rows "

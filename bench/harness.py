@@ -1,7 +1,12 @@
-"""Shared benchmark plumbing: synthetic CSVs and running each contender in its own process."""
+"""Shared benchmark plumbing: synthetic CSVs and running each contender in its own process.
+
+Generated files go to ``bench/data/`` unless ``$NORMFLOW_BENCH_DATA`` (or a script's ``--data-dir``)
+names another folder, a temporary one for instance.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -10,7 +15,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DATA_DIR = HERE / "data"
+DATA_ENV = "NORMFLOW_BENCH_DATA"
+DATA_DIR = Path(os.environ.get(DATA_ENV) or HERE / "data")
+"""Where generated CSVs and models are kept (and reused by later runs)."""
 SCALES = [0.1, 1.0, 7.0, 50.0, 300.0, 2e3, 3e4, 2e5]
 
 
@@ -27,7 +34,7 @@ def generate(rows: int, features: int, path: Path, seed: int = 0) -> Path:
     scales = np.array((SCALES * ((features // len(SCALES)) + 1))[:features])
     coef = rng.normal(size=features) / scales
     names = [f"x{i}" for i in range(features)] + ["price"]
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two benchmarks may generate the same file at once
     with pacsv.CSVWriter(tmp, pa.schema([(n, pa.float64()) for n in names])) as writer:
         for start in range(0, rows, 500_000):
             n = min(500_000, rows - start)
@@ -39,20 +46,55 @@ def generate(rows: int, features: int, path: Path, seed: int = 0) -> Path:
     return path
 
 
+def peak_mb() -> float:
+    """Peak resident memory of this process, or of a finished child of it if higher, in MB.
+
+    Read from ``VmHWM`` (this process's own address space): ``ru_maxrss`` starts a child at its
+    parent's resident size when it forks, so a small contender measured from a large parent would
+    report the parent's size.
+    """
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as handle:
+            own = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):  # not Linux: the inherited figure is the best there is
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return max(own, children)
+
+
+def emit(result: dict) -> None:
+    """A worker's answer to :func:`measure`: its result and its peak memory, as the last stdout line."""
+    print(json.dumps({**result, "peak_mb": peak_mb()}), flush=True)
+
+
 def measure(script: str, kind: str, *args: str) -> dict:
-    """Run ``script --worker kind ARGS`` in a child process; its last stdout line is JSON; add peak RSS."""
+    """Run ``script --worker kind ARGS`` in a child process; its last stdout line is JSON (see :func:`emit`),
+    with its peak memory (else the child's max RSS as the OS reports it)."""
     cmd = [sys.executable, script, "--worker", kind, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{kind} failed with exit {proc.returncode}")
+        raise SystemExit(f"{Path(script).name} --worker {kind} failed with exit {proc.returncode}")
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024
+    result.setdefault("peak_mb", usage.ru_maxrss / 1024)
     return result
 
 
+def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``: where generated files go (default ``bench/data/``, or ``$NORMFLOW_BENCH_DATA``)."""
+    parser.add_argument(
+        "--data-dir", type=Path, default=DATA_DIR,
+        help=f"folder for the generated CSVs and models, reused between runs (default: {DATA_DIR}; env {DATA_ENV})",
+    )
+
+
+def rows_label(rows: int) -> str:
+    """A row count as a table shows it: ``5M rows``, ``2,000 rows``."""
+    return f"{rows / 1_000_000:g}M rows" if rows >= 1_000_000 and rows % 100_000 == 0 else f"{rows:,} rows"
 
 
 def warm_page_cache(path: Path) -> None:

@@ -3,26 +3,32 @@
     python bench/run.py                 # generates what it needs (1M, 5M, 10M rows; ~2 GB in bench/data/)
     python bench/run.py --quick         # 1M rows only, no pandas+pyfunc scoring baseline (about a minute)
     python bench/run.py --mlflow        # also log the table and the machine to experiment normflow-bench
+    python bench/run.py --commands      # only the command rows: train flow and `normflow train` vs the bare script
+    python bench/run.py --quick --rows 2000 --data-dir /tmp/bench --no-commands   # a smoke run on tiny files
 
 Every contender runs in its own process (peak memory = its max RSS, imports included; timings
-exclude imports, page cache warm). Figures are printed, never asserted.
+exclude imports, page cache warm), once per run: rows that share a contender (the engine on the
+main file, the bare script) show the same measurement. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import DATA_DIR, REPO, generate, measure, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, rows_label, warm_page_cache  # noqa: E402
 
 TRAIN = str(HERE / "bench_train.py")
 SCORE = str(HERE / "bench_score.py")
@@ -75,24 +81,42 @@ def dask_worker(kind: str, folder: Path) -> dict:
     return {"seconds": seconds, "detail": f"{stats.moments.count:,} rows"}
 
 
-def flow_worker(kind: str) -> dict:
-    """Wall time of the train flow (temporary Prefect server) or the bare script, on the seed data."""
-    import subprocess
+def console_command() -> list[str]:
+    """The installed ``normflow`` console script: beside this Python, else on PATH, else ``python -m flows.console``."""
+    beside = Path(sys.executable).with_name("normflow")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    found = shutil.which("normflow")
+    return [found] if found else [sys.executable, "-m", "flows.console"]
 
-    scripts = {
-        "flow": ["flows/train_flow.py"],
-        "bare": [str(HERE / "bare_train.py")],
-        "help": ["flows/train_flow.py", "--help"],
-        "bad-path": ["flows/train_flow.py", "--data", "no/such/file.csv"],
-        "python": ["-c", "pass"],
+
+def command_of(kind: str) -> list[str]:
+    """The command line a command row times (run from the repository root)."""
+    commands = {
+        "flow": [sys.executable, "flows/train_flow.py"],
+        "console": [*console_command(), "train"],
+        "bare": [sys.executable, str(HERE / "bare_train.py")],
+        "help": [sys.executable, "flows/train_flow.py", "--help"],
+        "bad-path": [sys.executable, "flows/train_flow.py", "--data", "no/such/file.csv"],
+        "python": [sys.executable, "-c", "pass"],
     }
-    script = scripts[kind]
+    return commands[kind]
+
+
+def flow_worker(kind: str) -> dict:
+    """Wall time of a command row's command (the train flow with its temporary Prefect server, ``normflow
+    train``, the bare script, ...) on the seed data, in a fresh process against a fresh store."""
+    command = command_of(kind)
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
         env.pop("PREFECT_API_URL", None)
         start = time.perf_counter()
-        subprocess.run([sys.executable, *script], cwd=REPO, env=env, check=kind != "bad-path", capture_output=True)
-    return {"seconds": time.perf_counter() - start, "detail": "wall time, fresh process and store"}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if (done.returncode != 0) != (kind == "bad-path"):  # the bad path must fail, everything else succeed
+        sys.stderr.write(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-4000:]}\n")
+        raise SystemExit(1)
+    return {"seconds": seconds, "detail": f"wall time of {' '.join(command)}, fresh process and store"}
 
 
 def machine() -> dict[str, str]:
@@ -143,7 +167,7 @@ def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
     tracking.log_params(uri, run_id, {f"machine.{k}": v for k, v in info.items()})
     metrics: dict[str, float] = {}
     for r in rows:
-        key = r.task.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        key = metric_key(f"{r.task} vs {r.baseline}")
         metrics.update({f"{key}.ours_s": r.ours_s, f"{key}.baseline_s": r.baseline_s, f"{key}.ratio": r.ratio,
                         f"{key}.ours_peak_mb": r.ours_peak_mb})
     tracking.log_metrics(uri, run_id, metrics)
@@ -155,11 +179,27 @@ def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
     return run_id
 
 
-def command_rows(pair) -> None:
-    """The everyday command: the flow beside the same steps without Prefect, and the instant answers."""
+def metric_key(name: str) -> str:
+    """A table row's name as an MLflow metric key: ``train engine, 5M rows vs pyarrow read`` ->
+    ``train_engine_5M_rows_vs_pyarrow_read`` (two rows with the same task stay apart)."""
+    return re.sub(r"[^0-9A-Za-z.-]+", "_", name).strip("_")
+
+
+def command_rows(pair: Callable[..., None]) -> None:
+    """The everyday command: the flow and ``normflow train`` beside the same steps without Prefect, and the
+    instant answers."""
     pair("train flow end to end, seed data", (__file__, "flow"), "bare script", (__file__, "bare"))
+    pair("normflow train end to end, seed data", (__file__, "console"), "bare script", (__file__, "bare"))
     pair("train --help", (__file__, "help"), "python -c pass", (__file__, "python"))
     pair("train, bad --data path", (__file__, "bad-path"), "python -c pass", (__file__, "python"))
+
+
+def sizes(rows: int | None, quick: bool) -> tuple[int, list[int]]:
+    """Rows of the main file and of the growth rows: 5M and 1M/5M/10M, 1M and 1M with ``--quick``;
+    ``--rows N`` puts N in place of the main size and scales the growth sizes alike (N/5, N, 2N)."""
+    if rows is None:
+        return (1_000_000, [1_000_000]) if quick else (5_000_000, [1_000_000, 5_000_000, 10_000_000])
+    return (rows, [rows]) if quick else (rows, [max(rows // 5, 1), rows, 2 * rows])
 
 
 def main() -> None:
@@ -167,35 +207,54 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1M rows only; skip the slow pandas+pyfunc scoring")
     parser.add_argument("--mlflow", action="store_true", help="log the table to MLflow experiment normflow-bench")
     parser.add_argument("--write", type=Path, default=None, help="also write the Markdown table to this file")
-    parser.add_argument(
-        "--commands", action="store_true", help="only the command rows: train flow vs bare script, --help, a bad path"
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--commands", action="store_true",
+        help="only the command rows: train flow and `normflow train` vs the bare script, --help, a bad path",
     )
+    group.add_argument("--no-commands", action="store_true", help="everything but the command rows")
+    parser.add_argument(
+        "--rows", type=int, default=None,
+        help="rows of the main file instead of 5M (1M with --quick); the growth rows become N/5, N, 2N (N with --quick)",
+    )
+    add_data_dir_flag(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         sys.path.insert(0, str(REPO))
         if args.worker in ("single", "dask"):
-            print(json.dumps(dask_worker(args.worker, Path(args.data))))
+            emit(dask_worker(args.worker, Path(args.data)))
         else:
-            print(json.dumps(flow_worker(args.worker)))
+            emit(flow_worker(args.worker))
         return
 
+    if args.rows is not None and args.rows < 1:
+        parser.error(f"--rows must be at least 1, got {args.rows}")
     rows: list[Row] = []
+    measured: dict[tuple, dict] = {}
+
+    def once(contender: tuple) -> dict:
+        """A contender's figures, measured the first time a row needs them (rows that share it show the same)."""
+        if contender not in measured:
+            measured[contender] = measure(*contender)
+        return measured[contender]
 
     def pair(task: str, ours: tuple, baseline_name: str, baseline: tuple) -> None:
-        o, b = measure(*ours), measure(*baseline)
+        """Measure ours and the baseline (each once per run) and add the row."""
+        o, b = once(ours), once(baseline)
         rows.append(Row(task, o["seconds"], baseline_name, b["seconds"], o["peak_mb"], b["peak_mb"]))
         print(f"  {task}: ours {o['seconds']:.2f} s, {baseline_name} {b['seconds']:.2f} s", flush=True)
 
     if args.commands:
         command_rows(pair)
-        print("\n" + markdown(rows, machine()))
+        report(rows, args.write, args.mlflow)
         return
-    main_rows = 1_000_000 if args.quick else 5_000_000
-    data = generate(main_rows, 8, DATA_DIR / f"train_{main_rows}x8.csv")
+    data_dir: Path = args.data_dir
+    main_rows, growth = sizes(args.rows, args.quick)
+    data = generate(main_rows, 8, data_dir / f"train_{main_rows}x8.csv")
 
-    label = f"{main_rows // 1_000_000}M rows"
+    label = rows_label(main_rows)
     print(f"benchmarks on {data.name}", flush=True)
     train_args = ("--data", str(data), "--epochs", "2000")
     pair(f"train engine, {label}", (TRAIN, "normflow", *train_args), "pyarrow read", (TRAIN, "pyarrow", *train_args))
@@ -204,31 +263,37 @@ def main() -> None:
     from bench_score import prepare_model
 
     sys.path.insert(0, str(REPO))
-    model_dir = prepare_model(data, DATA_DIR / f"model_{main_rows}x8")
-    score_args = ("--data", str(data), "--model", str(model_dir), "--output", str(DATA_DIR / "scored.csv"))
+    model_dir = prepare_model(data, data_dir / f"model_{main_rows}x8")
+    score_args = ("--data", str(data), "--model", str(model_dir), "--output", str(data_dir / "scored.csv"))
     pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pyarrow read+write", (SCORE, "pyarrow", *score_args))
     if not args.quick:
         pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pandas + pyfunc + to_csv", (SCORE, "pandas", *score_args))
 
-    command_rows(pair)
+    if not args.no_commands:
+        command_rows(pair)
 
-    folder = DATA_DIR / f"four_files_{main_rows}"
+    folder = data_dir / f"four_files_{main_rows}"
     for i in range(4):
         generate(main_rows // 4, 8, folder / f"part{i}.csv", seed=i + 1)
     pair(f"statistics, 4 files, {label}", (__file__, "dask", "--data", str(folder)), "1 process",
          (__file__, "single", "--data", str(folder)))
 
-    for n in ([1_000_000] if args.quick else [1_000_000, 5_000_000, 10_000_000]):
-        path = generate(n, 8, DATA_DIR / f"train_{n}x8.csv")
-        pair(f"train engine, {n // 1_000_000}M rows (growth)", (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
+    for n in growth:
+        path = generate(n, 8, data_dir / f"train_{n}x8.csv")
+        pair(f"train engine, {rows_label(n)} (growth)", (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
              "pyarrow read", (TRAIN, "pyarrow", "--data", str(path), "--epochs", "2000"))
 
+    report(rows, args.write, args.mlflow)
+
+
+def report(rows: list[Row], write: Path | None, to_mlflow: bool) -> None:
+    """Print the table; also write it to ``write`` and log it to MLflow when asked."""
     info = machine()
     table = markdown(rows, info)
     print("\n" + table)
-    if args.write:
-        args.write.write_text(table)
-    if args.mlflow:
+    if write:
+        write.write_text(table)
+    if to_mlflow:
         print(f"logged to MLflow run {log_to_mlflow(rows, info, table)} (experiment normflow-bench)")
 
 
