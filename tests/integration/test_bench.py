@@ -1,8 +1,9 @@
 """Every benchmark entry point under ``bench/`` still runs, so the benchmarks cannot rot.
 
 Each runs as a subprocess on tiny files in the test's folder (``--rows``, ``--data-dir`` or
-``$NORMFLOW_BENCH_DATA``), with ``MLFLOW_TRACKING_URI`` on a sqlite store there. ``run.py --commands``
-runs the real train flow, ``normflow train`` and ``bench/bare_train.py``. Only the exit status and
+``$NORMFLOW_BENCH_DATA``), with ``MLFLOW_TRACKING_URI`` on a sqlite store there. The command rows
+(the real train flow and ``normflow train`` beside ``bench/bare_train.py``) run in the README test's
+``python bench/run.py --quick``. Only the exit status and
 the printed table are checked, never a figure: the entry points run two at a time (one per core
 of the reference machine) to keep this file short, so their timings mean nothing here.
 """
@@ -39,11 +40,6 @@ class EntryPoint:
 
 
 ENTRY_POINTS = {
-    "run.py --commands": EntryPoint(
-        ("bench/run.py", "--commands"),
-        (TABLE, "| train flow end to end, seed data |", "| normflow train end to end, seed data |", "| train --help |",
-         "| train, bad --data path |"),
-    ),
     "run.py --quick --mlflow": EntryPoint(
         ("bench/run.py", "--quick", "--rows", ROWS, "--no-commands", "--mlflow"),
         (TABLE, "| train engine, 1,000 rows |", "| scoring, 1,000 rows |", "| statistics, 4 files",
