@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from normflow.core.errors import NormflowError
 
@@ -56,10 +57,8 @@ class RunFailuresToOneLine(logging.Filter):
         return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
 
 
-def quiet_library_consoles() -> None:
-    """A command prints its summary or its one error line, not the libraries' chatter: Prefect's
-    console shows warnings only (and no run-failure records), MLflow's and Dask's nothing below
-    CRITICAL and WARNING."""
+def quiet_prefect_console() -> None:
+    """Prefect's console handler shows warnings only, and no run-failure records."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
@@ -67,6 +66,14 @@ def quiet_library_consoles() -> None:
             handler.setLevel(logging.WARNING)
             if not any(isinstance(f, RunFailuresToOneLine) for f in handler.filters):
                 handler.addFilter(RunFailuresToOneLine())
+
+
+def quiet_library_consoles() -> None:
+    """A command prints its summary or its one error line, not the libraries' chatter: Prefect's
+    console shows warnings only (and no run-failure records), MLflow's and Dask's nothing below
+    CRITICAL and WARNING."""
+    if "prefect" in sys.modules:  # a command that runs no flow (promote) does not import Prefect for this
+        quiet_prefect_console()
     for handler in logging.getLogger("mlflow").handlers:
         handler.setLevel(logging.CRITICAL)
     for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
