@@ -44,19 +44,25 @@ def test_every_prefect_task_lives_in_tasks_and_flows_are_short():
     assert not any("task" in _decorators(p) for p in (REPO / "normflow").rglob("*.py"))
 
 
+def run_script_as_main(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run ``argv[0]`` as ``__main__`` in a fresh interpreter; it prints ``EXIT code`` and the heavy modules
+    imported by then (``HEAVY [...]``)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        f"    runpy.run_path({argv[0]!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print('EXIT', stop.code)\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect', 'pyarrow') if m in sys.modules))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("script", ["flows/train_flow.py", "flows/predict_flow.py", "flows/study_flow.py"])
 def test_help_answers_before_any_heavy_import(script):
     """``--help`` exits while torch, MLflow and Prefect are still unimported."""
-    code = (
-        "import runpy, sys\n"
-        f"sys.argv = [{script!r}, '--help']\n"
-        "try:\n"
-        f"    runpy.run_path({script!r}, run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect', 'pyarrow') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_script_as_main([script, "--help"])
     assert "usage:" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
@@ -67,17 +73,7 @@ NO_MATCH = {"flows/train_flow.py": "--data", "flows/predict_flow.py": "--input",
 @pytest.mark.parametrize("data", ["no/such/file.csv", "no/such/*.csv", "data/*.nothing"])
 def test_a_path_or_glob_that_matches_nothing_answers_before_any_heavy_import(script, data):
     """One line, exit 1, while torch, MLflow and Prefect are still unimported (a glob too, not 6 s later)."""
-    argv = [script, NO_MATCH[script], data] + (["--output", "out.csv"] if "predict" in script else [])
-    code = (
-        "import runpy, sys\n"
-        f"sys.argv = {argv!r}\n"
-        "try:\n"
-        f"    runpy.run_path({script!r}, run_name='__main__')\n"
-        "except SystemExit as stop:\n"
-        "    print('EXIT', stop.code)\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect', 'pyarrow') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_script_as_main([script, NO_MATCH[script], data] + (["--output", "out.csv"] if "predict" in script else []))
     assert "EXIT 1" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     expected = "no files match this pattern" if "*" in data else "no such file or directory"
     assert result.stderr.strip().splitlines() == [
