@@ -13,8 +13,10 @@ from pathlib import Path
 from flows.runtime import drain_prefect_workers, prefect_startup_timeout
 
 _early: dict[str, object] = {}
-EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-"""What Prefect sets for its own temporary server (no UI)."""
+EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+"""What Prefect sets for its own temporary server (no UI), and no telemetry (pyproject's setting applies
+only when the command runs from the repository's folder)."""
 
 
 def start_temporary_server_early(verbose: bool = False) -> None:
