@@ -37,10 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     cli_module, checker, flow_module, _ = COMMANDS[argv[0]]
     if cli_module is not None:  # answer --help and flag errors before the flow's heavy imports
         _, flags = getattr(importlib.import_module(cli_module), checker)(argv[1:])
-        if not getattr(flags, "serve", False):  # as the scripts do: --serve needs a real server
-            from flows.server import start_temporary_server_early
+        from flows.server import start_temporary_server_early
 
-            start_temporary_server_early(flags.verbose)  # its start-up overlaps the flow's imports
+        start_temporary_server_early(flags)  # as the scripts do: its start-up overlaps the flow's imports
     return importlib.import_module(flow_module).main(argv[1:])
 
 

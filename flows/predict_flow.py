@@ -14,7 +14,7 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
     from flows.server import start_temporary_server_early
 
     _, _flags = predict_settings(sys.argv[1:])
-    start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
+    start_temporary_server_early(_flags)  # its start-up overlaps the imports below
 
 import time
 from pathlib import Path

@@ -6,6 +6,7 @@ database under ``PREFECT_HOME``); starting it first, in its own process, saves t
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from pathlib import Path
@@ -19,8 +20,9 @@ EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "P
 only when the command runs from the repository's folder)."""
 
 
-def start_temporary_server_early(verbose: bool = False) -> None:
-    """Start a temporary Prefect server now, in its own process, when no server is configured.
+def start_temporary_server_early(flags: argparse.Namespace) -> None:
+    """Start a temporary Prefect server now, in its own process, when no server is configured and the
+    command's ``flags`` do not ask to ``--serve`` (serving needs a real server).
 
     A command calls this right after its flags are checked and before it imports torch, MLflow and
     Prefect, so the server's start-up overlaps those imports. It is the server Prefect itself would
@@ -28,7 +30,7 @@ def start_temporary_server_early(verbose: bool = False) -> None:
     flow at it; :func:`wait_for_early_server` waits until it answers, and :func:`stop_early_server`
     stops it (it also dies with this process). Nothing Prefect is imported here.
     """
-    if os.environ.get("PREFECT_API_URL") or "process" in _early:
+    if os.environ.get("PREFECT_API_URL") or "process" in _early or getattr(flags, "serve", False):
         return
     import importlib.util
     import socket
@@ -42,7 +44,7 @@ def start_temporary_server_early(verbose: bool = False) -> None:
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(package_dir), "--factory",
                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "error", "--lifespan", "on"]
-    quiet = subprocess.DEVNULL if not verbose else None
+    quiet = subprocess.DEVNULL if not flags.verbose else None
     _early["process"] = subprocess.Popen(
         command, env={**os.environ, **EPHEMERAL_ENV}, stdout=quiet, stderr=quiet,
         start_new_session=True, preexec_fn=_die_with_parent,

@@ -14,8 +14,7 @@ if __name__ == "__main__":  # answer --help and flag errors before the heavy imp
     from flows.server import start_temporary_server_early
 
     _, _flags = train_settings(sys.argv[1:])
-    if not _flags.serve:  # --serve needs a real server
-        start_temporary_server_early(_flags.verbose)  # its start-up overlaps the imports below
+    start_temporary_server_early(_flags)  # its start-up overlaps the imports below (not for --serve)
 
 from prefect import flow, get_run_logger
 

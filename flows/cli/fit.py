@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from flows.cli import AUTO_LR, flag_name
+from normflow.core.text import counted
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,7 @@ def fit_lines(fit: FitReport | None) -> list[str]:
         return []
     chosen = " (auto: best constant step)" if fit.lr_requested == AUTO_LR else ""
     status = "converged" if fit.converged else "NOT converged"
-    epochs = f"{fit.epochs_run} epoch{'' if fit.epochs_run == 1 else 's'}"
-    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {epochs}"
+    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {counted(fit.epochs_run, 'epoch')}"
              f" (distance to the optimum x{shrink(fit.contraction)} per epoch)"]
     if fit.advice:
         lines.append(f"  warning:       {fit.advice}")

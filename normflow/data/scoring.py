@@ -287,8 +287,8 @@ def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:
     messages = []
     for name in model.feature_names:
         stats = model.scaler.statistics[name]
-        if report.below_min.get(name):
-            messages.append(f"{counted(report.below_min[name], 'row')} {'has' if report.below_min[name] == 1 else 'have'} {name} below the training min {stats['min']:g}")
-        if report.above_max.get(name):
-            messages.append(f"{counted(report.above_max[name], 'row')} {'has' if report.above_max[name] == 1 else 'have'} {name} above the training max {stats['max']:g}")
+        for rows, side, bound in ((report.below_min.get(name), "below", "min"), (report.above_max.get(name), "above", "max")):
+            if rows:
+                verb = "has" if rows == 1 else "have"
+                messages.append(f"{counted(rows, 'row')} {verb} {name} {side} the training {bound} {stats[bound]:g}")
     return messages
