@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from normflow.tracking import store
     from normflow.tracking.records import training_run_name
     from tasks.data import compute_statistics, inspect_data
-    from tasks.lifecycle import TrackedRun, failure_reason, fail_run, finish_run, start_run, without_masking
+    from tasks.lifecycle import TrackedRun, fail_run, failure_reason, finish_run, start_run, without_masking
     from tasks.tracking import (
         log_inputs,
         log_results,
@@ -45,20 +45,35 @@ def main(argv: list[str] | None = None) -> None:
     features = list(settings.features) if settings.features else None
     sources, spec = inspect_data.fn(settings.data, settings.target, features, settings.delimiter)
     uri = store.tracking_uri()
-    settings_logged = {"data": settings.data, "normalization": settings.normalization, "lr": settings.lr,
-                       "epochs": settings.epochs, "tolerance": settings.tolerance, "device": describe_device(device),
-                       "device_requested": settings.device, "holdout_fraction": settings.holdout_fraction,
-                       "promotion_tolerance": settings.promotion_tolerance}
+    settings_logged = {
+        "data": settings.data,
+        "normalization": settings.normalization,
+        "lr": settings.lr,
+        "epochs": settings.epochs,
+        "tolerance": settings.tolerance,
+        "device": describe_device(device),
+        "device_requested": settings.device,
+        "holdout_fraction": settings.holdout_fraction,
+        "promotion_tolerance": settings.promotion_tolerance,
+    }
     version = decision = None
     run_name = training_run_name(settings.normalization, settings.lr, sources)
     run = TrackedRun(uri, start_run.fn(uri, settings.experiment, {"normflow.flow": "train"}, run_name, None))
     try:
-        statistics = compute_statistics.fn(sources, spec, device, settings.normalization, settings.data,
-                                           settings.block_bytes, settings.holdout_fraction)
+        statistics = compute_statistics.fn(
+            sources,
+            spec,
+            device,
+            settings.normalization,
+            settings.data,
+            settings.block_bytes,
+            settings.holdout_fraction,
+        )
         outcome = train.fn(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs.fn(uri, run.run_id, sources, spec, statistics, settings_logged, outcome.scaler)
-        log_results.fn(uri, run.run_id, outcome,
-                       f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
+        log_results.fn(
+            uri, run.run_id, outcome, f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"
+        )
         if outcome.error is not None:
             raise outcome.error
         if settings.register_model:
@@ -67,8 +82,15 @@ def main(argv: list[str] | None = None) -> None:
                 version = register_trained_model.fn(uri, run.run_id, outcome, settings.model_name)
                 undo = run.on_failure(withdraw_version.fn, uri, settings.model_name, version, None)
                 decision, before = promotion_gate.fn(
-                    uri, run.run_id, settings.model_name, version, outcome, statistics,
-                    settings.promotion_tolerance, settings.holdout_fraction, settings.allow_contradicting_files,
+                    uri,
+                    run.run_id,
+                    settings.model_name,
+                    version,
+                    outcome,
+                    statistics,
+                    settings.promotion_tolerance,
+                    settings.holdout_fraction,
+                    settings.allow_contradicting_files,
                 )
                 undo.args = (uri, settings.model_name, version, before)
         finish_run.fn(uri, run.run_id)
@@ -79,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         raise
     model = f"{settings.model_name} version {version}" if version else "not registered"
     verdict = f": {decision.label} ({decision.reason})" if decision is not None else ""
-    print(f"bare train: run {run.run_id}, {statistics.moments.count:,} rows, loss {outcome.descent.final_loss:.6g}, "
-          f"{model}{verdict}")
+    print(
+        f"bare train: run {run.run_id}, {statistics.moments.count:,} rows, loss {outcome.descent.final_loss:.6g}, "
+        f"{model}{verdict}"
+    )
 
 
 if __name__ == "__main__":

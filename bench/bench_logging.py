@@ -57,7 +57,9 @@ def main() -> None:
         statistics = SourceStatistics(stats, {str(source): stats.count})
         run_id = runs.start_run(uri, "bench", "wide", {"normflow.flow": "train"})
         started = time.perf_counter()
-        records.record_training_inputs(uri, run_id, [source], spec, statistics, {"normalization": "standard"}, outcome.scaler)
+        records.record_training_inputs(
+            uri, run_id, [source], spec, statistics, {"normalization": "standard"}, outcome.scaler
+        )
         records.record_training_results(uri, run_id, outcome, "wide")
         logged = registry.log_model(uri, run_id, outcome.model)
         registry.register_model(uri, run_id, logged, "wide", records.version_description(outcome))
@@ -70,21 +72,29 @@ def main() -> None:
         sample_epochs = min(20, len(outcome.descent.losses))
         gradients = outcome.descent.gradients[:sample_epochs].tolist()
         started = time.perf_counter()
-        runs.log_metric_series(uri, baseline_run, (
-            metric
-            for epoch in range(sample_epochs)
-            for metric in [Metric("loss", float(outcome.descent.losses[epoch]), now, epoch)]
-            + [Metric(f"grad.{n}", g, now, epoch) for n, g in zip(names, gradients[epoch])]
-        ))
+        runs.log_metric_series(
+            uri,
+            baseline_run,
+            (
+                metric
+                for epoch in range(sample_epochs)
+                for metric in [Metric("loss", float(outcome.descent.losses[epoch]), now, epoch)]
+                + [Metric(f"grad.{n}", g, now, epoch) for n, g in zip(names, gradients[epoch])]
+            ),
+        )
         baseline = time.perf_counter() - started
     baseline_points = sample_epochs * (d + 1)
     full_points = outcome.descent.epochs_run * (d + 1)
     rate = baseline_points / baseline
     print(f"{d:,} features x {outcome.descent.epochs_run:,} epochs (training itself: {trained:.1f} s)")
-    print(f"  ours:     {ours:6.2f} s to record the run and log + register the model "
-          f"({len(run.data.params)} params, {len(run.data.metrics)} metric keys, {points:,} metric points)")
-    print(f"  baseline: {baseline:6.2f} s for {baseline_points:,} unbounded points ({rate:,.0f} points/s); "
-          f"a full unbounded run is {full_points:,} points, about {full_points / rate / 60:.0f} min at that rate")
+    print(
+        f"  ours:     {ours:6.2f} s to record the run and log + register the model "
+        f"({len(run.data.params)} params, {len(run.data.metrics)} metric keys, {points:,} metric points)"
+    )
+    print(
+        f"  baseline: {baseline:6.2f} s for {baseline_points:,} unbounded points ({rate:,.0f} points/s); "
+        f"a full unbounded run is {full_points:,} points, about {full_points / rate / 60:.0f} min at that rate"
+    )
 
 
 if __name__ == "__main__":

@@ -22,17 +22,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache
 
 
 def prepare_model(path: Path, folder: Path) -> Path:
     """Train on the benchmark file with the engine and save it as the pyfunc folder the flows use."""
     import torch
 
-    from normflow.data.reader import resolve_sources, table_spec
-    from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
-    from normflow.data.statistics import source_statistics
     from normflow.core.training import train_linear_model
+    from normflow.data.reader import resolve_sources, table_spec
+    from normflow.data.statistics import source_statistics
+    from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
 
     target = folder / MODEL_ARTIFACT_PATH
     if target.exists():
@@ -72,8 +72,8 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
         import torch
 
         from normflow.data.reader import resolve_sources
-        from normflow.tracking.pyfunc import load_local_model
         from normflow.data.scoring import score_sources, scoring_spec
+        from normflow.tracking.pyfunc import load_local_model
 
         model = load_local_model(model_dir)
         start = time.perf_counter()
@@ -113,11 +113,17 @@ def main() -> None:
         for kind in kinds
     }
     floor = results["pyarrow"]["seconds"]
-    labels = {"pandas": "(a) pandas + pyfunc + to_csv", "pyarrow": "(b) pyarrow stream r+w", "normflow": "(c) normflow scorer"}
+    labels = {
+        "pandas": "(a) pandas + pyfunc + to_csv",
+        "pyarrow": "(b) pyarrow stream r+w",
+        "normflow": "(c) normflow scorer",
+    }
     print(f"\n{'contender':<32}{'seconds':>9}{'vs (b)':>9}{'peak MB':>10}  detail")
     for kind in kinds:
         r = results[kind]
-        print(f"{labels[kind]:<32}{r['seconds']:>9.2f}{r['seconds'] / floor:>8.2f}x{r['peak_mb']:>10.0f}  {r['detail']}")
+        print(
+            f"{labels[kind]:<32}{r['seconds']:>9.2f}{r['seconds'] / floor:>8.2f}x{r['peak_mb']:>10.0f}  {r['detail']}"
+        )
     ours = results["normflow"]["seconds"]
     print(f"\ngoal (c) <= 1.3 x (b): {ours / floor:.2f} x")
     if "pandas" in results:

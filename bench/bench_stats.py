@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
+from harness import add_data_dir_flag, emit, generate, measure, warm_page_cache
 
 
 def run_worker(kind: str, path: Path) -> dict:
@@ -32,7 +32,7 @@ def run_worker(kind: str, path: Path) -> dict:
         return {"seconds": time.perf_counter() - start, "detail": f"{rows:,} rows"}
     import torch
 
-    from normflow.core.moments import merge_moments, moments_of_columns, empty_moments
+    from normflow.core.moments import empty_moments, merge_moments, moments_of_columns
     from normflow.data.reader import iter_row_blocks, resolve_sources, table_spec
     from normflow.data.statistics import source_statistics
 
@@ -72,8 +72,10 @@ def main() -> None:
         results = {kind: measure(__file__, kind, "--data", str(path)) for kind in kinds}
         base = results["pyarrow"]["seconds"]
         for kind, result in results.items():
-            print(f"{rows:>10,} {kind:<14}{result['seconds']:>9.2f}{result['seconds'] / base:>8.2f}x"
-                  f"{result['peak_mb']:>9.0f}  {result['detail']}")
+            print(
+                f"{rows:>10,} {kind:<14}{result['seconds']:>9.2f}{result['seconds'] / base:>8.2f}x"
+                f"{result['peak_mb']:>9.0f}  {result['detail']}"
+            )
 
 
 if __name__ == "__main__":

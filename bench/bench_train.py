@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache
 
 
 def run_worker(kind: str, path: Path, epochs: int) -> dict:
@@ -52,9 +52,9 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
     elif kind == "normflow":
         import torch
 
+        from normflow.core.training import train_linear_model
         from normflow.data.reader import resolve_sources, table_spec
         from normflow.data.statistics import source_statistics
-        from normflow.core.training import train_linear_model
 
         start = time.perf_counter()
         sources = resolve_sources(path)
@@ -84,8 +84,10 @@ def flow_vs_bare(repeats: int) -> None:
     """Wall time of the train flow and ``normflow train`` against a bare script doing the same steps."""
     from run import command_of
 
-    print("\ntrain flow and `normflow train` vs bare script on data/houses.csv (wall seconds, each a fresh process "
-          "and store)")
+    print(
+        "\ntrain flow and `normflow train` vs bare script on data/houses.csv (wall seconds, each a fresh process "
+        "and store)"
+    )
     for i in range(repeats):
         seconds = {}
         for kind in ("bare", "flow", "console"):
@@ -93,8 +95,10 @@ def flow_vs_bare(repeats: int) -> None:
                 env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
                 env.pop("PREFECT_API_URL", None)
                 seconds[kind] = time_command(command_of(kind), env)
-        print(f"  run {i + 1}: bare script {seconds['bare']:6.2f} s   train flow (temporary Prefect server) "
-              f"{seconds['flow']:6.2f} s   normflow train {seconds['console']:6.2f} s")
+        print(
+            f"  run {i + 1}: bare script {seconds['bare']:6.2f} s   train flow (temporary Prefect server) "
+            f"{seconds['flow']:6.2f} s   normflow train {seconds['console']:6.2f} s"
+        )
 
 
 def main() -> None:
@@ -104,7 +108,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--skip-sklearn", action="store_true", help="skip baseline (b), the slowest")
     parser.add_argument("--no-trend", action="store_true", help="skip the 1M-row memory-trend run")
-    parser.add_argument("--flow", action="store_true", help="also time the flow and `normflow train` against a bare script")
+    parser.add_argument(
+        "--flow", action="store_true", help="also time the flow and `normflow train` against a bare script"
+    )
     parser.add_argument("--flow-repeats", type=int, default=2)
     add_data_dir_flag(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)

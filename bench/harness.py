@@ -87,7 +87,9 @@ def measure(script: str, kind: str, *args: str) -> dict:
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
     """``--data-dir``: where generated files go (default ``bench/data/``, or ``$NORMFLOW_BENCH_DATA``)."""
     parser.add_argument(
-        "--data-dir", type=Path, default=DATA_DIR,
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
         help=f"folder for the generated CSVs and models, reused between runs (default: {DATA_DIR}; env {DATA_ENV})",
     )
 

@@ -20,11 +20,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
-from strd_data import DATASETS, STRD, min_lre, rows  # noqa: E402
+from strd_data import DATASETS, STRD, min_lre, rows
 
-from normflow.core.training import train_linear_model  # noqa: E402
-from normflow.data.reader import resolve_sources, table_spec  # noqa: E402
-from normflow.data.statistics import source_statistics  # noqa: E402
+from normflow.core.training import train_linear_model
+from normflow.data.reader import resolve_sources, table_spec
+from normflow.data.statistics import source_statistics
 
 
 def ours(name: str, device: str) -> tuple[float, float, int]:
@@ -34,7 +34,11 @@ def ours(name: str, device: str) -> tuple[float, float, int]:
     stats = source_statistics(sources, spec, torch.device(device))
     outcome = train_linear_model(stats.training, spec.features, "y", "whiten", "auto", 100, 1e-12)
     standard = train_linear_model(stats.training, spec.features, "y", "standard", "auto", 1, 1e-12)
-    return min_lre(outcome.intercept, outcome.raw_weights, name), standard.curvature.condition_number, outcome.descent.updates
+    return (
+        min_lre(outcome.intercept, outcome.raw_weights, name),
+        standard.curvature.condition_number,
+        outcome.descent.updates,
+    )
 
 
 def lapack(name: str) -> float:
@@ -57,7 +61,9 @@ def main() -> None:
         features, table = rows(name)
         results = [ours(name, device) for device in devices]
         digits = " | ".join(f"{r[0]:.1f}" for r in results)
-        print(f"| {name} | {len(table)} | {len(features) - 1} | {results[0][1]:.3g} | {digits} | {results[0][2]} | {lapack(name):.1f} |")
+        print(
+            f"| {name} | {len(table)} | {len(features) - 1} | {results[0][1]:.3g} | {digits} | {results[0][2]} | {lapack(name):.1f} |"
+        )
 
 
 if __name__ == "__main__":

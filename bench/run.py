@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, rows_label, warm_page_cache  # noqa: E402
+from harness import REPO, add_data_dir_flag, emit, generate, measure, rows_label, warm_page_cache
 
 TRAIN = str(HERE / "bench_train.py")
 SCORE = str(HERE / "bench_score.py")
@@ -68,7 +68,9 @@ def dask_worker(kind: str, folder: Path) -> dict:
         return {"seconds": time.perf_counter() - start, "detail": f"{stats.moments.count:,} rows"}
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         with Client(cluster) as client:
             client.run(lambda: __import__("normflow.data.statistics"))  # imports out of the timing, as for the others
             start = time.perf_counter()
@@ -168,8 +170,14 @@ def log_to_mlflow(rows: list[Row], info: dict[str, str], table: str) -> str:
     metrics: dict[str, float] = {}
     for r in rows:
         key = metric_key(f"{r.task} vs {r.baseline}")
-        metrics.update({f"{key}.ours_s": r.ours_s, f"{key}.baseline_s": r.baseline_s, f"{key}.ratio": r.ratio,
-                        f"{key}.ours_peak_mb": r.ours_peak_mb})
+        metrics.update(
+            {
+                f"{key}.ours_s": r.ours_s,
+                f"{key}.baseline_s": r.baseline_s,
+                f"{key}.ratio": r.ratio,
+                f"{key}.ours_peak_mb": r.ours_peak_mb,
+            }
+        )
     tracking.log_metrics(uri, run_id, metrics)
     tracking.log_json_artifact(uri, run_id, [asdict(r) for r in rows], "bench.json")
     from mlflow import MlflowClient
@@ -209,12 +217,15 @@ def main() -> None:
     parser.add_argument("--write", type=Path, default=None, help="also write the Markdown table to this file")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--commands", action="store_true",
+        "--commands",
+        action="store_true",
         help="only the command rows: train flow and `normflow train` vs the bare script, --help, a bad path",
     )
     group.add_argument("--no-commands", action="store_true", help="everything but the command rows")
     parser.add_argument(
-        "--rows", type=int, default=None,
+        "--rows",
+        type=int,
+        default=None,
         help="rows of the main file instead of 5M (1M with --quick); the growth rows become N/5, N, 2N (N with --quick)",
     )
     add_data_dir_flag(parser)
@@ -258,7 +269,9 @@ def main() -> None:
     print(f"benchmarks on {data.name}", flush=True)
     train_args = ("--data", str(data), "--epochs", "2000")
     pair(f"train engine, {label}", (TRAIN, "normflow", *train_args), "pyarrow read", (TRAIN, "pyarrow", *train_args))
-    pair(f"train engine, {label}", (TRAIN, "normflow", *train_args), "pandas + sklearn", (TRAIN, "sklearn", *train_args))
+    pair(
+        f"train engine, {label}", (TRAIN, "normflow", *train_args), "pandas + sklearn", (TRAIN, "sklearn", *train_args)
+    )
 
     from bench_score import prepare_model
 
@@ -267,7 +280,12 @@ def main() -> None:
     score_args = ("--data", str(data), "--model", str(model_dir), "--output", str(data_dir / "scored.csv"))
     pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pyarrow read+write", (SCORE, "pyarrow", *score_args))
     if not args.quick:
-        pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pandas + pyfunc + to_csv", (SCORE, "pandas", *score_args))
+        pair(
+            f"scoring, {label}",
+            (SCORE, "normflow", *score_args),
+            "pandas + pyfunc + to_csv",
+            (SCORE, "pandas", *score_args),
+        )
 
     if not args.no_commands:
         command_rows(pair)
@@ -275,13 +293,21 @@ def main() -> None:
     folder = data_dir / f"four_files_{main_rows}"
     for i in range(4):
         generate(main_rows // 4, 8, folder / f"part{i}.csv", seed=i + 1)
-    pair(f"statistics, 4 files, {label}", (__file__, "dask", "--data", str(folder)), "1 process",
-         (__file__, "single", "--data", str(folder)))
+    pair(
+        f"statistics, 4 files, {label}",
+        (__file__, "dask", "--data", str(folder)),
+        "1 process",
+        (__file__, "single", "--data", str(folder)),
+    )
 
     for n in growth:
         path = generate(n, 8, data_dir / f"train_{n}x8.csv")
-        pair(f"train engine, {rows_label(n)} (growth)", (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
-             "pyarrow read", (TRAIN, "pyarrow", "--data", str(path), "--epochs", "2000"))
+        pair(
+            f"train engine, {rows_label(n)} (growth)",
+            (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
+            "pyarrow read",
+            (TRAIN, "pyarrow", "--data", str(path), "--epochs", "2000"),
+        )
 
     report(rows, args.write, args.mlflow)
 

@@ -24,7 +24,6 @@ from flows.runtime import (
 from flows.server import stop_early_server, wait_for_early_server
 from normflow.core.errors import NormflowError, Terminated, one_line
 
-
 _SIGNALS_RECEIVED: list[int] = []
 """The stop signals this process received (a served flow's stop is swallowed by Prefect's ``serve``)."""
 

@@ -11,7 +11,12 @@ import sys
 
 COMMANDS = {
     "train": ("flows.cli.train", "train_settings", "flows.train_flow", "train a model on CSV data and register it"),
-    "predict": ("flows.cli.predict", "predict_settings", "flows.predict_flow", "score CSV rows with a registered model"),
+    "predict": (
+        "flows.cli.predict",
+        "predict_settings",
+        "flows.predict_flow",
+        "score CSV rows with a registered model",
+    ),
     "study": ("flows.cli.study", "study_settings", "flows.study_flow", "compare normalizations and learning rates"),
     "promote": (None, None, "flows.promote", "move the champion alias by hand (rollback, a version)"),
 }

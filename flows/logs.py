@@ -54,7 +54,9 @@ class RunFailuresToOneLine(logging.Filter):
     last line says what failed, once. They still reach Prefect's server and UI."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+        return not (
+            record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        )
 
 
 def quiet_prefect_console() -> None:
@@ -109,11 +111,15 @@ def one_line_errors_in_run_logs() -> None:
     _filter_expected_errors(loggers, (APILogHandler, PrefectConsoleHandler))
 
 
-def _filter_expected_errors(loggers: list[logging.Logger], handler_types: tuple[type, ...] = (logging.Handler,)) -> None:
+def _filter_expected_errors(
+    loggers: list[logging.Logger], handler_types: tuple[type, ...] = (logging.Handler,)
+) -> None:
     """Put one :class:`OneLineExpectedErrors` on each handler of ``loggers`` of ``handler_types`` that has none."""
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, handler_types) and not any(isinstance(f, OneLineExpectedErrors) for f in handler.filters):
+            if isinstance(handler, handler_types) and not any(
+                isinstance(f, OneLineExpectedErrors) for f in handler.filters
+            ):
                 handler.addFilter(OneLineExpectedErrors())
 
 

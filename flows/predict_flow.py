@@ -53,8 +53,18 @@ def predict_flow(
 ) -> ScoringSummary:
     """Score CSV rows with a registered model, normalizing them with its training statistics."""
     logger = get_run_logger()
-    PredictSettings(input, output, model_uri, device, chunk_rows, on_bad_row, flag_out_of_range, partition_bytes,
-                    block_bytes, delimiter).validate()
+    PredictSettings(
+        input,
+        output,
+        model_uri,
+        device,
+        chunk_rows,
+        on_bad_row,
+        flag_out_of_range,
+        partition_bytes,
+        block_bytes,
+        delimiter,
+    ).validate()
     torch_device = resolve_device(device)
     uri = store.tracking_uri()
     output_path = Path(output)
@@ -63,9 +73,16 @@ def predict_flow(
     model = load_model(uri, pinned)
     sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range, delimiter)
     block_bytes = block_bytes_for_rows(sources, chunk_rows, block_bytes)
-    params = {"model_uri": model_uri, "model_name": pinned.name or "", "model_version": pinned.version or "",
-              "input": input, "input_files": len(sources), "output": str(output_path), "on_bad_row": on_bad_row,
-              "device": describe_device(torch_device)}
+    params = {
+        "model_uri": model_uri,
+        "model_name": pinned.name or "",
+        "model_version": pinned.version or "",
+        "input": input,
+        "input_files": len(sources),
+        "output": str(output_path),
+        "on_bad_row": on_bad_row,
+        "device": describe_device(torch_device),
+    }
     with tracked_run(uri, SCORING_EXPERIMENT, {"normflow.flow": "predict"}, params=params) as run:
         started = time.perf_counter()
         job = (sources, spec, model, output_path, torch_device, on_bad_row, flag_out_of_range, block_bytes)
@@ -74,13 +91,18 @@ def predict_flow(
         warnings = range_warnings(report, model)
         for message in warnings:
             logger.info(message)  # the summary prints them as warnings; a console shows them once
-        log_scoring(uri, run.run_id, sources, {
-            "rows_scored": report.rows_scored,
-            "rows_rejected": report.rows_rejected,
-            "rows_out_of_range": report.rows_out_of_range,
-            "duration_s": seconds,
-            "rows_per_s": report.rows_scored / seconds if seconds > 0 else 0.0,
-        })
+        log_scoring(
+            uri,
+            run.run_id,
+            sources,
+            {
+                "rows_scored": report.rows_scored,
+                "rows_rejected": report.rows_rejected,
+                "rows_out_of_range": report.rows_out_of_range,
+                "duration_s": seconds,
+                "rows_per_s": report.rows_scored / seconds if seconds > 0 else 0.0,
+            },
+        )
     return ScoringSummary(run.run_id, pinned.uri, report, warnings, seconds, SCORING_EXPERIMENT)
 
 

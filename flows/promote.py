@@ -52,8 +52,7 @@ def move_alias(args: argparse.Namespace) -> str:
     validate_model_name(args.model_name)
     if args.version is not None and not args.version.isdigit():
         raise ConfigError(f"--version must be a version number, got {args.version!r}")
-    from normflow.tracking import store
-    from normflow.tracking import registry
+    from normflow.tracking import registry, store
     from normflow.tracking.promotion import hold_champion, promote_by_hand, rollback_champion
 
     uri = store.tracking_uri()
@@ -61,20 +60,29 @@ def move_alias(args: argparse.Namespace) -> str:
     name = args.model_name
     if args.release:
         held = registry.release(uri, name)
-        return f"released {name}: version {held} stays champion; retrainings may promote again" if held else (
-            f"{name} has no held champion; nothing changed")
+        return (
+            f"released {name}: version {held} stays champion; retrainings may promote again"
+            if held
+            else (f"{name} has no held champion; nothing changed")
+        )
     if args.hold:
         version, before = hold_champion(uri, name, args.version, "promote.py --hold")
-        return (f"{name} version {version} is champion and held (was {before.champion}); retrainings will "
-                "register and record their decision but not promote until: python flows/promote.py --release")
+        return (
+            f"{name} version {version} is champion and held (was {before.champion}); retrainings will "
+            "register and record their decision but not promote until: python flows/promote.py --release"
+        )
     held = registry.held_version(uri, name)
     if held is not None:
-        raise ConfigError(f"{name} version {held} is held as champion; release it first (--release) or hold another "
-                          "version (--version N --hold)")
+        raise ConfigError(
+            f"{name} version {held} is held as champion; release it first (--release) or hold another "
+            "version (--version N --hold)"
+        )
     if args.rollback:
         before = rollback_champion(uri, name, "rollback")
-        return (f"rolled back {name}: champion is now version {before.previous} "
-                f"(was {before.champion}, which is now previous-champion)")
+        return (
+            f"rolled back {name}: champion is now version {before.previous} "
+            f"(was {before.champion}, which is now previous-champion)"
+        )
     before = promote_by_hand(uri, name, args.version, "promote.py --version")
     if before.champion == args.version:
         return f"{name} version {args.version} already is champion; nothing changed"

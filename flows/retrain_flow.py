@@ -49,11 +49,27 @@ def retrain_flow(
 ) -> TrainingSummary:
     """Retrain on the files in ``data`` and register the model; the gate promotes it only when it is no worse
     than the champion on the holdout and no new file contradicts the champion (unchanged data: nothing new)."""
-    return run_training(RetrainSettings(
-        data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device, experiment,
-        model_name, True, block_bytes, holdout_fraction, promotion_tolerance, partition_bytes, delimiter,
-        allow_contradicting_files,
-    ))
+    return run_training(
+        RetrainSettings(
+            data,
+            target,
+            tuple(features) if features else None,
+            normalization,
+            lr,
+            epochs,
+            tolerance,
+            device,
+            experiment,
+            model_name,
+            True,
+            block_bytes,
+            holdout_fraction,
+            promotion_tolerance,
+            partition_bytes,
+            delimiter,
+            allow_contradicting_files,
+        )
+    )
 
 
 def deployment_spec() -> dict:
@@ -127,8 +143,10 @@ def serve_retraining(parameters: dict[str, object], cron: str | None, interval: 
     from flows.runtime import PERSISTENT_SERVER_ADVICE
 
     if not PREFECT_API_URL.value():
-        raise ConfigError("--serve needs a running Prefect server (schedules never fire on the temporary one): "
-                          + PERSISTENT_SERVER_ADVICE)
+        raise ConfigError(
+            "--serve needs a running Prefect server (schedules never fire on the temporary one): "
+            + PERSISTENT_SERVER_ADVICE
+        )
     try:
         serve(serving_deployment(parameters, cron, interval, task_runner))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over

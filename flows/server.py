@@ -14,8 +14,12 @@ from pathlib import Path
 from flows.runtime import drain_prefect_workers, prefect_startup_timeout
 
 _early: dict[str, object] = {}
-EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+EPHEMERAL_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
 """What Prefect sets for its own temporary server (no UI), and no telemetry (pyproject's setting applies
 only when the command runs from the repository's folder)."""
 
@@ -41,13 +45,31 @@ def start_temporary_server_early(flags: argparse.Namespace) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     package_dir = Path(importlib.util.find_spec("prefect").submodule_search_locations[0]).parent
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(package_dir), "--factory",
-               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "error", "--lifespan", "on"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(package_dir),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
     quiet = subprocess.DEVNULL if not flags.verbose else None
     _early["process"] = subprocess.Popen(
-        command, env={**os.environ, **EPHEMERAL_ENV}, stdout=quiet, stderr=quiet,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        command,
+        env={**os.environ, **EPHEMERAL_ENV},
+        stdout=quiet,
+        stderr=quiet,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     _early["url"] = f"http://127.0.0.1:{port}/api"
     os.environ["PREFECT_API_URL"] = _early["url"]

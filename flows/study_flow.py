@@ -29,11 +29,11 @@ from flows.common import exit_now, run_cli
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings, rows_needed
 from normflow.data.report import check_report_dir
+from normflow.tracking import store
 from tasks.data import compute_statistics, inspect_data, write_report
 from tasks.lifecycle import tracked_run
 from tasks.tracking import log_child_run, log_report
 from tasks.training import train_grid
-from normflow.tracking import store
 
 
 @flow(name="normflow-study")
@@ -52,17 +52,37 @@ def study_flow(
 ) -> StudySummary:
     """Train every (normalization, lr) on the same data and report what normalization changes."""
     logger = get_run_logger()
-    StudySettings(data, target, tuple(features) if features else None, tuple(normalizations), tuple(lrs), epochs,
-                  tolerance, experiment, report_dir, device, delimiter).validate()
+    StudySettings(
+        data,
+        target,
+        tuple(features) if features else None,
+        tuple(normalizations),
+        tuple(lrs),
+        epochs,
+        tolerance,
+        experiment,
+        report_dir,
+        device,
+        delimiter,
+    ).validate()
     torch_device = resolve_device(device)
     sources, spec = inspect_data(data, target, features, delimiter)
     folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
     check_report_dir(folder)
     uri = store.tracking_uri()
-    common = {"data": data, "epochs": epochs, "tolerance": tolerance, "features": ",".join(spec.features),
-              "target": spec.target}
-    params = {**common, "normalizations": ",".join(normalizations), "lrs": ",".join(str(lr) for lr in lrs),
-              "device": describe_device(torch_device)}
+    common = {
+        "data": data,
+        "epochs": epochs,
+        "tolerance": tolerance,
+        "features": ",".join(spec.features),
+        "target": spec.target,
+    }
+    params = {
+        **common,
+        "normalizations": ",".join(normalizations),
+        "lrs": ",".join(str(lr) for lr in lrs),
+        "device": describe_device(torch_device),
+    }
     with tracked_run(uri, experiment, {"normflow.flow": "study"}, run_name="study", params=params) as run:
         minimum = max(normalizations, key=rows_needed)  # standardization and whitening need two rows
         statistics = compute_statistics(sources, spec, torch_device, minimum, data, DEFAULT_BLOCK_BYTES)
@@ -72,19 +92,28 @@ def study_flow(
         child_common = {**common, "rows": statistics.moments.count}
         children = {r.label: log_child_run(uri, experiment, run.run_id, r, child_common) for r in results}
         summary = write_report(results, spec, tolerance, folder)
-        log_report(uri, run.run_id, folder, {
-            "combinations": len(results),
-            "converged_runs": sum(r.converged for r in results),
-            "diverged_runs": sum(r.diverged for r in results),
-        })
+        log_report(
+            uri,
+            run.run_id,
+            folder,
+            {
+                "combinations": len(results),
+                "converged_runs": sum(r.converged for r in results),
+                "diverged_runs": sum(r.diverged for r in results),
+            },
+        )
     return StudySummary(run.run_id, children, folder, summary, results, store.ui_command(uri))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study flow from the command line; returns the process exit code."""
     settings, args = study_settings(argv)
-    parameters = {**settings.__dict__, "features": list(settings.features) if settings.features else None,
-                  "normalizations": list(settings.normalizations), "lrs": list(settings.lrs)}
+    parameters = {
+        **settings.__dict__,
+        "features": list(settings.features) if settings.features else None,
+        "normalizations": list(settings.normalizations),
+        "lrs": list(settings.lrs),
+    }
     return run_cli(lambda: format_study_summary(study_flow(**parameters)), verbose=args.verbose)
 
 

@@ -67,11 +67,27 @@ def train_flow(
 ) -> TrainingSummary:
     """Train a linear model on CSV data with normalization, track it in MLflow and register it (no gate
     unless ``holdout_fraction`` > 0; the retrain flow is the same training with the gate on)."""
-    return run_training(TrainSettings(
-        data, target, tuple(features) if features else None, normalization, lr, epochs, tolerance, device, experiment,
-        model_name, register_model, block_bytes, holdout_fraction, promotion_tolerance, partition_bytes, delimiter,
-        allow_contradicting_files,
-    ))
+    return run_training(
+        TrainSettings(
+            data,
+            target,
+            tuple(features) if features else None,
+            normalization,
+            lr,
+            epochs,
+            tolerance,
+            device,
+            experiment,
+            model_name,
+            register_model,
+            block_bytes,
+            holdout_fraction,
+            promotion_tolerance,
+            partition_bytes,
+            delimiter,
+            allow_contradicting_files,
+        )
+    )
 
 
 def run_training(settings: TrainSettings) -> TrainingSummary:
@@ -84,25 +100,50 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
     settings.validate()
     torch_device = resolve_device(settings.device)
     logger.info("device: %s (asked for %s)", describe_device(torch_device), settings.device)
-    sources, spec = inspect_data(settings.data, settings.target, list(settings.features) if settings.features else None, settings.delimiter)
-    logger.info("data %r: %s; features %s; target %s", settings.data, describe_sources(sources), ",".join(spec.features),
-                spec.target)
+    sources, spec = inspect_data(
+        settings.data, settings.target, list(settings.features) if settings.features else None, settings.delimiter
+    )
+    logger.info(
+        "data %r: %s; features %s; target %s",
+        settings.data,
+        describe_sources(sources),
+        ",".join(spec.features),
+        spec.target,
+    )
     uri = store.tracking_uri()
-    settings_logged = {"data": settings.data, "normalization": settings.normalization, "lr": settings.lr, "epochs": settings.epochs,
-                       "tolerance": settings.tolerance, "device": describe_device(torch_device), "device_requested": settings.device,
-                       "holdout_fraction": settings.holdout_fraction, "promotion_tolerance": settings.promotion_tolerance}
+    settings_logged = {
+        "data": settings.data,
+        "normalization": settings.normalization,
+        "lr": settings.lr,
+        "epochs": settings.epochs,
+        "tolerance": settings.tolerance,
+        "device": describe_device(torch_device),
+        "device_requested": settings.device,
+        "holdout_fraction": settings.holdout_fraction,
+        "promotion_tolerance": settings.promotion_tolerance,
+    }
     version = decision = None
     run_name = training_run_name(settings.normalization, settings.lr, sources)
     with tracked_run(uri, settings.experiment, {"normflow.flow": "train"}, run_name) as run:
         logger.info("MLflow run %s in experiment %r at %s", run.run_id, settings.experiment, store.absolute_uri(uri))
-        statistics_args = (sources, spec, torch_device, settings.normalization, settings.data, settings.block_bytes, settings.holdout_fraction)
+        statistics_args = (
+            sources,
+            spec,
+            torch_device,
+            settings.normalization,
+            settings.data,
+            settings.block_bytes,
+            settings.holdout_fraction,
+        )
         if settings.partition_bytes:
             statistics = statistics_by_partition(*statistics_args, settings.partition_bytes)
         else:
             statistics = compute_statistics(*statistics_args)
         outcome = train(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs(uri, run.run_id, sources, spec, statistics, settings_logged, outcome.scaler)
-        log_results(uri, run.run_id, outcome, f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch")
+        log_results(
+            uri, run.run_id, outcome, f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"
+        )
         if outcome.error is not None:
             raise outcome.error
         decision = nothing_new_since_champion(uri, run.run_id, settings.model_name) if settings.register_model else None
@@ -112,21 +153,44 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
             version = register_trained_model(uri, run.run_id, outcome, settings.model_name)
             undo = run.on_failure(withdraw_version, uri, settings.model_name, version, None)
             decision, before = promotion_gate(
-                uri, run.run_id, settings.model_name, version, outcome, statistics, settings.promotion_tolerance,
-                settings.holdout_fraction, settings.allow_contradicting_files,
+                uri,
+                run.run_id,
+                settings.model_name,
+                version,
+                outcome,
+                statistics,
+                settings.promotion_tolerance,
+                settings.holdout_fraction,
+                settings.allow_contradicting_files,
             )
             undo.args = (uri, settings.model_name, version, before)  # a later failure also restores the aliases
-            logger.info("registered %s version %s: %s (%s)", settings.model_name, version, decision.label, decision.reason)
+            logger.info(
+                "registered %s version %s: %s (%s)", settings.model_name, version, decision.label, decision.reason
+            )
         if decision is not None:
             announce_decision(settings.model_name, version, decision, run.run_id, sources, outcome)
     return TrainingSummary(
-        run.run_id, uri, settings.model_name if version else None, version,
+        run.run_id,
+        uri,
+        settings.model_name if version else None,
+        version,
         CHAMPION_ALIAS if decision is not None and decision.promote else None,
-        decision.reason if decision is not None else None, statistics.moments.count, spec.features, spec.target,
-        outcome.descent.final_loss, outcome.optimality_gap, outcome.raw_weights, outcome.intercept,
-        outcome.curvature.condition_number, outcome.curvature.max_stable_lr, describe_device(torch_device),
-        store.ui_command(uri), describe_sources(sources), tuple(outcome.losses[:3]),
-        tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()), fit_report(outcome, settings.lr),
+        decision.reason if decision is not None else None,
+        statistics.moments.count,
+        spec.features,
+        spec.target,
+        outcome.descent.final_loss,
+        outcome.optimality_gap,
+        outcome.raw_weights,
+        outcome.intercept,
+        outcome.curvature.condition_number,
+        outcome.curvature.max_stable_lr,
+        describe_device(torch_device),
+        store.ui_command(uri),
+        describe_sources(sources),
+        tuple(outcome.losses[:3]),
+        tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()),
+        fit_report(outcome, settings.lr),
         export_command=store.export_command(uri),
     )
 
@@ -134,8 +198,11 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
 def main(argv: list[str] | None = None) -> int:
     """Run the train flow from the command line (or, with ``--serve``, serve the retrain flow); returns the exit code."""
     settings, args = train_settings(argv)
-    parameters = {**settings.__dict__, "features": list(settings.features) if settings.features else None,
-                  "partition_bytes": partition_bytes(args)}
+    parameters = {
+        **settings.__dict__,
+        "features": list(settings.features) if settings.features else None,
+        "partition_bytes": partition_bytes(args),
+    }
     runner = dask_task_runner(args.dask_address, args.workers)
     if args.serve:
         from flows.retrain_flow import serve_retraining

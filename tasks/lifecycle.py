@@ -17,7 +17,9 @@ from tasks.options import IO, run_logger
 
 
 @task(name="start-mlflow-run", **IO)
-def start_run(uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None) -> str:
+def start_run(
+    uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None
+) -> str:
     """Create the flow's MLflow run (the store prepared first), with its params if given.
 
     First, runs of this experiment whose process died (SIGKILL, a power cut) are marked FAILED and

@@ -89,7 +89,9 @@ def score_partition(
 ) -> ScoringReport:
     """Score one partition into its own part file, wherever the task runner puts it."""
     device = resolve_device(device_name)
-    return score_sources([partition], spec, model, Path(part_output), device, on_bad_row, flag_out_of_range, block_bytes)
+    return score_sources(
+        [partition], spec, model, Path(part_output), device, on_bad_row, flag_out_of_range, block_bytes
+    )
 
 
 def score_by_partition(
@@ -147,7 +149,9 @@ def progress_reporter(total_bytes: int):
             if now - last[0] >= 0.2 or fraction >= 1.0:
                 last[0] = now
                 filled = int(fraction * 30)
-                sys.stderr.write(f"\rscoring [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} of {total_bytes / 1e6:.1f} MB")
+                sys.stderr.write(
+                    f"\rscoring [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} of {total_bytes / 1e6:.1f} MB"
+                )
                 if fraction >= 1.0:
                     sys.stderr.write("\n")
                 sys.stderr.flush()

@@ -7,11 +7,11 @@ from pathlib import Path
 from prefect import task
 
 from normflow.core.gate import GateDecision
+from normflow.core.scalers import Scaler
 from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
 from normflow.data.reader import TableSpec
 from normflow.data.statistics import SourceStatistics
-from normflow.core.scalers import Scaler
 from normflow.tracking import records, registry
 from normflow.tracking.promotion import decide_and_promote, unchanged_since_champion
 from tasks.options import COMPUTE, IO
@@ -59,8 +59,16 @@ def promotion_gate(
     """Score champion and challenger on the same holdout, check new files against the champion, and move
     the alias by compare-and-set."""
     return decide_and_promote(
-        uri, run_id, model_name, version, outcome, statistics.holdout, tolerance, holdout_fraction,
-        statistics.per_file, allow_contradicting_files,
+        uri,
+        run_id,
+        model_name,
+        version,
+        outcome,
+        statistics.holdout,
+        tolerance,
+        holdout_fraction,
+        statistics.per_file,
+        allow_contradicting_files,
     )
 
 
@@ -75,7 +83,12 @@ DECISION_EVENTS = {"promoted": "promoted", "not promoted": "refused", "nothing n
 
 @task(name="announce-decision", **IO)
 def announce_decision(
-    model_name: str, version: str | None, decision: GateDecision, run_id: str, sources: list[Path], outcome: TrainingOutcome
+    model_name: str,
+    version: str | None,
+    decision: GateDecision,
+    run_id: str,
+    sources: list[Path],
+    outcome: TrainingOutcome,
 ) -> str:
     """Publish the decision in Prefect: a markdown artifact, and an event an Automation can alert on
     (``normflow.model.promoted``, ``normflow.model.refused``, ``normflow.model.nothing-new``)."""
@@ -91,8 +104,14 @@ def announce_decision(
     emit_event(
         event,
         resource={"prefect.resource.id": f"normflow.model.{model_name}", "prefect.resource.name": model_name},
-        payload={"version": version, "decision": decision.label, "reason": decision.reason, "mlflow_run_id": run_id,
-                 "challenger_holdout_mse": decision.challenger_mse, "champion_holdout_mse": decision.champion_mse},
+        payload={
+            "version": version,
+            "decision": decision.label,
+            "reason": decision.reason,
+            "mlflow_run_id": run_id,
+            "challenger_holdout_mse": decision.challenger_mse,
+            "champion_holdout_mse": decision.champion_mse,
+        },
     )
     return event
 

@@ -89,7 +89,9 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
     """--device and --verbose, shared by every CLI that computes."""
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto = CUDA when available")
     parser.add_argument(
-        "--verbose", action="store_true", help="also print Prefect's, MLflow's and Dask's own log lines (hidden by default)"
+        "--verbose",
+        action="store_true",
+        help="also print Prefect's, MLflow's and Dask's own log lines (hidden by default)",
     )
 
 

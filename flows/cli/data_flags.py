@@ -61,5 +61,3 @@ def check_data_path(data: str, flag: str, files_may_come: bool = False) -> None:
         raise ConfigError(f"{data}: no such file or directory ({where})")
     if not files_may_come and not any(os.path.isfile(match) for match in glob.iglob(data, recursive=True)):
         raise ConfigError(f"{data}: no files match this pattern ({where})")
-
-

@@ -64,8 +64,10 @@ def fit_lines(fit: FitReport | None) -> list[str]:
         return []
     chosen = " (auto: best constant step)" if fit.lr_requested == AUTO_LR else ""
     status = "converged" if fit.converged else "NOT converged"
-    lines = [f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {counted(fit.epochs_run, 'epoch')}"
-             f" (distance to the optimum x{shrink(fit.contraction)} per epoch)"]
+    lines = [
+        f"  training:      lr {fit.lr:.4g}{chosen}, {status} after {counted(fit.epochs_run, 'epoch')}"
+        f" (distance to the optimum x{shrink(fit.contraction)} per epoch)"
+    ]
     if fit.advice:
         lines.append(f"  warning:       {fit.advice}")
     quality = fit_quality(fit.r_squared, fit.residual_std)

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from flows.cli import PREDICT, add_device_flag, add_scale_out_flags, parser_for, partition_bytes, refuse_early
-from flows.cli.data_flags import add_delimiter_flag, delimiter_of, check_data_path
+from flows.cli.data_flags import add_delimiter_flag, check_data_path, delimiter_of
 from normflow.core.names import check_model_uri
 from normflow.core.settings import BAD_ROW_POLICIES, PredictSettings
 

@@ -19,16 +19,27 @@ def study_parser() -> argparse.ArgumentParser:
         "  python flows/study_flow.py --normalizations none,standard --lrs 0.001,0.1 --report-dir reports/mine",
     )
     add_data_flags(parser, STUDY["data"])
-    parser.add_argument("--normalizations", default=",".join(NORMALIZATIONS), help="comma-separated subset of: " + ", ".join(NORMALIZATIONS))
+    parser.add_argument(
+        "--normalizations",
+        default=",".join(NORMALIZATIONS),
+        help="comma-separated subset of: " + ", ".join(NORMALIZATIONS),
+    )
     parser.add_argument(
         "--lrs",
         default=",".join(lr if isinstance(lr, str) else f"{lr:g}" for lr in STUDY["lrs"]),
         help="comma-separated learning rates; auto = each normalization's best constant step",
     )
     parser.add_argument("--epochs", type=int, default=STUDY["epochs"], help="full-batch epochs per combination")
-    parser.add_argument("--tolerance", type=float, default=STUDY["tolerance"], help="converged = optimality gap below this fraction of the starting gap")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=STUDY["tolerance"],
+        help="converged = optimality gap below this fraction of the starting gap",
+    )
     parser.add_argument("--experiment", default=STUDY["experiment"], help="MLflow experiment")
-    parser.add_argument("--report-dir", default=None, help="where to write the report (default: reports/study-<timestamp>/)")
+    parser.add_argument(
+        "--report-dir", default=None, help="where to write the report (default: reports/study-<timestamp>/)"
+    )
     add_device_flag(parser)
     return parser
 

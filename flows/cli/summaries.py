@@ -58,12 +58,13 @@ def format_train_summary(summary: TrainingSummary) -> str:
             f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
             f"  MLflow UI:     {summary.ui_command}",
-            *([f"  MLflow CLI:    {summary.export_command}   (then mlflow models serve, mlflow ui)"]
-              if summary.export_command else []),
+            *(
+                [f"  MLflow CLI:    {summary.export_command}   (then mlflow models serve, mlflow ui)"]
+                if summary.export_command
+                else []
+            ),
         ]
     )
-
-
 
 
 SHOWN_EPOCHS = 3

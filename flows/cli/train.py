@@ -31,7 +31,9 @@ def train_parser() -> argparse.ArgumentParser:
         "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge",
     )
     add_data_flags(parser, None, f" (default: {TRAIN['data']}; with --serve, prefect.yaml's data)")
-    parser.add_argument("--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling")
+    parser.add_argument(
+        "--normalization", default=TRAIN["normalization"], choices=NORMALIZATIONS, help="feature scaling"
+    )
     parser.add_argument(
         "--lr",
         type=number_or_auto,
@@ -79,7 +81,7 @@ def train_parser() -> argparse.ArgumentParser:
         "--serve",
         action="store_true",
         help="serve the retrain flow (the gate on) as prefect.yaml's deployment normflow-retrain: its schedule and "
-        f"concurrency limit and parameters; a flag whose value differs from the retrain flow's default overrides "
+        "concurrency limit and parameters; a flag whose value differs from the retrain flow's default overrides "
         "the parameter",
     )
     timing = schedule.add_mutually_exclusive_group()
@@ -118,8 +120,10 @@ def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argpar
         if (args.cron or args.interval) and not args.serve:
             raise ConfigError("--cron and --interval schedule retraining: add --serve")
         if args.serve and args.no_register:
-            raise ConfigError("--serve runs the retrain flow, which registers every model it trains (the gate "
-                              "decides its alias): drop --no-register")
+            raise ConfigError(
+                "--serve runs the retrain flow, which registers every model it trains (the gate "
+                "decides its alias): drop --no-register"
+            )
         if args.interval is not None and args.interval <= 0:
             raise ConfigError(f"--interval must be positive, got {args.interval}")
         partition_bytes(args)

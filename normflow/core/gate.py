@@ -38,7 +38,7 @@ class GateDecision:
             tags[DECISION_TAG_PREFIX + "champion_version"] = self.champion_version
         return tags
 
-    def held(self, version: str) -> "GateDecision":
+    def held(self, version: str) -> GateDecision:
         """The same scores, not acted on: the champion is held; the reason says what the gate would have done."""
         would = "promoted" if self.promote else "not promoted"
         return replace(
@@ -48,7 +48,7 @@ class GateDecision:
             f"the gate would have {would} this version: {self.reason}",
         )
 
-    def lost_race(self, winner: str | None) -> "GateDecision":
+    def lost_race(self, winner: str | None) -> GateDecision:
         """The same decision, overruled: another run moved the champion first."""
         return replace(
             self,
@@ -159,7 +159,8 @@ def contradiction(checks: list[FileCheck], champion_version: str, challenger_mse
     if not bad:
         return None
     reason = (
-        f"new data contradicts champion version {champion_version}: " + "; ".join(c.describe() for c in bad)
+        f"new data contradicts champion version {champion_version}: "
+        + "; ".join(c.describe() for c in bad)
         + ". Check the file; if the relation really changed, promote by hand or retrain with --allow-contradicting-files"
     )
     return GateDecision(False, reason, challenger_mse, None, champion_version)

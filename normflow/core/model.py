@@ -101,11 +101,7 @@ def model_from_dict(doc: object) -> LinearModel:
     if not isinstance(target, str):
         raise ModelFormatError("model document's target must be a string")
     weights = doc.get("weights")
-    if (
-        not isinstance(weights, list)
-        or len(weights) != len(names)
-        or not all(is_finite_number(v) for v in weights)
-    ):
+    if not isinstance(weights, list) or len(weights) != len(names) or not all(is_finite_number(v) for v in weights):
         raise ModelFormatError(f"model document's weights must be {len(names)} finite numbers")
     bias = doc.get("bias")
     if not is_finite_number(bias):

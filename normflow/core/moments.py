@@ -42,7 +42,7 @@ class Moments:
         """Per-column variance with ``ddof`` degrees of freedom removed (1 = ``torch.std``'s)."""
         return torch.diagonal(self.comoment) / (self.count - ddof)
 
-    def to(self, device: torch.device | str) -> "Moments":
+    def to(self, device: torch.device | str) -> Moments:
         """The same moments on another device."""
         return Moments(
             self.count,

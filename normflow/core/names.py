@@ -94,5 +94,3 @@ def feature_keys(feature_names: Iterable[str]) -> dict[str, str]:
         used.add(key)
         keys[name] = key
     return keys
-
-

@@ -115,7 +115,7 @@ class TrainSettings:
     delimiter: str | None = None
     allow_contradicting_files: bool = False
 
-    def validate(self) -> "TrainSettings":
+    def validate(self) -> TrainSettings:
         """Refuse settings and names that cannot work, before any data is read; returns self."""
         validate_experiment_name(self.experiment)
         if self.register_model:
@@ -169,7 +169,7 @@ class PredictSettings:
     block_bytes: int = DEFAULT_BLOCK_BYTES
     delimiter: str | None = None
 
-    def validate(self) -> "PredictSettings":
+    def validate(self) -> PredictSettings:
         """Refuse settings that cannot work, before the model is loaded; returns self."""
         if not self.input:
             raise _refuse("input", "must name a CSV file, folder or glob", self.input)
@@ -202,7 +202,7 @@ class StudySettings:
     device: str = "auto"
     delimiter: str | None = None
 
-    def validate(self) -> "StudySettings":
+    def validate(self) -> StudySettings:
         """Refuse a grid that cannot run, before any data is read; returns self."""
         if not self.normalizations:
             raise _refuse("normalizations", "must name at least one normalization", self.normalizations)

@@ -117,7 +117,11 @@ def child_metrics(result: StudyResult) -> dict[str, float]:
             metrics["diverged_epoch"] = result.diverged_epoch
         return metrics
     metrics.update(
-        {"final_loss": outcome.descent.final_loss, "optimality_gap": outcome.optimality_gap, "intercept": outcome.intercept}
+        {
+            "final_loss": outcome.descent.final_loss,
+            "optimality_gap": outcome.optimality_gap,
+            "intercept": outcome.intercept,
+        }
     )
     if result.epochs_to_tolerance is not None:
         metrics["epochs_to_tolerance"] = result.epochs_to_tolerance
@@ -201,9 +205,9 @@ def coefficients_agree(results: list[StudyResult], tolerance: float = 1e-4) -> t
     intercepts = [r.outcome.intercept for r in converged]
     mean_w = [sum(col) / len(col) for col in zip(*weights)]
     mean_b = sum(intercepts) / len(intercepts)
-    agree = all(
-        abs(w - m) <= tolerance * max(1.0, abs(m)) for ws in weights for w, m in zip(ws, mean_w)
-    ) and all(abs(b - mean_b) <= tolerance * max(1.0, abs(mean_b)) for b in intercepts)
+    agree = all(abs(w - m) <= tolerance * max(1.0, abs(m)) for ws in weights for w, m in zip(ws, mean_w)) and all(
+        abs(b - mean_b) <= tolerance * max(1.0, abs(mean_b)) for b in intercepts
+    )
     return agree, mean_w, mean_b
 
 
@@ -224,7 +228,9 @@ def summary_text(results: list[StudyResult], feature_names: tuple[str, ...], tar
             elif r.converged:
                 parts.append(f"lr {r.lr_text} converged in {counted(r.epochs_to_tolerance, 'epoch')}")
             else:
-                parts.append(f"lr {r.lr_text} did not reach the tolerance (optimality gap {r.outcome.optimality_gap:.3g})")
+                parts.append(
+                    f"lr {r.lr_text} did not reach the tolerance (optimality gap {r.outcome.optimality_gap:.3g})"
+                )
         lines.append(
             f"- **{normalization}**: largest stable learning rate {bound:.3g} "
             f"(condition number {condition:.4g}; gradient ratio at epoch 0 {runs[0].gradient_ratio:.4g}x). "

@@ -41,7 +41,7 @@ class Triangular:
         """Number of columns described (the leading column of ones not counted)."""
         return int(self.shift.shape[0])
 
-    def to(self, device: torch.device | str) -> "Triangular":
+    def to(self, device: torch.device | str) -> Triangular:
         """The same statistics on another device."""
         return Triangular(self.count, self.shift.to(device), self.r.to(device))
 

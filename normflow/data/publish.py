@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 from normflow.core.errors import ConfigError, DataError
 from normflow.data.processes import process_is_alive
 
-
 TEMP_MARK = ".normflow-"
 """Hidden temporaries are named ``.<target name>.normflow-<pid>...``: the pid says whose they are."""
 
@@ -177,7 +176,7 @@ class AtomicTableWriter:
         self._writer: pa.OSFile | pq.ParquetWriter | None = None
         self.rows = 0
 
-    def __enter__(self) -> "AtomicTableWriter":
+    def __enter__(self) -> AtomicTableWriter:
         if not self.target.parent.is_dir():
             raise DataError(f"{self.target}: output folder {self.target.parent} does not exist")
         return self

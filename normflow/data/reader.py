@@ -29,8 +29,6 @@ from normflow.core.errors import DataError
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
 from normflow.data.publish import entry_kind
 
-
-
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
@@ -200,9 +198,7 @@ def table_spec(
     for path in sources[1:]:
         other, _ = read_header(path, delimiter)
         if other != columns:
-            raise DataError(
-                f"{path}: header {','.join(other)} differs from {sources[0]}'s header {','.join(columns)}"
-            )
+            raise DataError(f"{path}: header {','.join(other)} differs from {sources[0]}'s header {','.join(columns)}")
     available = (
         f"{', '.join(columns)} (fields separated by {delimiter_name(delimiter)}; choose another with {{delimiter}})"
     )
@@ -516,7 +512,10 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
                 if problem:
                     return DataError(
                         f"{where}, column {name!r}: {problem}{_text_column_hint(spec, name, problem, row)}",
-                        path=path, row=row, column=name, settings=("features",),
+                        path=path,
+                        row=row,
+                        column=name,
+                        settings=("features",),
                     )
     except UnicodeDecodeError as exc:
         return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})", path=path)

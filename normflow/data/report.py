@@ -42,7 +42,9 @@ def write_study_report(results: list[StudyResult], spec: TableSpec, tolerance: f
     with staged(report_dir, replace=False) as staging:
         staging.mkdir()
         curves = [Curve(r.label, r.outcome.losses, r.diverged_epoch, *curve_style(r, results)) for r in results]
-        plot_loss_curves(curves, staging / "loss_curves.png", "Loss per epoch for every normalization and learning rate")
+        plot_loss_curves(
+            curves, staging / "loss_curves.png", "Loss per epoch for every normalization and learning rate"
+        )
         best = best_per_normalization(results)
         plot_loss_curves(
             [

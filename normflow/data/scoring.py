@@ -17,6 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from normflow.core.errors import ConfigError, DataError
+from normflow.core.model import LinearModel
+from normflow.core.moments import DTYPE
+from normflow.core.settings import BAD_ROW_POLICIES, check_choice
+from normflow.core.text import counted
+from normflow.data.publish import AtomicTableWriter, prepare_outputs
 from normflow.data.reader import (
     DEFAULT_BLOCK_BYTES,
     Partition,
@@ -26,12 +32,6 @@ from normflow.data.reader import (
     parse_numeric_columns,
     table_spec,
 )
-from normflow.core.errors import ConfigError, DataError
-from normflow.core.settings import BAD_ROW_POLICIES, check_choice
-from normflow.core.model import LinearModel
-from normflow.core.moments import DTYPE
-from normflow.core.text import counted
-from normflow.data.publish import AtomicTableWriter, prepare_outputs
 
 PREDICTION_COLUMN = "prediction"
 FLAG_COLUMN = "out_of_range"
@@ -287,7 +287,10 @@ def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:
     messages = []
     for name in model.feature_names:
         stats = model.scaler.statistics[name]
-        for rows, side, bound in ((report.below_min.get(name), "below", "min"), (report.above_max.get(name), "above", "max")):
+        for rows, side, bound in (
+            (report.below_min.get(name), "below", "min"),
+            (report.above_max.get(name), "above", "max"),
+        ):
             if rows:
                 verb = "has" if rows == 1 else "have"
                 messages.append(f"{counted(rows, 'row')} {verb} {name} {side} the training {bound} {stats[bound]:g}")

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import torch
 
-from normflow.data.reader import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
 from normflow.core.errors import DataError
 from normflow.core.holdout import holdout_mask
-from normflow.core.moments import Moments, empty_moments, merge_moments, moments_from_dict, moments_of_columns, moments_to_dict
+from normflow.core.moments import (
+    Moments,
+    empty_moments,
+    merge_moments,
+    moments_from_dict,
+    moments_of_columns,
+    moments_to_dict,
+)
 from normflow.core.table_stats import (
     TableStatistics,
     empty_table_statistics,
@@ -20,6 +26,7 @@ from normflow.core.table_stats import (
     table_statistics_of_columns,
     table_statistics_to_dict,
 )
+from normflow.data.reader import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
 
 ProgressCallback = Callable[[Path, int], None]
 """Called after each block with the file and the rows read from it so far."""
@@ -75,7 +82,8 @@ def source_statistics(
 ) -> SourceStatistics:
     """Statistics over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
     parts = (
-        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction)) for path in sources
+        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction))
+        for path in sources
     )
     return fold_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
 

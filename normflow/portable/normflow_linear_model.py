@@ -78,7 +78,11 @@ class NormflowLinearModel:
             raise ValueError("model document's feature_names must be a non-empty list of strings")
         d = len(names)
         scaler = document.get("scaler")
-        if not isinstance(scaler, dict) or scaler.get("format") != SCALER_FORMAT or scaler.get("feature_names") != names:
+        if (
+            not isinstance(scaler, dict)
+            or scaler.get("format") != SCALER_FORMAT
+            or scaler.get("feature_names") != names
+        ):
             raise ValueError("model document's scaler is missing or describes other features")
         self.feature_names: tuple[str, ...] = tuple(names)
         self.target = str(document.get("target", "prediction"))

@@ -40,11 +40,11 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     numbered = _VERSION_URI.match(model_uri)
     if alias:
         name = alias["name"]
-        lookup = lambda: client.get_model_version_by_alias(name, alias["alias"])  # noqa: E731
+        lookup = lambda: client.get_model_version_by_alias(name, alias["alias"])
         missing = f"registered model {name!r} has no alias {alias['alias']!r}"
     elif numbered:
         name = numbered["name"]
-        lookup = lambda: client.get_model_version(name, numbered["version"])  # noqa: E731
+        lookup = lambda: client.get_model_version(name, numbered["version"])
         missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
         check_model_uri(model_uri, Path(model_uri).exists())

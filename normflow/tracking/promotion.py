@@ -22,10 +22,10 @@ from normflow.core.gate import (
     nothing_new,
     sampling_tolerance,
 )
-from normflow.core.settings import AUTO_TOLERANCE
 from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse
 from normflow.core.model import LinearModel
 from normflow.core.moments import Moments
+from normflow.core.settings import AUTO_TOLERANCE
 from normflow.core.training import TrainingOutcome
 from normflow.tracking import registry, runs
 from normflow.tracking.models import load_pinned_model, pin_model_version
@@ -187,7 +187,9 @@ def new_file_checks(
         moments = per_file.get(entry["path"])
         if entry["sha256"] in known or moments is None or moments.count == 0:
             continue
-        checks.append(check_new_file(entry["path"], moments.count, holdout_mse(moments, *coefficients), float(reference)))
+        checks.append(
+            check_new_file(entry["path"], moments.count, holdout_mse(moments, *coefficients), float(reference))
+        )
     return checks
 
 

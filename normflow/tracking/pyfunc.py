@@ -113,8 +113,12 @@ def log_pyfunc(uri: str, run_id: str, model: LinearModel, tmp: Path):
         model_type="normflow linear",
     )
     info = Model.log(
-        artifact_path=None, name=MODEL_ARTIFACT_PATH, flavor=mlflow.pyfunc, run_id=run_id,
-        model_id=logged.model_id, **pyfunc_arguments(model, tmp),
+        artifact_path=None,
+        name=MODEL_ARTIFACT_PATH,
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
+        model_id=logged.model_id,
+        **pyfunc_arguments(model, tmp),
     )
     client.finalize_logged_model(logged.model_id, "READY")
     return info

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from normflow.core.errors import one_line
+from normflow.core.gate import GateDecision
 from normflow.core.names import feature_keys
 from normflow.core.scalers import Scaler, scaler_to_json
-from normflow.core.gate import GateDecision
 from normflow.core.study import StudyResult, child_metrics
 from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome
@@ -32,6 +32,7 @@ DIVERGED_TAG = "normflow.diverged"
 """``true`` on a run (training or study combination) whose gradient descent diverged; its status is FAILED."""
 CONVERGED_TAG = "normflow.converged"
 """``true`` when training reached its tolerance, ``false`` when it ended above it (the run still finishes)."""
+
 
 def dataset_name(sources: list[Path]) -> str:
     """How a run names its input data: the file, or ``folder (N files)``."""
@@ -91,8 +92,13 @@ def record_training_inputs(
     runs.log_params(uri, run_id, params)
     digests = record_dataset(uri, run_id, sources, "training")
     seen = [
-        {"path": str(p), "resolved": str(p.resolve()), "bytes": p.stat().st_size, "sha256": d,
-         "rows": statistics.rows_per_file[str(p)]}
+        {
+            "path": str(p),
+            "resolved": str(p.resolve()),
+            "bytes": p.stat().st_size,
+            "sha256": d,
+            "rows": statistics.rows_per_file[str(p)],
+        }
         for p, d in zip(sources, digests)
     ]
     runs.log_json_artifact(uri, run_id, {"files": seen}, "data_files.json")
@@ -127,7 +133,7 @@ def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Pa
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]
     md_path.write_text("\n".join(lines) + "\n")
@@ -143,11 +149,19 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
     names = outcome.scaler.feature_names
     series = runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names, outcome.error is not None)
     runs.log_metric_series(uri, run_id, series)
-    bend = {"condition_number": outcome.curvature.condition_number, "max_stable_lr": outcome.curvature.max_stable_lr,
-            "lr_used": outcome.lr, "epochs_run": outcome.descent.updates}
+    bend = {
+        "condition_number": outcome.curvature.condition_number,
+        "max_stable_lr": outcome.curvature.max_stable_lr,
+        "lr_used": outcome.lr,
+        "epochs_run": outcome.descent.updates,
+    }
     if outcome.error is not None:
         diverged_at = outcome.descent.diverged_at
-        runs.log_metrics(uri, run_id, {**bend, "diverged": 1.0, **({"diverged_epoch": diverged_at} if diverged_at is not None else {})})
+        runs.log_metrics(
+            uri,
+            run_id,
+            {**bend, "diverged": 1.0, **({"diverged_epoch": diverged_at} if diverged_at is not None else {})},
+        )
         runs.set_tags(uri, run_id, {DIVERGED_TAG: "true"})
     else:
         optimum = outcome.optimum
@@ -191,7 +205,12 @@ def version_description(outcome: TrainingOutcome) -> str:
 
 
 def decision_markdown(
-    model_name: str, version: str | None, decision: GateDecision, run_id: str, sources: list[Path], outcome: TrainingOutcome
+    model_name: str,
+    version: str | None,
+    decision: GateDecision,
+    run_id: str,
+    sources: list[Path],
+    outcome: TrainingOutcome,
 ) -> str:
     """The training's decision as Markdown (a Prefect artifact): model, version, decision, scores, files."""
     scores = [
@@ -212,7 +231,9 @@ def decision_markdown(
         f"loss {outcome.descent.final_loss:.6g} |",
         f"| MLflow run | `{run_id}` |",
         "",
-        "Files read: " + ", ".join(f"`{p}`" for p in sources[:20]) + (f" and {len(sources) - 20} more" if len(sources) > 20 else ""),
+        "Files read: "
+        + ", ".join(f"`{p}`" for p in sources[:20])
+        + (f" and {len(sources) - 20} more" if len(sources) > 20 else ""),
     ]
     return "\n".join(lines) + "\n"
 

@@ -11,17 +11,17 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
-from normflow.data.publish import staged
-from normflow.tracking.store import ensure_experiment
 from normflow.core.names import feature_keys, safe_key
 from normflow.data.processes import current_process_identity, owner_is_gone
+from normflow.data.publish import staged
+from normflow.tracking.store import ensure_experiment
 
 if TYPE_CHECKING:
     import torch
@@ -138,8 +138,8 @@ def sampled_epochs(epochs: int, limit: int = METRIC_POINTS) -> list[int]:
 
 
 def epoch_metrics(
-    losses: "Sequence[float] | torch.Tensor",
-    gradients: "torch.Tensor | None" = None,
+    losses: Sequence[float] | torch.Tensor,
+    gradients: torch.Tensor | None = None,
     feature_names: tuple[str, ...] = (),
     diverged: bool = False,
 ) -> Iterable[Metric]:

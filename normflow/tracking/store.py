@@ -19,6 +19,8 @@ from mlflow.exceptions import MlflowException
 from normflow.core.errors import ConfigError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the local sqlite store under ``mlruns/``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -46,7 +48,9 @@ def prepare_store(uri: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"MLflow store {uri}: cannot create its folder {path.parent}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"MLflow store {uri}: cannot create its folder {path.parent}: {exc.strerror or exc}"
+        ) from None
     check_store_path(uri)
     with file_lock(path.parent / f".{path.name}.init-lock"):
         client = MlflowClient(uri)
@@ -111,5 +115,3 @@ def ensure_experiment(uri: str, name: str) -> str:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         return client.get_experiment_by_name(name).experiment_id
-
-

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 pytestmark = pytest.mark.integration
@@ -43,9 +42,13 @@ ENTRY_POINTS = {
     "bench_train.py": EntryPoint(
         ("bench/bench_train.py", "--rows", ROWS, "--skip-sklearn"), ("contender", "(c) normflow engine"), "flag"
     ),
-    "bench_score.py": EntryPoint(("bench/bench_score.py", "--rows", ROWS), ("contender", "(c) normflow scorer"), "flag"),
+    "bench_score.py": EntryPoint(
+        ("bench/bench_score.py", "--rows", ROWS), ("contender", "(c) normflow scorer"), "flag"
+    ),
     "bench_stats.py": EntryPoint(("bench/bench_stats.py", "--rows", ROWS), ("contender", "pass-cpu"), "env"),
-    "bench_logging.py": EntryPoint(("bench/bench_logging.py", "--features", "5", "--epochs", "10"), ("ours:", "baseline:")),
+    "bench_logging.py": EntryPoint(
+        ("bench/bench_logging.py", "--features", "5", "--epochs", "10"), ("ours:", "baseline:")
+    ),
     "nist_lre.py": EntryPoint(("bench/nist_lre.py",), ("| dataset |", "| longley |")),
 }
 
@@ -72,8 +75,9 @@ def run_entry_point(entry: EntryPoint, folder: Path) -> Finished:
     elif entry.data == "env":
         env["NORMFLOW_BENCH_DATA"] = str(data_dir)
     with open(folder / "output.log", "w+") as log:
-        process = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             returncode = process.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -89,8 +93,10 @@ def finished(tmp_path_factory) -> dict[str, Finished]:
     """Every entry point's outcome, the longest started first, ``AT_ONCE`` running at a time."""
     root = tmp_path_factory.mktemp("bench")
     with ThreadPoolExecutor(AT_ONCE) as pool:
-        futures = {name: pool.submit(run_entry_point, entry, root / f"entry{i}") for i, (name, entry) in
-                   enumerate(ENTRY_POINTS.items())}
+        futures = {
+            name: pool.submit(run_entry_point, entry, root / f"entry{i}")
+            for i, (name, entry) in enumerate(ENTRY_POINTS.items())
+        }
         return {name: future.result() for name, future in futures.items()}
 
 

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import run_with_temp_store
 from mlflow import MlflowClient
 
-from helpers import run_with_temp_store
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import NormflowError

@@ -15,8 +15,8 @@ from prefect_dask import DaskTaskRunner
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from normflow.data.reader import Partition, plan_partitions, resolve_sources, table_spec
 from normflow.core.errors import DataError
+from normflow.data.reader import Partition, plan_partitions, resolve_sources, table_spec
 from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,9 @@ def cluster(prefect_server):
     """A local Dask cluster of 2 worker processes on 127.0.0.1 whose workers report to the test server."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFECT_API_URL", prefect_server)  # inherited by the worker processes
-        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c:
+        with LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as c:
             yield c
 
 
@@ -69,7 +71,9 @@ def test_bad_cell_in_a_byte_range_keeps_its_file_row_number(tmp_path):
 
 
 def test_partition_row_numbers_skip_blank_lines_like_pyarrow(tmp_path):
-    body = "".join(("\n" if i % 7 == 0 else "") + ("\r\n" if i % 11 == 0 else "") + f"{i % 5},{i},{i}\n" for i in range(3000))
+    body = "".join(
+        ("\n" if i % 7 == 0 else "") + ("\r\n" if i % 11 == 0 else "") + f"{i % 5},{i},{i}\n" for i in range(3000)
+    )
     path = tmp_path / "blank.csv"
     path.write_text("lights,distance,price\n" + body + "\n1,x,3")  # last line without a newline
     spec = table_spec([path], "price", None)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
 
 pytestmark = pytest.mark.integration
@@ -26,7 +25,12 @@ def test_a_data_error_prints_exactly_one_line_on_stderr(prefect_server, tmp_path
     bad.write_text("lights,distance,price\n2,1000,19\n3,far,31\n")
     env = _env(PREFECT_API_URL=prefect_server, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--data", str(bad)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "flows/train_flow.py", "--data", str(bad)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1
@@ -39,13 +43,15 @@ def test_quick_start_succeeds_from_another_folder_on_a_busy_machine(tmp_path):
     """The README's first command, with every core busy and no Prefect server configured: the
     temporary server gets its generous start-up time, the bundled data is found, the store goes
     under the folder the command runs from, and the summary says where."""
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(os.cpu_count() or 1, 2))
-    ]
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(os.cpu_count() or 1, 2))]
     try:
         result = subprocess.run(
             [sys.executable, str(REPO / "flows" / "train_flow.py")],
-            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600,
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     finally:
         for hog in hogs:

@@ -10,14 +10,13 @@ import sys
 import time
 
 import httpx
-
 import numpy as np
 import pytest
+from helpers import REPO
 from mlflow import MlflowClient
 from prefect import get_client
 
 from flows.train_flow import train_flow
-from helpers import REPO
 from normflow.tracking import registry
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,11 @@ def drop(folder, name: str, slope: float, rows: int, seed: int) -> None:
 
 def promote_cli(tracking_store: str, *flags: str) -> str:
     result = subprocess.run(
-        [sys.executable, "flows/promote.py", *flags], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "flows/promote.py", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=dict(os.environ, MLFLOW_TRACKING_URI=tracking_store),
     )
     assert result.returncode == 0, result.stderr
@@ -43,7 +46,7 @@ def promote_cli(tracking_store: str, *flags: str) -> str:
 def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path):
     folder = tmp_path / "incoming"
     folder.mkdir()
-    retrain = lambda: train_flow(data=str(folder), target="y", holdout_fraction=0.25)  # noqa: E731 - the schedule's call
+    retrain = lambda: train_flow(data=str(folder), target="y", holdout_fraction=0.25)
     drop(folder, "a.csv", 3.0, 300, 1)
     first = retrain()
     assert first.model_version == "1" and first.alias == "champion"
@@ -78,7 +81,9 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     assert "retrainings may promote again" in promote_cli(tracking_store, "--release")
     drop(folder, "e.csv", 3.0, 300, 5)
     released = retrain()
-    assert released.alias == "champion" and registry.alias_state(tracking_store, NAME).champion == released.model_version
+    assert (
+        released.alias == "champion" and registry.alias_state(tracking_store, NAME).champion == released.model_version
+    )
 
     # every decision is also a Prefect markdown artifact and an event an Automation can alert on
     with get_client(sync_client=True) as client:
@@ -93,10 +98,13 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     while time.monotonic() < deadline and not wanted <= names:
         response = httpx.post(
             f"{prefect_server}/events/filter",
-            json={"filter": {"event": {"prefix": ["normflow.model."]},
-                             "any_resource": {"id": ["normflow.model.normflow-linear"]}}},
+            json={
+                "filter": {
+                    "event": {"prefix": ["normflow.model."]},
+                    "any_resource": {"id": ["normflow.model.normflow-linear"]},
+                }
+            },
         )
         names = {e["event"] for e in response.json()["events"]}
         time.sleep(1)
     assert wanted <= names
-

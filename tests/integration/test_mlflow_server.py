@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-
 from helpers import LocalServer, free_port
+from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "normflow-linear"
@@ -24,9 +23,22 @@ pytestmark = pytest.mark.integration
 def start_mlflow(store: Path, port: int) -> LocalServer:
     store.mkdir(parents=True, exist_ok=True)
     return LocalServer(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         f"http://127.0.0.1:{port}/health",
         timeout=120,
     )
@@ -49,7 +61,15 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
     uri = f"http://127.0.0.1:{port}"
     store = tmp_path / "store"
     server = start_mlflow(store, port)
-    command = [sys.executable, "flows/train_flow.py", "--epochs", "150000", "--lr", "0.1", "--verbose"]  # ~10 s of descent; --verbose shows the retries
+    command = [
+        sys.executable,
+        "flows/train_flow.py",
+        "--epochs",
+        "150000",
+        "--lr",
+        "0.1",
+        "--verbose",
+    ]  # ~10 s of descent; --verbose shows the retries
     training = subprocess.Popen(
         command, cwd=REPO, env=cli_env(uri, prefect_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -79,8 +99,12 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
         client = MlflowClient(uri)
         assert client.search_model_versions(f"name='{NAME}'") == []  # nothing half-registered
         again = subprocess.run(
-            [sys.executable, "flows/train_flow.py"], cwd=REPO, env=cli_env(uri, prefect_server),
-            capture_output=True, text=True, timeout=300,
+            [sys.executable, "flows/train_flow.py"],
+            cwd=REPO,
+            env=cli_env(uri, prefect_server),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert again.returncode == 0, again.stderr[-3000:]
         assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}'")] == ["1"]
@@ -101,14 +125,20 @@ def test_eight_trainings_at_once_against_one_server(prefect_server, tmp_path):
             path = tmp_path / f"d{i}.csv"
             lights, distance = rng.integers(0, 6, 200), rng.uniform(100, 4000, 200).round(1)
             price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, 200)
-            path.write_text("lights,distance,price\n" + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price)))
+            path.write_text(
+                "lights,distance,price\n" + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price))
+            )
             data.append(path)
         env = cli_env(uri, prefect_server)
         env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "5"
         procs = [
             subprocess.Popen(
                 [sys.executable, "flows/train_flow.py", "--data", str(path), "--epochs", "500", "--lr", "0.3"],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             for path in data
         ]

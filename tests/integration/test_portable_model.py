@@ -10,9 +10,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from helpers import REPO, LocalServer, free_port, run_with_temp_store
 
 from flows.train_flow import train_flow
-from helpers import REPO, LocalServer, free_port, run_with_temp_store
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,9 @@ print({"loader_file": sys.modules["normflow_linear_model"].__file__, "prediction
 def champion(tmp_path_factory, prefect_server):
     """One whitened champion (exact: 36 for (3, 2500)) in its own store."""
     uri, folder, summary = run_with_temp_store(
-        tmp_path_factory, "portable", lambda folder: train_flow(data=str(REPO / "data" / "houses.csv"), normalization="whiten")
+        tmp_path_factory,
+        "portable",
+        lambda folder: train_flow(data=str(REPO / "data" / "houses.csv"), normalization="whiten"),
     )
     return uri, folder, summary
 
@@ -50,10 +52,15 @@ def test_model_loads_without_torch_or_this_repository_beside_an_unrelated_tasks_
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["MLFLOW_TRACKING_URI"] = uri
     result = subprocess.run(
-        [sys.executable, "-c", CLEAN_PROCESS, str(REPO)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", CLEAN_PROCESS, str(REPO)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    seen = eval(result.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's dict literal
+    seen = eval(result.stdout.strip().splitlines()[-1])
     assert seen["prediction"] == pytest.approx(36.0, abs=1e-9)
     assert seen["run_id"] == summary.run_id
     assert seen["torch"] is False and seen["from_repo"] == [], seen
@@ -74,16 +81,32 @@ def test_mlflow_models_serve_answers_csv_split_and_records_and_refuses_text_in_o
     port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     server = LocalServer(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/normflow-linear@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        f"http://127.0.0.1:{port}/ping", env=env, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/normflow-linear@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        f"http://127.0.0.1:{port}/ping",
+        env=env,
+        timeout=180,
     )
     url = f"http://127.0.0.1:{port}/invocations"
     try:
         answers = {
             "text/csv": post(url, b"lights,distance\n3,2500\n", "text/csv"),
             "dataframe_split (ints)": post(
-                url, json.dumps({"dataframe_split": {"columns": ["lights", "distance"], "data": [[3, 2500]]}}).encode(),
+                url,
+                json.dumps({"dataframe_split": {"columns": ["lights", "distance"], "data": [[3, 2500]]}}).encode(),
                 "application/json",
             ),
             "dataframe_records": post(

@@ -11,14 +11,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_with_temp_store
 from mlflow import MlflowClient
 
-from helpers import run_with_temp_store
 from flows.predict_flow import predict_flow
-from normflow.core.settings import PredictSettings
-from normflow.data.reader import block_bytes_for_rows
 from flows.train_flow import train_flow
 from normflow.core.errors import ConfigError, DataError
+from normflow.core.settings import PredictSettings
+from normflow.data.reader import block_bytes_for_rows
 from normflow.tracking.models import load_pinned_model, pin_model_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained_store(prefect_server, tmp_path_factory):
     """A temp MLflow store holding one registered champion trained on the tutorial data."""
-    uri, _, _ = run_with_temp_store(tmp_path_factory, "store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv")))
+    uri, _, _ = run_with_temp_store(
+        tmp_path_factory, "store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv"))
+    )
     return uri
 
 
@@ -44,7 +46,9 @@ def test_predict_flow_scores_with_training_statistics(store, tmp_path):
     output = tmp_path / "out.csv"
     summary = predict_flow(input=NEW_HOUSES, output=str(output))
     frame = pd.read_csv(output)
-    assert frame.loc[(frame.lights == 3) & (frame.distance == 2500), "prediction"].iloc[0] == pytest.approx(36.0, abs=1e-3)
+    assert frame.loc[(frame.lights == 3) & (frame.distance == 2500), "prediction"].iloc[0] == pytest.approx(
+        36.0, abs=1e-3
+    )
     assert summary.model_uri == "models:/normflow-linear/1"
 
     # Parity: flow == MLflow pyfunc == the in-memory model, to 1e-9 relative.
@@ -93,7 +97,11 @@ def test_cli_one_line_error_and_skip_mode(store, prefect_server, write_csv, tmp_
     output = tmp_path / "out.csv"
     result = subprocess.run(
         [sys.executable, "flows/predict_flow.py", "--input", str(path), "--output", str(output)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("normflow: error: ")
@@ -102,9 +110,22 @@ def test_cli_one_line_error_and_skip_mode(store, prefect_server, write_csv, tmp_
 
     mixed = write_csv("mixed.csv", "lights,distance\n3,2500\n2,far\n")
     result = subprocess.run(
-        [sys.executable, "flows/predict_flow.py", "--input", str(mixed), "--output", str(output),
-         "--on-bad-row", "skip", "--flag-out-of-range"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "flows/predict_flow.py",
+            "--input",
+            str(mixed),
+            "--output",
+            str(output),
+            "--on-bad-row",
+            "skip",
+            "--flag-out-of-range",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 rows -> " in result.stdout and "out.rejected.csv" in result.stdout
@@ -130,7 +151,12 @@ def test_a_registered_model_loads_from_the_store_it_is_given_in_a_fresh_process(
         "    print(model.predict(pd.DataFrame({'lights': [3], 'distance': [2500]}))[0])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, trained_store], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script, trained_store],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert [float(v) for v in result.stdout.split()] == pytest.approx([36.0, 36.0], abs=1e-3)

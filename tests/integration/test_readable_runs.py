@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from helpers import REPO
 from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
-from helpers import REPO
 from normflow.core.errors import DivergenceError
 from normflow.tracking.records import FEATURE_PARAMS
 from normflow.tracking.runs import GRADIENT_FEATURES, METRIC_POINTS
@@ -40,7 +40,9 @@ def test_runs_versions_and_experiments_say_what_they_are(prefect_server, trackin
 
 
 def test_metric_series_are_bounded_and_include_the_last_epoch_and_a_log_scale_loss(prefect_server, tracking_store):
-    summary = train_flow(data=HOUSES, normalization="standard", lr=0.01, epochs=5000, tolerance=0.0, register_model=False)
+    summary = train_flow(
+        data=HOUSES, normalization="standard", lr=0.01, epochs=5000, tolerance=0.0, register_model=False
+    )
     client = MlflowClient(tracking_store)
     points = metric_points(client, summary.run_id)
     assert 900 <= points["loss"] <= METRIC_POINTS and points["log10_loss"] == points["loss"]
@@ -62,7 +64,9 @@ def test_a_diverged_run_is_failed_tagged_and_logs_no_results(prefect_server, tra
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert run.info.status == "FAILED" and run.data.tags["normflow.diverged"] == "true"
     assert run.data.metrics["diverged_epoch"] == 1 and run.data.metrics["diverged"] == 1.0
-    assert not {"loss", "final_loss", "optimality_gap", "intercept", "coef.lights", "coef.distance"} & set(run.data.metrics)
+    assert not {"loss", "final_loss", "optimality_gap", "intercept", "coef.lights", "coef.distance"} & set(
+        run.data.metrics
+    )
     curve = sorted(client.get_metric_history(run.info.run_id, "log10_loss"), key=lambda m: m.step)
     assert [round(m.value, 2) for m in curve] == [6.46, 14.01]  # the blow-up, on a scale a chart can show
 

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, LocalServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -157,8 +156,9 @@ def commands(block: Block) -> list[Command]:
 
 def bash_block(key: str) -> Block:
     """The one ```bash block holding a command that starts with ``key``."""
-    matching = [b for b in fenced_blocks(readme_text()) if b.lang == "bash" and any(
-        c.text.startswith(key) for c in commands(b))]
+    matching = [
+        b for b in fenced_blocks(readme_text()) if b.lang == "bash" and any(c.text.startswith(key) for c in commands(b))
+    ]
     assert len(matching) == 1, f"README: expected one ```bash block with a line starting {key!r}, found {len(matching)}"
     return matching[0]
 
@@ -183,7 +183,11 @@ def section_prose(heading_start: str) -> str:
 
 
 def snippet_block() -> Block:
-    found = [b for b in fenced_blocks(readme_text()) if b.lang == "python" and b.section.startswith("Use the registered model")]
+    found = [
+        b
+        for b in fenced_blocks(readme_text())
+        if b.lang == "python" and b.section.startswith("Use the registered model")
+    ]
     assert len(found) == 1, "README: expected one ```python block under 'Use the registered model'"
     return found[0]
 
@@ -283,10 +287,15 @@ def answer_agrees(actual, claim, shown: list[str]) -> bool:
         decimals = len(number.split(".")[1]) if "." in number else 0
         return isinstance(actual, (int, float)) and round(actual, decimals) == float(number)
     if isinstance(claim, dict):
-        return isinstance(actual, dict) and all(k in actual and answer_agrees(actual[k], v, shown) for k, v in claim.items())
+        return isinstance(actual, dict) and all(
+            k in actual and answer_agrees(actual[k], v, shown) for k, v in claim.items()
+        )
     if isinstance(claim, list):
-        return isinstance(actual, list) and len(actual) == len(claim) and all(
-            answer_agrees(a, c, shown) for a, c in zip(actual, claim))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(claim)
+            and all(answer_agrees(a, c, shown) for a, c in zip(actual, claim))
+        )
     return actual == claim
 
 
@@ -310,8 +319,10 @@ class Result:
 
     def __str__(self) -> str:
         left = f"\nleft behind: {self.left}" if self.left else ""
-        return (f"$ {self.command}\nexit {self.returncode} after {self.seconds:.0f} s{left}\n"
-                f"--- stdout\n{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}")
+        return (
+            f"$ {self.command}\nexit {self.returncode} after {self.seconds:.0f} s{left}\n"
+            f"--- stdout\n{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}"
+        )
 
     def lines(self, stream: str = "stdout") -> list[str]:
         return [line for line in getattr(self, stream).splitlines() if line.strip()]
@@ -345,14 +356,30 @@ AS_IN_THE_REPL = (
 class NewUser:
     """A fresh copy of the repository and a clean environment; runs README commands there."""
 
-    SECTIONS = ("quick start", "python snippet", "model server", "second model", "promote", "predict", "study",
-                "tutorial")
+    SECTIONS = (
+        "quick start",
+        "python snippet",
+        "model server",
+        "second model",
+        "promote",
+        "predict",
+        "study",
+        "tutorial",
+    )
 
     def __init__(self, root: Path):
         self.copy = root / "normflow"  # the README's example clone is /home/you/normflow
         self.copy.mkdir()
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                                cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+        listed = (
+            subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=REPO,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
         for name in filter(None, listed):
             source = REPO / name
             if source.is_file() or source.is_symlink():  # a tracked file deleted in the work tree is gone
@@ -360,10 +387,21 @@ class NewUser:
                 shutil.copy2(source, self.copy / name, follow_symlinks=False)
         self.git("init", "-q")
         self.git("add", "-A", "-f")
-        self.git("-c", "user.name=readme", "-c", "user.email=readme@example.invalid", "-c", "commit.gpgsign=false",
-                 "commit", "-q", "-m", "the repository as a new user gets it")
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("MLFLOW_") and not k.startswith("PREFECT_API_")}
+        self.git(
+            "-c",
+            "user.name=readme",
+            "-c",
+            "user.email=readme@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "the repository as a new user gets it",
+        )
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and not k.startswith("PREFECT_API_")
+        }
         self.env["PYTHONPATH"] = os.pathsep.join([str(self.copy), *filter(None, [os.environ.get("PYTHONPATH")])])
         self.store_uri = f"sqlite:///{self.copy / 'mlruns' / 'mlflow.db'}"
         self.model = model_name()
@@ -382,16 +420,24 @@ class NewUser:
         """``argv`` in the copy's folder, in its own process group (all of it killed on a timeout)."""
         before = set(self.status())
         start = time.monotonic()
-        process = subprocess.Popen(argv, cwd=self.copy, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            cwd=self.copy,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
             stderr += f"\n(killed: still running after {timeout} s)"
-        return Result(label, process.returncode, stdout, stderr, time.monotonic() - start,
-                      sorted(set(self.status()) - before))
+        return Result(
+            label, process.returncode, stdout, stderr, time.monotonic() - start, sorted(set(self.status()) - before)
+        )
 
     def shell(self, command: str, exports: list[str] = ()) -> Result:
         """A README command line, through bash, after the export lines of its block."""
@@ -403,15 +449,16 @@ class NewUser:
         client = MlflowClient(tracking_uri=self.store_uri, registry_uri=self.store_uri)
         model = client.get_registered_model(self.model)
         versions = sorted((v.version for v in client.search_model_versions(f"name='{self.model}'")), key=int)
-        return RegistryState({alias: str(v) for alias, v in model.aliases.items()}, dict(model.tags),
-                             [str(v) for v in versions])
+        return RegistryState(
+            {alias: str(v) for alias, v in model.aliases.items()}, dict(model.tags), [str(v) for v in versions]
+        )
 
     def run_all(self) -> None:
         """Every section (that has not run yet), recording failures."""
         for name in self.SECTIONS:
             try:
                 self.section(name)
-            except Exception:  # noqa: BLE001 - each section's own test reports it
+            except Exception:
                 pass
 
     def section(self, name: str):
@@ -420,7 +467,7 @@ class NewUser:
             if earlier not in self.records:
                 try:
                     self.records[earlier] = getattr(self, "run_" + earlier.replace(" ", "_"))()
-                except Exception as exc:  # noqa: BLE001 - recorded, raised for its own test
+                except Exception as exc:
                     self.records[earlier] = exc
         record = self.records[name]
         if isinstance(record, Exception):
@@ -433,8 +480,10 @@ class NewUser:
         return self.shell(command_in(bash_block("python -m pip install -e"), "python flows/train_flow.py").text)
 
     def snippet(self) -> tuple[Result, list[float] | None]:
-        result = self.run(["python", "-c", AS_IN_THE_REPL, snippet_block().text],
-                          "python (the README's snippet, statement by statement as in the REPL)")
+        result = self.run(
+            ["python", "-c", AS_IN_THE_REPL, snippet_block().text],
+            "python (the README's snippet, statement by statement as in the REPL)",
+        )
         return result, array_numbers(result.stdout)
 
     def snippet_steps(self, default_run: bool) -> list[dict]:
@@ -449,7 +498,9 @@ class NewUser:
                 continue
             expected, label = array_numbers(shown.group(1)), shown.group(2)
             if not (label.startswith("default run") or label.startswith("--")):
-                raise AssertionError(f"README: snippet output labelled {label!r}; the test knows 'default run' and '--flags:'")
+                raise AssertionError(
+                    f"README: snippet output labelled {label!r}; the test knows 'default run' and '--flags:'"
+                )
             if label.startswith("default run") != default_run:
                 continue
             training = None if default_run else self.shell(f"{train} {label.split(':')[0].strip()}")
@@ -457,8 +508,16 @@ class NewUser:
             champion = self.registry().champion
             if predictions is not None:
                 self.snippet_outputs[champion] = predictions
-            steps.append({"label": label, "expected": expected, "training": training, "result": result,
-                          "predictions": predictions, "champion": champion})
+            steps.append(
+                {
+                    "label": label,
+                    "expected": expected,
+                    "training": training,
+                    "result": result,
+                    "predictions": predictions,
+                    "champion": champion,
+                }
+            )
         return steps
 
     def run_python_snippet(self) -> list[dict]:
@@ -483,12 +542,15 @@ class NewUser:
                 if text.startswith("export "):
                     exports.append(text)
                 elif text.startswith("mlflow models serve"):
-                    assert "--host" not in text and " -h " not in text, "the test expects MLflow's default host 127.0.0.1"
+                    assert "--host" not in text and " -h " not in text, (
+                        "the test expects MLflow's default host 127.0.0.1"
+                    )
                     script = "\n".join(["set -e", f"cd {shlex.quote(str(self.copy))}", *exports, "exec " + text])
                     started = text
                     try:  # in its own session; stop() ends its whole process group
-                        server = LocalServer(["bash", "-c", script], f"http://127.0.0.1:{port}/ping", env=self.env,
-                                             timeout=120)
+                        server = LocalServer(
+                            ["bash", "-c", script], f"http://127.0.0.1:{port}/ping", env=self.env, timeout=120
+                        )
                     except RuntimeError as exc:
                         log = str(exc)
                         break
@@ -503,8 +565,14 @@ class NewUser:
             if server is not None:
                 log = server.output()
                 server.stop()
-        return {"server": started, "up": server is not None, "log": log, "answers": answers,
-                "champion": self.registry().champion, "left": sorted(set(self.status()) - before)}
+        return {
+            "server": started,
+            "up": server is not None,
+            "log": log,
+            "answers": answers,
+            "champion": self.registry().champion,
+            "left": sorted(set(self.status()) - before),
+        }
 
     def run_promote(self) -> list[dict]:
         """Every line in order. The README's example version (``--version 3``) is not registered
@@ -523,25 +591,33 @@ class NewUser:
                 text = text.replace(f"--version {number}", f"--version {standin[number]}")
                 comment = re.sub(rf"\bversion {number}\b", f"version {standin[number]}", comment)
             result = self.shell(text)
-            steps.append({"command": command, "comment": comment, "result": result, "before": before,
-                          "after": self.registry()})
+            steps.append(
+                {"command": command, "comment": comment, "result": result, "before": before, "after": self.registry()}
+            )
         return steps
 
     def run_predict(self) -> dict:
-        command = command_in(bash_block("python flows/predict_flow.py --input data/new_houses.csv"),
-                             "python flows/predict_flow.py")
+        command = command_in(
+            bash_block("python flows/predict_flow.py --input data/new_houses.csv"), "python flows/predict_flow.py"
+        )
         champion = self.registry().champion
         result = self.shell(command.text)
         flags = dict(re.findall(r"--(input|output) (\S+)", command.text))
-        return {"result": result, "champion": champion, "input": self.copy / flags["input"],
-                "output": self.copy / flags["output"]}
+        return {
+            "result": result,
+            "champion": champion,
+            "input": self.copy / flags["input"],
+            "output": self.copy / flags["output"],
+        }
 
     def run_study(self) -> dict:
         command = commands(bash_block("python flows/study_flow.py"))[0]
         return {"command": command, "result": self.shell(command.text)}
 
     def run_tutorial(self) -> list[tuple[Command, Result]]:
-        return [(c, self.shell(c.text)) for c in commands(bash_block("python flows/train_flow.py --normalization none"))]
+        return [
+            (c, self.shell(c.text)) for c in commands(bash_block("python flows/train_flow.py --normalization none"))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -563,7 +639,9 @@ def test_every_readme_bash_block_is_run_or_skipped_for_a_stated_reason():
     blocks = [b for b in fenced_blocks(readme_text()) if b.lang == "bash"]
     for block in blocks:
         keys = [k for k in BASH_BLOCKS if any(c.text.startswith(k) for c in commands(block))]
-        assert len(keys) == 1, f"README line {block.line}: a ```bash block this test does not know (add it to BASH_BLOCKS): {block.text}"
+        assert len(keys) == 1, (
+            f"README line {block.line}: a ```bash block this test does not know (add it to BASH_BLOCKS): {block.text}"
+        )
     for key in BASH_BLOCKS:
         bash_block(key)
     assert [b for b in fenced_blocks(readme_text()) if b.lang == "python"], "README: the ```python snippet is gone"
@@ -602,8 +680,10 @@ def test_python_snippet_predicts_the_default_runs_array(readme):
 
 def test_model_server_answers_as_the_readme_shows(readme):
     record = readme.section("model server")
-    assert record["up"], (f"`{record['server']}` did not serve (README: the shell user of MLflow's CLI needs "
-                          f"`export MLFLOW_TRACKING_URI=...`):\n{record['log']}")
+    assert record["up"], (
+        f"`{record['server']}` did not serve (README: the shell user of MLflow's CLI needs "
+        f"`export MLFLOW_TRACKING_URI=...`):\n{record['log']}"
+    )
     assert record["answers"], "README: no curl lines under `mlflow models serve`"
     assert record["champion"] == readme.section("python snippet")[0]["champion"], "serving the quick start's model"
     for answer in record["answers"]:
@@ -617,7 +697,8 @@ def test_model_server_answers_as_the_readme_shows(readme):
         if body:
             expected, shown = json_claim(body)
             assert answer_agrees(json.loads(answer["body"]), expected, shown), (
-                f"README line {answer['command'].line}: {body}\nanswer: {answer['body']}")
+                f"README line {answer['command'].line}: {body}\nanswer: {answer['body']}"
+            )
     assert record["left"] == [], f"the server left {record['left']} in the repository folder"
 
 
@@ -627,7 +708,8 @@ def test_python_snippet_predicts_the_arrays_of_the_trainings_its_comments_name(r
     _check_snippet_steps(steps)
     first = int(readme.section("python snippet")[0]["champion"])
     assert [s["champion"] for s in steps] == [str(first + i) for i in range(1, len(steps) + 1)], (
-        "each training registers a new version and makes it champion")
+        "each training registers a new version and makes it champion"
+    )
 
 
 def hold_tag() -> str:
@@ -638,12 +720,15 @@ def hold_tag() -> str:
 # Each promote line's comment, and what it says of the aliases: check(before, after, match, command).
 PROMOTE_CLAIMS = {
     r"champion <-> previous-champion": lambda before, after, m, command: (
-        after.champion == before.previous and after.previous == before.champion),
+        after.champion == before.previous and after.previous == before.champion
+    ),
     r"make version (\d+) champion \(old champion -> previous-champion\)": lambda before, after, m, command: (
-        after.champion == m.group(1) and after.previous == before.champion),
+        after.champion == m.group(1) and after.previous == before.champion
+    ),
     # "...": the line above's action (this version becomes champion), and the hold tag
     r"\.\.\. and hold it: retrainings stop promoting \(model tag ([\w.]+)\)": lambda before, after, m, command: (
-        after.champion == re.search(r"--version (\d+)", command).group(1) and m.group(1) in after.tags),
+        after.champion == re.search(r"--version (\d+)", command).group(1) and m.group(1) in after.tags
+    ),
     r"automation resumes": lambda before, after, m, command: hold_tag() not in after.tags,
 }
 
@@ -655,10 +740,13 @@ def test_promote_moves_the_aliases_as_each_line_says(readme):
         assert result.returncode == 0, str(result)
         claims = [(p, re.fullmatch(p, step["comment"])) for p in PROMOTE_CLAIMS]
         claims = [(p, m) for p, m in claims if m]
-        assert len(claims) == 1, f"README line {step['command'].line}: comment {step['comment']!r} not in PROMOTE_CLAIMS"
+        assert len(claims) == 1, (
+            f"README line {step['command'].line}: comment {step['comment']!r} not in PROMOTE_CLAIMS"
+        )
         pattern, match = claims[0]
         assert PROMOTE_CLAIMS[pattern](step["before"], step["after"], match, result.command), (
-            f"README line {step['command'].line}: {step['comment']!r}\nbefore {step['before']}\nafter  {step['after']}\n{result}")
+            f"README line {step['command'].line}: {step['comment']!r}\nbefore {step['before']}\nafter  {step['after']}\n{result}"
+        )
 
 
 def test_predict_scores_with_the_pinned_champion(readme):
@@ -667,7 +755,9 @@ def test_predict_scores_with_the_pinned_champion(readme):
     succeeded(result)
     assert result.stdout.startswith("normflow: scoring finished"), str(result)
     # README: the flow resolves models:/NAME@champion once to models:/NAME/VERSION
-    assert re.search(rf"^\s*model:\s+models:/{re.escape(readme.model)}/{record['champion']}$", result.stdout, re.M), str(result)
+    assert re.search(rf"^\s*model:\s+models:/{re.escape(readme.model)}/{record['champion']}$", result.stdout, re.M), (
+        str(result)
+    )
     with open(record["input"], newline="") as handle:
         given = list(csv.DictReader(handle))
     with open(record["output"], newline="") as handle:
@@ -679,7 +769,8 @@ def test_predict_scores_with_the_pinned_champion(readme):
     # the same model as the snippet's pyfunc load of that version
     assert record["champion"] in readme.snippet_outputs, "the snippet never ran against this champion"
     assert [float(row["prediction"]) for row in written] == pytest.approx(
-        readme.snippet_outputs[record["champion"]], abs=1e-8)
+        readme.snippet_outputs[record["champion"]], abs=1e-8
+    )
 
 
 def test_study_reports_every_normalization_and_learning_rate(readme):
@@ -728,18 +819,37 @@ def _converged(result: Result) -> bool:
 
 # The tutorial lines' comments, phrase by phrase: (pattern, check(result, match, previous result)).
 TUTORIAL_CLAIMS = [
-    (rf"one epoch: ({NUMBER}), then ({NUMBER})", lambda r, m, p, n: (
-        _converged(r) and _epochs(r) == 1 and len(_losses(r)) >= 2
-        and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups())))),
-    (rf"\(first loss ({NUMBER})\)", lambda r, m, p, n: bool(_losses(r)) and agrees_to_shown_digits(_losses(r)[0], m.group(1))),
-    (rf"\(({NUMBER}), then ({NUMBER})\)", lambda r, m, p, n: len(_losses(r)) >= 2 and all(
-        agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups()))),
-    (r"\bdiverges\b", lambda r, m, p, n: bool(r.lines("stderr")) and r.lines("stderr")[-1].startswith(
-        "normflow: error: training diverged")),
+    (
+        rf"one epoch: ({NUMBER}), then ({NUMBER})",
+        lambda r, m, p, n: (
+            _converged(r)
+            and _epochs(r) == 1
+            and len(_losses(r)) >= 2
+            and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups()))
+        ),
+    ),
+    (
+        rf"\(first loss ({NUMBER})\)",
+        lambda r, m, p, n: bool(_losses(r)) and agrees_to_shown_digits(_losses(r)[0], m.group(1)),
+    ),
+    (
+        rf"\(({NUMBER}), then ({NUMBER})\)",
+        lambda r, m, p, n: (
+            len(_losses(r)) >= 2 and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups()))
+        ),
+    ),
+    (
+        r"\bdiverges\b",
+        lambda r, m, p, n: (
+            bool(r.lines("stderr")) and r.lines("stderr")[-1].startswith("normflow: error: training diverged")
+        ),
+    ),
     (r"\bexplains why\b", lambda r, m, p, n: bool(r.lines("stderr")) and "Fix:" in r.lines("stderr")[-1]),
     (r"\bexit (\d+)\b", lambda r, m, p, n: r.returncode == int(m.group(1))),
-    (r"\bNOT converged after (\d+) epochs\b", lambda r, m, p, n: (
-        r.returncode == 0 and f"NOT converged after {m.group(1)} epoch" in _training_line(r))),
+    (
+        r"\bNOT converged after (\d+) epochs\b",
+        lambda r, m, p, n: r.returncode == 0 and f"NOT converged after {m.group(1)} epoch" in _training_line(r),
+    ),
     (r"\bconverges\b", lambda r, m, p, n: _converged(r)),
     # "faster" than the line above; "slower" than the line below (the tutorial's maxabs vs standard)
     (r"\bfaster\b", lambda r, m, p, n: _converged(r) and p is not None and _epochs(r) < _epochs(p)),
@@ -755,7 +865,9 @@ def tutorial_claims(comment: str) -> list[tuple[str, re.Match]]:
         if match:
             found.append((pattern, match))
             rest = rest[: match.start()] + " " + rest[match.end() :]
-    assert rest.strip(" ,;:") == "", f"README tutorial comment {comment!r}: {rest.strip()!r} is not a claim this test knows"
+    assert rest.strip(" ,;:") == "", (
+        f"README tutorial comment {comment!r}: {rest.strip()!r} is not a claim this test knows"
+    )
     return found
 
 
@@ -769,10 +881,12 @@ def test_tutorial_commands_do_what_their_comments_say(readme):
         assert result.stderr.startswith("normflow: error:") or result.stderr.strip() == "", str(result)
         for pattern, match in tutorial_claims(command.comment):
             if not checks[pattern](result, match, previous, following):
-                failures.append(f"README line {command.line}: `{command.text}`  # {command.comment}\n"
-                                f"  claim {match.group(0)!r} contradicted: training: {_training_line(result)!r}, "
-                                f"exit {result.returncode}, losses {_losses(result)[:3]}, last stderr "
-                                f"{(result.lines('stderr') or [''])[-1][:200]!r}")
+                failures.append(
+                    f"README line {command.line}: `{command.text}`  # {command.comment}\n"
+                    f"  claim {match.group(0)!r} contradicted: training: {_training_line(result)!r}, "
+                    f"exit {result.returncode}, losses {_losses(result)[:3]}, last stderr "
+                    f"{(result.lines('stderr') or [''])[-1][:200]!r}"
+                )
         previous = result
     # "The first ends with one line:" and the README shows it
     assert "The first ends with one line:" in readme_text()
@@ -788,7 +902,11 @@ def _leftovers_by_command(record) -> list[str]:
     if isinstance(record, Result):
         return [f"{record.command}: {record.left}"] if record.left else []
     if isinstance(record, dict):
-        own = [f"{record['server']} (while serving): {record['left']}"] if record.get("server") and record.get("left") else []
+        own = (
+            [f"{record['server']} (while serving): {record['left']}"]
+            if record.get("server") and record.get("left")
+            else []
+        )
         return own + [line for value in record.values() for line in _leftovers_by_command(value)]
     if isinstance(record, (list, tuple)):
         return [line for value in record for line in _leftovers_by_command(value)]
@@ -816,6 +934,9 @@ def test_benchmarks_quick(readme):
     # runs every other entry point)
     for row in ("| train flow end to end, seed data |", "| normflow train end to end, seed data |", "| train --help |"):
         assert row in result.stdout, str(result)
-    stray = [p for p in result.left if not p.startswith(ALLOWED_LEFTOVERS + BENCH_LEFTOVERS)
-             and "__pycache__" not in p.split("/")]
+    stray = [
+        p
+        for p in result.left
+        if not p.startswith(ALLOWED_LEFTOVERS + BENCH_LEFTOVERS) and "__pycache__" not in p.split("/")
+    ]
     assert stray == [], f"left in the repository folder: {stray}"

@@ -7,13 +7,12 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from normflow.tracking import registry
-from normflow.tracking import runs as tracking
-from normflow.tracking import store
 from normflow.core.errors import ConfigError
 from normflow.core.table_stats import table_statistics_of
-from normflow.tracking.registry import AliasState
 from normflow.core.training import train_linear_model
+from normflow.tracking import registry, store
+from normflow.tracking import runs as tracking
+from normflow.tracking.registry import AliasState
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,9 @@ pytestmark = pytest.mark.integration
 def new_version(tracking_store, seed_rows):
     """Register a fresh version of model 'm' (no alias) and return its number."""
     store.prepare_store(tracking_store)
-    model = train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 500).model
+    model = train_linear_model(
+        table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 500
+    ).model
 
     def make() -> str:
         run_id = tracking.start_run(tracking_store, "registry-test")

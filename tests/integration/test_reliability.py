@@ -16,13 +16,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import model_folder
 from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
-from helpers import model_folder
 from flows.train_flow import train_flow
-from normflow.tracking import registry
 from normflow.core.errors import ModelFormatError
+from normflow.tracking import registry
 from normflow.tracking.pyfunc import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +66,10 @@ def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_serve
     shifted.write_text("lights,distance,price\n2,1000,29\n3,2000,41\n2,500,24\n1,800,25\n4,3000,53\n")  # +10
     big = tmp_path / "big.csv"
     rng = np.random.default_rng(0)
-    big.write_text("lights,distance\n" + "".join(f"{a},{b}\n" for a, b in zip(rng.integers(0, 6, 300_000), rng.integers(0, 4000, 300_000))))
+    big.write_text(
+        "lights,distance\n"
+        + "".join(f"{a},{b}\n" for a, b in zip(rng.integers(0, 6, 300_000), rng.integers(0, 4000, 300_000)))
+    )
     output = tmp_path / "out.csv"
     result: dict[str, object] = {}
 
@@ -148,9 +151,7 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
     MlflowClient(tracking_store).create_experiment("normflow", artifact_location=str(tiny_disk))
     filler = tiny_disk / "filler"
     filler.write_bytes(b"\0" * 36 * 1024)  # leave ~12 KB: scaler.json fits, the loss-curve PNG does not
-    env = dict(
-        __import__("os").environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server
-    )
+    env = dict(__import__("os").environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
     result = subprocess.run(
         [sys.executable, "flows/train_flow.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -172,12 +173,12 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
 # ----------------------------------------------------------------------------- round two
 # The outside probe's 20 failures (issue 10), one test per example, plus neighbours of each class.
 
-from normflow.tracking import runs as tracking  # noqa: E402
-from normflow.tracking import store  # noqa: E402
-from normflow.data.reader import plan_partitions, resolve_sources, table_spec  # noqa: E402
-from normflow.core.errors import ConfigError, DataError  # noqa: E402
-from normflow.data.scoring import rejected_path, score_sources, scoring_spec  # noqa: E402
-from normflow.data.statistics import source_statistics  # noqa: E402
+from normflow.core.errors import ConfigError, DataError
+from normflow.data.reader import plan_partitions, resolve_sources, table_spec
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec
+from normflow.data.statistics import source_statistics
+from normflow.tracking import runs as tracking
+from normflow.tracking import store
 
 SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
 
@@ -291,7 +292,12 @@ run_id = tracking.start_run({uri!r}, "normflow")
 tracking.finish_run({uri!r}, run_id)
 print("ok")
 """
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     time.sleep(3)  # every process has imported and is waiting
     go.write_text("")
     results = [p.communicate(timeout=300) for p in procs]
@@ -314,7 +320,14 @@ def test_long_model_name_registers_and_promotes(prefect_server, tracking_store):
 
 @pytest.mark.parametrize(
     "name, problem",
-    [("m" * 300, "300 characters long"), ("team/model", "'/'"), ("a:b", "'/'"), ("x@y", "'@'"), ("..", "relative"), ("  ", "empty")],
+    [
+        ("m" * 300, "300 characters long"),
+        ("team/model", "'/'"),
+        ("a:b", "'/'"),
+        ("x@y", "'@'"),
+        ("..", "relative"),
+        ("  ", "empty"),
+    ],
 )
 def test_invalid_model_name_is_refused_before_any_data_is_read(name, problem, prefect_server, tracking_store, tmp_path):
     missing = tmp_path / "does-not-exist.csv"
@@ -449,7 +462,10 @@ def test_skip_mode_rejects_a_ragged_row_and_scores_the_rest(tmp_path):
         _score(source, tmp_path / "strict.csv")
 
 
-@pytest.mark.parametrize("column, options", [("prediction", {}), ("out_of_range", {"flag_out_of_range": True}), ("reason", {"on_bad_row": "skip"})])
+@pytest.mark.parametrize(
+    "column, options",
+    [("prediction", {}), ("out_of_range", {"flag_out_of_range": True}), ("reason", {"on_bad_row": "skip"})],
+)
 def test_input_that_already_has_an_added_column_is_refused(column, options, tmp_path):
     source = tmp_path / "scored.csv"
     source.write_text(f"lights,distance,{column}\n3,2500,x\n")
@@ -491,7 +507,12 @@ def test_temporary_prefect_server_that_does_not_start_in_time_is_one_line(tmp_pa
         PREFECT_HOME=str(tmp_path / "prefect-home"),
     )
     result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--epochs", "10"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "flows/train_flow.py", "--epochs", "10"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stderr[-2000:]
@@ -523,17 +544,24 @@ def test_promote_with_an_odd_model_name_is_one_line(name, tracking_store, capsys
 # 12. the partitioned path reads what the single-process path reads
 def test_quoted_newline_trains_the_same_partitioned_and_in_one_process(prefect_server, tracking_store, tmp_path):
     source = tmp_path / "notes.csv"
-    rows = "".join(f'{i % 5},{1000 + 37 * i},{2 * (i % 5) + 0.01 * (1000 + 37 * i) + 5},"line one\nline two {i}"\n' for i in range(400))
+    rows = "".join(
+        f'{i % 5},{1000 + 37 * i},{2 * (i % 5) + 0.01 * (1000 + 37 * i) + 5},"line one\nline two {i}"\n'
+        for i in range(400)
+    )
     source.write_text("lights,distance,price,note\n" + rows)
     assert len(plan_partitions([source], 1024)) == 1  # a quoted field may hold a line break: not cut
     single = train_flow(data=str(source), features=["lights", "distance"], epochs=300, register_model=False)
-    parted = train_flow(data=str(source), features=["lights", "distance"], epochs=300, register_model=False, partition_bytes=1024)
+    parted = train_flow(
+        data=str(source), features=["lights", "distance"], epochs=300, register_model=False, partition_bytes=1024
+    )
     assert parted.rows == single.rows == 400
     assert parted.raw_weights == pytest.approx(single.raw_weights, rel=1e-12)
 
 
 # 13. messages that say what is wrong
-@pytest.mark.parametrize("kind, expected", [("fifo", "a FIFO"), ("loop", "symbolic link loop"), ("dangling", "broken symbolic link")])
+@pytest.mark.parametrize(
+    "kind, expected", [("fifo", "a FIFO"), ("loop", "symbolic link loop"), ("dangling", "broken symbolic link")]
+)
 def test_inputs_that_are_not_regular_files_say_what_they_are(kind, expected, tmp_path):
     path = tmp_path / "in.csv"
     if kind == "fifo":
@@ -547,7 +575,9 @@ def test_inputs_that_are_not_regular_files_say_what_they_are(kind, expected, tmp
     assert "no such file" not in str(info.value)
 
 
-def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(prefect_server, tracking_store, tmp_path, capsys):
+def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(
+    prefect_server, tracking_store, tmp_path, capsys
+):
     import shutil
 
     from flows.predict_flow import main
@@ -565,7 +595,10 @@ def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(pref
 def test_predict_accepts_the_block_size_its_errors_advise(tmp_path):
     from flows.cli.predict import predict_parser
 
-    assert predict_parser().parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes == 8192
+    assert (
+        predict_parser().parse_args(["--input", "a.csv", "--output", "b.csv", "--block-bytes", "8192"]).block_bytes
+        == 8192
+    )
     source = tmp_path / "in.csv"
     source.write_text("lights,distance,note\n3,2500," + "x" * 5000 + "\n")
     with pytest.raises(DataError, match="raise block_bytes") as info:
@@ -590,7 +623,9 @@ def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefec
     live_file.write_text("in progress")
     client = MlflowClient(tracking_store)
     experiment_id = store.ensure_experiment(tracking_store, "normflow-scoring")
-    abandoned = client.create_run(experiment_id, tags={tracking.OWNER_TAG: f"{__import__('socket').gethostname()}:{dead.pid}:"}).info.run_id
+    abandoned = client.create_run(
+        experiment_id, tags={tracking.OWNER_TAG: f"{__import__('socket').gethostname()}:{dead.pid}:"}
+    ).info.run_id
     try:
         summary = predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(output))
     finally:
@@ -610,7 +645,11 @@ def test_sigterm_during_scoring_fails_the_run_and_leaves_nothing(prefect_server,
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
     proc = subprocess.Popen(
         [sys.executable, "flows/predict_flow.py", "--input", str(big), "--output", str(output), "--chunk-rows", "500"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not [p for p in tmp_path.iterdir() if ".normflow-" in p.name]:
@@ -646,7 +685,9 @@ from flows.train_flow import main
 main(["--data", {HOUSES!r}, "--epochs", "51"])
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
-    killed = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     client = MlflowClient(tracking_store)
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == "2"  # the unfinished one
@@ -681,12 +722,16 @@ from flows.train_flow import main
 sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 143, result.stderr[-2000:]
     assert lines[-1].startswith("normflow: error: stopped by SIGTERM")
     client = MlflowClient(tracking_store)
-    runs = client.search_runs([client.get_experiment_by_name("normflow").experiment_id], order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("normflow").experiment_id], order_by=["attributes.start_time DESC"]
+    )
     assert runs[0].info.status == "FAILED" and "SIGTERM" in runs[0].data.tags[tracking.FAILURE_TAG]
     assert [str(v.version) for v in client.search_model_versions("name='normflow-linear'")] == [first.model_version]
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == first.model_version

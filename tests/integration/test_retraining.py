@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import LocalServer, free_port
 from mlflow import MlflowClient
 
-from helpers import LocalServer, free_port
 from flows.train_flow import train_flow
 from normflow.tracking import registry
 
@@ -60,17 +60,32 @@ def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, 
 
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store)
     result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--rollback"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "flows/promote.py", "--rollback"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "champion is now version 1" in result.stdout
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("1", "3")
     result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--version", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "flows/promote.py", "--version", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0 and registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
     result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--version", "9"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "flows/promote.py", "--version", "9"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and "has no version 9" in result.stderr
 
@@ -109,7 +124,11 @@ def test_serve_refuses_without_a_prefect_server(tmp_path):
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     result = subprocess.run(
         [sys.executable, "flows/train_flow.py", "--serve", "--interval", "5", "--data", "data/"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "prefect server start" in result.stderr and "PREFECT_API_URL" in result.stderr
@@ -123,7 +142,12 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
     env = dict(os.environ, PREFECT_API_URL=prefect_server)
     serving = subprocess.Popen(
         [sys.executable, "flows/train_flow.py", "--serve", "--interval", "3600", "--data", str(REPO / "data")],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         seen = ""
@@ -185,7 +209,9 @@ class PrefectApi:
                 return state
             assert worker.poll() is None, f"the worker exited: {log.read_text()[-2000:]}"
             time.sleep(0.5)
-        raise AssertionError(f"flow run {flow_run_id} still {state} after {timeout}s; worker: {log.read_text()[-2000:]}")
+        raise AssertionError(
+            f"flow run {flow_run_id} still {state} after {timeout}s; worker: {log.read_text()[-2000:]}"
+        )
 
     def logs(self, flow_run_id: str, timeout: float = 60) -> list[str]:
         """The run's log lines, once its flow-level "Finished in state" line has arrived (Prefect sends logs
@@ -220,10 +246,17 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     # The scheduler stays off: the test starts each run itself, so the hourly schedule adds none.
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
-    server = LocalServer([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                         f"{api}/health", env=env, timeout=180)
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+    )
+    server = LocalServer(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        f"{api}/health",
+        env=env,
+        timeout=180,
+    )
     project = tmp_path / "project"  # a checkout: prefect.yaml and the code, data and store inside it
     project.mkdir()
     (project / "prefect.yaml").write_text((REPO / "prefect.yaml").read_text())
@@ -233,13 +266,28 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
     worker_log = tmp_path / "worker.log"
     worker = None
     try:
-        for command in (["work-pool", "create", "normflow", "--type", "process"], ["--no-prompt", "deploy", "--name", "normflow-retrain"]):
-            done = subprocess.run([sys.executable, "-m", "prefect", *command], cwd=project, env=dict(env, PWD=str(project)),
-                                  capture_output=True, text=True, timeout=180)
+        for command in (
+            ["work-pool", "create", "normflow", "--type", "process"],
+            ["--no-prompt", "deploy", "--name", "normflow-retrain"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "prefect", *command],
+                cwd=project,
+                env=dict(env, PWD=str(project)),
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
         with open(worker_log, "w") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "normflow"],
-                                      cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", "normflow"],
+                cwd=tmp_path,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         prefect = PrefectApi(api)
         deployment = prefect.deployment("normflow-retrain")
         assert deployment["parameters"] == {"data": "incoming/"}  # no gate parameter in prefect.yaml...
@@ -249,7 +297,10 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
         first = prefect.start(deployment["id"], {})
         prefect.wait(first, {"PENDING", "RUNNING"}, 120, worker, worker_log)
         second = prefect.start(deployment["id"], {})
-        assert prefect.wait(second, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 120, worker, worker_log) == "CANCELLED"
+        assert (
+            prefect.wait(second, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 120, worker, worker_log)
+            == "CANCELLED"
+        )
         first_state = prefect.wait(first, {"COMPLETED", "FAILED", "CRASHED"}, 240, worker, worker_log)
         first_log = "\n".join(prefect.logs(first))
         assert first_state == "COMPLETED", first_log
@@ -272,7 +323,9 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
     assert run.data.params["holdout_fraction"] == "0.2" and int(run.data.params["data.holdout_rows"]) > 0  # ...gate on
     assert run.data.tags["normflow.gate.decision"] == "promoted"
     assert registry.alias_version(uri, NAME, "champion") == "1"
-    files = json.loads(Path(MlflowClient(uri).download_artifacts(run.info.run_id, "data_files.json", str(tmp_path))).read_text())
+    files = json.loads(
+        Path(MlflowClient(uri).download_artifacts(run.info.run_id, "data_files.json", str(tmp_path))).read_text()
+    )
     assert files["files"][0]["path"] == "incoming/day1.csv"  # as the flow was given it...
     assert files["files"][0]["resolved"] == str(project / "incoming" / "day1.csv")  # ...and where that was
     errors = [line for line in bad_log if "not a number" in line]

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import LocalServer, free_port, run_with_temp_store
 from mlflow import MlflowClient
 
-from helpers import LocalServer, free_port, run_with_temp_store
 from flows.study_flow import study_flow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +73,9 @@ def test_report_shows_the_condition_number_falling_to_one_with_epochs_to_toleran
         name: float(re.search(rf"\*\*{name}\*\*: .*?condition number ([0-9.e+]+)", text).group(1))
         for name in ("none", "maxabs", "standard", "whiten")
     }
-    assert conditions["none"] == pytest.approx(3.734e7, rel=1e-3) and conditions["maxabs"] == pytest.approx(252.3, rel=1e-3)
+    assert conditions["none"] == pytest.approx(3.734e7, rel=1e-3) and conditions["maxabs"] == pytest.approx(
+        252.3, rel=1e-3
+    )
     assert conditions["standard"] == pytest.approx(21.82, rel=1e-3) and conditions["whiten"] == pytest.approx(1.0)
     assert re.search(r"\*\*whiten\*\*: .*lr auto \(0\.5\) converged in 1 epoch\b", text)
     standard = int(re.search(r"\*\*standard\*\*: .*lr auto \(0\.625\) converged in (\d+) epochs", text).group(1))
@@ -109,8 +111,20 @@ def test_mlflow_server_serves_the_study_over_rest(study):
     summary, uri = study
     port = free_port()
     server = LocalServer(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         f"http://127.0.0.1:{port}/health",
         timeout=120,
     )

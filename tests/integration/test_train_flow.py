@@ -56,7 +56,9 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     # lr auto = 2 / (lambda_max + lambda_min); training stops at the first epoch within the tolerance
     epochs_run = int(run.data.metrics["epochs_run"])
     assert 1 < epochs_run < 2000 and run.data.tags["normflow.converged"] == "true"
-    assert run.data.metrics["lr_used"] == pytest.approx(2 / (run.data.metrics["max_stable_lr"] ** -1 * 2 * (1 + 1 / run.data.metrics["condition_number"])))
+    assert run.data.metrics["lr_used"] == pytest.approx(
+        2 / (run.data.metrics["max_stable_lr"] ** -1 * 2 * (1 + 1 / run.data.metrics["condition_number"]))
+    )
     assert run.data.metrics["relative_gap"] <= 1e-12 and run.data.metrics["r_squared"] == pytest.approx(1.0)
     losses = client.get_metric_history(summary.run_id, "loss")
     assert len(losses) == epochs_run + 1  # epoch 0's loss, then one after each update
@@ -129,7 +131,7 @@ def test_diverged_run_fails_and_registers_nothing(prefect_server, tracking_store
     assert client.search_model_versions("name='normflow-linear'") == []
     # a diverged run's curve is log10_loss only (its last loss, 1e14, is no result to chart)
     losses = sorted(client.get_metric_history(run.info.run_id, "log10_loss"), key=lambda m: m.step)
-    assert [10 ** m.value for m in losses] == pytest.approx([2898583.8, 1.0279e14], rel=1e-4)
+    assert [10**m.value for m in losses] == pytest.approx([2898583.8, 1.0279e14], rel=1e-4)
     grads = client.get_metric_history(run.info.run_id, "grad.distance")
     assert sorted(grads, key=lambda m: m.step)[0].value == pytest.approx(5876040.0)
 

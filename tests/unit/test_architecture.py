@@ -39,7 +39,9 @@ def test_every_prefect_task_lives_in_tasks_and_flows_are_short():
         assert "task" not in _decorators(path), f"{path.relative_to(REPO)} defines a Prefect task"
         lines = len(path.read_text().splitlines())
         assert lines <= 150, f"{path.relative_to(REPO)} has {lines} lines; flows are wiring"
-    task_files = [p for p in (REPO / "tasks").glob("*.py") if p.name not in ("__init__.py", "options.py", "linear_model.py")]
+    task_files = [
+        p for p in (REPO / "tasks").glob("*.py") if p.name not in ("__init__.py", "options.py", "linear_model.py")
+    ]
     assert all("task" in _decorators(p) for p in task_files)
     assert not any("task" in _decorators(p) for p in (REPO / "normflow").rglob("*.py"))
 
@@ -73,7 +75,9 @@ NO_MATCH = {"flows/train_flow.py": "--data", "flows/predict_flow.py": "--input",
 @pytest.mark.parametrize("data", ["no/such/file.csv", "no/such/*.csv", "data/*.nothing"])
 def test_a_path_or_glob_that_matches_nothing_answers_before_any_heavy_import(script, data):
     """One line, exit 1, while torch, MLflow and Prefect are still unimported (a glob too, not 6 s later)."""
-    result = run_script_as_main([script, NO_MATCH[script], data] + (["--output", "out.csv"] if "predict" in script else []))
+    result = run_script_as_main(
+        [script, NO_MATCH[script], data] + (["--output", "out.csv"] if "predict" in script else [])
+    )
     assert "EXIT 1" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     expected = "no files match this pattern" if "*" in data else "no such file or directory"
     assert result.stderr.strip().splitlines() == [

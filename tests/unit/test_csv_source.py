@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from normflow.data.reader import file_digest, resolve_sources, table_spec
 from normflow.core.errors import DataError
-from normflow.data.statistics import check_trainable, source_statistics
 from normflow.core.moments import moments_of
+from normflow.data.reader import file_digest, resolve_sources, table_spec
+from normflow.data.statistics import check_trainable, source_statistics
 
 CPU = torch.device("cpu")
 GOOD = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
@@ -110,7 +110,13 @@ def test_non_numeric_cell_names_row_column_and_value(write_csv):
 
 @pytest.mark.parametrize(
     "cell, expected",
-    [("", "empty cell"), ("NaN", "NaN value 'NaN'"), ("nan", "NaN value"), ("inf", "infinite value 'inf'"), ("-inf", "infinite value")],
+    [
+        ("", "empty cell"),
+        ("NaN", "NaN value 'NaN'"),
+        ("nan", "NaN value"),
+        ("inf", "infinite value 'inf'"),
+        ("-inf", "infinite value"),
+    ],
 )
 def test_empty_nan_and_infinite_cells(write_csv, cell, expected):
     message = error_of(write_csv("bad.csv", f"lights,distance,price\n2,1000,19\n3,{cell},31\n"))

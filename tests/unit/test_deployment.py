@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers import REPO
 
 from flows.cli.train import train_settings
-from helpers import REPO
 
 
 def retrain_deployment() -> dict:
@@ -45,8 +45,9 @@ def test_serve_builds_prefect_yamls_deployment_with_only_the_changed_parameters(
     assert schedule.schedule.interval.total_seconds() == spec["schedules"][0]["interval"]
     assert deployment.parameters == {"data": str(REPO / "data"), "epochs": 500}  # holdout: the flow's 0.2
 
-    settings, args = train_settings(["--serve", "--data", str(REPO / "data"), "--holdout-fraction", "0.3",
-                                     "--cron", "0 3 * * *"])
+    settings, args = train_settings(
+        ["--serve", "--data", str(REPO / "data"), "--holdout-fraction", "0.3", "--cron", "0 3 * * *"]
+    )
     deployment = serving_deployment({**settings.__dict__, "features": None}, args.cron, args.interval)
     assert deployment.parameters["holdout_fraction"] == 0.3
     assert deployment.schedules[0].schedule.cron == "0 3 * * *"

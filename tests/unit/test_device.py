@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from normflow.data.reader import resolve_sources, table_spec
 from normflow.core.device import resolve_device
 from normflow.core.errors import ConfigError
-from normflow.data.statistics import source_statistics
 from normflow.core.training import train_linear_model
+from normflow.data.reader import resolve_sources, table_spec
+from normflow.data.statistics import source_statistics
 
 REPO = Path(__file__).resolve().parents[2]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -73,7 +73,9 @@ def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
     from normflow.core.table_stats import table_statistics_of
     from normflow.data.scoring import score_sources, scoring_spec
 
-    model = train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    model = train_linear_model(
+        table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000
+    ).model
     sources = resolve_sources(REPO / "data" / "new_houses.csv")
     outputs = {}
     for name in ("cpu", "cuda"):

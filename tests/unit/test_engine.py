@@ -15,8 +15,8 @@ from normflow.core.engine import (
     hessian,
     loss_at,
 )
-from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
+from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
 
 FEATURES = ("lights", "distance")
@@ -71,7 +71,9 @@ def test_engine_equals_per_row_loop_on_random_data(seed):
     n, d = 200, 5
     scales = torch.logspace(-1, 5, d, dtype=torch.float64)
     x = torch.randn(n, d, generator=g, dtype=torch.float64) * scales + scales
-    y = x @ (torch.randn(d, generator=g, dtype=torch.float64) / scales) + torch.randn(n, generator=g, dtype=torch.float64)
+    y = x @ (torch.randn(d, generator=g, dtype=torch.float64) / scales) + torch.randn(
+        n, generator=g, dtype=torch.float64
+    )
     rows = torch.cat([x, y[:, None]], dim=1)
     names = tuple(f"f{i}" for i in range(d))
     scaler, _, result = engine(rows, "standard", 0.05, 100, names)
@@ -208,6 +210,8 @@ def test_training_outcome_reports_diagnostics(seed_rows):
     assert outcome.error is None
     assert outcome.optimality_gap == pytest.approx(0.0, abs=1e-9)
     assert outcome.curvature.max_stable_lr == pytest.approx(0.6536, rel=1e-3)
-    assert outcome.model.predict_tensor(torch.tensor([[3.0, 2500.0]], dtype=torch.float64)).item() == pytest.approx(36.0, abs=1e-3)
+    assert outcome.model.predict_tensor(torch.tensor([[3.0, 2500.0]], dtype=torch.float64)).item() == pytest.approx(
+        36.0, abs=1e-3
+    )
     diverged = train_linear_model(table_statistics_of(seed_rows), FEATURES, "price", "none", 0.001, 200)
     assert diverged.error is not None and diverged.error.epoch == 1

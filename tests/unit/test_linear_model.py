@@ -10,14 +10,16 @@ import pytest
 
 from normflow.core.errors import DataError, ModelFormatError
 from normflow.core.model import model_from_dict, model_to_dict
-from normflow.tracking.pyfunc import load_model_json, save_model_json
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
+from normflow.tracking.pyfunc import load_model_json, save_model_json
 
 
 @pytest.fixture
 def model(seed_rows):
-    return train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    return train_linear_model(
+        table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000
+    ).model
 
 
 def test_predicts_the_tutorial_row_from_raw_ints(model):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from normflow.core.gate import gate
 from normflow.core.holdout import holdout_mask, holdout_mse
 from normflow.core.moments import moments_of, moments_of_columns
-from normflow.core.gate import gate
 
 
 @pytest.fixture
@@ -81,4 +81,3 @@ def test_lost_race_overrules_a_promotion():
     lost = gate(1.0, 2.0, "3", 0.0).lost_race("5")
     assert not lost.promote and "lost the race" in lost.reason and "version 5" in lost.reason
     assert lost.tags()["normflow.gate.decision"] == "not promoted"
-

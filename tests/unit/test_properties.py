@@ -10,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from normflow.core.engine import build_problem, gradient_descent
 from normflow.core.moments import empty_moments, merge_moments, moments_of
-from normflow.core.table_stats import table_statistics_of
 from normflow.core.scalers import fit_scaler
+from normflow.core.table_stats import table_statistics_of
 
 # Magnitudes below 1e-100 are left out: their squares fall under float64's normal range (1e-308), where
 # any two ways of computing a spread (co-moments, torch.std, a per-row loop) disagree in the 6th digit.

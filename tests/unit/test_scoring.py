@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from normflow.data.reader import resolve_sources
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.table_stats import table_statistics_of
-from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.core.training import train_linear_model
+from normflow.data.reader import resolve_sources
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def model(seed_rows):
-    return train_linear_model(table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000).model
+    return train_linear_model(
+        table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000
+    ).model
 
 
 def score(path, model, output, **kwargs):
@@ -54,7 +56,11 @@ def test_many_chunks_equal_one_piece_and_in_memory_model(model, write_csv, tmp_p
     rng = np.random.default_rng(0)
     n = 20_000
     frame = pd.DataFrame(
-        {"id": [f"r{i:05d}" for i in range(n)], "distance": rng.uniform(0, 4000, n).round(3), "lights": rng.integers(0, 6, n)}
+        {
+            "id": [f"r{i:05d}" for i in range(n)],
+            "distance": rng.uniform(0, 4000, n).round(3),
+            "lights": rng.integers(0, 6, n),
+        }
     )
     path = write_csv("big.csv", frame.to_csv(index=False))
     small, whole = tmp_path / "small.csv", tmp_path / "whole.csv"
@@ -67,7 +73,7 @@ def test_many_chunks_equal_one_piece_and_in_memory_model(model, write_csv, tmp_p
 
 
 def test_extra_columns_pass_through_unchanged_and_order_does_not_matter(model, write_csv, tmp_path):
-    path = write_csv("in.csv", "id,distance,note,lights\n007,2500,\"a, b\",3\n010,1000,,2\n")
+    path = write_csv("in.csv", 'id,distance,note,lights\n007,2500,"a, b",3\n010,1000,,2\n')
     output = tmp_path / "out.csv"
     score(path, model, output)
     frame = pd.read_csv(output, dtype={"id": str, "note": str}, keep_default_na=False)
@@ -85,7 +91,7 @@ def test_parquet_output_keeps_the_features_numeric_and_other_columns_as_written(
     assert [table.schema.field(n).type for n in table.column_names] == [pa.float64()] * 3
     assert table.column("distance").to_pylist() == pd.read_csv(REPO / "data" / "new_houses.csv").distance.tolist()
 
-    path = write_csv("in.csv", "id,distance,lights\n007,\" 2500\",3\n010,1e3,2\n")
+    path = write_csv("in.csv", 'id,distance,lights\n007," 2500",3\n010,1e3,2\n')
     score(path, model, output, block_bytes=16)
     table = pq.read_table(output)
     assert table.schema.field("id").type == pa.string() and table.column("id").to_pylist() == ["007", "010"]

@@ -8,8 +8,6 @@ import re
 
 import pytest
 
-
-from normflow.core.table_stats import table_statistics_of
 from normflow.core.study import (
     best_per_normalization,
     child_metrics,
@@ -20,6 +18,7 @@ from normflow.core.study import (
     run_grid,
     summary_text,
 )
+from normflow.core.table_stats import table_statistics_of
 
 FEATURES = ("lights", "distance")
 NORMS = ["none", "maxabs", "minmax", "standard"]
@@ -28,11 +27,12 @@ LRS = [0.001, 0.01, 0.1, 0.5]
 
 @pytest.fixture(scope="module")
 def grid():
+    import torch
     from helpers import SEED_ROWS
 
-    import torch
-
-    return run_grid(table_statistics_of(torch.tensor(SEED_ROWS, dtype=torch.float64)), FEATURES, "price", NORMS, LRS, 2000)
+    return run_grid(
+        table_statistics_of(torch.tensor(SEED_ROWS, dtype=torch.float64)), FEATURES, "price", NORMS, LRS, 2000
+    )
 
 
 def find(grid, normalization, lr):

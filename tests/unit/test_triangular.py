@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from strd_data import DATASETS, min_lre, rows
 
 from normflow.core.engine import build_problem, curvature, gradient_descent
 from normflow.core.errors import DataError
@@ -24,7 +25,6 @@ from normflow.core.table_stats import (
 )
 from normflow.core.training import train_linear_model
 from normflow.core.triangular import least_squares, reshift, triangular_of
-from strd_data import DATASETS, min_lre, rows
 
 FEATURES = ("lights", "distance")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -79,8 +79,10 @@ def test_any_order_and_any_number_of_partitions_gives_the_same_solution(offset_r
 
 
 def test_partitions_travel_as_plain_json_and_merge_exactly(offset_rows):
-    parts = [json.loads(json.dumps(table_statistics_to_dict(table_statistics_of(offset_rows[i : i + 20]))))
-             for i in range(0, 97, 20)]
+    parts = [
+        json.loads(json.dumps(table_statistics_to_dict(table_statistics_of(offset_rows[i : i + 20]))))
+        for i in range(0, 97, 20)
+    ]
     total = empty_table_statistics(4)
     for part in reversed(parts):
         total = merge_table_statistics(total, table_statistics_from_dict(part))
@@ -204,7 +206,9 @@ def test_a_run_that_ends_above_the_tolerance_says_by_how_much_and_what_fixes_it(
     assert f"--epochs {needed:.0f}" in advice and "--normalization whiten converges in 1" in advice
     assert "above the tolerance 1e-12 after 20 epochs" in advice
     # the estimate is enough: with that many epochs the run converges
-    assert train_linear_model(table_statistics_of(seed_rows), FEATURES, "price", "standard", 0.1, int(needed) + 1, 1e-12).converged
+    assert train_linear_model(
+        table_statistics_of(seed_rows), FEATURES, "price", "standard", 0.1, int(needed) + 1, 1e-12
+    ).converged
 
 
 def test_tolerance_zero_runs_every_epoch(seed_rows):
