@@ -36,7 +36,7 @@ def main() -> None:
 
     from normflow.core.table_stats import table_statistics_of
     from normflow.core.training import train_linear_model
-    from normflow.data.reader import TableSpec
+    from normflow.data.columns import TableSpec
     from normflow.data.statistics import SourceStatistics
     from normflow.tracking import records, registry, runs
 

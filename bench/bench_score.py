@@ -30,7 +30,8 @@ def prepare_model(path: Path, folder: Path) -> Path:
     import torch
 
     from normflow.core.training import train_linear_model
-    from normflow.data.reader import resolve_sources, table_spec
+    from normflow.data.columns import table_spec
+    from normflow.data.sources import resolve_sources
     from normflow.data.statistics import source_statistics
     from normflow.tracking.pyfunc import MODEL_ARTIFACT_PATH, save_pyfunc
 
@@ -71,8 +72,8 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
     elif kind == "normflow":
         import torch
 
-        from normflow.data.reader import resolve_sources
         from normflow.data.scoring import score_sources, scoring_spec
+        from normflow.data.sources import resolve_sources
         from normflow.tracking.pyfunc import load_local_model
 
         model = load_local_model(model_dir)

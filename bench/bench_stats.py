@@ -33,7 +33,9 @@ def run_worker(kind: str, path: Path) -> dict:
     import torch
 
     from normflow.core.moments import empty_moments, merge_moments, moments_of_columns
-    from normflow.data.reader import iter_row_blocks, resolve_sources, table_spec
+    from normflow.data.columns import table_spec
+    from normflow.data.reader import iter_row_blocks
+    from normflow.data.sources import resolve_sources
     from normflow.data.statistics import source_statistics
 
     device = torch.device("cuda" if kind.endswith("cuda") else "cpu")

@@ -53,7 +53,8 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         import torch
 
         from normflow.core.training import train_linear_model
-        from normflow.data.reader import resolve_sources, table_spec
+        from normflow.data.columns import table_spec
+        from normflow.data.sources import resolve_sources
         from normflow.data.statistics import source_statistics
 
         start = time.perf_counter()

@@ -23,7 +23,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from strd_data import DATASETS, STRD, min_lre, rows
 
 from normflow.core.training import train_linear_model
-from normflow.data.reader import resolve_sources, table_spec
+from normflow.data.columns import table_spec
+from normflow.data.sources import resolve_sources
 from normflow.data.statistics import source_statistics
 
 

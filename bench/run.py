@@ -55,7 +55,9 @@ def dask_worker(kind: str, folder: Path) -> dict:
     """Statistics pass over a folder of files: one process, or 2 local Dask worker processes."""
     import torch
 
-    from normflow.data.reader import plan_partitions, resolve_sources, table_spec
+    from normflow.data.columns import table_spec
+    from normflow.data.partitions import plan_partitions
+    from normflow.data.sources import resolve_sources
     from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
     sources = resolve_sources(folder)

@@ -10,7 +10,9 @@ from prefect import task, unmapped
 
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import rows_needed
-from normflow.data import reader
+from normflow.data.columns import TableSpec, table_spec
+from normflow.data.partitions import Partition, plan_partitions
+from normflow.data.sources import resolve_sources
 from normflow.data.statistics import (
     SourceStatistics,
     check_trainable,
@@ -26,16 +28,16 @@ PROGRESS_EVERY_S = 5.0
 @task(name="inspect-data", **COMPUTE)
 def inspect_data(
     data: str, target: str, features: list[str] | None, delimiter: str | None = None
-) -> tuple[list[Path], reader.TableSpec]:
+) -> tuple[list[Path], TableSpec]:
     """Find the CSV files and check their headers (and their delimiter) before any heavy work."""
-    sources = reader.resolve_sources(data)
-    return sources, reader.table_spec(sources, target, features, delimiter)
+    sources = resolve_sources(data)
+    return sources, table_spec(sources, target, features, delimiter)
 
 
 @task(name="compute-statistics", **COMPUTE)
 def compute_statistics(
     sources: list[Path],
-    spec: reader.TableSpec,
+    spec: TableSpec,
     device: torch.device,
     normalization: str,
     data_label: str,
@@ -65,7 +67,7 @@ def compute_statistics(
 
 @task(name="partition-statistics", **COMPUTE)
 def statistics_of_partition(
-    partition: reader.Partition, spec: reader.TableSpec, device_name: str, block_bytes: int, holdout_fraction: float
+    partition: Partition, spec: TableSpec, device_name: str, block_bytes: int, holdout_fraction: float
 ) -> dict:
     """One partition's moments, computed wherever the task runner puts it (a Dask worker, say)."""
     return partition_statistics(partition, spec, resolve_device(device_name), block_bytes, holdout_fraction)
@@ -73,7 +75,7 @@ def statistics_of_partition(
 
 def statistics_by_partition(
     sources: list[Path],
-    spec: reader.TableSpec,
+    spec: TableSpec,
     device: torch.device,
     normalization: str,
     data_label: str,
@@ -82,7 +84,7 @@ def statistics_by_partition(
     target_bytes: int,
 ) -> SourceStatistics:
     """The statistics pass as one task per partition (file or byte range), merged exactly here."""
-    partitions = reader.plan_partitions(sources, target_bytes)
+    partitions = plan_partitions(sources, target_bytes)
     run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
     futures = statistics_of_partition.map(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(block_bytes), unmapped(holdout_fraction)
@@ -94,7 +96,7 @@ def statistics_by_partition(
 
 
 @task(name="write-report", **COMPUTE)
-def write_report(results: list, spec: reader.TableSpec, tolerance: float, report_dir: Path) -> str:
+def write_report(results: list, spec: TableSpec, tolerance: float, report_dir: Path) -> str:
     """PNGs, tables and summary into ``report_dir`` (published whole, by one rename)."""
     from normflow.data.report import write_study_report
 

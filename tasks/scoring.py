@@ -14,7 +14,8 @@ from prefect.futures import wait
 
 from normflow.core.device import resolve_device
 from normflow.core.model import LinearModel
-from normflow.data import reader
+from normflow.data.columns import TableSpec
+from normflow.data.partitions import Partition, plan_partitions
 from normflow.data.publish import temporary_path
 from normflow.data.scoring import (
     ScoringReport,
@@ -28,6 +29,7 @@ from normflow.data.scoring import (
     score_sources,
     scoring_spec,
 )
+from normflow.data.sources import resolve_sources
 from normflow.tracking.models import PinnedModel, load_pinned_model, pin_model_version
 from tasks.options import COMPUTE, IO, run_logger
 
@@ -54,16 +56,16 @@ def inspect_inputs(
     on_bad_row: str,
     flag_out_of_range: bool,
     delimiter: str | None = None,
-) -> tuple[list[Path], reader.TableSpec]:
+) -> tuple[list[Path], TableSpec]:
     """Find the input files and check them, and every output path, before scoring."""
-    sources = reader.resolve_sources(input_path)
+    sources = resolve_sources(input_path)
     return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range, delimiter)
 
 
 @task(name="score", **COMPUTE)
 def score(
     sources: list[Path],
-    spec: reader.TableSpec,
+    spec: TableSpec,
     model: LinearModel,
     output: Path,
     device: torch.device,
@@ -78,8 +80,8 @@ def score(
 
 @task(name="score-partition", **COMPUTE)
 def score_partition(
-    partition: reader.Partition,
-    spec: reader.TableSpec,
+    partition: Partition,
+    spec: TableSpec,
     model: LinearModel,
     part_output: str,
     device_name: str,
@@ -96,7 +98,7 @@ def score_partition(
 
 def score_by_partition(
     sources: list[Path],
-    spec: reader.TableSpec,
+    spec: TableSpec,
     model: LinearModel,
     output: Path,
     device: torch.device,
@@ -106,7 +108,7 @@ def score_by_partition(
     target_bytes: int,
 ) -> ScoringReport:
     """One task per partition into part files; the output is published only when every part succeeded."""
-    partitions = reader.plan_partitions(sources, target_bytes)
+    partitions = plan_partitions(sources, target_bytes)
     run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
     parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
     try:

@@ -10,7 +10,7 @@ from normflow.core.gate import GateDecision
 from normflow.core.scalers import Scaler
 from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
-from normflow.data.reader import TableSpec
+from normflow.data.columns import TableSpec
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import records, registry
 from normflow.tracking.promotion import decide_and_promote, unchanged_since_champion

@@ -7,7 +7,7 @@ from prefect import task
 from normflow.core.study import StudyResult, run_grid
 from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome, train_linear_model
-from normflow.data.reader import TableSpec
+from normflow.data.columns import TableSpec
 from normflow.data.statistics import SourceStatistics
 from tasks.options import COMPUTE, run_logger
 

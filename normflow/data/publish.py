@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from normflow.core.errors import ConfigError, DataError
+from normflow.data.files import entry_kind
 from normflow.data.processes import process_is_alive
 
 TEMP_MARK = ".normflow-"
@@ -119,24 +119,6 @@ def _standing_kind(path: Path) -> str:
         return "missing"
     except OSError as exc:
         return f"an unreadable entry ({exc.strerror or exc})"
-
-
-def entry_kind(mode: int) -> str:
-    """What a file-system entry is, from its ``st_mode``: ``file``, or in words (``a folder``, ``a
-    symbolic link``, ``a FIFO (named pipe)``, ``a device``, ``a socket``, ``a special file``)."""
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from normflow.core.errors import ConfigError
 from normflow.core.study import StudyResult, best_per_normalization, grid_csv, grid_markdown, summary_text
+from normflow.data.columns import TableSpec
 from normflow.data.plots import Curve, plot_loss_curves
 from normflow.data.publish import staged
-from normflow.data.reader import TableSpec
 
 REPORT_FILES = ("loss_curves.png", "best_lr_per_normalization.png", "grid.md", "grid.csv", "summary.md")
 NORMALIZATION_COLORS = {"none": "#d62728", "maxabs": "#ff7f0e", "minmax": "#2ca02c", "standard": "#1f77b4"}

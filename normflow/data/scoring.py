@@ -20,18 +20,14 @@ import torch
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.model import LinearModel
 from normflow.core.moments import DTYPE
-from normflow.core.settings import BAD_ROW_POLICIES, check_choice
+from normflow.core.settings import BAD_ROW_POLICIES, DEFAULT_BLOCK_BYTES, check_choice
 from normflow.core.text import counted
+from normflow.data.columns import TableSpec, table_spec
+from normflow.data.csv_rows import find_bad_cell
+from normflow.data.numbers import parse_numeric_columns
+from normflow.data.partitions import Partition
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
-from normflow.data.reader import (
-    DEFAULT_BLOCK_BYTES,
-    Partition,
-    TableSpec,
-    find_bad_cell,
-    iter_text_batches,
-    parse_numeric_columns,
-    table_spec,
-)
+from normflow.data.reader import iter_text_batches
 
 PREDICTION_COLUMN = "prediction"
 FLAG_COLUMN = "out_of_range"

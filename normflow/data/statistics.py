@@ -18,6 +18,7 @@ from normflow.core.moments import (
     moments_of_columns,
     moments_to_dict,
 )
+from normflow.core.settings import DEFAULT_BLOCK_BYTES
 from normflow.core.table_stats import (
     TableStatistics,
     empty_table_statistics,
@@ -26,7 +27,9 @@ from normflow.core.table_stats import (
     table_statistics_of_columns,
     table_statistics_to_dict,
 )
-from normflow.data.reader import DEFAULT_BLOCK_BYTES, Partition, TableSpec, iter_row_blocks
+from normflow.data.columns import TableSpec
+from normflow.data.partitions import Partition
+from normflow.data.reader import iter_row_blocks
 
 ProgressCallback = Callable[[Path, int], None]
 """Called after each block with the file and the rows read from it so far."""

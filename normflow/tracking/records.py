@@ -20,7 +20,8 @@ from normflow.core.scalers import Scaler, scaler_to_json
 from normflow.core.study import StudyResult, child_metrics
 from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome
-from normflow.data import reader
+from normflow.data.columns import TableSpec
+from normflow.data.digests import combined_digest, file_digest
 from normflow.data.plots import plot_loss_curve
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import runs
@@ -47,8 +48,8 @@ def training_run_name(normalization: str, lr: float | str, sources: list[Path]) 
 
 def record_dataset(uri: str, run_id: str, sources: list[Path], context: str) -> list[str]:
     """The input files as an MLflow dataset (source and combined digest); returns each file's SHA-256."""
-    digests = [reader.file_digest(p) for p in sources]
-    runs.log_training_dataset(uri, run_id, sources, reader.combined_digest(digests), dataset_name(sources), context)
+    digests = [file_digest(p) for p in sources]
+    runs.log_training_dataset(uri, run_id, sources, combined_digest(digests), dataset_name(sources), context)
     return digests
 
 
@@ -56,7 +57,7 @@ def record_training_inputs(
     uri: str,
     run_id: str,
     sources: list[Path],
-    spec: reader.TableSpec,
+    spec: TableSpec,
     statistics: SourceStatistics,
     settings: dict[str, object],
     scaler: Scaler,

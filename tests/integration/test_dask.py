@@ -16,7 +16,9 @@ from prefect_dask import DaskTaskRunner
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError
-from normflow.data.reader import Partition, plan_partitions, resolve_sources, table_spec
+from normflow.data.columns import table_spec
+from normflow.data.partitions import Partition, plan_partitions
+from normflow.data.sources import resolve_sources
 from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
 pytestmark = pytest.mark.integration

@@ -22,6 +22,9 @@ from mlflow import MlflowClient
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import ModelFormatError
+from normflow.data.columns import table_spec
+from normflow.data.partitions import plan_partitions
+from normflow.data.sources import resolve_sources
 from normflow.tracking import registry
 from normflow.tracking.pyfunc import MODEL_FILE
 
@@ -174,7 +177,6 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
 # The outside probe's 20 failures (issue 10), one test per example, plus neighbours of each class.
 
 from normflow.core.errors import ConfigError, DataError
-from normflow.data.reader import plan_partitions, resolve_sources, table_spec
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
 from normflow.tracking import runs as tracking

@@ -8,7 +8,9 @@ import torch
 
 from normflow.core.errors import DataError
 from normflow.core.moments import moments_of
-from normflow.data.reader import file_digest, resolve_sources, table_spec
+from normflow.data.columns import table_spec
+from normflow.data.digests import file_digest
+from normflow.data.sources import resolve_sources
 from normflow.data.statistics import check_trainable, source_statistics
 
 CPU = torch.device("cpu")

@@ -10,7 +10,8 @@ import torch
 from normflow.core.device import resolve_device
 from normflow.core.errors import ConfigError
 from normflow.core.training import train_linear_model
-from normflow.data.reader import resolve_sources, table_spec
+from normflow.data.columns import table_spec
+from normflow.data.sources import resolve_sources
 from normflow.data.statistics import source_statistics
 
 REPO = Path(__file__).resolve().parents[2]

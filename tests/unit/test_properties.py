@@ -101,7 +101,7 @@ def test_training_and_scoring_read_any_cell_alike(cell):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from normflow.data.reader import cell_problem, parse_numeric_columns
+    from normflow.data.numbers import cell_problem, parse_numeric_columns
 
     quoted = '"' + cell.replace('"', '""') + '"'
     data = f"a,b\n{quoted},1\n".encode()

@@ -19,8 +19,8 @@ import torch
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
-from normflow.data.reader import resolve_sources
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
+from normflow.data.sources import resolve_sources
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[2]

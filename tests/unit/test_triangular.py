@@ -262,7 +262,9 @@ def test_cuda_merges_match_cpu(offset_rows):
 
 
 def test_byte_range_partitions_of_a_file_merge_to_the_single_pass_solution(offset_rows, tmp_path):
-    from normflow.data.reader import plan_partitions, resolve_sources, table_spec
+    from normflow.data.columns import table_spec
+    from normflow.data.partitions import plan_partitions
+    from normflow.data.sources import resolve_sources
     from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
     path = tmp_path / "offsets.csv"
