@@ -1,6 +1,6 @@
 """Baseline for the flow-overhead benchmark: the train flow's steps, called without Prefect.
 
-The same step functions ``run_training`` in ``flows/train_flow.py`` calls (each task's plain
+The same step functions ``run_training`` in ``flows/pipeline.py`` calls (each task's plain
 function, ``task.fn``), in the same order, on the same store layout: inspect the data, start the
 MLflow run, the statistics pass, training, the run's inputs and results, the nothing-new check,
 registration and the promotion gate, then finish the run (or withdraw the version and mark the
@@ -45,17 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     features = list(settings.features) if settings.features else None
     sources, spec = inspect_data.fn(settings.data, settings.target, features, settings.delimiter)
     uri = store.tracking_uri()
-    settings_logged = {
-        "data": settings.data,
-        "normalization": settings.normalization,
-        "lr": settings.lr,
-        "epochs": settings.epochs,
-        "tolerance": settings.tolerance,
-        "device": describe_device(device),
-        "device_requested": settings.device,
-        "holdout_fraction": settings.holdout_fraction,
-        "promotion_tolerance": settings.promotion_tolerance,
-    }
+    settings_logged = {**settings.logged_params(), "device": describe_device(device)}
     version = decision = None
     run_name = training_run_name(settings.normalization, settings.lr, sources)
     run = TrackedRun(uri, start_run.fn(uri, settings.experiment, {"normflow.flow": "train"}, run_name, None))

@@ -1,4 +1,4 @@
-"""``normflow train|predict|study|promote``: one command for the four flows' command lines.
+"""``normflow train|predict|study|serve|promote``: one command for the flows' command lines.
 
 Each subcommand takes exactly the flags of ``python flows/<name>.py`` (see ``normflow train
 --help``). Flags are parsed and checked before the flow's heavy imports, as there.
@@ -18,13 +18,19 @@ COMMANDS = {
         "score CSV rows with a registered model",
     ),
     "study": ("flows.cli.study", "study_settings", "flows.study_flow", "compare normalizations and learning rates"),
+    "serve": (
+        "flows.cli.serve",
+        "serve_settings",
+        "flows.retrain_flow",
+        "serve scheduled retraining (a Prefect server)",
+    ),
     "promote": (None, None, "flows.promote", "move the champion alias by hand (rollback, a version)"),
 }
 
 
 def usage() -> str:
     """The command's help: one line per subcommand."""
-    lines = ["usage: normflow {train,predict,study,promote} [flags]", "", "commands:"]
+    lines = ["usage: normflow {train,predict,study,serve,promote} [flags]", "", "commands:"]
     lines += [f"  {name:<9} {entry[3]}" for name, entry in COMMANDS.items()]
     lines += ["", "`normflow COMMAND --help` lists a command's flags, examples and environment variables."]
     return "\n".join(lines)

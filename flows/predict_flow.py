@@ -21,7 +21,6 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.cli import PREDICT, partition_bytes
 from flows.cli.predict import predict_settings
 from flows.cli.summaries import ScoringSummary, format_scoring_summary
 from flows.common import exit_now, run_cli
@@ -39,40 +38,20 @@ SCORING_EXPERIMENT = "normflow-scoring"
 
 
 @flow(name="normflow-predict")
-def predict_flow(
-    input: str,
-    output: str,
-    model_uri: str = PREDICT["model_uri"],
-    device: str = PREDICT["device"],
-    chunk_rows: int | None = None,
-    on_bad_row: str = PREDICT["on_bad_row"],
-    flag_out_of_range: bool = PREDICT["flag_out_of_range"],
-    partition_bytes: int | None = None,
-    block_bytes: int = PREDICT["block_bytes"],
-    delimiter: str | None = None,
-) -> ScoringSummary:
+def predict_flow(settings: PredictSettings) -> ScoringSummary:
     """Score CSV rows with a registered model, normalizing them with its training statistics."""
     logger = get_run_logger()
-    PredictSettings(
-        input,
-        output,
-        model_uri,
-        device,
-        chunk_rows,
-        on_bad_row,
-        flag_out_of_range,
-        partition_bytes,
-        block_bytes,
-        delimiter,
-    ).validate()
-    torch_device = resolve_device(device)
+    settings.validate()
+    input, output, model_uri, on_bad_row = settings.input, settings.output, settings.model_uri, settings.on_bad_row
+    flag_out_of_range, partition_bytes = settings.flag_out_of_range, settings.partition_bytes
+    torch_device = resolve_device(settings.device)
     uri = store.tracking_uri()
     output_path = Path(output)
     pinned = pin_model(uri, model_uri)
     logger.info("model %s pinned to %s for this job", model_uri, pinned.uri)
     model = load_model(uri, pinned)
-    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range, delimiter)
-    block_bytes = block_bytes_for_rows(sources, chunk_rows, block_bytes)
+    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range, settings.delimiter)
+    block_bytes = block_bytes_for_rows(sources, settings.chunk_rows, settings.block_bytes)
     params = {
         "model_uri": model_uri,
         "model_name": pinned.name or "",
@@ -110,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the predict flow from the command line; returns the process exit code."""
     settings, args = predict_settings(argv)
     runner = dask_task_runner(args.dask_address, args.workers)
-    flow_fn = predict_flow.with_options(task_runner=runner) if runner else predict_flow
-    parameters = {**settings.__dict__, "partition_bytes": partition_bytes(args)}
-    return run_cli(lambda: format_scoring_summary(flow_fn(**parameters)), verbose=args.verbose)
+    predict = predict_flow.with_options(task_runner=runner) if runner else predict_flow
+    return run_cli(lambda: format_scoring_summary(predict(settings)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

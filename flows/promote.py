@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.cli import TRAIN, parser_for
+from flows.cli import parser_for
 from flows.common import run_cli
 from normflow.core.errors import ConfigError
 from normflow.core.names import validate_model_name
+from normflow.core.settings import DEFAULT_MODEL_NAME
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --version (or alone: the current champion): keep it champion; retrainings still train, "
         "register and record what the gate would have done, but move no alias until --release",
     )
-    parser.add_argument("--model-name", default=TRAIN["model_name"], help="registered model name")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model name")
     args = parser.parse_args(argv)
     if not (args.rollback or args.version or args.release or args.hold):
         parser.error("one of --rollback, --version N, --hold, --release is required")

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.cli import STUDY
 from flows.cli.study import study_settings
 from flows.cli.summaries import StudySummary, format_study_summary
 from flows.common import exit_now, run_cli
@@ -37,37 +36,20 @@ from tasks.training import train_grid
 
 
 @flow(name="normflow-study")
-def study_flow(
-    data: str = STUDY["data"],
-    target: str = STUDY["target"],
-    features: list[str] | None = None,
-    normalizations: list[str] = list(STUDY["normalizations"]),
-    lrs: list[float | str] = list(STUDY["lrs"]),
-    epochs: int = STUDY["epochs"],
-    tolerance: float = STUDY["tolerance"],
-    experiment: str = STUDY["experiment"],
-    report_dir: str | None = None,
-    device: str = STUDY["device"],
-    delimiter: str | None = None,
-) -> StudySummary:
+def study_flow(settings: StudySettings = StudySettings()) -> StudySummary:
     """Train every (normalization, lr) on the same data and report what normalization changes."""
     logger = get_run_logger()
-    StudySettings(
-        data,
-        target,
-        tuple(features) if features else None,
-        tuple(normalizations),
-        tuple(lrs),
-        epochs,
-        tolerance,
-        experiment,
-        report_dir,
-        device,
-        delimiter,
-    ).validate()
-    torch_device = resolve_device(device)
-    sources, spec = inspect_data(data, target, features, delimiter)
-    folder = Path(report_dir) if report_dir else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    settings.validate()
+    data, target, epochs, tolerance = settings.data, settings.target, settings.epochs, settings.tolerance
+    normalizations, lrs, experiment = settings.normalizations, settings.lrs, settings.experiment
+    features = list(settings.features) if settings.features else None
+    torch_device = resolve_device(settings.device)
+    sources, spec = inspect_data(data, target, features, settings.delimiter)
+    folder = (
+        Path(settings.report_dir)
+        if settings.report_dir
+        else Path("reports") / f"study-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    )
     check_report_dir(folder)
     uri = store.tracking_uri()
     common = {
@@ -108,13 +90,7 @@ def study_flow(
 def main(argv: list[str] | None = None) -> int:
     """Run the study flow from the command line; returns the process exit code."""
     settings, args = study_settings(argv)
-    parameters = {
-        **settings.__dict__,
-        "features": list(settings.features) if settings.features else None,
-        "normalizations": list(settings.normalizations),
-        "lrs": list(settings.lrs),
-    }
-    return run_cli(lambda: format_study_summary(study_flow(**parameters)), verbose=args.verbose)
+    return run_cli(lambda: format_study_summary(study_flow(settings)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 One module per command (``train``, ``predict``, ``study``); this one holds what they share.
 
-Standard library only (plus :mod:`normflow.core.settings`, itself standard library only), so
-``--help`` and a bad flag answer before torch, MLflow or Prefect are imported. Defaults come
-from the settings classes, the one place they are written.
+Standard library only (plus :mod:`normflow.core.settings`: pydantic and the standard library), so
+``--help`` and a bad flag answer before torch, MLflow or Prefect are imported. The flags of the
+settings are built from the settings models' fields (:mod:`flows.cli.setting_flags`), the one place
+they are written; the flags here are the command's own (``--verbose``, scale-out).
 """
 
 from __future__ import annotations
@@ -13,21 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from flows.cli.setting_flags import add_setting_flags, given_settings
 from normflow.core.errors import ConfigError, NormflowError, one_line
-from normflow.core.settings import (
-    AUTO_LR,
-    DEVICES,
-    PredictSettings,
-    RetrainSettings,
-    StudySettings,
-    TrainSettings,
-    defaults,
-)
 
-TRAIN = defaults(TrainSettings)
-PREDICT = defaults(PredictSettings)
-STUDY = defaults(StudySettings)
-RETRAIN = defaults(RetrainSettings)
+__all__ = ["add_setting_flags", "given_settings"]  # with the helpers below, what each command's module uses
 
 ENVIRONMENT = """environment:
   MLFLOW_TRACKING_URI   where runs and models go (default: sqlite:///mlruns/mlflow.db, relative to
@@ -37,20 +27,11 @@ ENVIRONMENT = """environment:
                         how long the temporary Prefect server may take to start (default: 120)"""
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows a flag's default once, and only when it has one worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return text
-        return f"{text} (default: %(default)s)"
-
-
 CONSOLE_SUBCOMMANDS = {
     "python flows/train_flow.py": "train",
     "python flows/predict_flow.py": "predict",
     "python flows/study_flow.py": "study",
+    "python flows/retrain_flow.py": "serve",
     "python flows/promote.py": "promote",
 }
 """Each script's subcommand of the ``normflow`` console command."""
@@ -74,20 +55,12 @@ def parser_for(prog: str, description: str, examples: str) -> argparse.ArgumentP
         prog=name,
         description=description,
         epilog=f"examples:\n{examples.replace(prog, name)}\n\n{ENVIRONMENT}",
-        formatter_class=HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``; None or blank -> None."""
-    if not text:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()] or None
-
-
-def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """--device and --verbose, shared by every CLI that computes."""
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto = CUDA when available")
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """--verbose, shared by every CLI that runs a flow."""
     parser.add_argument(
         "--verbose",
         action="store_true",
@@ -124,16 +97,6 @@ def refuse_early(parser: argparse.ArgumentParser, check) -> None:
         check()
     except NormflowError as exc:
         parser.exit(1, f"normflow: error: {one_line(exc.render(flag_name))}\n")
-
-
-def number_or_auto(text: str) -> float | str:
-    """A flag value that is ``auto`` or a number (argparse type): ``--lr``, ``--lrs``, ``--promotion-tolerance``."""
-    if text.strip().lower() == AUTO_LR:
-        return AUTO_LR
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or {AUTO_LR}, got {text!r}") from None
 
 
 def flag_name(setting: str) -> str:

@@ -1,44 +1,12 @@
-"""Flags and checks about the input data: where it is, its columns, its field separator."""
+"""Checks about the input data a command line names: where it is, before any heavy import."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 from pathlib import Path
 
-from flows.cli import TRAIN
 from normflow.core.errors import ConfigError
-
-
-def add_data_flags(parser: argparse.ArgumentParser, default_data: str | None, default_said: str = "") -> None:
-    """--data, --target and --features, shared by the train and study CLIs (``default_said``: the default in
-    words, when ``default_data`` is None because it depends on other flags)."""
-    parser.add_argument("--data", default=default_data, help=f"CSV file, directory of *.csv, or glob{default_said}")
-    parser.add_argument("--target", default=TRAIN["target"], help="column to predict")
-    parser.add_argument(
-        "--features", default=None, help="comma-separated feature columns (default: every column but the target)"
-    )
-    add_delimiter_flag(parser)
-
-
-DELIMITER_NAMES = {"auto": None, "comma": ",", ",": ",", "semicolon": ";", ";": ";", "tab": "\t", "\\t": "\t"}
-
-
-def add_delimiter_flag(parser: argparse.ArgumentParser) -> None:
-    """--delimiter: the CSV field separator, detected from the header by default."""
-    parser.add_argument(
-        "--delimiter",
-        default="auto",
-        choices=["auto", "comma", "semicolon", "tab"],
-        help="field separator of the CSV files; auto detects comma, semicolon or tab from the header",
-    )
-
-
-def delimiter_of(args: argparse.Namespace) -> str | None:
-    """The delimiter the flags ask for (None: detect it)."""
-    return DELIMITER_NAMES[args.delimiter]
-
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data"
 """The example data that ships with the repository."""

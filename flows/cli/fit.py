@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from flows.cli import AUTO_LR, flag_name
+from flows.cli import flag_name
+from normflow.core.settings import AUTO_LR
 from normflow.core.text import counted
 
 

@@ -1,13 +1,12 @@
-"""The study command's flags, their checks, and its summary (standard library only)."""
+"""The study command's flags and their checks (no heavy import): the flags are StudySettings' fields."""
 
 from __future__ import annotations
 
 import argparse
 
-from flows.cli import STUDY, add_device_flag, number_or_auto, parser_for, refuse_early, split_list
-from flows.cli.data_flags import add_data_flags, check_data_path, delimiter_of, resolve_data
-from normflow.core.errors import ConfigError
-from normflow.core.settings import NORMALIZATIONS, StudySettings
+from flows.cli import add_setting_flags, add_verbose_flag, given_settings, parser_for, refuse_early
+from flows.cli.data_flags import check_data_path, resolve_data
+from normflow.core.settings import DEFAULT_DATA, StudySettings
 
 
 def study_parser() -> argparse.ArgumentParser:
@@ -18,29 +17,8 @@ def study_parser() -> argparse.ArgumentParser:
         "  python flows/study_flow.py                                   # the tutorial's grid on data/houses.csv\n"
         "  python flows/study_flow.py --normalizations none,standard --lrs 0.001,0.1 --report-dir reports/mine",
     )
-    add_data_flags(parser, STUDY["data"])
-    parser.add_argument(
-        "--normalizations",
-        default=",".join(NORMALIZATIONS),
-        help="comma-separated subset of: " + ", ".join(NORMALIZATIONS),
-    )
-    parser.add_argument(
-        "--lrs",
-        default=",".join(lr if isinstance(lr, str) else f"{lr:g}" for lr in STUDY["lrs"]),
-        help="comma-separated learning rates; auto = each normalization's best constant step",
-    )
-    parser.add_argument("--epochs", type=int, default=STUDY["epochs"], help="full-batch epochs per combination")
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=STUDY["tolerance"],
-        help="converged = optimality gap below this fraction of the starting gap",
-    )
-    parser.add_argument("--experiment", default=STUDY["experiment"], help="MLflow experiment")
-    parser.add_argument(
-        "--report-dir", default=None, help="where to write the report (default: reports/study-<timestamp>/)"
-    )
-    add_device_flag(parser)
+    add_setting_flags(parser, StudySettings)
+    add_verbose_flag(parser)
     return parser
 
 
@@ -48,28 +26,14 @@ def study_settings(argv: list[str] | None = None) -> tuple[StudySettings, argpar
     """Parse and check the study flags (no heavy import); returns the settings and the raw flags."""
     parser = study_parser()
     args = parser.parse_args(argv)
-    holder: list[StudySettings] = []
+    chosen: list[StudySettings] = []
 
     def check() -> None:
-        try:
-            lrs = tuple(number_or_auto(x) for x in split_list(args.lrs) or [])
-        except argparse.ArgumentTypeError:
-            raise ConfigError(f"--lrs must be comma-separated numbers or auto, got {args.lrs!r}") from None
-        settings = StudySettings(
-            data=resolve_data(args.data, STUDY["data"]),
-            target=args.target,
-            features=tuple(split_list(args.features) or ()) or None,
-            normalizations=tuple(split_list(args.normalizations) or ()),
-            lrs=lrs,
-            epochs=args.epochs,
-            tolerance=args.tolerance,
-            experiment=args.experiment,
-            report_dir=args.report_dir,
-            device=args.device,
-            delimiter=delimiter_of(args),
-        ).validate()
+        given = given_settings(args, StudySettings)
+        given["data"] = resolve_data(given.get("data", DEFAULT_DATA), DEFAULT_DATA)
+        settings = StudySettings.of(**given).validate()
         check_data_path(settings.data, "--data")
-        holder.append(settings)
+        chosen.append(settings)
 
     refuse_early(parser, check)
-    return holder[0], args
+    return chosen[0], args

@@ -1,28 +1,43 @@
-"""The settings of each flow, their defaults, and one ``validate()`` each: the one place for both.
+"""The settings of each job (train, retrain, predict, study): one pydantic model each, written once.
 
-Flows take these fields as parameters (so Prefect deployments, ``--serve`` and the CLIs share
-the defaults) and command lines take their defaults from here. Checks need no data, no store
-and no heavy import, so a bad setting is refused before any work starts. Messages name settings
-as ``{placeholders}`` that each interface renders in its own words (see :mod:`normflow.core.errors`).
+A field is the single source of everything about a setting: its command-line flag (name, help,
+default, choices; :mod:`flows.cli` builds the parsers from the fields), the flow parameter
+(the flows take the model, which Prefect validates and renders as a form with these
+descriptions), the check (``validate()`` runs each field's ``check``), the MLflow param it is
+logged as, and, for training, whether the promotion gate compares it. Construction is by keyword
+only. Checks need no data, no store and no heavy import, so a bad setting is refused before any
+work starts; messages name settings as ``{placeholders}`` each interface renders in its own words
+(see :mod:`normflow.core.errors`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
 
 from normflow.core.errors import ConfigError
 from normflow.core.names import validate_experiment_name, validate_model_name
 
-NORMALIZATIONS = ("none", "maxabs", "minmax", "standard", "whiten")
+Normalization = Literal["none", "maxabs", "minmax", "standard", "whiten"]
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 """Feature scalings, in the tutorial's order then whitening (the scalers module implements them)."""
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
+BadRowPolicy = Literal["error", "skip"]
+BAD_ROW_POLICIES: tuple[str, ...] = get_args(BadRowPolicy)
 AUTO_TOLERANCE = "auto"
 """Promotion tolerance from the holdout's sampling error (see :func:`normflow.core.gate.sampling_tolerance`)."""
 AUTO_LR = "auto"
 """Learning rate chosen from the Hessian: the best constant step ``2 / (lambda_max + lambda_min)``."""
-DEVICES = ("auto", "cpu", "cuda")
-BAD_ROW_POLICIES = ("error", "skip")
-DELIMITERS = (",", ";", "\t")
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t"}
+"""The field separators a CSV may use, by the name a command line gives them."""
+DELIMITERS: tuple[str, ...] = tuple(DELIMITER_NAMES.values())
 """Field separators a CSV may use; ``None`` detects one of them from the header."""
 DEFAULT_BLOCK_BYTES = 4 << 20
 """CSV bytes parsed per block: large enough to be fast, small enough to keep memory flat."""
@@ -35,6 +50,9 @@ RETRAIN_DATA = "incoming/"
 """The folder scheduled retraining reads (relative to the folder the deployment runs in)."""
 DEFAULT_MODEL_NAME = "normflow-linear"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
+
+
+# --- the checks a field can name -------------------------------------------------------------
 
 
 def _refuse(setting: str, rule: str, value: object) -> ConfigError:
@@ -60,14 +78,14 @@ def check_lr(lr: float | str, setting: str = "lr") -> float | str:
     """A positive, finite learning rate, or ``auto``."""
     if lr == AUTO_LR:
         return AUTO_LR
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+    if isinstance(lr, bool) or not (isinstance(lr, int | float) and 0 < lr < math.inf):
         raise _refuse(setting, f"(learning rate) must be a positive number or {AUTO_LR}", lr)
     return float(lr)
 
 
 def check_tolerance(tolerance: float, setting: str = "tolerance") -> float:
     """A relative optimality gap in [0, 1); 0 runs every epoch."""
-    if isinstance(tolerance, bool) or not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
+    if isinstance(tolerance, bool) or not (isinstance(tolerance, int | float) and 0 <= tolerance < 1):
         raise _refuse(setting, "(relative optimality gap) must be at least 0 and below 1", tolerance)
     return float(tolerance)
 
@@ -79,10 +97,19 @@ def check_positive_int(value: int, setting: str, minimum: int = 1) -> int:
     return value
 
 
-def check_delimiter(delimiter: str | None) -> str | None:
+def at_least(minimum: int) -> Callable[[int, str], int]:
+    """The check of a whole number at least ``minimum`` (None passes: the setting is off)."""
+
+    def check(value: int, setting: str) -> int:
+        return value if value is None else check_positive_int(value, setting, minimum)
+
+    return check
+
+
+def check_delimiter(delimiter: str | None, setting: str = "delimiter") -> str | None:
     """None (detect it) or one of :data:`DELIMITERS`."""
     if delimiter is not None and delimiter not in DELIMITERS:
-        raise _refuse("delimiter", "must be comma, semicolon or tab", delimiter)
+        raise _refuse(setting, "must be comma, semicolon or tab", delimiter)
     return delimiter
 
 
@@ -93,134 +120,324 @@ def check_choice(value: str, choices: tuple[str, ...], setting: str) -> str:
     return value
 
 
+def check_fraction(value: float, setting: str) -> float:
+    """A fraction in [0, 1)."""
+    if isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value < 1):
+        raise _refuse(setting, "must be in [0, 1)", value)
+    return value
+
+
+def check_promotion_tolerance(value: float | str, setting: str) -> float | str:
+    """``auto`` or a finite number at least 0."""
+    if value != AUTO_TOLERANCE and (
+        isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value < math.inf)
+    ):
+        raise _refuse(setting, f"must be {AUTO_TOLERANCE} or a finite number >= 0", value)
+    return value
+
+
+def check_nonempty(value: object, setting: str) -> object:
+    """A text or list that is not empty."""
+    if not value:
+        raise _refuse(setting, "must not be empty", value)
+    return value
+
+
+def check_registers(register: bool, setting: str) -> bool:
+    """Retraining registers every model it trains (the gate decides its alias)."""
+    if not register:
+        raise ConfigError(
+            "retraining registers every model it trains (the gate decides its alias): drop {register_model}",
+            settings=(setting,),
+        )
+    return register
+
+
+def check_each(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """The check of a list whose items each pass ``check``, and that has at least one."""
+
+    def check_all(values: tuple, setting: str) -> tuple:
+        check_nonempty(values, setting)
+        for value in values:
+            check(value, setting)
+        return values
+
+    return check_all
+
+
+# --- what a field says about itself, beyond its type, default and description ----------------
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None or blank -> None."""
+    if not text:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()] or None
+
+
+def number_or_auto(text: str) -> float | str:
+    """``auto`` or a number, from a command line (``--lr``, ``--promotion-tolerance``); ValueError otherwise."""
+    if text.strip().lower() == AUTO_LR:
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number or {AUTO_LR}, got {text!r}") from None
+
+
+def numbers_or_auto(text: str) -> tuple[float | str, ...]:
+    """A comma-separated list of numbers or ``auto`` (``--lrs``)."""
+    try:
+        return tuple(number_or_auto(part) for part in split_list(text) or [])
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers or {AUTO_LR}, got {text!r}") from None
+
+
+def names_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (``--features``, ``--normalizations``)."""
+    return tuple(split_list(text) or ())
+
+
+def delimiter_named(text: str) -> str | None:
+    """A delimiter by its name (``comma``, ``semicolon``, ``tab``, or the character), ``auto`` for None."""
+    if text == "auto":
+        return None
+    names = {**DELIMITER_NAMES, **{value: value for value in DELIMITERS}, "\\t": "\t"}
+    if text not in names:
+        raise ValueError(f"choose auto, {', '.join(DELIMITER_NAMES)}, got {text!r}")
+    return names[text]
+
+
 @dataclass(frozen=True)
-class TrainSettings:
-    """What one training run does; the train flow's parameters, with their defaults."""
+class Flag:
+    """How a setting shows outside its model: on the command line, in MLflow, in the gate.
 
-    data: str = DEFAULT_DATA
-    target: str = "price"
-    features: tuple[str, ...] | None = None
-    normalization: str = "standard"
-    lr: float | str = AUTO_LR
-    epochs: int = 2000
-    tolerance: float = DEFAULT_TOLERANCE
-    device: str = "auto"
-    experiment: str = "normflow"
-    model_name: str = DEFAULT_MODEL_NAME
-    register_model: bool = True
-    block_bytes: int = DEFAULT_BLOCK_BYTES
-    holdout_fraction: float = 0.0
-    promotion_tolerance: float | str = AUTO_TOLERANCE
-    partition_bytes: int | None = None
-    delimiter: str | None = None
-    allow_contradicting_files: bool = False
+    A field carries one in its metadata (``Annotated[int, Flag(...)]``); a field without one gets
+    the defaults: the flag ``--field-name``, logged under its own name, not compared.
+    """
 
-    def validate(self) -> TrainSettings:
-        """Refuse settings and names that cannot work, before any data is read; returns self."""
-        validate_experiment_name(self.experiment)
+    flag: str | None = None
+    """The command-line flag when it is not ``--field-name``; ``""`` for none (set by the command itself)."""
+    parse: Callable[[str], Any] | None = None
+    """Text to value, for a command line, when the type alone does not say how (lists, ``auto``)."""
+    metavar: str | None = None
+    group: str | None = None
+    """The ``--help`` section, when not the main one."""
+    check: Callable[[Any, str], Any] | None = None
+    """``check(value, setting_name)`` raises ConfigError for a value that cannot work."""
+    param: str | None = None
+    """The MLflow param it is logged as, when not its name; ``""`` for not logged (the run records it resolved)."""
+    compared: bool = False
+    """With the data's digest, decides whether a retraining has anything new (the gate's fingerprint)."""
+    shown_default: str | None = None
+    """The default as ``--help`` says it, when the value itself does not say it well."""
+
+
+def flag_of(field: FieldInfo) -> Flag:
+    """The :class:`Flag` in a field's metadata, or the default one."""
+    return next((item for item in field.metadata if isinstance(item, Flag)), Flag())
+
+
+class Settings(BaseModel):
+    """Base of the settings models: frozen, keyword-only, unknown names refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def of(cls, **values: Any) -> Self:
+        """Settings from ``values``; a value of the wrong type is a ConfigError naming the setting."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            message = error["msg"][:1].lower() + error["msg"][1:]
+            raise ConfigError(f"{{{name}}}: {message}, got {error.get('input')!r}", settings=(name,)) from None
+
+    def validate(self) -> Self:  # type: ignore[override]  # pydantic's deprecated classmethod of the same name
+        """Refuse values that cannot work, before any data is read (each field's check); returns self."""
+        for name, field in type(self).model_fields.items():
+            check = flag_of(field).check
+            if check is not None:
+                check(getattr(self, name), name)
+        return self
+
+    def logged_params(self) -> dict[str, object]:
+        """The MLflow params of these settings: each field under its param name (see :class:`Flag`)."""
+        params: dict[str, object] = {}
+        for name, field in type(self).model_fields.items():
+            param = flag_of(field).param
+            if param != "":
+                value = getattr(self, name)
+                params[param or name] = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        return params
+
+    @classmethod
+    def compared_params(cls) -> tuple[str, ...]:
+        """The param names the gate compares with the champion's run (fields marked ``compared``)."""
+        return tuple(
+            flag_of(field).param or name for name, field in cls.model_fields.items() if flag_of(field).compared
+        )
+
+
+DATA_HELP = "CSV file, directory of *.csv, or glob"
+TARGET_HELP = "column to predict"
+FEATURES_HELP = "comma-separated feature columns (default: every column but the target)"
+DELIMITER_HELP = "field separator of the CSV files; auto detects comma, semicolon or tab from the header"
+DEVICE_HELP = "auto = CUDA when available"
+BLOCK_HELP = "CSV bytes parsed per block"
+DELIMITER_FLAG = Flag(
+    parse=delimiter_named, metavar="{auto,comma,semicolon,tab}", check=check_delimiter, shown_default="auto"
+)
+
+
+class TrainSettings(Settings):
+    """What one training run does; the train flow's parameter."""
+
+    data: Annotated[str, Flag(check=check_nonempty)] = Field(DEFAULT_DATA, description=DATA_HELP)
+    target: Annotated[str, Flag(check=check_nonempty, param="", compared=True)] = Field(
+        "price", description=TARGET_HELP
+    )
+    features: Annotated[tuple[str, ...] | None, Flag(parse=names_list, param="", compared=True)] = Field(
+        None, description=FEATURES_HELP
+    )
+    normalization: Annotated[Normalization, Flag(check=check_normalization, compared=True)] = Field(
+        "standard", description="feature scaling"
+    )
+    lr: Annotated[float | Literal["auto"], Flag(parse=number_or_auto, check=check_lr, compared=True)] = Field(
+        AUTO_LR,
+        description="gradient-descent learning rate, or auto: the best constant step 2/(lambda_max+lambda_min) of "
+        "this normalization's Hessian (0.5 under whiten)",
+    )
+    epochs: Annotated[int, Flag(check=at_least(1), compared=True)] = Field(
+        2000, description="most full-batch epochs to run"
+    )
+    tolerance: Annotated[float, Flag(check=check_tolerance, compared=True)] = Field(
+        DEFAULT_TOLERANCE,
+        description="stop at the first epoch whose optimality gap is at most this fraction of the starting gap "
+        "(0: run every epoch)",
+    )
+    device: Annotated[Device, Flag(param="device_requested")] = Field("auto", description=DEVICE_HELP)
+    experiment: Annotated[str, Flag(check=lambda name, _: validate_experiment_name(name))] = Field(
+        "normflow", description="MLflow experiment name"
+    )
+    model_name: str = Field(DEFAULT_MODEL_NAME, description="registered model name")
+    register_model: Annotated[bool, Flag(flag="--no-register")] = Field(
+        True, description="register the trained model (--no-register: track the run but register no model)"
+    )
+    block_bytes: Annotated[int, Flag(check=at_least(MIN_BLOCK_BYTES))] = Field(
+        DEFAULT_BLOCK_BYTES, description=BLOCK_HELP
+    )
+    holdout_fraction: Annotated[float, Flag(group="promotion gate", check=check_fraction, compared=True)] = Field(
+        0.0,
+        description="fraction of rows (chosen by a hash of the row) kept out of training to score champion vs "
+        "challenger (0: no gate)",
+    )
+    promotion_tolerance: Annotated[
+        float | Literal["auto"], Flag(group="promotion gate", parse=number_or_auto, check=check_promotion_tolerance)
+    ] = Field(
+        AUTO_TOLERANCE,
+        description="promote when the new holdout MSE is at most this much (relative) worse than the champion's; "
+        "auto: the holdout's sampling error, 2*sqrt(2/holdout rows), so noise is not read as a regression",
+    )
+    allow_contradicting_files: Annotated[bool, Flag(group="promotion gate")] = Field(
+        False,
+        description="promote even when a file the champion has not seen has an error under the champion far above "
+        "the champion's own (by default such a file keeps the champion, and the run names it)",
+    )
+    partition_bytes: Annotated[int | None, Flag(flag="", check=at_least(1))] = Field(
+        None, description="byte ranges large files are cut into for per-partition tasks (None: one process)"
+    )
+    delimiter: Annotated[str | None, DELIMITER_FLAG] = Field(None, description=DELIMITER_HELP)
+
+    def validate(self) -> Self:  # type: ignore[override]
+        """Each field's check, and the registered model's name when a model is registered."""
+        super().validate()
         if self.register_model:
             validate_model_name(self.model_name)
-        check_normalization(self.normalization)
-        check_lr(self.lr)
-        check_positive_int(self.epochs, "epochs")
-        check_tolerance(self.tolerance)
-        check_choice(self.device, DEVICES, "device")
-        check_positive_int(self.block_bytes, "block_bytes", MIN_BLOCK_BYTES)
-        if not (isinstance(self.holdout_fraction, (int, float)) and 0 <= self.holdout_fraction < 1):
-            raise _refuse("holdout_fraction", "must be in [0, 1)", self.holdout_fraction)
-        tolerance = self.promotion_tolerance
-        if tolerance != AUTO_TOLERANCE and not (
-            isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 <= tolerance < math.inf
-        ):
-            raise _refuse("promotion_tolerance", f"must be {AUTO_TOLERANCE} or a finite number >= 0", tolerance)
-        if self.partition_bytes is not None:
-            check_positive_int(self.partition_bytes, "partition_bytes")
-        if not self.target:
-            raise _refuse("target", "must name a column", self.target)
-        check_delimiter(self.delimiter)
         return self
 
 
-@dataclass(frozen=True)
 class RetrainSettings(TrainSettings):
     """Scheduled retraining: a training with the promotion gate on, on the folder new files arrive in.
 
-    The retrain flow's parameters (and so ``prefect.yaml``'s deployment and ``--serve``) take these
-    defaults: a hashed holdout of 20% scores champion against challenger, and a new file that
-    contradicts the champion keeps it (see :mod:`normflow.core.gate`).
+    The retrain flow's parameter (and so ``prefect.yaml``'s deployment and the serve command) takes
+    these defaults: a hashed holdout of 20% scores champion against challenger, and a new file
+    that contradicts the champion keeps it (see :mod:`normflow.core.gate`). Every model it trains
+    is registered; the gate decides its alias.
     """
 
-    data: str = RETRAIN_DATA
-    holdout_fraction: float = 0.2
+    data: Annotated[str, Flag(check=check_nonempty)] = Field(
+        RETRAIN_DATA, description=DATA_HELP + " the new files arrive in"
+    )
+    holdout_fraction: Annotated[float, Flag(group="promotion gate", check=check_fraction, compared=True)] = Field(
+        0.2,
+        description="fraction of rows (chosen by a hash of the row) kept out of training to score champion vs "
+        "challenger",
+    )
+    register_model: Annotated[SkipJsonSchema[bool], Flag(flag="", param="", check=check_registers)] = Field(
+        True, description="always on: retraining registers every model it trains"
+    )
 
 
-@dataclass(frozen=True)
-class PredictSettings:
-    """What one scoring job does; the predict flow's parameters, with their defaults."""
+class PredictSettings(Settings):
+    """What one scoring job does; the predict flow's parameter."""
 
-    input: str = ""
-    output: str = ""
-    model_uri: str = DEFAULT_MODEL_URI
-    device: str = "auto"
-    chunk_rows: int | None = None
-    on_bad_row: str = "error"
-    flag_out_of_range: bool = False
-    partition_bytes: int | None = None
-    block_bytes: int = DEFAULT_BLOCK_BYTES
-    delimiter: str | None = None
-
-    def validate(self) -> PredictSettings:
-        """Refuse settings that cannot work, before the model is loaded; returns self."""
-        if not self.input:
-            raise _refuse("input", "must name a CSV file, folder or glob", self.input)
-        if not self.output:
-            raise _refuse("output", "must name the file to write", self.output)
-        check_choice(self.device, DEVICES, "device")
-        check_choice(self.on_bad_row, BAD_ROW_POLICIES, "on_bad_row")
-        if self.chunk_rows is not None:
-            check_positive_int(self.chunk_rows, "chunk_rows")
-        check_positive_int(self.block_bytes, "block_bytes", MIN_BLOCK_BYTES)
-        if self.partition_bytes is not None:
-            check_positive_int(self.partition_bytes, "partition_bytes")
-        check_delimiter(self.delimiter)
-        return self
+    input: Annotated[str, Flag(check=check_nonempty)] = Field(description="CSV file, directory of *.csv, or glob")
+    output: Annotated[str, Flag(check=check_nonempty)] = Field(
+        description="output file: CSV, or Parquet when it ends in .parquet"
+    )
+    model_uri: str = Field(DEFAULT_MODEL_URI, description="models:/NAME@ALIAS or models:/NAME/VERSION")
+    device: Device = Field("auto", description=DEVICE_HELP)
+    chunk_rows: Annotated[int | None, Flag(check=at_least(1), group="blocks")] = Field(
+        None, description="rows per block (default: about 4 MiB of CSV)"
+    )
+    block_bytes: Annotated[int, Flag(check=at_least(MIN_BLOCK_BYTES), group="blocks")] = Field(
+        DEFAULT_BLOCK_BYTES, description=BLOCK_HELP
+    )
+    on_bad_row: BadRowPolicy = Field(
+        "error",
+        description="error: stop at the first bad row, write nothing; skip: score the rest, bad rows to "
+        "<stem>.rejected.csv",
+    )
+    flag_out_of_range: bool = Field(False, description="add a boolean out_of_range column (outside training min/max)")
+    partition_bytes: Annotated[int | None, Flag(flag="", check=at_least(1))] = Field(
+        None, description="byte ranges large files are cut into for per-partition tasks (None: one process)"
+    )
+    delimiter: Annotated[str | None, DELIMITER_FLAG] = Field(None, description=DELIMITER_HELP)
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """What one normalization study does; the study flow's parameters, with their defaults."""
+class StudySettings(Settings):
+    """What one normalization study does; the study flow's parameter."""
 
-    data: str = DEFAULT_DATA
-    target: str = "price"
-    features: tuple[str, ...] | None = None
-    normalizations: tuple[str, ...] = NORMALIZATIONS
-    lrs: tuple[float | str, ...] = (0.001, 0.01, 0.1, 0.5, AUTO_LR)
-    epochs: int = 2000
-    tolerance: float = DEFAULT_TOLERANCE
-    experiment: str = "normflow-study"
-    report_dir: str | None = None
-    device: str = "auto"
-    delimiter: str | None = None
+    data: Annotated[str, Flag(check=check_nonempty)] = Field(DEFAULT_DATA, description=DATA_HELP)
+    target: Annotated[str, Flag(check=check_nonempty)] = Field("price", description=TARGET_HELP)
+    features: Annotated[tuple[str, ...] | None, Flag(parse=names_list)] = Field(None, description=FEATURES_HELP)
+    normalizations: Annotated[tuple[str, ...], Flag(parse=names_list, check=check_each(check_normalization))] = Field(
+        NORMALIZATIONS, description="comma-separated subset of: " + ", ".join(NORMALIZATIONS)
+    )
+    lrs: Annotated[tuple[float | Literal["auto"], ...], Flag(parse=numbers_or_auto, check=check_each(check_lr))] = (
+        Field(
+            (0.001, 0.01, 0.1, 0.5, AUTO_LR),
+            description="comma-separated learning rates; auto = each normalization's best constant step",
+        )
+    )
+    epochs: Annotated[int, Flag(check=at_least(1))] = Field(2000, description="full-batch epochs per combination")
+    tolerance: Annotated[float, Flag(check=check_tolerance)] = Field(
+        DEFAULT_TOLERANCE, description="converged = optimality gap below this fraction of the starting gap"
+    )
+    experiment: Annotated[str, Flag(check=lambda name, _: validate_experiment_name(name))] = Field(
+        "normflow-study", description="MLflow experiment"
+    )
+    report_dir: Annotated[str | None, Flag(shown_default="reports/study-<timestamp>/")] = Field(
+        None, description="where to write the report"
+    )
+    device: Device = Field("auto", description=DEVICE_HELP)
+    delimiter: Annotated[str | None, DELIMITER_FLAG] = Field(None, description=DELIMITER_HELP)
 
-    def validate(self) -> StudySettings:
-        """Refuse a grid that cannot run, before any data is read; returns self."""
-        if not self.normalizations:
-            raise _refuse("normalizations", "must name at least one normalization", self.normalizations)
-        for name in self.normalizations:
-            check_normalization(name, "normalizations")
-        if not self.lrs:
-            raise _refuse("lrs", "must give at least one learning rate", self.lrs)
-        for lr in self.lrs:
-            check_lr(lr, "lrs")
-        check_positive_int(self.epochs, "epochs")
-        if check_tolerance(self.tolerance) == 0:
+    def validate(self) -> Self:  # type: ignore[override]
+        """Each field's check; a study also needs a tolerance above 0 (it measures epochs to tolerance)."""
+        super().validate()
+        if self.tolerance == 0:
             raise _refuse("tolerance", "must be above 0 for a study (it measures epochs to tolerance)", self.tolerance)
-        validate_experiment_name(self.experiment)
-        check_choice(self.device, DEVICES, "device")
-        check_delimiter(self.delimiter)
         return self
-
-
-def defaults(settings_class: type) -> dict[str, object]:
-    """Field name -> default of a settings class (for a command line's ``default=``)."""
-    return {f.name: f.default for f in fields(settings_class)}

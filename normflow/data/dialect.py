@@ -11,8 +11,9 @@ import csv
 from pathlib import Path
 
 from normflow.core.errors import DataError
+from normflow.core.settings import DELIMITER_NAMES
 
-DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+DELIMITERS = {char: name for name, char in DELIMITER_NAMES.items()}
 """Field separators the reader knows, and their names in messages."""
 
 

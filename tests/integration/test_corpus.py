@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import NormflowError
+from normflow.core.settings import PredictSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -36,12 +37,12 @@ def test_train_flow_on_hostile_input(case, prefect_server, tracking_store):
     path = CORPUS / case
     client = MlflowClient(tracking_store)
     if expected == "accept":
-        summary = train_flow(data=str(path), epochs=300, **options)
+        summary = train_flow(TrainSettings(data=str(path), epochs=300, **options))
         assert client.get_run(summary.run_id).info.status == "FINISHED"
         assert summary.model_version == "1"
         return
     with pytest.raises(NormflowError) as info:
-        train_flow(data=str(path), epochs=300, **options)
+        train_flow(TrainSettings(data=str(path), epochs=300, **options))
     message = str(info.value)
     assert expected in message and case in message and "\n" not in message
     assert client.search_registered_models() == [] or client.search_model_versions("name='normflow-linear'") == []
@@ -51,7 +52,7 @@ def test_train_flow_on_hostile_input(case, prefect_server, tracking_store):
 def champion_store(prefect_server, tmp_path_factory):
     """A temp store whose champion was trained on the tutorial data."""
     uri, _, _ = run_with_temp_store(
-        tmp_path_factory, "corpus-store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv"))
+        tmp_path_factory, "corpus-store", lambda _: train_flow(TrainSettings(data=str(REPO / "data" / "houses.csv")))
     )
     return uri
 
@@ -62,11 +63,11 @@ def test_predict_flow_on_hostile_input(case, champion_store, monkeypatch, tmp_pa
     expected = CASES[case]["predict"]
     output = tmp_path / "scored.csv"
     if expected == "accept":
-        summary = predict_flow(input=str(CORPUS / case), output=str(output))
+        summary = predict_flow(PredictSettings(input=str(CORPUS / case), output=str(output)))
         assert output.exists() and summary.report.rows_scored >= 1
         return
     with pytest.raises(NormflowError) as info:
-        predict_flow(input=str(CORPUS / case), output=str(output))
+        predict_flow(PredictSettings(input=str(CORPUS / case), output=str(output)))
     message = str(info.value)
     assert expected in message and case in message and "\n" not in message
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file

@@ -16,6 +16,7 @@ from prefect_dask import DaskTaskRunner
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError
+from normflow.core.settings import PredictSettings, TrainSettings
 from normflow.data.columns import table_spec
 from normflow.data.partitions import Partition, plan_partitions
 from normflow.data.sources import resolve_sources
@@ -91,10 +92,12 @@ def test_partition_row_numbers_skip_blank_lines_like_pyarrow(tmp_path):
 
 def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
     data = str(write_files(tmp_path / "in"))
-    single = train_flow(data=data, features=["lights", "distance"], register_model=False, epochs=300)
+    single = train_flow(TrainSettings(data=data, features=["lights", "distance"], register_model=False, epochs=300))
     runner = DaskTaskRunner(address=cluster.scheduler_address)
     dask = train_flow.with_options(task_runner=runner)(
-        data=data, features=["lights", "distance"], register_model=False, epochs=300, partition_bytes=16_384
+        TrainSettings(
+            data=data, features=["lights", "distance"], register_model=False, epochs=300, partition_bytes=16_384
+        )
     )
     client = MlflowClient(tracking_store)
     a, b = client.get_run(single.run_id).data.params, client.get_run(dask.run_id).data.params
@@ -108,11 +111,13 @@ def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_p
 
 def test_predict_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
     data = write_files(tmp_path / "in")
-    train_flow(data=str(data), features=["lights", "distance"], epochs=300)
+    train_flow(TrainSettings(data=str(data), features=["lights", "distance"], epochs=300))
     single, dask = tmp_path / "single.csv", tmp_path / "dask.csv"
-    predict_flow(input=str(data), output=str(single))
+    predict_flow(PredictSettings(input=str(data), output=str(single)))
     runner = DaskTaskRunner(address=cluster.scheduler_address)
-    report = predict_flow.with_options(task_runner=runner)(input=str(data), output=str(dask), partition_bytes=16_384)
+    report = predict_flow.with_options(task_runner=runner)(
+        PredictSettings(input=str(data), output=str(dask), partition_bytes=16_384)
+    )
     assert report.report.rows_scored == 12000
     assert dask.read_bytes() == single.read_bytes()
     assert not [p for p in tmp_path.iterdir() if ".parts-" in p.name]
@@ -120,17 +125,19 @@ def test_predict_flow_on_dask_equals_single_process(cluster, tracking_store, tmp
 
 def test_failed_partition_publishes_nothing(cluster, tracking_store, tmp_path):
     data = write_files(tmp_path / "in")
-    train_flow(data=str(data), features=["lights", "distance"], epochs=300)
+    train_flow(TrainSettings(data=str(data), features=["lights", "distance"], epochs=300))
     with open(data / "part3.csv", "a") as handle:
         handle.write("bad,1,oops,3\n")
     output = tmp_path / "out.csv"
     runner = DaskTaskRunner(address=cluster.scheduler_address)
     with pytest.raises(DataError, match="part3.csv: row 3001 \\(line 3002\\), column 'distance'"):
-        predict_flow.with_options(task_runner=runner)(input=str(data), output=str(output), partition_bytes=16_384)
+        predict_flow.with_options(task_runner=runner)(
+            PredictSettings(input=str(data), output=str(output), partition_bytes=16_384)
+        )
     assert not output.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "mlruns"]
     skip = predict_flow.with_options(task_runner=runner)(
-        input=str(data), output=str(output), partition_bytes=16_384, on_bad_row="skip"
+        PredictSettings(input=str(data), output=str(output), partition_bytes=16_384, on_bad_row="skip")
     )
     assert skip.report.rows_rejected == 1 and skip.report.rows_scored == 12000
     rejected = pd.read_csv(tmp_path / "out.rejected.csv")

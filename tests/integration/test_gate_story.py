@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from prefect import get_client
 
 from flows.train_flow import train_flow
+from normflow.core.settings import TrainSettings
 from normflow.tracking import registry
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def promote_cli(tracking_store: str, *flags: str) -> str:
 def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path):
     folder = tmp_path / "incoming"
     folder.mkdir()
-    retrain = lambda: train_flow(data=str(folder), target="y", holdout_fraction=0.25)
+    retrain = lambda: train_flow(TrainSettings(data=str(folder), target="y", holdout_fraction=0.25))
     drop(folder, "a.csv", 3.0, 300, 1)
     first = retrain()
     assert first.model_version == "1" and first.alias == "champion"

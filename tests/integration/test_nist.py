@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 from strd_data import DATASETS, STRD, certified, min_lre
 
 from flows.train_flow import train_flow
+from normflow.core.settings import TrainSettings
 
 pytestmark = pytest.mark.integration
 
@@ -14,12 +15,14 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("name", DATASETS)
 def test_flow_reaches_nist_certified_values_to_seven_digits(prefect_server, tracking_store, name):
     summary = train_flow(
-        data=str(STRD / f"{name}.csv"),
-        target="y",
-        normalization="whiten",
-        lr="auto",
-        experiment="nist",
-        model_name=f"nist-{name}",
+        TrainSettings(
+            data=str(STRD / f"{name}.csv"),
+            target="y",
+            normalization="whiten",
+            lr="auto",
+            experiment="nist",
+            model_name=f"nist-{name}",
+        )
     )
     digits = min_lre(summary.intercept, summary.raw_weights, name)
     assert digits >= 7.0, f"{name}: {digits:.2f} correct digits"
@@ -41,12 +44,14 @@ def test_flow_reaches_nist_certified_values_to_seven_digits(prefect_server, trac
 
 def test_a_run_above_its_tolerance_finishes_tagged_not_converged_and_says_what_fixes_it(prefect_server, tracking_store):
     summary = train_flow(
-        data=str(STRD / "longley.csv"),
-        target="y",
-        normalization="standard",
-        epochs=50,
-        experiment="nist",
-        register_model=False,
+        TrainSettings(
+            data=str(STRD / "longley.csv"),
+            target="y",
+            normalization="standard",
+            epochs=50,
+            experiment="nist",
+            register_model=False,
+        )
     )
     run = MlflowClient(tracking_store).get_run(summary.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["normflow.converged"] == "false"

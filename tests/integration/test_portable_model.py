@@ -25,6 +25,7 @@ sys.path = [p for p in sys.path if not inside(p)]
 for name in ("torch", "normflow", "tasks", "flows"):
     sys.modules[name] = None
 import mlflow, pandas as pd
+from normflow.core.settings import TrainSettings
 model = mlflow.pyfunc.load_model("models:/normflow-linear@champion")
 prediction = model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))
 info = mlflow.models.get_model_info("models:/normflow-linear@champion")
@@ -40,7 +41,7 @@ def champion(tmp_path_factory, prefect_server):
     uri, folder, summary = run_with_temp_store(
         tmp_path_factory,
         "portable",
-        lambda folder: train_flow(data=str(REPO / "data" / "houses.csv"), normalization="whiten"),
+        lambda folder: train_flow(TrainSettings(data=str(REPO / "data" / "houses.csv"), normalization="whiten")),
     )
     return uri, folder, summary
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.errors import ConfigError, DataError
-from normflow.core.settings import PredictSettings
+from normflow.core.settings import PredictSettings, TrainSettings
 from normflow.data.reader import block_bytes_for_rows
 from normflow.tracking.models import load_pinned_model, pin_model_version
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 def trained_store(prefect_server, tmp_path_factory):
     """A temp MLflow store holding one registered champion trained on the tutorial data."""
     uri, _, _ = run_with_temp_store(
-        tmp_path_factory, "store", lambda _: train_flow(data=str(REPO / "data" / "houses.csv"))
+        tmp_path_factory, "store", lambda _: train_flow(TrainSettings(data=str(REPO / "data" / "houses.csv")))
     )
     return uri
 
@@ -44,7 +44,7 @@ def store(trained_store, monkeypatch) -> str:
 
 def test_predict_flow_scores_with_training_statistics(store, tmp_path):
     output = tmp_path / "out.csv"
-    summary = predict_flow(input=NEW_HOUSES, output=str(output))
+    summary = predict_flow(PredictSettings(input=NEW_HOUSES, output=str(output)))
     frame = pd.read_csv(output)
     assert frame.loc[(frame.lights == 3) & (frame.distance == 2500), "prediction"].iloc[0] == pytest.approx(
         36.0, abs=1e-3
@@ -71,11 +71,19 @@ def test_predict_flow_scores_with_training_statistics(store, tmp_path):
 
 def test_unknown_model_name_and_alias(store, tmp_path):
     with pytest.raises(ConfigError, match="no registered model named 'nope'"):
-        predict_flow(input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/nope@champion")
+        predict_flow(
+            PredictSettings(input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/nope@champion")
+        )
     with pytest.raises(ConfigError, match="has no alias 'staging'"):
-        predict_flow(input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/normflow-linear@staging")
+        predict_flow(
+            PredictSettings(
+                input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/normflow-linear@staging"
+            )
+        )
     with pytest.raises(ConfigError, match="has no version 99"):
-        predict_flow(input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/normflow-linear/99")
+        predict_flow(
+            PredictSettings(input=NEW_HOUSES, output=str(tmp_path / "o.csv"), model_uri="models:/normflow-linear/99")
+        )
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -83,7 +91,7 @@ def test_failed_scoring_run_is_recorded_and_leaves_no_output(store, write_csv, t
     path = write_csv("in.csv", "lights,distance\n3,2500\n2,??\n")
     output = tmp_path / "out.csv"
     with pytest.raises(DataError, match="row 2 \\(line 3\\), column 'distance': not a number: '\\?\\?'"):
-        predict_flow(input=str(path), output=str(output))
+        predict_flow(PredictSettings(input=str(path), output=str(output)))
     assert not output.exists()
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("normflow-scoring")

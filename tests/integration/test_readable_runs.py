@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
 from normflow.core.errors import DivergenceError
+from normflow.core.settings import TrainSettings
 from normflow.tracking.records import FEATURE_PARAMS
 from normflow.tracking.runs import GRADIENT_FEATURES, METRIC_POINTS
 
@@ -27,7 +28,7 @@ def metric_points(client: MlflowClient, run_id: str) -> dict[str, int]:
 
 
 def test_runs_versions_and_experiments_say_what_they_are(prefect_server, tracking_store):
-    summary = train_flow(data=HOUSES, normalization="standard", lr=0.1, holdout_fraction=0.0)
+    summary = train_flow(TrainSettings(data=HOUSES, normalization="standard", lr=0.1, holdout_fraction=0.0))
     client = MlflowClient(tracking_store)
     run = client.get_run(summary.run_id)
     assert run.info.run_name == "standard lr=0.1 houses.csv"
@@ -41,7 +42,7 @@ def test_runs_versions_and_experiments_say_what_they_are(prefect_server, trackin
 
 def test_metric_series_are_bounded_and_include_the_last_epoch_and_a_log_scale_loss(prefect_server, tracking_store):
     summary = train_flow(
-        data=HOUSES, normalization="standard", lr=0.01, epochs=5000, tolerance=0.0, register_model=False
+        TrainSettings(data=HOUSES, normalization="standard", lr=0.01, epochs=5000, tolerance=0.0, register_model=False)
     )
     client = MlflowClient(tracking_store)
     points = metric_points(client, summary.run_id)
@@ -58,7 +59,7 @@ def test_metric_series_are_bounded_and_include_the_last_epoch_and_a_log_scale_lo
 
 def test_a_diverged_run_is_failed_tagged_and_logs_no_results(prefect_server, tracking_store):
     with pytest.raises(DivergenceError):
-        train_flow(data=HOUSES, normalization="none", lr=0.001, epochs=200, register_model=False)
+        train_flow(TrainSettings(data=HOUSES, normalization="none", lr=0.001, epochs=200, register_model=False))
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("normflow")
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
@@ -85,7 +86,7 @@ def test_two_thousand_features_log_within_bounds_in_seconds(prefect_server, trac
     table = pa.table({**{n: x[:, i] for i, n in enumerate(names)}, "y": y})
     pacsv.write_csv(table, path)
     started = time.perf_counter()
-    summary = train_flow(data=str(path), target="y", epochs=2000, tolerance=0.0, experiment="wide")
+    summary = train_flow(TrainSettings(data=str(path), target="y", epochs=2000, tolerance=0.0, experiment="wide"))
     elapsed = time.perf_counter() - started
     client = MlflowClient(tracking_store)
     run = client.get_run(summary.run_id)

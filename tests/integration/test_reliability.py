@@ -64,7 +64,7 @@ except NormflowError as exc:
 
 
 def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_server, tracking_store, tmp_path):
-    first = train_flow(data=HOUSES)
+    first = train_flow(TrainSettings(data=HOUSES))
     shifted = tmp_path / "shifted.csv"
     shifted.write_text("lights,distance,price\n2,1000,29\n3,2000,41\n2,500,24\n1,800,25\n4,3000,53\n")  # +10
     big = tmp_path / "big.csv"
@@ -77,7 +77,7 @@ def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_serve
     result: dict[str, object] = {}
 
     def score() -> None:
-        result["summary"] = predict_flow(input=str(big), output=str(output), chunk_rows=2000)
+        result["summary"] = predict_flow(PredictSettings(input=str(big), output=str(output), chunk_rows=2000))
 
     worker = threading.Thread(target=score)
     worker.start()
@@ -88,7 +88,7 @@ def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_serve
         if experiment and client.search_runs([experiment.experiment_id]):
             break
         time.sleep(0.1)
-    second = train_flow(data=str(shifted))  # moves champion to version 2 mid-job
+    second = train_flow(TrainSettings(data=str(shifted)))  # moves champion to version 2 mid-job
     worker.join(timeout=300)
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == second.model_version == "2"
     summary = result["summary"]
@@ -101,7 +101,7 @@ def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_serve
 
 
 def test_tampered_model_json_fails_clearly_and_runs_nothing(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=100)
+    train_flow(TrainSettings(data=HOUSES, epochs=100))
     client = MlflowClient(tracking_store)
     version = client.get_model_version("normflow-linear", "1")
     stored = model_folder(tracking_store, version.source) / "data" / MODEL_FILE
@@ -114,20 +114,20 @@ def test_tampered_model_json_fails_clearly_and_runs_nothing(prefect_server, trac
     doc["bias"] = {"__reduce__": ["os.system", [f"touch {marker}"]]}
     stored.write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match="bias must be a finite number"):
-        predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv"))
+        predict_flow(PredictSettings(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv")))
     with pytest.raises(ValueError, match="bias must be"):  # the model's own loader, through MLflow
         mlflow.pyfunc.load_model("models:/normflow-linear@champion")
     assert not marker.exists() and not (tmp_path / "o.csv").exists()
 
 
 def test_cell_values_never_become_paths_or_commands(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=100)
+    train_flow(TrainSettings(data=HOUSES, epochs=100))
     marker = tmp_path / "pwned"
     hostile = [f"$(touch {marker})", f"`touch {marker}`", "../../../../etc/passwd", f"{tmp_path}/created.csv"]
     source = tmp_path / "in.csv"
     source.write_text("id,lights,distance\n" + "".join(f'"{v}",3,2500\n' for v in hostile))
     output = tmp_path / "out.csv"
-    predict_flow(input=str(source), output=str(output))
+    predict_flow(PredictSettings(input=str(source), output=str(output)))
     assert pd.read_csv(output).id.tolist() == hostile
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "mlruns", "out.csv"]
 
@@ -225,12 +225,12 @@ def test_no_rejected_rows_file_when_nothing_was_rejected(tmp_path):
 
 
 def test_predict_flow_refuses_to_write_its_rejected_rows_over_an_input(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=50)
+    train_flow(TrainSettings(data=HOUSES, epochs=50))
     data = tmp_path / "d.csv"
     data.write_text("lights,distance\n3,2500\n")
     rejected_path(data).write_text("lights,distance\n1,1000\n")
     with pytest.raises(ConfigError, match="one of the inputs"):
-        predict_flow(input=str(rejected_path(data)), output=str(data), on_bad_row="skip")
+        predict_flow(PredictSettings(input=str(rejected_path(data)), output=str(data), on_bad_row="skip"))
     assert rejected_path(data).read_text() == "lights,distance\n1,1000\n"
     assert data.read_text() == "lights,distance\n3,2500\n"
 
@@ -312,7 +312,7 @@ print("ok")
 # 4. a long model name: registration, the alias lock and withdraw all work, or it is refused up front
 def test_long_model_name_registers_and_promotes(prefect_server, tracking_store):
     name = "m" * 240
-    summary = train_flow(data=HOUSES, epochs=50, model_name=name)
+    summary = train_flow(TrainSettings(data=HOUSES, epochs=50, model_name=name))
     assert summary.model_version == "1" and summary.alias == "champion"
     client = MlflowClient(tracking_store)
     assert client.get_run(summary.run_id).info.status == "FINISHED"
@@ -334,7 +334,7 @@ def test_long_model_name_registers_and_promotes(prefect_server, tracking_store):
 def test_invalid_model_name_is_refused_before_any_data_is_read(name, problem, prefect_server, tracking_store, tmp_path):
     missing = tmp_path / "does-not-exist.csv"
     with pytest.raises(ConfigError, match=problem):
-        train_flow(data=str(missing), model_name=name)  # the name is checked first: no "no such file"
+        train_flow(TrainSettings(data=str(missing), model_name=name))  # the name is checked first: no "no such file"
     assert not (tmp_path / "mlruns").exists()  # no store opened, no run started
 
 
@@ -360,14 +360,14 @@ def test_pyfunc_refuses_to_return_an_overflowing_prediction():
 
 
 def test_tampered_scale_that_overflows_is_refused_on_load(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=100)
+    train_flow(TrainSettings(data=HOUSES, epochs=100))
     version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
     stored = model_folder(tracking_store, version.source) / "data" / MODEL_FILE
     doc = json.loads(stored.read_text())
     doc["scaler"]["scale"] = [1e-320, 1e-320]
     stored.write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match="non-finite raw-unit coefficients"):
-        predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv"))
+        predict_flow(PredictSettings(input=str(REPO / "data" / "new_houses.csv"), output=str(tmp_path / "o.csv")))
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -394,7 +394,7 @@ def test_store_folder_with_special_characters_keeps_its_artifacts(folder_name, p
     folder = tmp_path / folder_name
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    summary = train_flow(data=HOUSES)
+    summary = train_flow(TrainSettings(data=HOUSES))
     assert (folder / "artifacts").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder_name]  # nothing in a sibling folder
     mlflow.set_tracking_uri(uri)
@@ -413,7 +413,7 @@ def test_store_path_with_a_question_mark_is_refused_clearly(tmp_path):
 def test_feature_names_that_sanitize_alike_get_distinct_keys(prefect_server, tracking_store, tmp_path):
     source = tmp_path / "costs.csv"
     source.write_text("cost $,cost €,y\n1,2,5\n2,1,4\n3,5,11\n4,2,8\n5,7,17\n")
-    summary = train_flow(data=str(source), target="y", epochs=300)
+    summary = train_flow(TrainSettings(data=str(source), target="y", epochs=300))
     run = MlflowClient(tracking_store).get_run(summary.run_id)
     assert run.info.status == "FINISHED"
     assert {"coef.cost _", "coef.cost __2"} <= set(run.data.metrics)
@@ -552,9 +552,13 @@ def test_quoted_newline_trains_the_same_partitioned_and_in_one_process(prefect_s
     )
     source.write_text("lights,distance,price,note\n" + rows)
     assert len(plan_partitions([source], 1024)) == 1  # a quoted field may hold a line break: not cut
-    single = train_flow(data=str(source), features=["lights", "distance"], epochs=300, register_model=False)
+    single = train_flow(
+        TrainSettings(data=str(source), features=["lights", "distance"], epochs=300, register_model=False)
+    )
     parted = train_flow(
-        data=str(source), features=["lights", "distance"], epochs=300, register_model=False, partition_bytes=1024
+        TrainSettings(
+            data=str(source), features=["lights", "distance"], epochs=300, register_model=False, partition_bytes=1024
+        )
     )
     assert parted.rows == single.rows == 400
     assert parted.raw_weights == pytest.approx(single.raw_weights, rel=1e-12)
@@ -584,7 +588,7 @@ def test_missing_model_files_are_reported_as_missing_not_as_a_write_failure(
 
     from flows.predict_flow import main
 
-    train_flow(data=HOUSES, epochs=50)
+    train_flow(TrainSettings(data=HOUSES, epochs=50))
     version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
     shutil.rmtree(model_folder(tracking_store, version.source))
     code = main(["--input", str(REPO / "data" / "new_houses.csv"), "--output", str(tmp_path / "o.csv")])
@@ -612,7 +616,7 @@ def test_predict_accepts_the_block_size_its_errors_advise(tmp_path):
 
 # 14. a killed scoring job leaves nothing behind for long
 def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=50)
+    train_flow(TrainSettings(data=HOUSES, epochs=50))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
     output = tmp_path / "out.csv"
@@ -629,7 +633,7 @@ def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefec
         experiment_id, tags={tracking.OWNER_TAG: f"{__import__('socket').gethostname()}:{dead.pid}:"}
     ).info.run_id
     try:
-        summary = predict_flow(input=str(REPO / "data" / "new_houses.csv"), output=str(output))
+        summary = predict_flow(PredictSettings(input=str(REPO / "data" / "new_houses.csv"), output=str(output)))
     finally:
         running.kill()
         running.wait()
@@ -640,7 +644,7 @@ def test_stale_temporaries_and_abandoned_runs_are_cleaned_by_the_next_job(prefec
 
 
 def test_sigterm_during_scoring_fails_the_run_and_leaves_nothing(prefect_server, tracking_store, tmp_path):
-    train_flow(data=HOUSES, epochs=50)
+    train_flow(TrainSettings(data=HOUSES, epochs=50))
     big = tmp_path / "big.csv"
     big.write_text("lights,distance\n" + "".join(f"{i % 5},{i % 4000}\n" for i in range(400_000)))
     output = tmp_path / "out.csv"
@@ -673,7 +677,7 @@ def test_sigkill_after_registration_then_a_new_training_leaves_no_alias_on_the_u
     """A training killed (SIGKILL) after registering its version but before finishing: the next
     training of the experiment marks that run FAILED (abandoned) and withdraws its version, so no
     alias points at a model whose run never finished."""
-    first = train_flow(data=HOUSES, epochs=50)  # version 1, champion, FINISHED
+    first = train_flow(TrainSettings(data=HOUSES, epochs=50))  # version 1, champion, FINISHED
     code = f"""
 import os, signal
 from normflow.tracking import registry
@@ -695,7 +699,7 @@ main(["--data", {HOUSES!r}, "--epochs", "51"])
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == "2"  # the unfinished one
     unfinished = client.get_model_version("normflow-linear", "2").run_id
     assert client.get_run(unfinished).info.status == "RUNNING"
-    third = train_flow(data=HOUSES, epochs=52)  # each run its own settings: none is "nothing new"
+    third = train_flow(TrainSettings(data=HOUSES, epochs=52))  # each run its own settings: none is "nothing new"
     run = client.get_run(unfinished)
     assert run.info.status == "FAILED" and run.data.tags[tracking.FAILURE_TAG].startswith("abandoned")
     versions = {str(v.version) for v in client.search_model_versions("name='normflow-linear'")}
@@ -710,7 +714,7 @@ def test_sigterm_after_registration_fails_the_run_and_withdraws_the_version(pref
     """SIGTERM (kill, systemd, docker, Prefect's cancellation) once the version is registered and
     promoted: one line, exit 143, the run FAILED with the reason, the version withdrawn, the
     champion alias back where it was."""
-    first = train_flow(data=HOUSES, epochs=50)
+    first = train_flow(TrainSettings(data=HOUSES, epochs=50))
     code = f"""
 import os, signal, sys
 from normflow.tracking import registry
@@ -721,6 +725,7 @@ def promote_then_terminate(*args, **kwargs):
     return result
 registry.compare_and_set_champion = promote_then_terminate
 from flows.train_flow import main
+from normflow.core.settings import PredictSettings, TrainSettings
 sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)

@@ -16,6 +16,7 @@ from helpers import LocalServer, free_port
 from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
+from normflow.core.settings import TrainSettings
 from normflow.tracking import registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,10 +42,10 @@ def version_tags(uri: str, version: str) -> dict[str, str]:
 def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, tracking_store, tmp_path):
     data = str(noisy_csv(tmp_path / "houses.csv", 400, 0))
     # tolerance 0: first and better both run every epoch, so both sit on the optimum to rounding
-    first = train_flow(data=data, holdout_fraction=0.25, epochs=2000, tolerance=0.0)
+    first = train_flow(TrainSettings(data=data, holdout_fraction=0.25, epochs=2000, tolerance=0.0))
     assert first.alias == "champion" and version_tags(tracking_store, "1")["normflow.gate.reason"] == "no champion yet"
 
-    worse = train_flow(data=data, holdout_fraction=0.25, epochs=3, lr=0.01)  # barely trained
+    worse = train_flow(TrainSettings(data=data, holdout_fraction=0.25, epochs=3, lr=0.01))  # barely trained
     assert worse.model_version == "2" and worse.alias is None
     tags = version_tags(tracking_store, "2")
     assert tags["normflow.gate.decision"] == "not promoted" and tags["normflow.gate.champion_version"] == "1"
@@ -53,7 +54,9 @@ def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, 
     assert run_tags["normflow.gate.decision"] == "not promoted"
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("1", None)
 
-    better = train_flow(data=data, holdout_fraction=0.25, normalization="standard", lr=0.5, epochs=2000, tolerance=0.0)
+    better = train_flow(
+        TrainSettings(data=data, holdout_fraction=0.25, normalization="standard", lr=0.5, epochs=2000, tolerance=0.0)
+    )
     assert better.alias == "champion"
     assert version_tags(tracking_store, "3")["normflow.gate.decision"] == "promoted"
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("3", "1")
@@ -92,8 +95,8 @@ def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, 
 
 def test_champion_trained_on_the_holdout_rows_is_not_compared(prefect_server, tracking_store, tmp_path):
     data = str(noisy_csv(tmp_path / "houses.csv", 300, 3))
-    train_flow(data=data, epochs=2000)  # holdout 0: it trained on every row
-    second = train_flow(data=data, holdout_fraction=0.2, epochs=2000)
+    train_flow(TrainSettings(data=data, epochs=2000))  # holdout 0: it trained on every row
+    second = train_flow(TrainSettings(data=data, holdout_fraction=0.2, epochs=2000))
     tags = version_tags(tracking_store, "2")
     assert second.alias == "champion" and "promoted without comparison" in tags["normflow.gate.reason"]
     assert "normflow.gate.champion_holdout_mse" not in tags
@@ -102,8 +105,8 @@ def test_champion_trained_on_the_holdout_rows_is_not_compared(prefect_server, tr
 
 def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_store, tmp_path, monkeypatch):
     data = str(noisy_csv(tmp_path / "houses.csv", 300, 4))
-    train_flow(data=data, epochs=2000)
-    train_flow(data=data, epochs=1999)  # other settings: not "nothing new"
+    train_flow(TrainSettings(data=data, epochs=2000))
+    train_flow(TrainSettings(data=data, epochs=1999))  # other settings: not "nothing new"
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
 
     from normflow.tracking import runs as tracking
@@ -113,7 +116,7 @@ def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_s
 
     monkeypatch.setattr(tracking, "finish_run", finish_fails)
     with pytest.raises(RuntimeError, match="injected"):
-        train_flow(data=data, epochs=1998)
+        train_flow(TrainSettings(data=data, epochs=1998))
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
     versions = sorted(str(v.version) for v in MlflowClient(tracking_store).search_model_versions(f"name='{NAME}'"))
     assert versions == ["1", "2"]  # version 3 was withdrawn
@@ -123,7 +126,7 @@ def test_serve_refuses_without_a_prefect_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--serve", "--interval", "5", "--data", "data/"],
+        [sys.executable, "flows/retrain_flow.py", "--interval", "5", "--data", "data/"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -141,7 +144,7 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
 
     env = dict(os.environ, PREFECT_API_URL=prefect_server)
     serving = subprocess.Popen(
-        [sys.executable, "flows/train_flow.py", "--serve", "--interval", "3600", "--data", str(REPO / "data")],
+        [sys.executable, "flows/retrain_flow.py", "--interval", "3600", "--data", str(REPO / "data")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ from helpers import LocalServer, free_port, run_with_temp_store
 from mlflow import MlflowClient
 
 from flows.study_flow import study_flow
+from normflow.core.settings import StudySettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARED = ("max_stable_lr", "condition_number", "gradient_ratio_epoch0", "lr_used", "diverged")
@@ -28,7 +29,9 @@ def study(prefect_server, tmp_path_factory):
     uri, _, summary = run_with_temp_store(
         tmp_path_factory,
         "study",
-        lambda folder: study_flow(data=str(REPO / "data" / "houses.csv"), report_dir=str(folder / "report")),
+        lambda folder: study_flow(
+            StudySettings(data=str(REPO / "data" / "houses.csv"), report_dir=str(folder / "report"))
+        ),
     )
     return summary, uri
 

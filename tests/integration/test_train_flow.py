@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError, DivergenceError
+from normflow.core.settings import TrainSettings
 from normflow.tracking.runs import FAILURE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def latest_run(client: MlflowClient, experiment: str = "normflow"):
 
 
 def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_server, tracking_store, tmp_path):
-    summary = train_flow(data=HOUSES)
+    summary = train_flow(TrainSettings(data=HOUSES))
     client = MlflowClient(tracking_store)
 
     assert summary.raw_weights == pytest.approx([2.0, 0.01], abs=1e-4)
@@ -114,8 +115,8 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
 
 
 def test_second_training_moves_the_champion_alias(prefect_server, tracking_store):
-    first = train_flow(data=HOUSES, epochs=50)
-    second = train_flow(data=HOUSES, normalization="maxabs", lr=0.5, epochs=1000)
+    first = train_flow(TrainSettings(data=HOUSES, epochs=50))
+    second = train_flow(TrainSettings(data=HOUSES, normalization="maxabs", lr=0.5, epochs=1000))
     client = MlflowClient(tracking_store)
     assert (first.model_version, second.model_version) == ("1", "2")
     assert str(client.get_model_version_by_alias("normflow-linear", "champion").version) == "2"
@@ -123,7 +124,7 @@ def test_second_training_moves_the_champion_alias(prefect_server, tracking_store
 
 def test_diverged_run_fails_and_registers_nothing(prefect_server, tracking_store):
     with pytest.raises(DivergenceError, match="diverged at epoch 1"):
-        train_flow(data=HOUSES, normalization="none", lr=0.001, epochs=200)
+        train_flow(TrainSettings(data=HOUSES, normalization="none", lr=0.001, epochs=200))
     client = MlflowClient(tracking_store)
     run = latest_run(client)
     assert run.info.status == "FAILED"
@@ -139,14 +140,14 @@ def test_diverged_run_fails_and_registers_nothing(prefect_server, tracking_store
 def test_bad_cell_fails_the_run_with_the_location(prefect_server, tracking_store, write_csv):
     path = write_csv("bad.csv", "lights,distance,price\n2,1000,19\n3,x2000,31\n")
     with pytest.raises(DataError, match="row 2 \\(line 3\\), column 'distance'"):
-        train_flow(data=str(path))
+        train_flow(TrainSettings(data=str(path)))
     run = latest_run(MlflowClient(tracking_store))
     assert run.info.status == "FAILED"
     assert "x2000" in run.data.tags[FAILURE_TAG]
 
 
 def test_no_register_tracks_but_registers_nothing(prefect_server, tracking_store):
-    summary = train_flow(data=HOUSES, epochs=10, register_model=False)
+    summary = train_flow(TrainSettings(data=HOUSES, epochs=10, register_model=False))
     client = MlflowClient(tracking_store)
     assert summary.model_version is None
     assert client.get_run(summary.run_id).info.status == "FINISHED"
@@ -177,7 +178,7 @@ def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
 
 def test_column_names_mlflow_would_reject_are_logged_under_safe_keys(prefect_server, tracking_store, write_csv):
     path = write_csv("odd.csv", "rooms (n),rate%,price\n1,10,7\n2,30,13\n3,20,15\n4,50,23\n")
-    summary = train_flow(data=str(path), lr=0.3, epochs=500)
+    summary = train_flow(TrainSettings(data=str(path), lr=0.3, epochs=500))
     run = MlflowClient(tracking_store).get_run(summary.run_id)
     assert run.info.status == "FINISHED"
     assert "scaler.std.rooms _n_" in run.data.params and "grad.rate_" in run.data.metrics

@@ -61,7 +61,9 @@ def run_script_as_main(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("script", ["flows/train_flow.py", "flows/predict_flow.py", "flows/study_flow.py"])
+@pytest.mark.parametrize(
+    "script", ["flows/train_flow.py", "flows/predict_flow.py", "flows/study_flow.py", "flows/retrain_flow.py"]
+)
 def test_help_answers_before_any_heavy_import(script):
     """``--help`` exits while torch, MLflow and Prefect are still unimported."""
     result = run_script_as_main([script, "--help"])
@@ -96,10 +98,10 @@ def test_the_console_command_names_itself_in_usage_and_flag_errors():
 
 
 def test_console_script_dispatches_to_the_flows_command_lines():
-    """``normflow train|predict|study|promote`` are the flows' own command lines."""
+    """``normflow train|predict|study|serve|promote`` are the flows' own command lines."""
     from flows.console import COMMANDS, main
 
-    assert set(COMMANDS) == {"train", "predict", "study", "promote"}
+    assert set(COMMANDS) == {"train", "predict", "study", "serve", "promote"}
     with pytest.raises(SystemExit) as stopped:
         main(["train", "--lr", "-1"])
     assert stopped.value.code == 1

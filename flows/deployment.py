@@ -1,0 +1,85 @@
+"""``prefect.yaml``'s retraining deployment, as the serve command serves it.
+
+The deployment (name, description, schedules, concurrency limit, parameters) is written once, in
+``prefect.yaml``, for ``prefect deploy``; serving reads the same entry, so both run the same
+thing. The flow's parameter is its settings model: ``parameters: {settings: {...}}``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from flows.runtime import PERSISTENT_SERVER_ADVICE
+from normflow.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
+
+DEPLOYMENT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
+DEPLOYMENT_NAME = "normflow-retrain"
+SCHEDULE_KEYS = ("interval", "cron", "rrule", "timezone", "anchor_date", "day_or", "active")
+
+
+def deployment_spec() -> dict[str, Any]:
+    """``prefect.yaml``'s retraining deployment, as written there: the one in the current folder (where
+    ``prefect deploy`` would read it) when it defines the deployment, else the one beside this code."""
+    places = list(dict.fromkeys([Path.cwd() / "prefect.yaml", DEPLOYMENT_FILE]))
+    for place in places:
+        if not place.is_file():
+            continue
+        document = yaml.safe_load(place.read_text()) or {}
+        for deployment in document.get("deployments") or []:
+            if deployment.get("name") == DEPLOYMENT_NAME:
+                return deployment
+    raise ConfigError(f"no prefect.yaml defining the deployment {DEPLOYMENT_NAME!r} in {' or '.join(map(str, places))}")
+
+
+def retraining_deployment(
+    retrain_flow: Flow, given: dict[str, Any], cron: str | None, interval: float | None
+) -> RunnerDeployment:
+    """The deployment to serve: prefect.yaml's, with its schedules replaced by ``cron``/``interval`` when
+    given, and each setting the command line gave (``given``) over prefect.yaml's parameter of that name."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.schedules import Schedule
+
+    spec = deployment_spec()
+    if cron is not None:
+        entries = [{"cron": cron}]
+    elif interval is not None:
+        entries = [{"interval": interval}]
+    else:
+        entries = spec.get("schedules") or []
+    written = (spec.get("parameters") or {}).get("settings") or {}
+    settings = {**written, **given}
+    return retrain_flow.to_deployment(
+        name=spec["name"],
+        description=spec.get("description"),
+        parameters={"settings": settings} if settings else {},
+        concurrency_limit=ConcurrencyLimitConfig(**spec["concurrency_limit"]),
+        schedules=[schedule_of(entry, Schedule) for entry in entries],
+    )
+
+
+def schedule_of(entry: dict[str, Any], schedule_type: type) -> Any:
+    """One ``schedules:`` entry of prefect.yaml (or the flags' cron/interval) as a Prefect schedule
+    (interval in seconds, as prefect.yaml writes it)."""
+    fields = {key: value for key, value in entry.items() if key in SCHEDULE_KEYS}
+    if "interval" in fields:
+        fields["interval"] = timedelta(seconds=float(fields["interval"]))
+    return schedule_type(**fields)
+
+
+def require_prefect_server() -> None:
+    """Refuse to serve without a real Prefect server: schedules never fire on the temporary one."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            "serving needs a running Prefect server (schedules never fire on the temporary one): "
+            + PERSISTENT_SERVER_ADVICE
+        )
