@@ -25,7 +25,7 @@ from normflow.core.gate import (
 from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse
 from normflow.core.model import LinearModel
 from normflow.core.moments import Moments
-from normflow.core.settings import AUTO_TOLERANCE
+from normflow.core.settings import AUTO_TOLERANCE, TrainSettings
 from normflow.core.training import TrainingOutcome
 from normflow.tracking import registry, runs
 from normflow.tracking.models import load_pinned_model, pin_model_version
@@ -119,8 +119,9 @@ def decide_and_promote(
     return decision, before
 
 
-COMPARED_SETTINGS = ("normalization", "lr", "epochs", "tolerance", "holdout_fraction", "features", "target")
-"""The run params that, with the data's digest, decide whether a retraining has anything new."""
+COMPARED_SETTINGS = TrainSettings.compared_params()
+"""The run params that, with the data's digest, decide whether a retraining has anything new (the settings
+fields marked ``compared``)."""
 
 
 def unchanged_since_champion(uri: str, run_id: str, model_name: str) -> GateDecision | None:
