@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from flows.cli.setting_flags import add_setting_flags, given_settings
 from normflow.core.errors import ConfigError, NormflowError, one_line
+from normflow.core.settings import Settings
 
-__all__ = ["add_setting_flags", "given_settings"]  # with the helpers below, what each command's module uses
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
 
 ENVIRONMENT = """environment:
   MLFLOW_TRACKING_URI   where runs and models go (default: sqlite:///mlruns/mlflow.db, relative to
@@ -59,6 +63,40 @@ def parser_for(prog: str, description: str, examples: str) -> argparse.ArgumentP
     )
 
 
+def command_parser(
+    prog: str, description: str, examples: str, settings_class: type[Settings], scale_out: bool = True
+) -> argparse.ArgumentParser:
+    """A command's parser: a flag per field of ``settings_class``, then ``--verbose`` and the scale-out flags."""
+    parser = parser_for(prog, description, examples)
+    add_setting_flags(parser, settings_class)
+    add_verbose_flag(parser)
+    if scale_out:
+        add_scale_out_flags(parser)
+    return parser
+
+
+def parse_settings(
+    parser: argparse.ArgumentParser,
+    settings_class: type[SettingsT],
+    argv: list[str] | None,
+    given: Callable[[dict[str, Any], argparse.Namespace], dict[str, Any]] = lambda values, _: values,
+    check: Callable[[SettingsT, argparse.Namespace], None] = lambda settings, _: None,
+) -> tuple[SettingsT, argparse.Namespace]:
+    """Parse ``argv`` into checked settings (no heavy import): the flags given, completed by ``given``
+    (e.g. the data found in the repository), validated, then ``check``-ed (paths, flag pairs). A bad
+    setting ends the command at once with its one line (exit 1)."""
+    args = parser.parse_args(argv)
+    chosen: list[SettingsT] = []
+
+    def run_checks() -> None:
+        settings = settings_class.of(**given(given_settings(args, settings_class), args)).validate()
+        check(settings, args)
+        chosen.append(settings)
+
+    refuse_early(parser, run_checks)
+    return chosen[0], args
+
+
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
     """--verbose, shared by every CLI that runs a flow."""
     parser.add_argument(
@@ -91,7 +129,7 @@ def partition_bytes(args: argparse.Namespace) -> int | None:
     return int(args.partition_mb * (1 << 20))
 
 
-def refuse_early(parser: argparse.ArgumentParser, check) -> None:
+def refuse_early(parser: argparse.ArgumentParser, check: Callable[[], None]) -> None:
     """Run ``check()``; a NormflowError ends the command at once with its one line (exit 1)."""
     try:
         check()

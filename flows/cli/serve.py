@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flows.cli import (
-    add_scale_out_flags,
-    add_setting_flags,
-    add_verbose_flag,
-    given_settings,
-    parser_for,
-    partition_bytes,
-    refuse_early,
-)
+from flows.cli import command_parser, given_settings, partition_bytes, refuse_early
 from flows.cli.data_flags import check_data_path
 from normflow.core.errors import ConfigError
 from normflow.core.settings import RetrainSettings
@@ -21,7 +13,7 @@ from normflow.core.settings import RetrainSettings
 
 def serve_parser() -> argparse.ArgumentParser:
     """Flags of ``python flows/retrain_flow.py``: serve the retrain flow as prefect.yaml's deployment."""
-    parser = parser_for(
+    parser = command_parser(
         "python flows/retrain_flow.py",
         "Serve scheduled retraining (the train flow's training with the promotion gate on) as prefect.yaml's "
         "deployment normflow-retrain: its schedule, concurrency limit and parameters. A flag given here "
@@ -29,10 +21,8 @@ def serve_parser() -> argparse.ArgumentParser:
         "  python flows/retrain_flow.py                                 # prefect.yaml's schedule and data\n"
         "  python flows/retrain_flow.py --data drop/ --interval 600     # every 10 minutes, on drop/\n"
         '  python flows/retrain_flow.py --cron "0 3 * * *" --epochs 500',
+        RetrainSettings,
     )
-    add_setting_flags(parser, RetrainSettings)
-    add_verbose_flag(parser)
-    add_scale_out_flags(parser)
     schedule = parser.add_argument_group("schedule (default: prefect.yaml's)")
     timing = schedule.add_mutually_exclusive_group()
     timing.add_argument("--cron", default=None, help='cron schedule instead of prefect.yaml\'s, e.g. "0 3 * * *"')

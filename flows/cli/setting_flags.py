@@ -26,9 +26,12 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_class: type[Sett
         flag = flag_of(field)
         if flag.flag == "":
             continue
-        place = parser if flag.group is None else groups.get(flag.group)
-        if place is None:
-            place = groups[flag.group] = parser.add_argument_group(flag.group)
+        if flag.group is None:
+            place = parser
+        else:
+            place = groups.get(flag.group)
+            if place is None:
+                place = groups[flag.group] = parser.add_argument_group(flag.group)
         option = flag.flag or "--" + name.replace("_", "-")
         text = field.description or ""
         if field.annotation is bool:
@@ -70,7 +73,7 @@ def scalar_type(annotation: object) -> Callable[[str], Any]:
     options = typing.get_args(annotation) if union else (annotation,)
     for option in options:
         if option in (int, float):
-            return option  # type: ignore[return-value]
+            return option
     return str
 
 

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from flows.cli import (
-    add_scale_out_flags,
-    add_setting_flags,
-    add_verbose_flag,
-    given_settings,
-    parser_for,
-    partition_bytes,
-    refuse_early,
-)
+from flows.cli import command_parser, parse_settings, partition_bytes
 from flows.cli.data_flags import check_data_path, resolve_data
 from normflow.core.settings import DEFAULT_DATA, TrainSettings
 
 
 def train_parser() -> argparse.ArgumentParser:
     """Flags of ``python flows/train_flow.py``."""
-    parser = parser_for(
+    return command_parser(
         "python flows/train_flow.py",
         "Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
         "  python flows/train_flow.py                                   # the bundled data/houses.csv\n"
@@ -27,25 +20,17 @@ def train_parser() -> argparse.ArgumentParser:
         "  python flows/train_flow.py --normalization whiten            # exact in one epoch, on any data\n"
         "  python flows/train_flow.py --normalization none --lr 0.001 --no-register   # watch it diverge\n"
         "  python flows/retrain_flow.py --interval 3600                 # scheduled retraining (normflow serve)",
+        TrainSettings,
     )
-    add_setting_flags(parser, TrainSettings)
-    add_verbose_flag(parser)
-    add_scale_out_flags(parser)
-    return parser
 
 
 def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argparse.Namespace]:
     """Parse and check the train flags (no heavy import); returns the settings and the raw flags."""
-    parser = train_parser()
-    args = parser.parse_args(argv)
-    chosen: list[TrainSettings] = []
 
-    def check() -> None:
-        given = given_settings(args, TrainSettings)
-        given["data"] = resolve_data(given.get("data", DEFAULT_DATA), DEFAULT_DATA)
-        settings = TrainSettings.of(**given, partition_bytes=partition_bytes(args)).validate()
-        check_data_path(settings.data, "--data")
-        chosen.append(settings)
+    def completed(given: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        data = resolve_data(given.pop("data", DEFAULT_DATA), DEFAULT_DATA)
+        return {**given, "data": data, "partition_bytes": partition_bytes(args)}
 
-    refuse_early(parser, check)
-    return chosen[0], args
+    return parse_settings(
+        train_parser(), TrainSettings, argv, completed, lambda settings, _: check_data_path(settings.data, "--data")
+    )
