@@ -59,7 +59,7 @@ BASH_BLOCKS = {
     "python -m pip install -e": "run the train line (the install is this environment's; pytest is this suite)",
     "mlflow models serve": "run: server on a free port, then the curl lines",
     "prefect server start": "skipped: a persistent Prefect server and a worker (test_retraining.py covers it)",
-    "python flows/train_flow.py --serve": "skipped: serves until Ctrl-C, needs PREFECT_API_URL (test_retraining.py)",
+    "python flows/retrain_flow.py": "skipped: serves until Ctrl-C, needs PREFECT_API_URL (test_retraining.py)",
     "python flows/promote.py": "run, every line",
     "python flows/predict_flow.py --input data/new_houses.csv": "run",
     "python flows/study_flow.py": "run the first line (the second needs my.csv)",
