@@ -79,7 +79,7 @@ def main() -> None:
                 metric
                 for epoch in range(sample_epochs)
                 for metric in [Metric("loss", float(outcome.descent.losses[epoch]), now, epoch)]
-                + [Metric(f"grad.{n}", g, now, epoch) for n, g in zip(names, gradients[epoch])]
+                + [Metric(f"grad.{n}", g, now, epoch) for n, g in zip(names, gradients[epoch], strict=True)]
             ),
         )
         baseline = time.perf_counter() - started

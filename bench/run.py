@@ -70,18 +70,20 @@ def dask_worker(kind: str, folder: Path) -> dict:
         return {"seconds": time.perf_counter() - start, "detail": f"{stats.moments.count:,} rows"}
     from distributed import Client, LocalCluster
 
-    with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
-        with Client(cluster) as client:
-            client.run(lambda: __import__("normflow.data.statistics"))  # imports out of the timing, as for the others
-            start = time.perf_counter()
-            futures = [
-                client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
-                for p in plan_partitions(sources, 64 << 20)
-            ]
-            stats = merge_partition_statistics(client.gather(futures), len(spec.selected), torch.device("cpu"), False)
-            seconds = time.perf_counter() - start
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("normflow.data.statistics"))  # imports out of the timing, as for the others
+        start = time.perf_counter()
+        futures = [
+            client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
+            for p in plan_partitions(sources, 64 << 20)
+        ]
+        stats = merge_partition_statistics(client.gather(futures), len(spec.selected), torch.device("cpu"), False)
+        seconds = time.perf_counter() - start
     return {"seconds": seconds, "detail": f"{stats.moments.count:,} rows"}
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"normflow: error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
     cli_module, checker, flow_module, _ = COMMANDS[argv[0]]
-    if cli_module is not None:  # answer --help and flag errors before the flow's heavy imports
+    if cli_module is not None and checker is not None:  # answer --help and flag errors before the flow's heavy imports
         _, flags = getattr(importlib.import_module(cli_module), checker)(argv[1:])
         from flows.server import start_temporary_server_early
 

@@ -48,6 +48,7 @@ def retraining_deployment(
     from prefect.schedules import Schedule
 
     spec = deployment_spec()
+    entries: list[dict[str, Any]]
     if cron is not None:
         entries = [{"cron": cron}]
     elif interval is not None:
@@ -56,7 +57,9 @@ def retraining_deployment(
         entries = spec.get("schedules") or []
     written = (spec.get("parameters") or {}).get("settings") or {}
     settings = {**written, **given}
-    return retrain_flow.to_deployment(
+    # Prefect's async_dispatch types the result as "R | Coroutine[..., R]"; called outside an event
+    # loop (as here, from the serve command) it runs the sync version and returns the RunnerDeployment.
+    return retrain_flow.to_deployment(  # type: ignore[return-value]
         name=spec["name"],
         description=spec.get("description"),
         parameters={"settings": settings} if settings else {},

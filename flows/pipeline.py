@@ -87,7 +87,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         decision=decision.reason if decision is not None else None,
         rows=statistics.moments.count,
         feature_names=spec.features,
-        target=spec.target,
+        target=spec.training_target,
         final_loss=outcome.descent.final_loss,
         optimality_gap=outcome.optimality_gap,
         raw_weights=outcome.raw_weights,

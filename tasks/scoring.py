@@ -125,7 +125,7 @@ def score_by_partition(
         )
         wait(futures)  # let every part finish or fail before anything is published or removed
         reports = [future.result() for future in futures]
-        rejecting = [Path(o) for o, r in zip(outputs, reports) if r.rows_rejected]
+        rejecting = [Path(o) for o, r in zip(outputs, reports, strict=True) if r.rows_rejected]
         rejected = rejected_path(output) if rejecting else None
         targets = []
         if rejected is not None:

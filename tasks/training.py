@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prefect import task
 
 from normflow.core.study import StudyResult, run_grid
@@ -22,7 +24,9 @@ def train(
     tolerance: float = 0.0,
 ) -> TrainingOutcome:
     """Exact full-batch gradient descent from the statistics, stopping at the tolerance."""
-    outcome = train_linear_model(statistics.training, spec.features, spec.target, normalization, lr, epochs, tolerance)
+    outcome = train_linear_model(
+        statistics.training, spec.features, spec.training_target, normalization, lr, epochs, tolerance
+    )
     logger = run_logger()
     for name in outcome.scaler.constant_features:
         logger.warning("feature %r is constant; its scale was set to 1", name)
@@ -44,10 +48,10 @@ def train(
 def train_grid(
     statistics: SourceStatistics,
     spec: TableSpec,
-    normalizations: list[str],
-    lrs: list[float | str],
+    normalizations: Sequence[str],
+    lrs: Sequence[float | str],
     epochs: int,
     tolerance: float,
 ) -> list[StudyResult]:
     """Every combination from the same one-pass statistics; divergence is a result."""
-    return run_grid(statistics.training, spec.features, spec.target, normalizations, lrs, epochs, tolerance)
+    return run_grid(statistics.training, spec.features, spec.training_target, normalizations, lrs, epochs, tolerance)

@@ -50,7 +50,8 @@ class LocalServer:
         import time
         import urllib.request
 
-        self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        # open for the server's lifetime (its stdout and stderr): closed and removed by stop()
+        self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env=env or dict(os.environ), start_new_session=True
         )
@@ -86,6 +87,7 @@ class LocalServer:
                 pass
             self.process.wait(timeout=20)
         finally:
+            self.log.close()
             os.unlink(self.log.name)
 
 

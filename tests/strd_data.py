@@ -37,5 +37,5 @@ def lre(estimate: float, certified_value: float) -> float:
 def min_lre(intercept: float, weights: dict[str, float] | list[float], name: str) -> float:
     """Smallest LRE over the intercept and every coefficient of one dataset."""
     cert_intercept, cert = certified(name)
-    values = weights if isinstance(weights, dict) else dict(zip(cert, weights))
+    values = weights if isinstance(weights, dict) else dict(zip(cert, weights, strict=True))
     return min([lre(intercept, cert_intercept)] + [lre(values[k], v) for k, v in cert.items()])

@@ -26,6 +26,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_class: type[Sett
         flag = flag_of(field)
         if flag.flag == "":
             continue
+        place: Any  # the parser, or the argument group of the flag's help section
         if flag.group is None:
             place = parser
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flows.cli.fit import FitReport, fit_lines
 
@@ -38,7 +39,7 @@ class TrainingSummary:
 
 def format_train_summary(summary: TrainingSummary) -> str:
     """The few lines a person reads after training."""
-    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights))
+    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights, strict=True))
     if not summary.model_version:
         model = f"not registered ({summary.decision})" if summary.decision else "not registered (--no-register)"
     elif summary.alias:
@@ -77,10 +78,18 @@ def first_epochs(summary: TrainingSummary) -> list[str]:
     for epoch, loss in enumerate(summary.first_losses[:SHOWN_EPOCHS]):
         text = f"epoch {epoch}: loss {loss:.6g}"
         if summary.first_gradients and len(summary.feature_names) <= SHOWN_GRADIENTS:
-            pairs = ", ".join(f"{n} {g:.6g}" for n, g in zip(summary.feature_names, summary.first_gradients[epoch]))
-            text += f", gradients {pairs}"
+            pairs = zip(summary.feature_names, summary.first_gradients[epoch], strict=True)
+            text += f", gradients {', '.join(f'{n} {g:.6g}' for n, g in pairs)}"
         lines.append(("  first epochs:  " if epoch == 0 else "                 ") + text)
     return lines
+
+
+class ScoringCounts(Protocol):  # what a summary reads of a normflow.data ScoringReport (not imported here)
+    output: Path
+    rejected_output: Path | None
+    rows_scored: int
+    rows_rejected: int
+    rows_out_of_range: int
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class ScoringSummary:
 
     run_id: str
     model_uri: str
-    report: object  # normflow.data.scoring.ScoringReport
+    report: ScoringCounts  # normflow.data.scoring.ScoringReport
     warnings: list[str]
     seconds: float
     experiment: str = "normflow-scoring"

@@ -33,7 +33,7 @@ class NormflowError(Exception):
         return {}
 
 
-def _rebuild(cls: type, template: str, settings: tuple[str, ...], fields: dict) -> NormflowError:
+def _rebuild(cls: type[NormflowError], template: str, settings: tuple[str, ...], fields: dict) -> NormflowError:
     error = cls.__new__(cls)
     NormflowError.__init__(error, template, settings=settings)
     error.__dict__.update(fields)

@@ -15,6 +15,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import torch
 
@@ -133,7 +134,9 @@ def fit_scaler(
     is_constant = (maximum == minimum) | ~(scale > 0)
     if method == "maxabs":
         is_constant = ~(scale > 0)  # max|x| of a non-zero constant is a fine divisor
-    constant = [name for name, flag in zip(feature_names, is_constant.tolist()) if flag and method != "none"]
+    constant = [
+        name for name, flag in zip(feature_names, is_constant.tolist(), strict=True) if flag and method != "none"
+    ]
     if constant:
         warnings.warn(
             f"feature(s) {', '.join(constant)} have zero spread under {method} scaling; scale set to 1",
@@ -270,7 +273,7 @@ def _string_list(value: object, name: str) -> list[str]:
     return list(value)
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[float]:
     """A real, finite int or float (not a bool, not a string)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Final, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -31,9 +31,9 @@ Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(Device)
 BadRowPolicy = Literal["error", "skip"]
 BAD_ROW_POLICIES: tuple[str, ...] = get_args(BadRowPolicy)
-AUTO_TOLERANCE = "auto"
+AUTO_TOLERANCE: Final = "auto"
 """Promotion tolerance from the holdout's sampling error (see :func:`normflow.core.gate.sampling_tolerance`)."""
-AUTO_LR = "auto"
+AUTO_LR: Final = "auto"
 """Learning rate chosen from the Hessian: the best constant step ``2 / (lambda_max + lambda_min)``."""
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t"}
 """The field separators a CSV may use, by the name a command line gives them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normflow.core.engine import gradient_ratio
@@ -78,8 +79,8 @@ def run_grid(
     statistics: TableStatistics,
     feature_names: tuple[str, ...],
     target: str,
-    normalizations: list[str],
-    lrs: list[float | str],
+    normalizations: Sequence[str],
+    lrs: Sequence[float | str],
     epochs: int,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[StudyResult]:
@@ -125,14 +126,14 @@ def child_metrics(result: StudyResult) -> dict[str, float]:
     )
     if result.epochs_to_tolerance is not None:
         metrics["epochs_to_tolerance"] = result.epochs_to_tolerance
-    for key, weight in zip(feature_keys(outcome.scaler.feature_names).values(), outcome.raw_weights):
+    for key, weight in zip(feature_keys(outcome.scaler.feature_names).values(), outcome.raw_weights, strict=True):
         metrics[f"coef.{key}"] = weight
     return metrics
 
 
 def grid_rows(results: list[StudyResult]) -> list[dict[str, object]]:
     """One row per combination: the table behind the report."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for r in results:
         outcome = r.outcome
         status = "diverged" if r.diverged else ("converged" if r.converged else "not converged")
@@ -189,7 +190,7 @@ def best_per_normalization(results: list[StudyResult]) -> dict[str, StudyResult]
 
 
 def _rank(r: StudyResult) -> tuple[int, float]:
-    if r.converged:
+    if r.converged and r.epochs_to_tolerance is not None:  # converged: it reached the tolerance
         return (0, float(r.epochs_to_tolerance))
     if not r.diverged:
         return (1, r.outcome.descent.final_loss)
@@ -203,11 +204,11 @@ def coefficients_agree(results: list[StudyResult], tolerance: float = 1e-4) -> t
         return False, [], math.nan
     weights = [r.outcome.raw_weights for r in converged]
     intercepts = [r.outcome.intercept for r in converged]
-    mean_w = [sum(col) / len(col) for col in zip(*weights)]
+    mean_w = [sum(col) / len(col) for col in zip(*weights, strict=True)]
     mean_b = sum(intercepts) / len(intercepts)
-    agree = all(abs(w - m) <= tolerance * max(1.0, abs(m)) for ws in weights for w, m in zip(ws, mean_w)) and all(
-        abs(b - mean_b) <= tolerance * max(1.0, abs(mean_b)) for b in intercepts
-    )
+    agree = all(
+        abs(w - m) <= tolerance * max(1.0, abs(m)) for ws in weights for w, m in zip(ws, mean_w, strict=True)
+    ) and all(abs(b - mean_b) <= tolerance * max(1.0, abs(mean_b)) for b in intercepts)
     return agree, mean_w, mean_b
 
 
@@ -225,7 +226,7 @@ def summary_text(results: list[StudyResult], feature_names: tuple[str, ...], tar
             if r.diverged:
                 when = f"blew up at epoch {r.diverged_epoch}" if r.diverged_epoch is not None else "was unstable"
                 parts.append(f"lr {r.lr_text} diverged ({when})")
-            elif r.converged:
+            elif r.converged and r.epochs_to_tolerance is not None:  # converged: it reached the tolerance
                 parts.append(f"lr {r.lr_text} converged in {counted(r.epochs_to_tolerance, 'epoch')}")
             else:
                 parts.append(
@@ -242,7 +243,7 @@ def summary_text(results: list[StudyResult], feature_names: tuple[str, ...], tar
     if not any(r.converged for r in results):
         lines.append("No combination converged, so the same-model check could not be made.")
     elif agree:
-        terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(feature_names, weights))
+        terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(feature_names, weights, strict=True))
         lines.append(
             "Every converged run reached the same model in raw units: "
             f"{target} = {terms} + {intercept:.6g}. Normalization changed how fast and whether gradient "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from normflow.core.engine import (
     Curvature,
@@ -37,7 +37,7 @@ class TrainingOutcome:
     optimality_gap: float  # final loss minus the optimum's loss
     error: DivergenceError | DataError | None  # diverged, or coefficients that overflow
     lr: float = math.nan  # the learning rate used (resolved when ``auto`` was asked for)
-    optimum: LeastSquares | None = None  # the exact least-squares fit from R
+    optimum: LeastSquares = field(kw_only=True)  # the exact least-squares fit from R (always set)
     tolerance: float = 0.0  # relative optimality gap asked for (0: run every epoch)
     relative_gap: float = math.nan  # final gap over the starting gap
     rows: int = 0  # training rows behind the statistics
@@ -112,14 +112,14 @@ def train_linear_model(
     bend = curvature(problem)
     rate = resolve_lr(lr, bend)
     descent = gradient_descent(problem, rate, epochs, tolerance=tolerance)
-    error = None
+    error: DivergenceError | DataError | None = None
     if not check_converging(descent, rate, bend):
         error = divergence_error(problem, descent, rate, feature_names, normalization)
     weights, intercept = scaler.raw_coefficients(descent.weights, descent.bias)
     if error is None and not all(math.isfinite(v) for v in (*weights, intercept)):
         error = DataError(
             "the fitted coefficients overflow float64 in raw units (features "
-            + ", ".join(repr(n) for n, w in zip(feature_names, weights) if not math.isfinite(w))
+            + ", ".join(repr(n) for n, w in zip(feature_names, weights, strict=True) if not math.isfinite(w))
             + "); rescale those columns"
         )
     model = LinearModel(

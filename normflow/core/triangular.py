@@ -229,7 +229,7 @@ def _explain(
     scale_j = float(torch.linalg.vector_norm(rxx[:, j])) or 1.0
     terms = tuple(
         (names[int(i)], float(c))
-        for i, c in zip(earlier, coefficients)
+        for i, c in zip(earlier, coefficients, strict=True)
         if abs(float(c)) * float(torch.linalg.vector_norm(rxx[:, int(i)])) > 1e-9 * scale_j
     )
     constant = float(mean[j] - mean[earlier] @ coefficients)

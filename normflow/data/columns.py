@@ -28,6 +28,13 @@ class TableSpec:
         """Columns read from each file: the features, then the target if any."""
         return self.features + ((self.target,) if self.target is not None else ())
 
+    @property
+    def training_target(self) -> str:
+        """The target column of a spec made for training (a scoring spec has none: asking is a bug)."""
+        if self.target is None:
+            raise ValueError("this table spec was made for scoring: it has no target column")
+        return self.target
+
 
 def table_spec(
     sources: list[Path],

@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow as pa
 
@@ -55,10 +56,12 @@ def csv_module_rows(part: Partition, delimiter: str = ",") -> Iterator[tuple[int
 
     Blank lines are skipped and rows numbered as pyarrow does, so both readers agree on numbers.
     """
+    handle: TextIO
     if part.start is None:
         handle = open(part.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by `with handle` below)
         row = 0
     else:
+        assert part.end is not None, "a partition with a start has an end"
         with open(part.path, "rb") as raw:
             raw.seek(part.start)
             handle = io.StringIO(raw.read(part.end - part.start).decode("utf-8"), newline="")

@@ -7,6 +7,7 @@ empty or binary file, blank or duplicate names.
 
 from __future__ import annotations
 
+import collections
 import csv
 from pathlib import Path
 
@@ -60,8 +61,7 @@ def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], st
     for position, name in enumerate(names, start=1):
         if not name:
             raise DataError(f"{path}: line 1, column {position} has an empty name")
-    seen: set[str] = set()
-    duplicates = [name for name in names if name in seen or seen.add(name)]
+    duplicates = [name for name, count in collections.Counter(names).items() if count > 1]
     if duplicates:
         raise DataError(f"{path}: line 1 has duplicate column name(s): {', '.join(sorted(set(duplicates)))}")
     return names, delimiter

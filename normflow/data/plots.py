@@ -32,7 +32,7 @@ def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
         points = [(e, v) for e, v in enumerate(curve.losses) if math.isfinite(v) and v > 0]
         if not points:
             continue
-        epochs, values = zip(*points)
+        epochs, values = zip(*points, strict=True)
         label = curve.label + (" (diverged)" if curve.diverged_at is not None else "")
         (line,) = ax.plot(epochs, values, linewidth=1.5, color=curve.color, linestyle=curve.linestyle, label=label)
         if curve.diverged_at is not None:

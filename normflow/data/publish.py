@@ -128,7 +128,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     process ``pid`` exists, so a job running now keeps its files. Returns what was removed.
     """
     prefix = f".{target.name}{TEMP_MARK}"
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(target.parent.iterdir())
     except OSError:

@@ -44,6 +44,7 @@ def _open_partition(part: Partition) -> tuple[pa.NativeFile, int]:
     """The partition's bytes as a pyarrow input, and how many header lines to skip."""
     if part.start is None:
         return pa.OSFile(str(part.path), "rb"), 1
+    assert part.end is not None, "a partition with a start has an end"
     with open(part.path, "rb") as handle:
         handle.seek(part.start)
         return pa.BufferReader(handle.read(part.end - part.start)), 0

@@ -36,7 +36,7 @@ def curve_style(result: StudyResult, results: list[StudyResult]) -> tuple[str, s
 
 def write_study_report(results: list[StudyResult], spec: TableSpec, tolerance: float, report_dir: Path) -> str:
     """Write the report folder (published whole); returns the summary text."""
-    summary = summary_text(results, spec.features, spec.target, tolerance)
+    summary = summary_text(results, spec.features, spec.training_target, tolerance)
     check_report_dir(report_dir)
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     with staged(report_dir, replace=False) as staging:

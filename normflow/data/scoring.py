@@ -7,7 +7,7 @@ their reason, to a rejected-rows file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +99,7 @@ def numeric_output_columns(output: Path, features: tuple[str, ...]) -> tuple[str
 
 
 def score_sources(
-    sources: list[Path | Partition],
+    sources: Sequence[Path | Partition],
     spec: TableSpec,
     model: LinearModel,
     output: Path,
@@ -153,6 +153,9 @@ def score_sources(
                     fine = ~overflow
                     rows, predictions = rows[:, fine], predictions[fine]
                 if problems:
+                    assert rejects is not None, (
+                        "rows are kept as problems only under skip, which opens the rejects file"
+                    )
                     bad = sorted(problems)
                     rejects.write(_rejected_rows(batch, bad, problems, path, first_row, reject_schema))
                     report.rows_rejected += len(bad)
@@ -164,8 +167,8 @@ def score_sources(
                 report.rows_out_of_range += int(outside.sum())
                 parsed = rows.cpu().numpy() if numeric else None
                 columns = [
-                    pa.array(parsed[features.index(name)]) if name in numeric else column
-                    for name, column in zip(spec.columns, batch.columns)
+                    pa.array(parsed[features.index(name)]) if parsed is not None and name in numeric else column
+                    for name, column in zip(spec.columns, batch.columns, strict=True)
                 ]
                 columns.append(pa.array(predictions.cpu().numpy()))
                 if flag_out_of_range:
@@ -186,8 +189,8 @@ def score_sources(
         else:
             report.rejected_output = None
         writer.publish()
-    report.below_min = dict(zip(features, below.tolist()))
-    report.above_max = dict(zip(features, above.tolist()))
+    report.below_min = dict(zip(features, below.tolist(), strict=True))
+    report.above_max = dict(zip(features, above.tolist(), strict=True))
     return report
 
 
@@ -228,7 +231,7 @@ def publish_parts(parts: list[tuple[list[Path], Path, pa.Schema]]) -> None:
     """
     writers = [AtomicTableWriter(target) for _, target, _ in parts]
     try:
-        for (files, _, schema), writer in zip(parts, writers):
+        for (files, _, schema), writer in zip(parts, writers, strict=True):
             writer.__enter__()
             for part in files:
                 if not part.exists():

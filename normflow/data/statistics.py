@@ -119,7 +119,7 @@ def check_trainable(
     finite = torch.isfinite(torch.diagonal(moments.comoment)) & torch.isfinite(moments.mean)
     if not bool(finite.all()):
         names = column_names or tuple(f"column {i + 1}" for i in range(moments.width))
-        bad = [name for name, ok in zip(names, finite.tolist()) if not ok]
+        bad = [name for name, ok in zip(names, finite.tolist(), strict=True) if not ok]
         raise DataError(
             f"{data_label}: values in {', '.join(map(repr, bad))} are too large: their spread overflows float64 "
             f"(largest magnitude {float(moments.max_abs[~finite].max()):.3g}); rescale that column"

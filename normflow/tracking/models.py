@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from dataclasses import dataclass
@@ -40,11 +41,11 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     numbered = _VERSION_URI.match(model_uri)
     if alias:
         name = alias["name"]
-        lookup = lambda: client.get_model_version_by_alias(name, alias["alias"])
+        lookup = functools.partial(client.get_model_version_by_alias, name, alias["alias"])
         missing = f"registered model {name!r} has no alias {alias['alias']!r}"
     elif numbered:
         name = numbered["name"]
-        lookup = lambda: client.get_model_version(name, numbered["version"])
+        lookup = functools.partial(client.get_model_version, name, numbered["version"])
         missing = f"registered model {name!r} has no version {numbered['version']}"
     else:
         check_model_uri(model_uri, Path(model_uri).exists())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, Run
 
 from normflow.core.errors import ConfigError
 from normflow.core.gate import (
@@ -91,13 +92,20 @@ def decide_and_promote(
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
         noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
         relative = sampling_tolerance(holdout.count) if tolerance == AUTO_TOLERANCE else float(tolerance)
-        if champion is not None:
+        if champion is not None and expected is not None:  # a champion is loaded from its version
             reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
             if reason_if_incomparable is None:
                 champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
     decision = gate(challenger_mse, champion_mse, expected, relative, noise, reason_if_incomparable)
     gate_on = holdout is not None  # without a holdout there is no gate: every new version is promoted
-    if gate_on and champion is not None and per_file and not allow_contradictions and _same_columns(champion, outcome):
+    if (
+        gate_on
+        and champion is not None
+        and expected is not None
+        and per_file
+        and not allow_contradictions
+        and _same_columns(champion, outcome)
+    ):
         checks = new_file_checks(uri, run_id, model_name, expected, champion, outcome, per_file)
         decision = contradiction(checks, expected, challenger_mse) or decision
     held = registry.held_version(uri, model_name)
@@ -136,11 +144,14 @@ def unchanged_since_champion(uri: str, run_id: str, model_name: str) -> GateDeci
         return None
     this, that = client.get_run(run_id), client.get_run(champion_run)
 
-    def fingerprint(run) -> tuple:
-        digests = sorted(i.dataset.digest for i in run.inputs.dataset_inputs)
+    def dataset_inputs(run: Run) -> list[DatasetInput]:
+        return run.inputs.dataset_inputs if run.inputs is not None else []
+
+    def fingerprint(run: Run) -> tuple:
+        digests = sorted(i.dataset.digest for i in dataset_inputs(run))
         return (digests, tuple(run.data.params.get(key) for key in COMPARED_SETTINGS))
 
-    if not this.inputs.dataset_inputs or fingerprint(this) != fingerprint(that):
+    if not dataset_inputs(this) or fingerprint(this) != fingerprint(that):
         return None
     decision = nothing_new(champion)
     runs.set_tags(uri, run_id, decision.tags())
@@ -154,7 +165,7 @@ def _same_columns(champion: LinearModel, outcome: TrainingOutcome) -> bool:
 def _coefficients_for(champion: LinearModel, outcome: TrainingOutcome) -> tuple[list[float], float]:
     """The champion's raw coefficients in this run's feature order."""
     weights, intercept = champion.raw_coefficients()
-    by_name = dict(zip(champion.feature_names, weights))
+    by_name = dict(zip(champion.feature_names, weights, strict=True))
     return [by_name[n] for n in outcome.model.feature_names], intercept
 
 
@@ -174,10 +185,10 @@ def new_file_checks(
     champion_run = champion_version_info.run_id
     seen = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
     mine = runs.read_json_artifact(uri, run_id, "data_files.json")
-    if not mine:
+    if not isinstance(mine, dict) or not mine:  # data_files.json holds {"files": [...]}
         return []
-    known = {entry["sha256"] for entry in (seen or {}).get("files", [])}
-    reference = champion_version_info.tags.get(CHALLENGER_MSE_TAG)
+    known = {entry["sha256"] for entry in (seen.get("files", []) if isinstance(seen, dict) else [])}
+    reference: str | float | None = champion_version_info.tags.get(CHALLENGER_MSE_TAG)
     if reference is None and champion_run:
         reference = client.get_run(champion_run).data.metrics.get("final_loss")
     if reference is None:
@@ -201,6 +212,7 @@ def _now() -> str:
 def rollback_champion(uri: str, model_name: str, by: str = "rollback") -> registry.AliasState:
     """Swap champion and previous-champion, tagging both versions; returns the state before."""
     before = registry.rollback(uri, model_name)
+    assert before.previous is not None, "registry.rollback refuses to roll back without a previous champion"
     registry.tag_version(uri, model_name, before.previous, {"normflow.promoted_by": f"{by} at {_now()}"})
     if before.champion is not None:
         registry.tag_version(uri, model_name, before.champion, {"normflow.demoted_by": f"{by} at {_now()}"})

@@ -80,7 +80,7 @@ def record_training_inputs(
     for name in shown:
         for stat, value in scaler.statistics[name].items():
             params[f"scaler.{stat}.{keys[name]}"] = repr(value)
-    for name, shift, scale in zip(shown, scaler.shift, scaler.scale):
+    for name, shift, scale in zip(shown, scaler.shift, scaler.scale, strict=False):  # shown: the first ones
         params[f"scaler.shift.{keys[name]}"] = repr(shift)
         if scaler.matrix is None:
             params[f"scaler.scale.{keys[name]}"] = repr(scale)
@@ -100,7 +100,7 @@ def record_training_inputs(
             "sha256": d,
             "rows": statistics.rows_per_file[str(p)],
         }
-        for p, d in zip(sources, digests)
+        for p, d in zip(sources, digests, strict=True)
     ]
     runs.log_json_artifact(uri, run_id, {"files": seen}, "data_files.json")
 
@@ -134,7 +134,10 @@ def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Pa
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    def cell(v: object) -> str:
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]
     md_path.write_text("\n".join(lines) + "\n")
@@ -182,7 +185,7 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
             "optimal_residual_std": optimum.residual_std,
         }
         keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
-        metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights)})
+        metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights, strict=False)})  # keys: the first
         runs.log_metrics(uri, run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
         runs.set_tags(uri, run_id, {DIVERGED_TAG: "false", CONVERGED_TAG: str(outcome.converged).lower()})
     with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:

@@ -132,7 +132,7 @@ def sampled_epochs(epochs: int, limit: int = METRIC_POINTS) -> list[int]:
     chosen = set(range(early))
     ratio = (epochs - 1) / early
     spaced = limit - early - 1
-    chosen.update(int(round(early * ratio ** (i / spaced))) for i in range(spaced + 1))
+    chosen.update(round(early * ratio ** (i / spaced)) for i in range(spaced + 1))
     chosen.add(epochs - 1)
     return sorted(e for e in chosen if e < epochs)
 
@@ -166,7 +166,8 @@ def epoch_metrics(
             yield Metric("log10_loss", math.log10(loss), now, epoch)
         if gradients is not None:
             yield Metric("grad_norm", norms[index], now, epoch)
-            for key, value in zip(keys, values[index] if per_feature else ()):
+            # not strict: called without feature names, a run logs grad_norm and no per-feature series
+            for key, value in zip(keys, values[index] if per_feature else (), strict=False):
                 yield Metric(f"grad.{key}", value, now, epoch)
 
 
@@ -186,7 +187,9 @@ def log_training_dataset(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         source = resolve_dataset_source(location)
-    dataset = MetaDataset(source=source, name=name, digest=digest)
+    # MLflow marks Dataset.profile abstract but Dataset is no ABC and MetaDataset (meant to be
+    # instantiated) does not define it: it works at runtime; the annotation is MLflow's slip.
+    dataset = MetaDataset(source=source, name=name, digest=digest)  # type: ignore[abstract]
     MlflowClient(uri).log_inputs(
         run_id,
         datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],

@@ -114,4 +114,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     except MlflowException as exc:  # another process created it first: use theirs
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        return client.get_experiment_by_name(name).experiment_id
+        existing = client.get_experiment_by_name(name)
+        if existing is None:  # created and deleted again meanwhile: report the original failure
+            raise
+        return existing.experiment_id

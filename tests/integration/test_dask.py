@@ -33,7 +33,9 @@ def write_files(folder: Path, files: int = 4, rows: int = 3000) -> Path:
         lights = rng.integers(0, 6, rows)
         distance = rng.uniform(100, 4000, rows).round(2)
         price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, rows)
-        body = "".join(f"r{i}-{j},{a},{b},{c:.5f}\n" for j, (a, b, c) in enumerate(zip(lights, distance, price)))
+        body = "".join(
+            f"r{i}-{j},{a},{b},{c:.5f}\n" for j, (a, b, c) in enumerate(zip(lights, distance, price, strict=True))
+        )
         (folder / f"part{i}.csv").write_text("id,lights,distance,price\n" + body)
     return folder
 
@@ -130,7 +132,7 @@ def test_failed_partition_publishes_nothing(cluster, tracking_store, tmp_path):
         handle.write("bad,1,oops,3\n")
     output = tmp_path / "out.csv"
     runner = DaskTaskRunner(address=cluster.scheduler_address)
-    with pytest.raises(DataError, match="part3.csv: row 3001 \\(line 3002\\), column 'distance'"):
+    with pytest.raises(DataError, match=r"part3\.csv: row 3001 \(line 3002\), column 'distance'"):
         predict_flow.with_options(task_runner=runner)(
             PredictSettings(input=str(data), output=str(output), partition_bytes=16_384)
         )

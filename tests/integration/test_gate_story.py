@@ -28,7 +28,7 @@ def drop(folder, name: str, slope: float, rows: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = rng.uniform(0, 10, rows)
     y = slope * a + 2.0 + rng.normal(0, 1.0, rows)
-    (folder / name).write_text("a,y\n" + "".join(f"{u:.9g},{v:.9g}\n" for u, v in zip(a, y)))
+    (folder / name).write_text("a,y\n" + "".join(f"{u:.9g},{v:.9g}\n" for u, v in zip(a, y, strict=True)))
 
 
 def promote_cli(tracking_store: str, *flags: str) -> str:
@@ -47,7 +47,10 @@ def promote_cli(tracking_store: str, *flags: str) -> str:
 def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path):
     folder = tmp_path / "incoming"
     folder.mkdir()
-    retrain = lambda: train_flow(TrainSettings(data=str(folder), target="y", holdout_fraction=0.25))
+
+    def retrain():
+        return train_flow(TrainSettings(data=str(folder), target="y", holdout_fraction=0.25))
+
     drop(folder, "a.csv", 3.0, 300, 1)
     first = retrain()
     assert first.model_version == "1" and first.alias == "champion"

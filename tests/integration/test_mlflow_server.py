@@ -126,7 +126,8 @@ def test_eight_trainings_at_once_against_one_server(prefect_server, tmp_path):
             lights, distance = rng.integers(0, 6, 200), rng.uniform(100, 4000, 200).round(1)
             price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, 200)
             path.write_text(
-                "lights,distance,price\n" + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price))
+                "lights,distance,price\n"
+                + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price, strict=True))
             )
             data.append(path)
         env = cli_env(uri, prefect_server)

@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO, LocalServer, free_port, run_with_temp_store
 
 from flows.train_flow import train_flow
+from normflow.core.settings import TrainSettings
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,6 @@ sys.path = [p for p in sys.path if not inside(p)]
 for name in ("torch", "normflow", "tasks", "flows"):
     sys.modules[name] = None
 import mlflow, pandas as pd
-from normflow.core.settings import TrainSettings
 model = mlflow.pyfunc.load_model("models:/normflow-linear@champion")
 prediction = model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))
 info = mlflow.models.get_model_info("models:/normflow-linear@champion")

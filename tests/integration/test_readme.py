@@ -216,7 +216,7 @@ def compare_words_and_numbers(actual: str, shown: str, numbers: bool = True) -> 
     a, s = re.split(pattern, actual), re.split(pattern, shown)
     if len(a) != len(s):
         return False
-    for index, (x, y) in enumerate(zip(a, s)):
+    for index, (x, y) in enumerate(zip(a, s, strict=True)):
         if index % 2 == 0:
             if " ".join(x.split()) != " ".join(y.split()):
                 return False
@@ -249,7 +249,7 @@ def summary_mismatches(actual: str, example: str, clone: str, copy: Path, device
     example_head, want = summary_fields(example)
     problems = [] if head == example_head else [f"first line {head!r}, README {example_head!r}"]
     if [label for label, _ in got] != [label for label, _ in want]:
-        problems.append(f"labels {[l for l, _ in got]}, README {[l for l, _ in want]}")
+        problems.append(f"labels {[label for label, _ in got]}, README {[label for label, _ in want]}")
     shown_for = dict(want)
     for label, value in got:
         if label not in shown_for:
@@ -294,7 +294,7 @@ def answer_agrees(actual, claim, shown: list[str]) -> bool:
         return (
             isinstance(actual, list)
             and len(actual) == len(claim)
-            and all(answer_agrees(a, c, shown) for a, c in zip(actual, claim))
+            and all(answer_agrees(a, c, shown) for a, c in zip(actual, claim, strict=True))
         )
     return actual == claim
 
@@ -825,7 +825,7 @@ TUTORIAL_CLAIMS = [
             _converged(r)
             and _epochs(r) == 1
             and len(_losses(r)) >= 2
-            and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups()))
+            and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups(), strict=False))
         ),
     ),
     (
@@ -835,7 +835,8 @@ TUTORIAL_CLAIMS = [
     (
         rf"\(({NUMBER}), then ({NUMBER})\)",
         lambda r, m, p, n: (
-            len(_losses(r)) >= 2 and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups()))
+            len(_losses(r)) >= 2
+            and all(agrees_to_shown_digits(a, s) for a, s in zip(_losses(r), m.groups(), strict=False))
         ),
     ),
     (

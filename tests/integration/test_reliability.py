@@ -21,11 +21,15 @@ from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from normflow.core.errors import ModelFormatError
+from normflow.core.errors import ConfigError, DataError, ModelFormatError
+from normflow.core.settings import PredictSettings, TrainSettings
 from normflow.data.columns import table_spec
 from normflow.data.partitions import plan_partitions
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.sources import resolve_sources
-from normflow.tracking import registry
+from normflow.data.statistics import source_statistics
+from normflow.tracking import registry, store
+from normflow.tracking import runs as tracking
 from normflow.tracking.pyfunc import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +75,9 @@ def test_scoring_uses_one_version_while_retraining_moves_the_alias(prefect_serve
     rng = np.random.default_rng(0)
     big.write_text(
         "lights,distance\n"
-        + "".join(f"{a},{b}\n" for a, b in zip(rng.integers(0, 6, 300_000), rng.integers(0, 4000, 300_000)))
+        + "".join(
+            f"{a},{b}\n" for a, b in zip(rng.integers(0, 6, 300_000), rng.integers(0, 4000, 300_000), strict=True)
+        )
     )
     output = tmp_path / "out.csv"
     result: dict[str, object] = {}
@@ -175,12 +181,6 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
 
 # ----------------------------------------------------------------------------- round two
 # The outside probe's 20 failures (issue 10), one test per example, plus neighbours of each class.
-
-from normflow.core.errors import ConfigError, DataError
-from normflow.data.scoring import rejected_path, score_sources, scoring_spec
-from normflow.data.statistics import source_statistics
-from normflow.tracking import runs as tracking
-from normflow.tracking import store
 
 SEED_CSV = "lights,distance,price\n2,1000,19\n3,2000,31\n2,500,14\n1,800,15\n4,3000,43\n"
 
@@ -725,7 +725,6 @@ def promote_then_terminate(*args, **kwargs):
     return result
 registry.compare_and_set_champion = promote_then_terminate
 from flows.train_flow import main
-from normflow.core.settings import PredictSettings, TrainSettings
 sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)

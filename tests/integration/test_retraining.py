@@ -30,7 +30,7 @@ def noisy_csv(path: Path, rows: int, seed: int) -> Path:
     lights = rng.integers(0, 6, rows)
     distance = rng.uniform(100, 4000, rows).round(1)
     price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1.0, rows)
-    lines = ["lights,distance,price"] + [f"{a},{b},{c:.4f}" for a, b, c in zip(lights, distance, price)]
+    lines = ["lights,distance,price"] + [f"{a},{b},{c:.4f}" for a, b, c in zip(lights, distance, price, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 

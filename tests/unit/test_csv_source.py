@@ -156,7 +156,7 @@ def test_binary_file(write_csv):
 
 def test_standardization_needs_two_rows(write_csv):
     stats = read(write_csv("one.csv", "lights,distance,price\n1,2,3\n"))
-    with pytest.raises(DataError, match="one.csv: 1 training row.*at least 2"):
+    with pytest.raises(DataError, match=r"one\.csv: 1 training row.*at least 2"):
         check_trainable(stats, 2, "one.csv")
     check_trainable(stats, 1, "one.csv")  # one row is enough without a std
 

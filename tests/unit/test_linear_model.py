@@ -38,7 +38,7 @@ def test_missing_feature_is_named(model):
 
 
 def test_non_numeric_input_is_named(model):
-    with pytest.raises(DataError, match="row 2, column 'distance'.*'far'"):
+    with pytest.raises(DataError, match=r"row 2, column 'distance'.*'far'"):
         model.predict(pd.DataFrame({"lights": [3, 2], "distance": ["2500", "far"]}))
 
 

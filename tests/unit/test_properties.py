@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +32,7 @@ def test_merging_any_split_in_any_order_equals_one_pass(table, data):
     n = rows.shape[0]
     cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=n), max_size=6)))
     bounds = [0, *cuts, n]
-    parts = [moments_of(rows[a:b]) for a, b in zip(bounds, bounds[1:])]
+    parts = [moments_of(rows[a:b]) for a, b in itertools.pairwise(bounds)]
     order = data.draw(st.permutations(range(len(parts))))
     merged = empty_moments(rows.shape[1])
     for i in order:

@@ -56,7 +56,7 @@ def test_the_tutorials_findings(grid):
 
 
 def test_converged_runs_reach_the_same_raw_model(grid):
-    agree, weights, intercept = coefficients_agree(grid)
+    agree, _, _ = coefficients_agree(grid)
     assert agree
     for r in grid:
         if r.converged:

@@ -3,6 +3,7 @@ the tolerance, and NIST's certified values."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -42,7 +43,7 @@ def offset_rows() -> torch.Tensor:
 
 
 def split_statistics(rows_: torch.Tensor, bounds: list[int], order: list[int]):
-    parts = [table_statistics_of(rows_[a:b]) for a, b in zip(bounds, bounds[1:])]
+    parts = [table_statistics_of(rows_[a:b]) for a, b in itertools.pairwise(bounds)]
     total = empty_table_statistics(rows_.shape[1])
     for index in order:
         total = merge_table_statistics(total, parts[index])
@@ -57,7 +58,7 @@ def solution(stats, names=("year", "money", "small")) -> list[float]:
 @pytest.mark.parametrize("size", [1, 2, 7, 50, 97, 139])
 def test_any_chunking_gives_the_one_pass_solution(offset_rows, size):
     whole = solution(table_statistics_of(offset_rows))
-    bounds = list(range(0, 97, size)) + [97]
+    bounds = [*range(0, 97, size), 97]
     chunked = solution(split_statistics(offset_rows, bounds, list(range(len(bounds) - 1))))
     assert chunked == pytest.approx(whole, rel=1e-9)
 
@@ -222,7 +223,7 @@ def nist_statistics(name: str, device: str = "cpu"):
 
 
 def lstsq_lre(name: str) -> float:
-    header, table = rows(name)
+    _, table = rows(name)
     data = np.array(table)
     design = np.column_stack([np.ones(len(data)), data[:, :-1]])
     coef = np.linalg.lstsq(design, data[:, -1], rcond=None)[0]
