@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     from normflow.core.device import describe_device, resolve_device
     from normflow.tracking import store
     from normflow.tracking.records import training_run_name
-    from tasks.data import compute_statistics, inspect_data
+    from tasks.data import Reading, compute_statistics, inspect_data
     from tasks.lifecycle import TrackedRun, fail_run, failure_reason, finish_run, start_run, without_masking
     from tasks.tracking import (
         log_inputs,
@@ -50,15 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     run_name = training_run_name(settings.normalization, settings.lr, sources)
     run = TrackedRun(uri, start_run.fn(uri, settings.experiment, {"normflow.flow": "train"}, run_name, None))
     try:
-        statistics = compute_statistics.fn(
-            sources,
-            spec,
-            device,
-            settings.normalization,
-            settings.data,
-            settings.block_bytes,
-            settings.holdout_fraction,
-        )
+        reading = Reading(settings.normalization, settings.data, settings.block_bytes, settings.holdout_fraction)
+        statistics = compute_statistics.fn(sources, spec, device, reading)
         outcome = train.fn(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs.fn(uri, run.run_id, sources, spec, statistics, settings_logged, outcome.scaler)
         log_results.fn(

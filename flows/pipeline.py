@@ -16,7 +16,7 @@ from normflow.data.reader import describe_sources
 from normflow.tracking import store
 from normflow.tracking.records import training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
-from tasks.data import compute_statistics, inspect_data, statistics_by_partition
+from tasks.data import Reading, compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
 from tasks.tracking import (
     announce_decision,
@@ -50,12 +50,11 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
     run_name = training_run_name(settings.normalization, settings.lr, sources)
     with tracked_run(uri, settings.experiment, {"normflow.flow": "train"}, run_name) as run:
         logger.info("MLflow run %s in experiment %r at %s", run.run_id, settings.experiment, store.absolute_uri(uri))
-        reading = (sources, spec, device, settings.normalization, settings.data, settings.block_bytes,
-                   settings.holdout_fraction)  # fmt: skip
+        reading = Reading(settings.normalization, settings.data, settings.block_bytes, settings.holdout_fraction)
         if settings.partition_bytes:
-            statistics = statistics_by_partition(*reading, settings.partition_bytes)
+            statistics = statistics_by_partition(sources, spec, device, reading, settings.partition_bytes)
         else:
-            statistics = compute_statistics(*reading)
+            statistics = compute_statistics(sources, spec, device, reading)
         outcome = train(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs(uri, run.run_id, sources, spec, statistics, params, outcome.scaler)
         curve = f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"

@@ -31,7 +31,7 @@ from normflow.data.reader import block_bytes_for_rows
 from normflow.data.scoring import range_warnings
 from normflow.tracking import store
 from tasks.lifecycle import tracked_run
-from tasks.scoring import inspect_inputs, load_model, pin_model, score, score_by_partition
+from tasks.scoring import ScoringJob, inspect_inputs, load_model, pin_model, score
 from tasks.tracking import log_scoring
 
 SCORING_EXPERIMENT = "normflow-scoring"
@@ -64,8 +64,8 @@ def predict_flow(settings: PredictSettings) -> ScoringSummary:
     }
     with tracked_run(uri, SCORING_EXPERIMENT, {"normflow.flow": "predict"}, params=params) as run:
         started = time.perf_counter()
-        job = (sources, spec, model, output_path, torch_device, on_bad_row, flag_out_of_range, block_bytes)
-        report = score_by_partition(*job, partition_bytes) if partition_bytes else score(*job)
+        job = ScoringJob(spec, model, on_bad_row, flag_out_of_range, block_bytes)
+        report = score(sources, job, output_path, torch_device, partition_bytes)
         seconds = time.perf_counter() - started
         warnings = range_warnings(report, model)
         for message in warnings:

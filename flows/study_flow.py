@@ -29,7 +29,7 @@ from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings, rows_needed
 from normflow.data.report import check_report_dir
 from normflow.tracking import store
-from tasks.data import compute_statistics, inspect_data, write_report
+from tasks.data import Reading, compute_statistics, inspect_data, write_report
 from tasks.lifecycle import tracked_run
 from tasks.tracking import log_child_run, log_report
 from tasks.training import train_grid
@@ -67,7 +67,7 @@ def study_flow(settings: StudySettings = StudySettings()) -> StudySummary:
     }
     with tracked_run(uri, experiment, {"normflow.flow": "study"}, run_name="study", params=params) as run:
         minimum = max(normalizations, key=rows_needed)  # standardization and whitening need two rows
-        statistics = compute_statistics(sources, spec, torch_device, minimum, data, DEFAULT_BLOCK_BYTES)
+        statistics = compute_statistics(sources, spec, torch_device, Reading(minimum, data, DEFAULT_BLOCK_BYTES))
         started = time.perf_counter()
         results = train_grid(statistics, spec, normalizations, lrs, epochs, tolerance)
         logger.info("trained %d combinations in %.2f s", len(results), time.perf_counter() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,15 +35,20 @@ def inspect_data(
     return sources, table_spec(sources, target, features, delimiter)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How the statistics pass reads: for which normalization (the rows it needs), the data as the user
+    named it (for messages), CSV bytes per block, and the fraction of rows held out for the gate."""
+
+    normalization: str
+    data_label: str
+    block_bytes: int
+    holdout_fraction: float = 0.0
+
+
 @task(name="compute-statistics", **COMPUTE)
 def compute_statistics(
-    sources: list[Path],
-    spec: TableSpec,
-    device: torch.device,
-    normalization: str,
-    data_label: str,
-    block_bytes: int,
-    holdout_fraction: float = 0.0,
+    sources: list[Path], spec: TableSpec, device: torch.device, reading: Reading
 ) -> SourceStatistics:
     """One streaming pass over every file: moments of features and target (and of the holdout)."""
     logger = run_logger()
@@ -53,8 +59,8 @@ def compute_statistics(
             last[0] = time.monotonic()
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
-    statistics = source_statistics(sources, spec, device, block_bytes, progress, holdout_fraction)
-    check_trainable(statistics, rows_needed(normalization), data_label, spec.selected)
+    statistics = source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction)
+    check_trainable(statistics, rows_needed(reading.normalization), reading.data_label, spec.selected)
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
         f"{sum(statistics.rows_per_file.values()):,}",
@@ -74,24 +80,17 @@ def statistics_of_partition(
 
 
 def statistics_by_partition(
-    sources: list[Path],
-    spec: TableSpec,
-    device: torch.device,
-    normalization: str,
-    data_label: str,
-    block_bytes: int,
-    holdout_fraction: float,
-    target_bytes: int,
+    sources: list[Path], spec: TableSpec, device: torch.device, reading: Reading, target_bytes: int
 ) -> SourceStatistics:
     """The statistics pass as one task per partition (file or byte range), merged exactly here."""
     partitions = plan_partitions(sources, target_bytes)
     run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
     futures = statistics_of_partition.map(
-        partitions, unmapped(spec), unmapped("cpu"), unmapped(block_bytes), unmapped(holdout_fraction)
+        partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)
     )
     parts = [future.result() for future in futures]
-    statistics = merge_partition_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
-    check_trainable(statistics, rows_needed(normalization), data_label, spec.selected)
+    statistics = merge_partition_statistics(parts, len(spec.selected), device, reading.holdout_fraction > 0)
+    check_trainable(statistics, rows_needed(reading.normalization), reading.data_label, spec.selected)
     return statistics
 
 

@@ -6,6 +6,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,50 +63,46 @@ def inspect_inputs(
     return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range, delimiter)
 
 
-@task(name="score", **COMPUTE)
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every scoring step shares: the columns, the model, how bad rows are handled, the block size."""
+
+    spec: TableSpec
+    model: LinearModel
+    on_bad_row: str
+    flag_out_of_range: bool
+    block_bytes: int
+
+
 def score(
-    sources: list[Path],
-    spec: TableSpec,
-    model: LinearModel,
-    output: Path,
-    device: torch.device,
-    on_bad_row: str,
-    flag_out_of_range: bool,
-    block_bytes: int,
+    sources: list[Path], job: ScoringJob, output: Path, device: torch.device, partition_bytes: int | None = None
 ) -> ScoringReport:
+    """Score every row into ``output``, in one task, or with ``partition_bytes`` one task per partition."""
+    if partition_bytes:
+        return score_by_partition(sources, job, output, device, partition_bytes)
+    return score_whole(sources, job, output, device)
+
+
+@task(name="score", **COMPUTE)
+def score_whole(sources: list[Path], job: ScoringJob, output: Path, device: torch.device) -> ScoringReport:
     """Stream, normalize, predict and write; the output appears only when every row is done."""
     progress = progress_reporter(sum(p.stat().st_size for p in sources))
-    return score_sources(sources, spec, model, output, device, on_bad_row, flag_out_of_range, block_bytes, progress)
+    return score_sources(sources, *job_arguments(job, output, device), progress)
 
 
 @task(name="score-partition", **COMPUTE)
-def score_partition(
-    partition: Partition,
-    spec: TableSpec,
-    model: LinearModel,
-    part_output: str,
-    device_name: str,
-    on_bad_row: str,
-    flag_out_of_range: bool,
-    block_bytes: int,
-) -> ScoringReport:
+def score_partition(partition: Partition, job: ScoringJob, part_output: str, device_name: str) -> ScoringReport:
     """Score one partition into its own part file, wherever the task runner puts it."""
-    device = resolve_device(device_name)
-    return score_sources(
-        [partition], spec, model, Path(part_output), device, on_bad_row, flag_out_of_range, block_bytes
-    )
+    return score_sources([partition], *job_arguments(job, Path(part_output), resolve_device(device_name)))
+
+
+def job_arguments(job: ScoringJob, output: Path, device: torch.device) -> tuple:
+    """The arguments of :func:`normflow.data.scoring.score_sources` after the sources, for ``job``."""
+    return (job.spec, job.model, output, device, job.on_bad_row, job.flag_out_of_range, job.block_bytes)
 
 
 def score_by_partition(
-    sources: list[Path],
-    spec: TableSpec,
-    model: LinearModel,
-    output: Path,
-    device: torch.device,
-    on_bad_row: str,
-    flag_out_of_range: bool,
-    block_bytes: int,
-    target_bytes: int,
+    sources: list[Path], job: ScoringJob, output: Path, device: torch.device, target_bytes: int
 ) -> ScoringReport:
     """One task per partition into part files; the output is published only when every part succeeded."""
     partitions = plan_partitions(sources, target_bytes)
@@ -113,24 +110,16 @@ def score_by_partition(
     parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
     try:
         outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
-        futures = score_partition.map(
-            partitions,
-            unmapped(spec),
-            unmapped(model),
-            outputs,
-            unmapped(device.type),
-            unmapped(on_bad_row),
-            unmapped(flag_out_of_range),
-            unmapped(block_bytes),
-        )
+        futures = score_partition.map(partitions, unmapped(job), outputs, unmapped(device.type))
         wait(futures)  # let every part finish or fail before anything is published or removed
         reports = [future.result() for future in futures]
         rejecting = [Path(o) for o, r in zip(outputs, reports, strict=True) if r.rows_rejected]
         rejected = rejected_path(output) if rejecting else None
         targets = []
         if rejected is not None:
-            targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(spec)))
-        schema = output_schema(spec, flag_out_of_range, numeric_output_columns(output, model.feature_names))
+            targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(job.spec)))
+        numeric = numeric_output_columns(output, job.model.feature_names)
+        schema = output_schema(job.spec, job.flag_out_of_range, numeric)
         targets.append(([Path(o) for o in outputs], output, schema))
         publish_parts(targets)
         return merge_reports(reports, output, rejected)

@@ -8,6 +8,7 @@ chunks (or partitions computed on other workers) merge exactly with Chan et al.'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -104,14 +105,36 @@ def moments_of_columns(columns: torch.Tensor, overwrite: bool = False) -> Moment
     return Moments(int(count), mean, columns @ columns.T, minimum, maximum)
 
 
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Exact moments of the union of two disjoint row sets (Chan et al.)."""
+class RowSetStatistics(Protocol):
+    """Statistics of a set of rows that merge with those of another: moments, triangular statistics."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+
+StatisticsT = TypeVar("StatisticsT", bound=RowSetStatistics)
+
+
+def merge_with_empty(a: StatisticsT, b: StatisticsT, what: str) -> StatisticsT | None:
+    """The merge of two row sets' statistics when one set is empty (the other one), else None; statistics
+    of different widths never merge."""
     if a.width != b.width:
-        raise ValueError(f"cannot merge moments of {a.width} and {b.width} columns")
+        raise ValueError(f"cannot merge {what} of {a.width} and {b.width} columns")
     if b.count == 0:
         return a
     if a.count == 0:
         return b
+    return None
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Exact moments of the union of two disjoint row sets (Chan et al.)."""
+    trivial = merge_with_empty(a, b, "moments")
+    if trivial is not None:
+        return trivial
     b = b.to(a.mean.device)
     count = a.count + b.count
     delta = b.mean - a.mean

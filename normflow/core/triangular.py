@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from normflow.core.moments import DTYPE
+from normflow.core.moments import DTYPE, merge_with_empty
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,9 @@ def reshift(stats: Triangular, shift: torch.Tensor) -> Triangular:
 
 def merge_triangular(a: Triangular, b: Triangular) -> Triangular:
     """Exact R of the union of two disjoint row sets: the R of the stacked factors (TSQR)."""
-    if a.width != b.width:
-        raise ValueError(f"cannot merge triangular statistics of {a.width} and {b.width} columns")
-    if b.count == 0:
-        return a
-    if a.count == 0:
-        return b
+    trivial = merge_with_empty(a, b, "triangular statistics")
+    if trivial is not None:
+        return trivial
     b = reshift(b.to(a.r.device), a.shift)
     return Triangular(a.count + b.count, a.shift, _r_factor(torch.cat([a.r, b.r])))
 

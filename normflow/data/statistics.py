@@ -8,16 +8,10 @@ from pathlib import Path
 
 import torch
 
+from normflow.core import moments as column_moments
 from normflow.core.errors import DataError
 from normflow.core.holdout import holdout_mask
-from normflow.core.moments import (
-    Moments,
-    empty_moments,
-    merge_moments,
-    moments_from_dict,
-    moments_of_columns,
-    moments_to_dict,
-)
+from normflow.core.moments import Moments
 from normflow.core.settings import DEFAULT_BLOCK_BYTES
 from normflow.core.table_stats import (
     TableStatistics,
@@ -60,13 +54,15 @@ def file_statistics(
 ) -> tuple[TableStatistics, Moments]:
     """Statistics of one file's (or partition's) training and holdout rows, block by block (memory stays flat)."""
     train = empty_table_statistics(len(spec.selected), device)
-    held = empty_moments(len(spec.selected), device)
+    held = column_moments.empty_moments(len(spec.selected), device)
     for block in iter_row_blocks(path, spec, block_bytes):
         columns = block.columns
         if holdout_fraction > 0:
             mask = holdout_mask(columns, holdout_fraction, spec.selected)
             held_columns, columns = columns[:, mask], columns[:, ~mask]
-            held = merge_moments(held, moments_of_columns(held_columns.to(device), overwrite=True))
+            held = column_moments.merge_moments(
+                held, column_moments.moments_of_columns(held_columns.to(device), overwrite=True)
+            )
         if device.type == "cuda":
             columns = columns.pin_memory().to(device, non_blocking=True)
         train = merge_table_statistics(train, table_statistics_of_columns(columns, overwrite=True))
@@ -96,15 +92,15 @@ def fold_statistics(
 ) -> SourceStatistics:
     """The one fold: ``(path, training statistics, holdout moments)`` parts merged exactly, in any order."""
     total = empty_table_statistics(width, device)
-    held = empty_moments(width, device)
+    held = column_moments.empty_moments(width, device)
     rows: dict[str, int] = {}
     per_file: dict[str, Moments] = {}
     for path, train_part, held_part in parts:
         rows[path] = rows.get(path, 0) + train_part.count + held_part.count
         total = merge_table_statistics(total, train_part)
-        held = merge_moments(held, held_part)
-        file_rows = merge_moments(train_part.moments, held_part)
-        per_file[path] = merge_moments(per_file[path], file_rows) if path in per_file else file_rows
+        held = column_moments.merge_moments(held, held_part)
+        file_rows = column_moments.merge_moments(train_part.moments, held_part)
+        per_file[path] = column_moments.merge_moments(per_file[path], file_rows) if path in per_file else file_rows
     return SourceStatistics(total, rows, held if holdout else None, per_file)
 
 
@@ -146,13 +142,21 @@ def partition_statistics(
 ) -> dict:
     """One partition's statistics in plain form, to send back from a worker and merge exactly."""
     train, held = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction)
-    return {"path": str(partition.path), "train": table_statistics_to_dict(train), "holdout": moments_to_dict(held)}
+    return {
+        "path": str(partition.path),
+        "train": table_statistics_to_dict(train),
+        "holdout": column_moments.moments_to_dict(held),
+    }
 
 
 def merge_partition_statistics(parts: list[dict], width: int, device: torch.device, holdout: bool) -> SourceStatistics:
     """Merge partition results sent back by workers (any order gives the same moments, up to rounding)."""
     decoded = (
-        (part["path"], table_statistics_from_dict(part["train"], device), moments_from_dict(part["holdout"], device))
+        (
+            part["path"],
+            table_statistics_from_dict(part["train"], device),
+            column_moments.moments_from_dict(part["holdout"], device),
+        )
         for part in parts
     )
     return fold_statistics(decoded, width, device, holdout)
