@@ -14,14 +14,8 @@ from collections.abc import Callable
 
 from flows.cli import flag_name
 from flows.logs import quiet_expected_errors, quiet_library_consoles
-from flows.runtime import (
-    PERSISTENT_SERVER_ADVICE,
-    prefect_startup_settings,
-    prefect_startup_timeout,
-    running_temporary_servers,
-    stop_new_temporary_servers,
-)
-from flows.server import stop_early_server, wait_for_early_server
+from flows.runtime import prefect_command_settings
+from flows.server import ensure_temporary_server, stop_early_server, wait_for_early_server
 from normflow.core.errors import NormflowError, Terminated, one_line
 
 _SIGNALS_RECEIVED: list[int] = []
@@ -37,13 +31,16 @@ class ServingStopped(Exception):
     """A served flow stopped by Ctrl-C or SIGTERM (Prefect's ``serve`` catches the interrupt and returns)."""
 
 
-def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False) -> int:
+def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False, temporary_server: bool = True) -> int:
     """Run a command: its summary on stdout, or one error line on stderr (the last line) and exit 1.
 
     Every failure ends as one ``normflow: error:`` line: our own errors, a store that fails, a
     file the system refuses, Prefect's temporary server not starting, Ctrl-C and SIGTERM
     (which interrupt the flow, so its clean-up marks the MLflow run FAILED and publishes nothing).
     ``prefect=False`` for commands that run no flow (no Prefect server is started or stopped).
+    Without a configured Prefect server the flows use the command's temporary one (started early by
+    the script, else here), never one Prefect starts itself; ``temporary_server=False`` for a command
+    that needs a real server (serving), as ``--serve`` flags tell :func:`start_temporary_server_early`.
     Prefect's, MLflow's and Dask's own console lines are shown with ``verbose`` only (Prefect's
     run logs still reach its server and UI).
     """
@@ -56,12 +53,10 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave SIGTERM alone
         previous = None
-    servers_before: set[int] = set()
     try:
-        if prefect:
-            wait_for_early_server()
-            servers_before = running_temporary_servers()
-        with prefect_startup_settings() if prefect else contextlib.nullcontext():
+        if prefect and temporary_server:
+            ensure_temporary_server(verbose)
+        with prefect_command_settings(wait_for_early_server()) if prefect else contextlib.nullcontext():
             summary = run()
     except ServingStopped:
         terminated = signal.SIGTERM in _SIGNALS_RECEIVED
@@ -80,7 +75,6 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False)
         return print_error(message)
     finally:
         if prefect:
-            stop_new_temporary_servers(servers_before)
             stop_early_server()
         sys.stderr.flush()
         if previous is not None:
@@ -96,12 +90,8 @@ def print_error(message: str, code: int = 1) -> int:
 
 
 def describe_failure(exc: BaseException) -> str | None:
-    """One line for a failure that is not a bug (store down, disk full, Prefect not starting), else None."""
-    if isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc):
-        return (
-            f"Prefect's temporary server did not start within {prefect_startup_timeout()} s (a busy machine?); "
-            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or " + PERSISTENT_SERVER_ADVICE
-        )
+    """One line for a failure that is not a bug (store down, disk full), else None (Prefect's temporary server
+    not starting is a :class:`~flows.server.TemporaryServerError` of its own)."""
     if is_tracking_failure(exc):
         from normflow.tracking.store import tracking_uri
 

@@ -1,5 +1,6 @@
-"""What the libraries print on a command's console: no tracebacks for failures the command explains
-in one line, and no chatter unless ``--verbose``. Prefect's server and UI still get every record."""
+"""What the libraries print on a command's console: no tracebacks for the errors normflow raises on
+purpose (they say what went wrong in one line), and no chatter unless ``--verbose``. Prefect's server
+and UI still get every record; any other failure keeps its traceback there."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from normflow.core.errors import NormflowError
 
 
 class OneLineExpectedErrors(logging.Filter):
-    """Drop the traceback from log records of failures the CLI explains in one line, and the records
+    """Drop the traceback from log records of the errors normflow raises on purpose, and the records
     that repeat one already shown (Prefect logs a task's failure, then the flow's, then the engine's).
 
-    Those are our own errors (bad data, divergence) and the failures :func:`describe_failure`
-    words (a store that fails or is locked, a full disk, Prefect not starting).
+    Those are :class:`NormflowError` (bad data, divergence, a bad setting) and Ctrl-C or SIGTERM.
+    Every other failure (a full disk, a store that fails, a bug) keeps its traceback in the run's
+    log: the CLI's last line may still word it in one line, but its cause stays on record.
     """
 
     def __init__(self) -> None:
@@ -45,8 +47,9 @@ class OneLineExpectedErrors(logging.Filter):
 
 
 def is_expected_failure(exc: BaseException) -> bool:
-    """Whether the CLI ends ``exc`` with one explanatory line (so no log needs its traceback)."""
-    return isinstance(exc, (NormflowError, KeyboardInterrupt)) or _described(exc)
+    """Whether normflow raised ``exc`` on purpose with its explanation (our errors; KeyboardInterrupt,
+    of which :class:`~normflow.core.errors.Terminated` for SIGTERM): no log needs its traceback."""
+    return isinstance(exc, (NormflowError, KeyboardInterrupt))
 
 
 class RunFailuresToOneLine(logging.Filter):
@@ -121,9 +124,3 @@ def _filter_expected_errors(
                 isinstance(f, OneLineExpectedErrors) for f in handler.filters
             ):
                 handler.addFilter(OneLineExpectedErrors())
-
-
-def _described(exc: BaseException) -> bool:
-    from flows.common import describe_failure
-
-    return describe_failure(exc) is not None

@@ -1,20 +1,27 @@
-"""Where the flows run: Prefect's temporary server (its start-up timeout, a quiet stop) and Dask."""
+"""Where the flows run: Prefect's settings for a command, its temporary server's port and process, and Dask."""
 
 from __future__ import annotations
 
-import logging
+import ctypes
 import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 
 from normflow.core.errors import ConfigError
 
 DEFAULT_PREFECT_STARTUP_TIMEOUT_S = 120
-"""How long the CLIs let Prefect's temporary server start (Prefect's own default, 20 s, is too
-short on a busy machine). ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` overrides it."""
+"""How long the CLIs let their temporary Prefect server start (Prefect's own default, 20 s, is too short on
+a busy machine). ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, Prefect's own setting, overrides it."""
 
 PERSISTENT_SERVER_ADVICE = (
     "run a persistent server instead: `prefect server start` in another terminal, then "
     "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and run this command again"
 )
+
+LOCAL_HOST = "127.0.0.1"
 
 
 def prefect_startup_timeout() -> int:
@@ -28,30 +35,21 @@ def prefect_startup_timeout() -> int:
         ) from None
 
 
-def prefect_startup_settings():
-    """Prefect settings for a command: no telemetry, and a generous temporary-server start-up timeout."""
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+STARTUP_TIMEOUT_MESSAGE = (
+    "Prefect's temporary server did not start within {} s (a busy machine?); "
+    "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or " + PERSISTENT_SERVER_ADVICE
+)
+"""The one line for a temporary server that did not answer in time (``.format(timeout)``)."""
+
+
+def prefect_command_settings(api_url: str | None) -> AbstractContextManager[object]:
+    """Prefect settings for a command's flows: no telemetry, and ``api_url`` (the command's temporary
+    server, which may have moved to another port after Prefect read its environment) when given."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    return temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: prefect_startup_timeout()})
-
-
-def stop_new_temporary_servers(before: set[int]) -> None:
-    """Stop the temporary Prefect servers started since ``before`` (ids), quietly, so the CLI's own
-    line is the last one printed (Prefect would stop them at exit with a log line of its own)."""
-    from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
-
-    new = [server for server in list(SubprocessASGIServer._instances.values()) if id(server) not in before]
-    if not new:
-        return
-    drain_prefect_workers()
-    level = subprocess_server_logger.level
-    subprocess_server_logger.setLevel(logging.WARNING)
-    try:
-        for server in new:
-            server.stop()
-    finally:
-        subprocess_server_logger.setLevel(level)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    return temporary_settings(updates={PREFECT_API_URL: api_url} if api_url else {})
 
 
 def drain_prefect_workers() -> None:
@@ -63,11 +61,73 @@ def drain_prefect_workers() -> None:
         worker.drain_all(timeout=10)
 
 
-def running_temporary_servers() -> set[int]:
-    """Ids of the temporary Prefect servers this process holds now."""
-    from prefect.server.api.server import SubprocessASGIServer
+def free_port() -> int:
+    """A local TCP port nobody listens on now (a server started on it may still find it taken)."""
+    with socket.socket() as sock:
+        sock.bind((LOCAL_HOST, 0))
+        return sock.getsockname()[1]
 
-    return {id(server) for server in SubprocessASGIServer._instances.values()}
+
+def port_in_use(port: int) -> bool:
+    """Whether someone listens on local ``port`` now (a connection to it is accepted)."""
+    with socket.socket() as sock:
+        return sock.connect_ex((LOCAL_HOST, port)) == 0
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200, asked directly (never through a proxy from the environment)."""
+    import urllib.request
+
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def held_by(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on local ``port`` (True where Linux's /proc cannot tell)."""
+    try:
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table.read().splitlines()[1:]]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    listening = {f"socket:[{row[9]}]" for row in rows if row[3] == "0A" and int(row[1].rsplit(":", 1)[1], 16) == port}
+    for fd in fds:
+        with suppress(OSError):  # closed meanwhile
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+    return False
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """For Popen's ``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG; libc is looked up here, so the child only calls it); None where unsupported."""
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop the process group ``process`` leads: SIGTERM, then SIGKILL after 10 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except ProcessLookupError:  # the group is gone already
+        process.wait()
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def dask_task_runner(dask_address: str | None, workers: int | None):

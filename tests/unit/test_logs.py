@@ -68,3 +68,32 @@ def test_every_handler_shows_the_first_record_once():
         for handler in handlers:
             logger.removeHandler(handler)
     assert first.getvalue() == second.getvalue() == "failed\n"
+
+
+def test_only_errors_normflow_raises_on_purpose_lose_their_traceback():
+    """Ours (and Ctrl-C, SIGTERM) are explained by their one line; a full disk, a store that fails or a
+    bug keep their traceback in the run's log, even when the CLI's last line words them."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
+
+    from flows.logs import is_expected_failure
+    from normflow.core.errors import ConfigError, ModelFormatError, Terminated
+
+    for ours in (DATA_ERROR, ConfigError("bad lr"), ModelFormatError("tampered"), KeyboardInterrupt(), Terminated()):
+        assert is_expected_failure(ours), ours
+    others = [OSError(28, "No space left on device"), MlflowException("store down"), RuntimeError("a bug")]
+    others.append(OperationalError("SELECT 1", {}, Exception("database is locked")))
+    for other in others:
+        assert not is_expected_failure(other), other
+        text = logged([other], ["run-1"])
+        assert text.count("Traceback") == 2, text
+
+
+def test_the_log_rules_import_no_command_code():
+    """flows.logs stands alone: the commands' wording (flows.common) imports it, never the reverse."""
+    import subprocess
+    import sys
+
+    code = "import sys, flows.logs; print('flows.common' in sys.modules, 'flows.server' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "False"], result.stderr
