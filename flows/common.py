@@ -6,17 +6,23 @@ stderr as the last line, and a non-zero exit.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flows.cli import flag_name
 from flows.logs import quiet_expected_errors, quiet_library_consoles
 from flows.runtime import prefect_command_settings
 from flows.server import ensure_temporary_server, stop_early_server, wait_for_early_server
+from flows.task_runners import on_requested_task_runner
 from normflow.core.errors import NormflowError, Terminated, one_line
+
+if TYPE_CHECKING:
+    from prefect import Flow
 
 _SIGNALS_RECEIVED: list[int] = []
 """The stop signals this process received (a served flow's stop is swallowed by Prefect's ``serve``)."""
@@ -81,6 +87,19 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False,
             signal.signal(signal.SIGTERM, previous)
     print(summary)
     return 0
+
+
+def run_flow_command(
+    argv: list[str] | None,
+    parse: Callable[[list[str] | None], tuple[Any, argparse.Namespace]],
+    flow: Flow[Any, Any],
+    summary_of: Callable[[Any], str],
+) -> int:
+    """A flow's command line: its flags parsed and checked, the flow run (on the task runner they ask
+    for) and its summary printed; returns the exit code."""
+    settings, flags = parse(argv)
+    run_flow = on_requested_task_runner(flow, flags)
+    return run_cli(lambda: summary_of(run_flow(settings)), verbose=flags.verbose)
 
 
 def print_error(message: str, code: int = 1) -> int:

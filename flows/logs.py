@@ -119,7 +119,8 @@ def _filter_expected_errors(
 ) -> None:
     """Put one :class:`OneLineExpectedErrors` on each handler of ``loggers`` of ``handler_types`` that has none."""
     for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
+        handlers: list[logging.Handler] = getattr(logger, "handlers", [])  # a PlaceHolder has none
+        for handler in handlers:
             if isinstance(handler, handler_types) and not any(
                 isinstance(f, OneLineExpectedErrors) for f in handler.filters
             ):

@@ -14,7 +14,7 @@ from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
 from normflow.data.reader import describe_sources
 from normflow.tracking import store
-from normflow.tracking.records import training_run_name
+from normflow.tracking.records import decision_markdown, training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
 from tasks.data import Reading, compute_statistics, inspect_data, statistics_by_partition
 from tasks.lifecycle import tracked_run
@@ -76,7 +76,8 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
             logger.info("registered %s version %s: %s (%s)", settings.model_name, version, decision.label,
                         decision.reason)  # fmt: skip
         if decision is not None:
-            announce_decision(settings.model_name, version, decision, run.run_id, sources, outcome)
+            report = decision_markdown(settings.model_name, version, decision, run.run_id, sources, outcome)
+            announce_decision(settings.model_name, version, decision, run.run_id, report)
     return TrainingSummary(
         run_id=run.run_id,
         tracking_uri=uri,

@@ -23,8 +23,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli.predict import predict_settings
 from flows.cli.summaries import ScoringSummary, format_scoring_summary
-from flows.common import exit_now, run_cli
-from flows.runtime import dask_task_runner
+from flows.common import exit_now, run_flow_command
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import PredictSettings
 from normflow.data.reader import block_bytes_for_rows
@@ -87,10 +86,7 @@ def predict_flow(settings: PredictSettings) -> ScoringSummary:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the predict flow from the command line; returns the process exit code."""
-    settings, args = predict_settings(argv)
-    runner = dask_task_runner(args.dask_address, args.workers)
-    predict = predict_flow.with_options(task_runner=runner) if runner else predict_flow
-    return run_cli(lambda: format_scoring_summary(predict(settings)), verbose=args.verbose)
+    return run_flow_command(argv, predict_settings, predict_flow, format_scoring_summary)
 
 
 if __name__ == "__main__":

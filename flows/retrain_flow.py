@@ -9,6 +9,7 @@ schedule, concurrency limit, parameters) from ``prefect.yaml`` (see :mod:`flows.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
@@ -23,7 +24,7 @@ from flows.cli.summaries import TrainingSummary
 from flows.common import ServingStopped, exit_now, run_cli
 from flows.deployment import require_prefect_server, retraining_deployment
 from flows.pipeline import run_training
-from flows.runtime import dask_task_runner
+from flows.task_runners import on_requested_task_runner
 from normflow.core.settings import RetrainSettings
 
 
@@ -35,11 +36,12 @@ def retrain_flow(settings: RetrainSettings = RetrainSettings()) -> TrainingSumma
     return run_training(settings)
 
 
-def serve_retraining(given: dict[str, object], cron: str | None, interval: float | None, task_runner=None) -> str:
+def serve_retraining(given: dict[str, object], args: argparse.Namespace) -> str:
     """Serve the retrain flow as prefect.yaml's deployment until Ctrl-C or SIGTERM; ``given``: the settings
     the command line gave, over prefect.yaml's parameters."""
     require_prefect_server()
-    served = retrain_flow.with_options(task_runner=task_runner) if task_runner is not None else retrain_flow
+    served = on_requested_task_runner(retrain_flow, args)
+    cron, interval = args.cron, args.interval
     try:
         serve(retraining_deployment(served, given, cron, interval))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over
@@ -50,8 +52,7 @@ def serve_retraining(given: dict[str, object], cron: str | None, interval: float
 def main(argv: list[str] | None = None) -> int:
     """Serve retraining from the command line; returns the exit code once stopped."""
     given, args = serve_settings(argv)
-    runner = dask_task_runner(args.dask_address, args.workers)
-    return run_cli(lambda: serve_retraining(given, args.cron, args.interval, runner), verbose=args.verbose)
+    return run_cli(lambda: serve_retraining(given, args), verbose=args.verbose, temporary_server=False)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import socket
 import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
-
 from normflow.core.errors import ConfigError
 
 DEFAULT_PREFECT_STARTUP_TIMEOUT_S = 120
@@ -128,23 +127,3 @@ def stop_process_group(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def dask_task_runner(dask_address: str | None, workers: int | None):
-    """A DaskTaskRunner for an existing cluster or a local one of ``workers`` processes; None for neither."""
-    if not dask_address and not workers:
-        return None
-    from prefect_dask import DaskTaskRunner
-
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": workers,
-            "processes": True,
-            "threads_per_worker": 1,
-            "host": "127.0.0.1",
-            "dashboard_address": None,
-        },
-    )

@@ -90,8 +90,7 @@ class TemporaryServer:
         self.timeout = runtime.prefect_startup_timeout()
         self.deadline = time.monotonic() + self.timeout
         self.attempts, self.port, self.healthy = 0, 0, False
-        self.process: subprocess.Popen | None = None
-        self.launch()
+        self.process: subprocess.Popen = self.launch()
 
     @property
     def url(self) -> str:
@@ -103,12 +102,12 @@ class TemporaryServer:
         flags = f"--no-prompt --host {runtime.LOCAL_HOST} --port {self.port} --no-ui --analytics-off"
         return [sys.executable, "-m", "prefect", "server", "start", *flags.split(), "--log-level", "ERROR"]
 
-    def launch(self) -> None:
+    def launch(self) -> subprocess.Popen:
         """Start the server on a port free now; ``PREFECT_API_URL`` points this process and its children at it."""
         self.port = runtime.free_port()
         self.attempts += 1
         env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             self.command(),
             env={**env, **SERVER_ENV},
             stdin=subprocess.DEVNULL,
@@ -118,6 +117,7 @@ class TemporaryServer:
             preexec_fn=runtime.die_with_parent_hook(),
         )
         os.environ["PREFECT_API_URL"] = self.url
+        return process
 
     def wait(self) -> None:
         """Wait until the server answers on its port; start again on another port when it exited because
@@ -126,7 +126,7 @@ class TemporaryServer:
             code = self.process.poll()
             if code is not None:
                 if self.attempts < PORT_ATTEMPTS and runtime.port_in_use(self.port):
-                    self.launch()
+                    self.process = self.launch()
                     continue
                 raise TemporaryServerError(
                     f"Prefect's temporary server (`prefect server start`) exited with code {code} before it "

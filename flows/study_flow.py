@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli.study import study_settings
 from flows.cli.summaries import StudySummary, format_study_summary
-from flows.common import exit_now, run_cli
+from flows.common import exit_now, run_flow_command
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings, rows_needed
 from normflow.data.report import check_report_dir
@@ -89,8 +89,7 @@ def study_flow(settings: StudySettings = StudySettings()) -> StudySummary:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study flow from the command line; returns the process exit code."""
-    settings, args = study_settings(argv)
-    return run_cli(lambda: format_study_summary(study_flow(settings)), verbose=args.verbose)
+    return run_flow_command(argv, study_settings, study_flow, format_study_summary)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ from prefect import flow
 
 from flows.cli.summaries import TrainingSummary, format_train_summary
 from flows.cli.train import train_settings
-from flows.common import exit_now, run_cli
+from flows.common import exit_now, run_flow_command
 from flows.pipeline import run_training
-from flows.runtime import dask_task_runner
 from normflow.core.settings import TrainSettings
 
 
@@ -35,10 +34,7 @@ def train_flow(settings: TrainSettings = TrainSettings()) -> TrainingSummary:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the train flow from the command line; returns the exit code."""
-    settings, args = train_settings(argv)
-    runner = dask_task_runner(args.dask_address, args.workers)
-    train = train_flow.with_options(task_runner=runner) if runner else train_flow
-    return run_cli(lambda: format_train_summary(train(settings)), verbose=args.verbose)
+    return run_flow_command(argv, train_settings, train_flow, format_train_summary)
 
 
 if __name__ == "__main__":

@@ -87,18 +87,16 @@ def score(
 def score_whole(sources: list[Path], job: ScoringJob, output: Path, device: torch.device) -> ScoringReport:
     """Stream, normalize, predict and write; the output appears only when every row is done."""
     progress = progress_reporter(sum(p.stat().st_size for p in sources))
-    return score_sources(sources, *job_arguments(job, output, device), progress)
+    return score_sources(sources, job.spec, job.model, output, device, job.on_bad_row, job.flag_out_of_range,
+                         job.block_bytes, progress)  # fmt: skip
 
 
 @task(name="score-partition", **COMPUTE)
 def score_partition(partition: Partition, job: ScoringJob, part_output: str, device_name: str) -> ScoringReport:
     """Score one partition into its own part file, wherever the task runner puts it."""
-    return score_sources([partition], *job_arguments(job, Path(part_output), resolve_device(device_name)))
-
-
-def job_arguments(job: ScoringJob, output: Path, device: torch.device) -> tuple:
-    """The arguments of :func:`normflow.data.scoring.score_sources` after the sources, for ``job``."""
-    return (job.spec, job.model, output, device, job.on_bad_row, job.flag_out_of_range, job.block_bytes)
+    device = resolve_device(device_name)
+    return score_sources([partition], job.spec, job.model, Path(part_output), device, job.on_bad_row,
+                         job.flag_out_of_range, job.block_bytes)  # fmt: skip
 
 
 def score_by_partition(

@@ -7,28 +7,14 @@ from pathlib import Path
 from prefect import task
 
 from normflow.core.gate import GateDecision
-from normflow.core.scalers import Scaler
 from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
-from normflow.data.columns import TableSpec
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import records, registry
 from normflow.tracking.promotion import decide_and_promote, unchanged_since_champion
 from tasks.options import COMPUTE, IO
 
-
-@task(name="log-inputs", **IO)
-def log_inputs(
-    uri: str,
-    run_id: str,
-    sources: list[Path],
-    spec: TableSpec,
-    statistics: SourceStatistics,
-    settings: dict[str, object],
-    scaler: Scaler,
-) -> None:
-    """Params (settings, data, every scaler statistic) and the data set as an MLflow input."""
-    records.record_training_inputs(uri, run_id, sources, spec, statistics, settings, scaler)
+log_inputs = task(name="log-inputs", **IO)(records.record_training_inputs)  # params, the data set, data_files.json
 
 
 @task(name="log-results", **IO)
@@ -82,22 +68,15 @@ DECISION_EVENTS = {"promoted": "promoted", "not promoted": "refused", "nothing n
 
 
 @task(name="announce-decision", **IO)
-def announce_decision(
-    model_name: str,
-    version: str | None,
-    decision: GateDecision,
-    run_id: str,
-    sources: list[Path],
-    outcome: TrainingOutcome,
-) -> str:
-    """Publish the decision in Prefect: a markdown artifact, and an event an Automation can alert on
-    (``normflow.model.promoted``, ``normflow.model.refused``, ``normflow.model.nothing-new``)."""
+def announce_decision(model_name: str, version: str | None, decision: GateDecision, run_id: str, report: str) -> str:
+    """Publish the decision in Prefect: ``report`` (Markdown) as an artifact, and an event an Automation can
+    alert on (``normflow.model.promoted``, ``normflow.model.refused``, ``normflow.model.nothing-new``)."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.events import emit_event
 
     event = f"normflow.model.{DECISION_EVENTS[decision.label]}"
     create_markdown_artifact(
-        records.decision_markdown(model_name, version, decision, run_id, sources, outcome),
+        report,
         key=artifact_key(model_name),
         description=f"{model_name}: {decision.label}",
     )

@@ -293,7 +293,7 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
             )
         prefect = PrefectApi(api)
         deployment = prefect.deployment("normflow-retrain")
-        assert deployment["parameters"] == {"data": "incoming/"}  # no gate parameter in prefect.yaml...
+        assert deployment["parameters"] == {"settings": {"data": "incoming/"}}  # no gate setting in prefect.yaml...
         assert deployment["global_concurrency_limit"]["limit"] == 1
         assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
 
@@ -310,7 +310,7 @@ def test_prefect_yaml_deployed_on_a_real_server_runs_on_a_process_worker_with_th
 
         (project / "bad").mkdir()
         (project / "bad" / "day2.csv").write_text("lights,distance,price\n1,100,5\n2,oops,7\n")
-        bad = prefect.start(deployment["id"], {"data": "bad/"})
+        bad = prefect.start(deployment["id"], {"settings": {"data": "bad/"}})
         assert prefect.wait(bad, {"COMPLETED", "FAILED", "CRASHED"}, 240, worker, worker_log) == "FAILED"
         bad_log = prefect.logs(bad)
         worker_console = worker_log.read_text()  # the run's process has exited: its output is all there
