@@ -1,4 +1,4 @@
-"""Where the flows run: Prefect's settings for a command, its temporary server's port and process, and Dask."""
+"""Where the flows run: Prefect's settings for a command, its temporary server's port and process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
+
 from normflow.core.errors import ConfigError
 
 DEFAULT_PREFECT_STARTUP_TIMEOUT_S = 120
