@@ -31,6 +31,14 @@ def model_folder(tracking_uri: str, source: str) -> Path:
     return local_path(source)
 
 
+def run_script(args: list[str], env: dict[str, str] | None = None, timeout: float = 120):
+    """Run ``python ARGS`` from the repository root, capturing its text output."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import LocalServer, free_port
+from helpers import LocalServer, free_port, run_script
 from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
@@ -62,34 +62,13 @@ def test_gate_promotes_better_keeps_worse_and_rollback_restores(prefect_server, 
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("3", "1")
 
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store)
-    result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--rollback"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(["flows/promote.py", "--rollback"], env)
     assert result.returncode == 0, result.stderr
     assert "champion is now version 1" in result.stdout
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("1", "3")
-    result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--version", "2"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(["flows/promote.py", "--version", "2"], env)
     assert result.returncode == 0 and registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
-    result = subprocess.run(
-        [sys.executable, "flows/promote.py", "--version", "9"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(["flows/promote.py", "--version", "9"], env)
     assert result.returncode == 1 and "has no version 9" in result.stderr
 
 
@@ -125,14 +104,7 @@ def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_s
 def test_serve_refuses_without_a_prefect_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    result = subprocess.run(
-        [sys.executable, "flows/retrain_flow.py", "--interval", "5", "--data", "data/"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(["flows/retrain_flow.py", "--interval", "5", "--data", "data/"], env)
     assert result.returncode == 1
     assert "prefect server start" in result.stderr and "PREFECT_API_URL" in result.stderr
 
