@@ -226,7 +226,9 @@ class Flag:
     check: Callable[[Any, str], Any] | None = None
     """``check(value, setting_name)`` raises ConfigError for a value that cannot work."""
     param: str | None = None
-    """The MLflow param it is logged as, when not its name; ``""`` for not logged (the run records it resolved)."""
+    """The MLflow param it is logged as, when not its name; ``""`` for not logged: the run records it in its own
+    way (the resolved features and target, the experiment, the registered version) or it changes how the work is
+    done, not its result (block and partition sizes)."""
     compared: bool = False
     """With the data's digest, decides whether a retraining has anything new (the gate's fingerprint)."""
     shown_default: str | None = None
@@ -318,14 +320,14 @@ class TrainSettings(Settings):
         "(0: run every epoch)",
     )
     device: Annotated[Device, Flag(param="device_requested")] = Field("auto", description=DEVICE_HELP)
-    experiment: Annotated[str, Flag(check=lambda name, _: validate_experiment_name(name))] = Field(
+    experiment: Annotated[str, Flag(check=lambda name, _: validate_experiment_name(name), param="")] = Field(
         "normflow", description="MLflow experiment name"
     )
-    model_name: str = Field(DEFAULT_MODEL_NAME, description="registered model name")
-    register_model: Annotated[bool, Flag(flag="--no-register")] = Field(
+    model_name: Annotated[str, Flag(param="")] = Field(DEFAULT_MODEL_NAME, description="registered model name")
+    register_model: Annotated[bool, Flag(flag="--no-register", param="")] = Field(
         True, description="register the trained model (--no-register: track the run but register no model)"
     )
-    block_bytes: Annotated[int, Flag(check=at_least(MIN_BLOCK_BYTES))] = Field(
+    block_bytes: Annotated[int, Flag(check=at_least(MIN_BLOCK_BYTES), param="")] = Field(
         DEFAULT_BLOCK_BYTES, description=BLOCK_HELP
     )
     holdout_fraction: Annotated[float, Flag(group="promotion gate", check=check_fraction, compared=True)] = Field(
@@ -345,7 +347,7 @@ class TrainSettings(Settings):
         description="promote even when a file the champion has not seen has an error under the champion far above "
         "the champion's own (by default such a file keeps the champion, and the run names it)",
     )
-    partition_bytes: Annotated[int | None, Flag(flag="", check=at_least(1))] = Field(
+    partition_bytes: Annotated[int | None, Flag(flag="", check=at_least(1), param="")] = Field(
         None, description="byte ranges large files are cut into for per-partition tasks (None: one process)"
     )
     delimiter: Annotated[str | None, DELIMITER_FLAG] = Field(None, description=DELIMITER_HELP)
