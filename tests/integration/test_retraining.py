@@ -114,7 +114,8 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
     interrupt, and the command still ends as an interrupted command does: one line, status 130."""
     import signal
 
-    env = dict(os.environ, PREFECT_API_URL=prefect_server)
+    # its own PREFECT_HOME: nothing another test left in the default one (runner state, profiles) reaches it
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "prefect-home"))
     serving = subprocess.Popen(
         [sys.executable, "flows/retrain_flow.py", "--interval", "3600", "--data", str(REPO / "data")],
         cwd=REPO,
@@ -131,7 +132,7 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
         assert serving.poll() is None, seen + serving.stderr.read()[-3000:]
         time.sleep(5)  # serving, not starting: that message comes just before Prefect's event loop starts
         os.killpg(serving.pid, signal.SIGINT)
-        out, err = serving.communicate(timeout=120)
+        out, err = serving.communicate(timeout=300)  # a scheduled run may be under way: it is stopped first
     finally:
         if serving.poll() is None:
             os.killpg(serving.pid, signal.SIGKILL)
