@@ -99,6 +99,18 @@ class LocalServer:
             os.unlink(self.log.name)
 
 
+def mlflow_server(backend_store_uri: str, port: int, artifacts: Path | None = None) -> LocalServer:
+    """A real ``mlflow server`` (one worker) on 127.0.0.1:``port`` over ``backend_store_uri``, healthy once
+    returned; ``artifacts``: where it stores artifacts it proxies (``--artifacts-destination``)."""
+    import sys
+
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
+    if artifacts is not None:
+        command += ["--artifacts-destination", str(artifacts)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return LocalServer(command, f"http://127.0.0.1:{port}/health", timeout=120)
+
+
 def run_with_temp_store(tmp_path_factory, name: str, run):
     """Call ``run()`` with MLFLOW_TRACKING_URI on a new sqlite store; returns (uri, folder, result).
 

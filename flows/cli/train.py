@@ -10,9 +10,16 @@ from flows.cli.data_flags import check_data_path, resolve_data
 from normflow.core.settings import DEFAULT_DATA, TrainSettings
 
 
+class ServeMoved(argparse.Action):
+    """``--serve``, from before serving became its own command: the error says where it went."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.error("--serve is its own command now: python flows/retrain_flow.py (or normflow serve)")
+
+
 def train_parser() -> argparse.ArgumentParser:
     """Flags of ``python flows/train_flow.py``."""
-    return command_parser(
+    parser = command_parser(
         "python flows/train_flow.py",
         "Train a linear model on CSV data with feature normalization; track and register it in MLflow.",
         "  python flows/train_flow.py                                   # the bundled data/houses.csv\n"
@@ -22,6 +29,8 @@ def train_parser() -> argparse.ArgumentParser:
         "  python flows/retrain_flow.py --interval 3600                 # scheduled retraining (normflow serve)",
         TrainSettings,
     )
+    parser.add_argument("--serve", nargs=0, action=ServeMoved, help=argparse.SUPPRESS)
+    return parser
 
 
 def train_settings(argv: list[str] | None = None) -> tuple[TrainSettings, argparse.Namespace]:

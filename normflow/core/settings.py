@@ -136,11 +136,19 @@ def check_promotion_tolerance(value: float | str, setting: str) -> float | str:
     return value
 
 
-def check_nonempty(value: object, setting: str) -> object:
-    """A text or list that is not empty."""
-    if not value:
-        raise _refuse(setting, "must not be empty", value)
-    return value
+NAMES_DATA = "must name a CSV file, folder or glob"
+
+
+def required(rule: str) -> Callable[[Any, str], Any]:
+    """The check of a text or list that must not be empty; ``rule`` says what it must give (``must name a
+    column``)."""
+
+    def check_given(value: object, setting: str) -> object:
+        if not value:
+            raise _refuse(setting, rule, value)
+        return value
+
+    return check_given
 
 
 def check_registers(register: bool, setting: str) -> bool:
@@ -153,11 +161,12 @@ def check_registers(register: bool, setting: str) -> bool:
     return register
 
 
-def check_each(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """The check of a list whose items each pass ``check``, and that has at least one."""
+def check_each(check: Callable[[Any, str], Any], rule: str) -> Callable[[Any, str], Any]:
+    """The check of a list whose items each pass ``check``, and that has at least one (``rule`` says so)."""
+    check_given = required(rule)
 
     def check_all(values: tuple, setting: str) -> tuple:
-        check_nonempty(values, setting)
+        check_given(values, setting)
         for value in values:
             check(value, setting)
         return values
@@ -296,8 +305,8 @@ DELIMITER_FLAG = Flag(
 class TrainSettings(Settings):
     """What one training run does; the train flow's parameter."""
 
-    data: Annotated[str, Flag(check=check_nonempty)] = Field(DEFAULT_DATA, description=DATA_HELP)
-    target: Annotated[str, Flag(check=check_nonempty, param="", compared=True)] = Field(
+    data: Annotated[str, Flag(check=required(NAMES_DATA))] = Field(DEFAULT_DATA, description=DATA_HELP)
+    target: Annotated[str, Flag(check=required("must name a column"), param="", compared=True)] = Field(
         "price", description=TARGET_HELP
     )
     features: Annotated[tuple[str, ...] | None, Flag(parse=names_list, param="", compared=True)] = Field(
@@ -369,7 +378,7 @@ class RetrainSettings(TrainSettings):
     is registered; the gate decides its alias.
     """
 
-    data: Annotated[str, Flag(check=check_nonempty)] = Field(
+    data: Annotated[str, Flag(check=required(NAMES_DATA))] = Field(
         RETRAIN_DATA, description=DATA_HELP + " the new files arrive in"
     )
     holdout_fraction: Annotated[float, Flag(group="promotion gate", check=check_fraction, compared=True)] = Field(
@@ -385,8 +394,8 @@ class RetrainSettings(TrainSettings):
 class PredictSettings(Settings):
     """What one scoring job does; the predict flow's parameter."""
 
-    input: Annotated[str, Flag(check=check_nonempty)] = Field(description="CSV file, directory of *.csv, or glob")
-    output: Annotated[str, Flag(check=check_nonempty)] = Field(
+    input: Annotated[str, Flag(check=required(NAMES_DATA))] = Field(description="CSV file, directory of *.csv, or glob")
+    output: Annotated[str, Flag(check=required("must name the file to write"))] = Field(
         description="output file: CSV, or Parquet when it ends in .parquet"
     )
     model_uri: str = Field(DEFAULT_MODEL_URI, description="models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -412,17 +421,19 @@ class PredictSettings(Settings):
 class StudySettings(Settings):
     """What one normalization study does; the study flow's parameter."""
 
-    data: Annotated[str, Flag(check=check_nonempty)] = Field(DEFAULT_DATA, description=DATA_HELP)
-    target: Annotated[str, Flag(check=check_nonempty)] = Field("price", description=TARGET_HELP)
+    data: Annotated[str, Flag(check=required(NAMES_DATA))] = Field(DEFAULT_DATA, description=DATA_HELP)
+    target: Annotated[str, Flag(check=required("must name a column"))] = Field("price", description=TARGET_HELP)
     features: Annotated[tuple[str, ...] | None, Flag(parse=names_list)] = Field(None, description=FEATURES_HELP)
-    normalizations: Annotated[tuple[str, ...], Flag(parse=names_list, check=check_each(check_normalization))] = Field(
-        NORMALIZATIONS, description="comma-separated subset of: " + ", ".join(NORMALIZATIONS)
-    )
-    lrs: Annotated[tuple[float | Literal["auto"], ...], Flag(parse=numbers_or_auto, check=check_each(check_lr))] = (
-        Field(
-            (0.001, 0.01, 0.1, 0.5, AUTO_LR),
-            description="comma-separated learning rates; auto = each normalization's best constant step",
-        )
+    normalizations: Annotated[
+        tuple[str, ...],
+        Flag(parse=names_list, check=check_each(check_normalization, "must name at least one normalization")),
+    ] = Field(NORMALIZATIONS, description="comma-separated subset of: " + ", ".join(NORMALIZATIONS))
+    lrs: Annotated[
+        tuple[float | Literal["auto"], ...],
+        Flag(parse=numbers_or_auto, check=check_each(check_lr, "must give at least one learning rate")),
+    ] = Field(
+        (0.001, 0.01, 0.1, 0.5, AUTO_LR),
+        description="comma-separated learning rates; auto = each normalization's best constant step",
     )
     epochs: Annotated[int, Flag(check=at_least(1))] = Field(2000, description="full-batch epochs per combination")
     tolerance: Annotated[float, Flag(check=check_tolerance)] = Field(

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from normflow.core.errors import DataError
 from normflow.data.columns import TableSpec, text_column_hint
+from normflow.data.dialect import not_utf8
 from normflow.data.numbers import cell_problem
 from normflow.data.partitions import Partition
 
@@ -105,7 +106,7 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
                         settings=("features",),
                     )
     except UnicodeDecodeError as exc:
-        return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})", path=path)
+        return not_utf8(path, exc)
     except csv.Error as exc:
         return DataError(f"{path}: row {row + 1}: not a readable CSV row ({exc})", path=path, row=row + 1)
     detail = (fallback or "unreadable data").splitlines()[0]

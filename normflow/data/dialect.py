@@ -36,6 +36,11 @@ def detect_delimiter(header_line: str) -> str:
     return best
 
 
+def not_utf8(path: Path, error: UnicodeDecodeError) -> DataError:
+    """The one error for a file that is not UTF-8 text, naming the first byte that is not."""
+    return DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {error.start})", path=path)
+
+
 def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], str]:
     """Column names from the first line of a CSV file, checked for blanks and duplicates, and the
     delimiter: the one given, or the one detected from that line (comma, semicolon or tab)."""
@@ -43,7 +48,7 @@ def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], st
         with open(path, encoding="utf-8-sig", newline="") as handle:
             first = handle.readline()
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})") from None
+        raise not_utf8(path, exc) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read file: {exc.strerror or exc}") from None
     if first == "":

@@ -23,6 +23,7 @@ from normflow.core.errors import DataError
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
 from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell, text_batches_by_csv_module
+from normflow.data.dialect import not_utf8
 from normflow.data.partitions import Partition, as_partition
 from normflow.data.sources import describe_sources as describe_sources  # flows/train_flow.py imports it from here
 
@@ -144,7 +145,7 @@ def _reading_errors(path: Path, spec: TableSpec, rows_before, block_bytes: int) 
             ) from None
         raise find_bad_cell(path, spec, start_row=row, fallback=str(exc)) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {exc.start})") from None
+        raise not_utf8(path, exc) from None
 
 
 AVERAGE_ROW_BYTES_SAMPLE = 1 << 16

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import LocalServer, free_port
+from helpers import LocalServer, free_port, mlflow_server
 from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,26 +22,7 @@ pytestmark = pytest.mark.integration
 
 def start_mlflow(store: Path, port: int) -> LocalServer:
     store.mkdir(parents=True, exist_ok=True)
-    return LocalServer(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{store / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        f"http://127.0.0.1:{port}/health",
-        timeout=120,
-    )
+    return mlflow_server(f"sqlite:///{store / 'mlflow.db'}", port, artifacts=store / "artifacts")
 
 
 def cli_env(uri: str, prefect_server: str) -> dict[str, str]:

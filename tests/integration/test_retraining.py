@@ -132,7 +132,12 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
         assert serving.poll() is None, seen + serving.stderr.read()[-3000:]
         time.sleep(5)  # serving, not starting: that message comes just before Prefect's event loop starts
         os.killpg(serving.pid, signal.SIGINT)
-        out, err = serving.communicate(timeout=300)  # a scheduled run may be under way: it is stopped first
+        try:
+            out, err = serving.communicate(timeout=300)  # a scheduled run may be under way: it is stopped first
+        except subprocess.TimeoutExpired:
+            os.killpg(serving.pid, signal.SIGKILL)
+            out, err = serving.communicate()
+            raise AssertionError(f"still serving 300 s after Ctrl-C:\n{out[-3000:]}\n{err[-6000:]}") from None
     finally:
         if serving.poll() is None:
             os.killpg(serving.pid, signal.SIGKILL)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import struct
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import LocalServer, free_port, run_with_temp_store
+from helpers import free_port, mlflow_server, run_with_temp_store
 from mlflow import MlflowClient
 
 from flows.study_flow import study_flow
@@ -113,24 +112,7 @@ def test_summary_numbers_match_logged_metrics(study):
 def test_mlflow_server_serves_the_study_over_rest(study):
     summary, uri = study
     port = free_port()
-    server = LocalServer(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        f"http://127.0.0.1:{port}/health",
-        timeout=120,
-    )
+    server = mlflow_server(uri, port)
     try:
         base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
         with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=normflow-study", timeout=30) as r:

@@ -1,4 +1,4 @@
-"""The train and study command lines: --lr auto, --tolerance and whiten are parsed and checked before any work."""
+"""The train and study command lines: flags are parsed and checked before any work, with errors that say what to give."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def test_lr_defaults_to_auto_and_takes_numbers_or_auto():
         (["--lr", "fast"], "expected a number or auto"),
         (["--tolerance", "1.5"], "--tolerance (relative optimality gap) must be at least 0 and below 1"),
         (["--lr", "-1"], "--lr (learning rate) must be a positive number or auto"),
+        (["--target", ""], "--target must name a column"),
+        (["--serve"], "--serve is its own command now: python flows/retrain_flow.py (or normflow serve)"),
     ],
 )
 def test_bad_lr_or_tolerance_is_one_line_before_any_work(argv, message, capsys):
@@ -30,6 +32,20 @@ def test_bad_lr_or_tolerance_is_one_line_before_any_work(argv, message, capsys):
     assert stopped.value.code != 0
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # argparse prints usage above a type error
     assert message in last_line
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lrs", ""], "must give at least one learning rate"),
+        (["--normalizations", ","], "must name at least one normalization"),
+    ],
+)
+def test_an_empty_study_list_says_what_it_must_give(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        study_settings(argv)
+    assert stopped.value.code != 0
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_study_takes_auto_among_its_learning_rates():
