@@ -82,7 +82,7 @@ def dask_worker(kind: str, folder: Path) -> dict:
             client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
             for p in plan_partitions(sources, 64 << 20)
         ]
-        stats = merge_partition_statistics(client.gather(futures), len(spec.selected), torch.device("cpu"), False)
+        stats = merge_partition_statistics(client.gather(futures), spec, torch.device("cpu"), False)
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "detail": f"{stats.moments.count:,} rows"}
 

@@ -12,7 +12,9 @@ from flows.cli.summaries import TrainingSummary
 from flows.logs import one_line_errors_in_run_logs
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
+from normflow.data.kinds import ColumnRules
 from normflow.data.reader import describe_sources
+from normflow.data.statistics import model_spec
 from normflow.tracking import store
 from normflow.tracking.records import decision_markdown, training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
@@ -41,7 +43,8 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
     device = resolve_device(settings.device)
     logger.info("device: %s (asked for %s)", describe_device(device), settings.device)
     features = list(settings.features) if settings.features else None
-    sources, spec = inspect_data(settings.data, settings.target, features, settings.delimiter)
+    rules = ColumnRules(settings.categorical or (), settings.numeric or (), settings.missing, settings.max_levels)
+    sources, spec = inspect_data(settings.data, settings.target, features, settings.delimiter, rules)
     logger.info("data %r: %s; features %s; target %s", settings.data, describe_sources(sources),
                 ",".join(spec.features), spec.target)  # fmt: skip
     uri = store.tracking_uri()
@@ -55,8 +58,9 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
             statistics = statistics_by_partition(sources, spec, device, reading, settings.partition_bytes)
         else:
             statistics = compute_statistics(sources, spec, device, reading)
-        outcome = train(statistics, spec, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
-        log_inputs(uri, run.run_id, sources, spec, statistics, params, outcome.scaler)
+        fitted = model_spec(spec, statistics)
+        outcome = train(statistics, fitted, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
+        log_inputs(uri, run.run_id, sources, fitted, statistics, params, outcome.scaler)
         curve = f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"
         log_results(uri, run.run_id, outcome, curve)
         if outcome.error is not None:
@@ -86,7 +90,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         alias=CHAMPION_ALIAS if decision is not None and decision.promote else None,
         decision=decision.reason if decision is not None else None,
         rows=statistics.moments.count,
-        feature_names=spec.features,
+        feature_names=fitted.features,
         target=spec.training_target,
         final_loss=outcome.descent.final_loss,
         optimality_gap=outcome.optimality_gap,

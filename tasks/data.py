@@ -12,12 +12,14 @@ from prefect import task, unmapped
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import rows_needed
 from normflow.data.columns import TableSpec, table_spec
+from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import Partition, plan_partitions
 from normflow.data.sources import resolve_sources
 from normflow.data.statistics import (
     SourceStatistics,
     check_trainable,
     merge_partition_statistics,
+    model_spec,
     partition_statistics,
     source_statistics,
 )
@@ -28,11 +30,19 @@ PROGRESS_EVERY_S = 5.0
 
 @task(name="inspect-data", **COMPUTE)
 def inspect_data(
-    data: str, target: str, features: list[str] | None, delimiter: str | None = None
+    data: str,
+    target: str,
+    features: list[str] | None,
+    delimiter: str | None = None,
+    rules: ColumnRules | None = None,
 ) -> tuple[list[Path], TableSpec]:
-    """Find the CSV files and check their headers (and their delimiter) before any heavy work."""
+    """Find the CSV files, check their headers (and their delimiter) and decide each feature's kind, before any
+    heavy work; row identifiers are left out of the features when they were not named."""
     sources = resolve_sources(data)
-    return sources, table_spec(sources, target, features, delimiter)
+    spec = with_kinds(table_spec(sources, target, features, delimiter), sources, rules or ColumnRules())
+    for name, why in spec.excluded:
+        run_logger().info("column %r is not a feature: %s (name it in --features to use it)", name, why)
+    return sources, spec
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,9 @@ def compute_statistics(
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
     statistics = source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction)
-    check_trainable(statistics, rows_needed(reading.normalization), reading.data_label, spec.selected)
+    check_trainable(
+        statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
+    )
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
         f"{sum(statistics.rows_per_file.values()):,}",
@@ -89,8 +101,10 @@ def statistics_by_partition(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)
     )
     parts = [future.result() for future in futures]
-    statistics = merge_partition_statistics(parts, len(spec.selected), device, reading.holdout_fraction > 0)
-    check_trainable(statistics, rows_needed(reading.normalization), reading.data_label, spec.selected)
+    statistics = merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0)
+    check_trainable(
+        statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
+    )
     return statistics
 
 

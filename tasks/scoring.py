@@ -116,7 +116,7 @@ def score_by_partition(
         targets = []
         if rejected is not None:
             targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(job.spec)))
-        numeric = numeric_output_columns(output, job.model.feature_names)
+        numeric = numeric_output_columns(output, job.model)
         schema = output_schema(job.spec, job.flag_out_of_range, numeric)
         targets.append(([Path(o) for o in outputs], output, schema))
         publish_parts(targets)

@@ -25,7 +25,14 @@ def train(
 ) -> TrainingOutcome:
     """Exact full-batch gradient descent from the statistics, stopping at the tolerance."""
     outcome = train_linear_model(
-        statistics.training, spec.features, spec.training_target, normalization, lr, epochs, tolerance
+        statistics.training,
+        spec.features,
+        spec.training_target,
+        normalization,
+        lr,
+        epochs,
+        tolerance,
+        statistics.encoding,
     )
     logger = run_logger()
     for name in outcome.scaler.constant_features:

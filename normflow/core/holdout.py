@@ -33,17 +33,21 @@ def holdout_mask(columns: torch.Tensor, fraction: float, names: tuple[str, ...] 
     the alphabetical order of the column ``names`` when given, so ``--features b,a`` and
     ``--features a,b`` hold out the same rows.
     """
+    values = np.ascontiguousarray(columns.detach().cpu().numpy(), dtype=np.float64) + 0.0  # folds -0.0 into 0.0
+    return holdout_mask_of_keys(values.view(np.uint64), fraction, names)
+
+
+def holdout_mask_of_keys(keys: np.ndarray, fraction: float, names: tuple[str, ...] | None = None) -> torch.Tensor:
+    """:func:`holdout_mask` of rows given as 64-bit keys per column ``(k, n)``: a number's bits, or a text
+    level's hash, so a row of mixed columns is held out by its values alone too."""
     if names is not None:
-        order = sorted(range(len(names)), key=lambda i: names[i])
-        columns = columns[order]
-    n = columns.shape[1]
+        keys = keys[sorted(range(len(names)), key=lambda i: names[i])]
+    n = keys.shape[1]
     if fraction <= 0:
         return torch.zeros(n, dtype=torch.bool)
-    values = np.ascontiguousarray(columns.detach().cpu().numpy(), dtype=np.float64) + 0.0  # folds -0.0 into 0.0
-    bits = values.view(np.uint64)
     with np.errstate(over="ignore"):
         h = np.full(n, np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
-        for column in bits:
+        for column in keys:
             h = _splitmix(h ^ column)
     uniform = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return torch.from_numpy(uniform < fraction)

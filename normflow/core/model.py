@@ -14,11 +14,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from normflow.core.encoding import Encoding, encoding_from_dict
 from normflow.core.errors import DataError, ModelFormatError
 from normflow.core.moments import DTYPE
 from normflow.core.scalers import Scaler, is_finite_number, scaler_from_dict, scaler_to_dict
+from normflow.portable.normflow_encoding import InputError, encode_frame
 
-MODEL_FORMAT = "normflow.linear/1"
+MODEL_FORMAT = "normflow.linear/2"
+"""Written by this version: ``/1`` plus ``encoding``; both are read (and by the portable loader, its copy)."""
+MODEL_FORMATS = ("normflow.linear/1", MODEL_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,19 @@ class LinearModel:
     weights: tuple[float, ...]  # in normalized space
     bias: float
     scaler: Scaler
+    encoding: Encoding | None = None  # how the features come from the input columns (None: they are columns)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns an input needs: the encoded ones, or the features themselves."""
+        if self.encoding is None:
+            return self.feature_names
+        return tuple(column.name for column in self.encoding.columns)
+
+    @property
+    def encodes(self) -> bool:
+        """Whether inputs go through the encoding (text levels, filled cells) rather than straight in."""
+        return self.encoding is not None and (not self.encoding.is_plain() or self.encoding.missing == "impute")
 
     def predict_tensor(self, features: torch.Tensor) -> torch.Tensor:
         """Predictions for raw feature rows ``(n, d)`` in the model's feature order."""
@@ -41,7 +58,18 @@ class LinearModel:
 
         A prediction that overflows float64 is an error naming the row, never an ``inf`` result.
         """
-        features = feature_matrix(model_input, self.feature_names)
+        if self.encodes:
+            assert self.encoding is not None
+            try:
+                features, problems, _ = encode_frame(model_input, self.encoding.to_dict())
+            except InputError as exc:
+                raise DataError(str(exc)) from None
+            if problems:
+                row = min(problems)
+                column, problem = problems[row]
+                raise DataError(f"input row {row + 1}, column {column!r}: {problem}", row=row + 1, column=column)
+        else:
+            features = feature_matrix(model_input, self.feature_names)
         predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
         overflow = ~np.isfinite(predictions)
         if overflow.any():
@@ -80,7 +108,7 @@ def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...]) -> np.nd
 
 def model_to_dict(model: LinearModel) -> dict:
     """Plain-JSON document of a model (what the registered artifact holds)."""
-    return {
+    doc = {
         "format": MODEL_FORMAT,
         "feature_names": list(model.feature_names),
         "target": model.target,
@@ -88,11 +116,14 @@ def model_to_dict(model: LinearModel) -> dict:
         "bias": model.bias,
         "scaler": scaler_to_dict(model.scaler),
     }
+    if model.encoding is not None:
+        doc["encoding"] = model.encoding.to_dict()
+    return doc
 
 
 def model_from_dict(doc: object) -> LinearModel:
     """Rebuild a model from its JSON document, refusing anything malformed."""
-    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in MODEL_FORMATS:
         raise ModelFormatError(f"not a normflow model document (expected format {MODEL_FORMAT!r})")
     names = doc.get("feature_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -109,7 +140,10 @@ def model_from_dict(doc: object) -> LinearModel:
     scaler = scaler_from_dict(doc.get("scaler"))
     if list(scaler.feature_names) != names:
         raise ModelFormatError("model document's scaler describes different features than the model")
-    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler)
+    encoding = encoding_from_dict(doc["encoding"]) if doc.get("encoding") is not None else None
+    if encoding is not None and list(encoding.feature_names()) != names:
+        raise ModelFormatError("model document's encoding gives other features than its feature_names")
+    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler, encoding)
     raw_weights, intercept = model.raw_coefficients()
     if not all(math.isfinite(v) for v in (*raw_weights, intercept)):
         raise ModelFormatError("model document's weights and scaler give non-finite raw-unit coefficients")

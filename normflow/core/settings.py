@@ -30,6 +30,7 @@ NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(Device)
 BadRowPolicy = Literal["error", "skip"]
+MissingPolicy = Literal["impute", "error"]
 BAD_ROW_POLICIES: tuple[str, ...] = get_args(BadRowPolicy)
 AUTO_TOLERANCE: Final = "auto"
 """Promotion tolerance from the holdout's sampling error (see :func:`normflow.core.gate.sampling_tolerance`)."""
@@ -360,6 +361,27 @@ class TrainSettings(Settings):
         None, description="byte ranges large files are cut into for per-partition tasks (None: one process)"
     )
     delimiter: Annotated[str | None, DELIMITER_FLAG] = Field(None, description=DELIMITER_HELP)
+    categorical: Annotated[tuple[str, ...] | None, Flag(group="columns", parse=names_list, param="", compared=True)] = (
+        Field(
+            None,
+            description="comma-separated columns to read as categories (integer codes, say); by default a "
+            "column whose first rows are mostly text is categorical",
+        )
+    )
+    numeric: Annotated[tuple[str, ...] | None, Flag(group="columns", parse=names_list, param="", compared=True)] = (
+        Field(None, description="comma-separated columns to read as numbers whatever their first rows hold")
+    )
+    missing: Annotated[MissingPolicy, Flag(group="columns", compared=True)] = Field(
+        "impute",
+        description="impute: a missing cell (empty, NA, NaN, null, ...) is filled with the column's training mean "
+        "beside a 0/1 missing indicator, or is a level of its own in a categorical column, and a row with a "
+        "missing target is left out, each counted; error: every missing cell is a one-line error",
+    )
+    max_levels: Annotated[int, Flag(group="columns", check=at_least(2), compared=True)] = Field(
+        100,
+        description="a categorical column keeps its this many most frequent levels; the rest become one (other) "
+        "level, said in the summary",
+    )
 
     def validate(self) -> Self:  # type: ignore[override]
         """Each field's check, and the registered model's name when a model is registered."""

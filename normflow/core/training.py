@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from normflow.core.encoding import Encoding
 from normflow.core.engine import (
     Curvature,
     DescentResult,
@@ -100,8 +101,10 @@ def train_linear_model(
     lr: float | str,
     epochs: int,
     tolerance: float = 0.0,
+    encoding: Encoding | None = None,
 ) -> TrainingOutcome:
-    """Fit the scaler, run exact full-batch GD and package the model with its diagnostics.
+    """Fit the scaler, run exact full-batch GD and package the model with its diagnostics (and ``encoding``, how
+    its features come from the input columns).
 
     ``lr`` may be ``"auto"``. Training stops at the first epoch whose optimality gap is within
     ``tolerance`` of the starting gap (0: run all ``epochs``). A diverged run is returned (with
@@ -128,6 +131,7 @@ def train_linear_model(
         weights=tuple(descent.weights.tolist()),
         bias=float(descent.bias),
         scaler=scaler,
+        encoding=encoding,
     )
     optimal = float(problem.loss_opt)
     start_gap = float(descent.losses[0]) - optimal

@@ -53,7 +53,7 @@ def empty_triangular(width: int, device: torch.device | str = "cpu") -> Triangul
     )
 
 
-def _r_factor(stacked: torch.Tensor) -> torch.Tensor:
+def r_factor(stacked: torch.Tensor) -> torch.Tensor:
     """Square R factor (non-negative diagonal) of a tall matrix, zero-padded when it has fewer rows than columns."""
     width = stacked.shape[1]
     r = torch.linalg.qr(stacked, mode="r").R
@@ -75,7 +75,7 @@ def triangular_of_columns(columns: torch.Tensor, shift: torch.Tensor | None = No
     block = torch.empty(count, width + 1, dtype=DTYPE, device=columns.device)
     block[:, 0] = 1.0
     block[:, 1:] = (columns - shift[:, None]).T
-    return Triangular(int(count), shift, _r_factor(block))
+    return Triangular(int(count), shift, r_factor(block))
 
 
 def triangular_of(rows: torch.Tensor, shift: torch.Tensor | None = None) -> Triangular:
@@ -99,7 +99,7 @@ def merge_triangular(a: Triangular, b: Triangular) -> Triangular:
     if trivial is not None:
         return trivial
     b = reshift(b.to(a.r.device), a.shift)
-    return Triangular(a.count + b.count, a.shift, _r_factor(torch.cat([a.r, b.r])))
+    return Triangular(a.count + b.count, a.shift, r_factor(torch.cat([a.r, b.r])))
 
 
 def triangular_to_dict(stats: Triangular) -> dict:

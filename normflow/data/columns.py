@@ -22,6 +22,21 @@ class TableSpec:
     target: str | None  # None when scoring: features only
     delimiter: str = ","  # the field separator every file uses (given, or detected from the header)
     features_given: bool = True  # False when the features are "every column but the target"
+    kinds: tuple[str, ...] = ()  # per feature, "numeric" or "categorical"; empty: every feature numeric
+    missing: str = "error"  # "impute": a missing cell is a value to encode; "error": a one-line error
+    max_levels: int = 100  # categorical: levels beyond the most frequent ones are merged into "(other)"
+    excluded: tuple[tuple[str, str], ...] = ()  # (column, why) for columns not taken as features
+
+    def kind(self, name: str) -> str:
+        """``numeric`` or ``categorical`` (the target and every column of a spec without kinds are numeric)."""
+        if self.kinds and name in self.features:
+            return self.kinds[self.features.index(name)]
+        return "numeric"
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        """The features read as text levels."""
+        return tuple(name for name in self.features if self.kind(name) == "categorical")
 
     @property
     def selected(self) -> tuple[str, ...]:
@@ -84,8 +99,7 @@ def table_spec(
 
 
 def text_column_hint(spec: TableSpec, column: str, problem: str, row: int) -> str:
-    """When every column was taken as a feature and one starts with words, say how to leave it out."""
-    if spec.features_given or column == spec.target or row != 1 or not problem.startswith("not a number"):
+    """For a word in a numeric training feature, say how to read the column as categories instead."""
+    if not spec.kinds or column not in spec.features or not problem.startswith("not a number"):
         return ""
-    numeric = [name for name in spec.features if name != column]
-    return f" (if {column!r} is a text column, choose the numeric ones: {{features}} {','.join(numeric)})"
+    return f" (the column was read as numbers; if it holds categories, say so: {{categorical}} {column})"

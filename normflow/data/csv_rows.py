@@ -19,7 +19,7 @@ import pyarrow as pa
 from normflow.core.errors import DataError
 from normflow.data.columns import TableSpec, text_column_hint
 from normflow.data.dialect import not_utf8
-from normflow.data.numbers import cell_problem
+from normflow.data.numbers import cell_problem, is_missing
 from normflow.data.partitions import Partition
 
 
@@ -78,6 +78,16 @@ def csv_module_rows(part: Partition, delimiter: str = ",") -> Iterator[tuple[int
             yield row, reader.line_num, fields
 
 
+def _cell_problem(spec: TableSpec, column: str, cell: str) -> str | None:
+    """Why a training or scoring cell is refused: a categorical cell only when missing under ``--missing error``,
+    a numeric one as the number grammar says (a missing cell is fine under ``--missing impute``)."""
+    if spec.missing == "impute" and is_missing(cell):
+        return None
+    if spec.kind(column) == "categorical":
+        return f"missing value {cell!r} (--missing impute encodes it)" if is_missing(cell) else None
+    return cell_problem(cell)
+
+
 def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str | None = None) -> DataError:
     """Re-read ``path`` from ``start_row`` with the csv module and describe the first bad cell.
 
@@ -96,14 +106,14 @@ def find_bad_cell(path: Path, spec: TableSpec, start_row: int = 1, fallback: str
                     f"{where}: expected {width} fields, found {len(fields)}", path=path, row=row, kind="ragged"
                 )
             for name, index in positions.items():
-                problem = cell_problem(fields[index])
+                problem = _cell_problem(spec, name, fields[index])
                 if problem:
                     return DataError(
                         f"{where}, column {name!r}: {problem}{text_column_hint(spec, name, problem, row)}",
                         path=path,
                         row=row,
                         column=name,
-                        settings=("features",),
+                        settings=("features", "categorical"),
                     )
     except UnicodeDecodeError as exc:
         return not_utf8(path, exc)

@@ -22,6 +22,17 @@ optionally padded with spaces or tabs. Full-width or other Unicode digits, ``1_0
 thousands separators are not numbers; ``inf`` and ``nan`` are recognised only to be refused."""
 
 
+MISSING_MARKERS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>", "#N/A",
+                   "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")  # fmt: skip
+"""The cells that are missing values (pandas' and pyarrow's null markers), unless ``--missing error``."""
+_MISSING = frozenset(MISSING_MARKERS)
+
+
+def is_missing(text: str | None) -> bool:
+    """Whether a cell is a missing value: a null marker, or blank."""
+    return text is None or text.strip(_CELL_PADDING).strip() in _MISSING
+
+
 def cell_problem(text: str) -> str | None:
     """Why a cell's text is not a usable number, or ``None`` when it is one (the one grammar)."""
     stripped = text.strip(_CELL_PADDING)
@@ -44,24 +55,32 @@ def parse_number(text: str) -> float:
 
 
 def parse_numeric_columns(
-    batch: pa.RecordBatch, names: tuple[str, ...]
+    batch: pa.RecordBatch, names: tuple[str, ...], missing_ok: bool = False
 ) -> tuple[torch.Tensor, dict[int, tuple[str, str]]]:
     """Text columns to a float64 ``(k, n)`` tensor, plus ``{row index: (column, problem)}`` for bad cells.
 
     The vectorized cast handles clean blocks; a block with a bad cell is re-checked cell by cell
-    for that column only, so the cost of a bad row stays local.
+    for that column only, so the cost of a bad row stays local. With ``missing_ok`` a missing cell
+    (:data:`MISSING_MARKERS`, or blank) is NaN and not a problem.
     """
     columns = []
     problems: dict[int, tuple[str, str]] = {}
+    markers = pa.array(MISSING_MARKERS)
     for name in names:
         text = batch.column(name)
+        missing = np.zeros(len(text), dtype=bool)
+        if missing_ok:
+            missing = pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(text), value_set=markers), True).to_numpy(
+                zero_copy_only=False
+            )
+            text = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text)
         try:
             numbers = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-            bad_rows = np.flatnonzero(~np.isfinite(numbers))
+            bad_rows = np.flatnonzero(~np.isfinite(numbers) & ~missing)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values = text.to_pylist()
-            numbers = np.array([parse_number(v) for v in values], dtype=np.float64)
-            bad_rows = np.flatnonzero(~np.isfinite(numbers))
+            numbers = np.array([math.nan if v is None else parse_number(v) for v in values], dtype=np.float64)
+            bad_rows = np.flatnonzero(~np.isfinite(numbers) & ~missing)
         for row in bad_rows.tolist():
             if row not in problems:
                 problems[row] = (name, cell_problem(text[row].as_py()) or "not a finite number")

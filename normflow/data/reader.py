@@ -1,7 +1,7 @@
 """Streaming CSV files block by block with pyarrow: the reading entry points of both flows.
 
-Files are read in blocks, never whole: training takes the selected columns as float64 tensors
-(:func:`iter_row_blocks`), scoring every column as text, unchanged (:func:`iter_text_batches`).
+Files are read in blocks, never whole: training takes the selected columns typed by their kind
+(:func:`iter_row_blocks`, encoded by :mod:`normflow.data.encoder`), scoring every column as text, unchanged (:func:`iter_text_batches`).
 Every problem becomes a one-line :class:`~normflow.core.errors.DataError` naming the file, and the
 row and column where they are known (found by :mod:`normflow.data.csv_rows`). Real-world exports
 work: a UTF-8 BOM, CRLF line ends, quoted numbers.
@@ -14,31 +14,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import torch
 
 from normflow.core.errors import DataError
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
 from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell, text_batches_by_csv_module
 from normflow.data.dialect import not_utf8
+from normflow.data.numbers import MISSING_MARKERS
 from normflow.data.partitions import Partition, as_partition
 from normflow.data.sources import describe_sources as describe_sources  # flows/train_flow.py imports it from here
 
 
 @dataclass(frozen=True)
 class RowBlock:
-    """A block of rows read from one file: the selected columns as a float64 ``(k, n)`` tensor.
-
-    Column-major, because that is how pyarrow hands the data over (one copy to stack it) and
-    what the moment computation wants (``columns @ columns.T``).
-    """
+    """A block of rows read from one file: the selected columns, numeric ones as float64 (a missing cell
+    null) and categorical ones as text (a missing cell null)."""
 
     path: Path
     first_row: int  # 1-based data-row number of the block's first row
-    columns: torch.Tensor
+    batch: pa.RecordBatch
 
 
 def _open_partition(part: Partition) -> tuple[pa.NativeFile, int]:
@@ -56,17 +52,20 @@ def iter_row_blocks(
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Iterator[RowBlock]:
-    """Stream a file (or partition) as blocks of float64 columns ``spec.selected``; a bad cell is an error."""
+    """Stream a file (or partition) as blocks of the columns ``spec.selected``, typed by their kind.
+
+    A cell that is not a number in a numeric column is an error here (found and named by
+    :func:`~normflow.data.csv_rows.find_bad_cell`); missing cells come through as nulls, for the
+    encoder to count, fill or refuse.
+    """
     part = as_partition(source)
     selected = list(spec.selected)
+    types = {name: pa.string() if spec.kind(name) == "categorical" else pa.float64() for name in selected}
     convert_options = pacsv.ConvertOptions(
-        column_types={name: pa.float64() for name in selected}, include_columns=selected
+        column_types=types, include_columns=selected, null_values=list(MISSING_MARKERS), strings_can_be_null=True
     )
     for first_row, batch, _ in _stream_batches(part, spec, convert_options, block_bytes):
-        columns = torch.from_numpy(np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in selected]))
-        if not bool(torch.isfinite(columns).all()):
-            raise find_bad_cell(part.path, spec, start_row=first_row)
-        yield RowBlock(part.path, first_row, columns)
+        yield RowBlock(part.path, first_row, batch)
 
 
 def iter_text_batches(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -24,10 +25,11 @@ from normflow.core.settings import BAD_ROW_POLICIES, DEFAULT_BLOCK_BYTES, check_
 from normflow.core.text import counted
 from normflow.data.columns import TableSpec, table_spec
 from normflow.data.csv_rows import find_bad_cell
-from normflow.data.numbers import parse_numeric_columns
+from normflow.data.numbers import is_missing, parse_numeric_columns
 from normflow.data.partitions import Partition
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
 from normflow.data.reader import iter_text_batches
+from normflow.portable.normflow_encoding import encode_frame
 
 PREDICTION_COLUMN = "prediction"
 FLAG_COLUMN = "out_of_range"
@@ -48,6 +50,8 @@ class ScoringReport:
     rows_out_of_range: int = 0
     below_min: dict[str, int] = field(default_factory=dict)
     above_max: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)  # missing cells filled with the training mean or level
+    unseen: dict[str, int] = field(default_factory=dict)  # categorical cells of a level training never saw
 
 
 def rejected_path(output: Path) -> Path:
@@ -69,7 +73,7 @@ def scoring_spec(
     """
     outputs = [output] + ([rejected_path(output)] if on_bad_row == "skip" else [])
     prepare_outputs(outputs, sources)
-    spec = table_spec(sources, None, list(model.feature_names), delimiter)
+    spec = table_spec(sources, None, list(model.input_columns), delimiter)
     added = [PREDICTION_COLUMN] + ([FLAG_COLUMN] if flag_out_of_range else [])
     if on_bad_row == "skip":
         added += [name for name in REJECTED_COLUMNS if name not in added]
@@ -92,10 +96,10 @@ def output_schema(spec: TableSpec, flag_out_of_range: bool, numeric: tuple[str, 
     return pa.schema(fields)
 
 
-def numeric_output_columns(output: Path, features: tuple[str, ...]) -> tuple[str, ...]:
-    """Columns the output stores as numbers: Parquet keeps the features as the float64 values scored;
-    CSV writes every input column as it was written."""
-    return tuple(features) if Path(output).suffix.lower() == ".parquet" else ()
+def numeric_output_columns(output: Path, model: LinearModel) -> tuple[str, ...]:
+    """Columns the output stores as numbers: Parquet keeps a numeric model's features as the float64 values
+    scored; CSV, and any model with an encoding, write every input column as it was written."""
+    return tuple(model.feature_names) if Path(output).suffix.lower() == ".parquet" and not model.encodes else ()
 
 
 def score_sources(
@@ -121,7 +125,7 @@ def score_sources(
     below = torch.zeros(len(features), dtype=torch.int64, device=device)
     above = torch.zeros_like(below)
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
-    numeric = numeric_output_columns(output, features)
+    numeric = numeric_output_columns(output, model)
     schema = output_schema(spec, flag_out_of_range, numeric)
     reject_schema = rejected_schema(spec)
     bytes_done = 0
@@ -132,7 +136,7 @@ def score_sources(
             file_bytes = 0
             batches = iter_text_batches(source, spec, block_bytes, keep_ragged_rows=on_bad_row == "skip")
             for first_row, batch, read_so_far, ragged in batches:
-                values, problems = parse_numeric_columns(batch, features)
+                values, problems = model_inputs(batch, model, report)
                 problems.update({row: ("", reason) for row, reason in ragged.items()})
                 if problems and on_bad_row == "error":
                     raise find_bad_cell(path, spec, start_row=first_row + min(problems))
@@ -194,6 +198,38 @@ def score_sources(
     return report
 
 
+def model_inputs(
+    batch: pa.RecordBatch, model: LinearModel, report: ScoringReport
+) -> tuple[torch.Tensor, dict[int, tuple[str, str]]]:
+    """A text batch's features ``(d, n)`` for ``model``, and ``{row index: (column, problem)}`` for bad rows.
+
+    Numbers are read by the one number grammar; a model with an encoding then applies it through the
+    one encoding every predictor uses (:mod:`normflow.portable.normflow_encoding`), and the cells it
+    filled or could not place (unseen levels) are added to ``report``.
+    """
+    if not model.encodes:
+        return parse_numeric_columns(batch, model.feature_names)
+    assert model.encoding is not None
+    numeric = tuple(column.name for column in model.encoding.columns if column.kind == "numeric")
+    values, problems = parse_numeric_columns(batch, numeric, missing_ok=True) if numeric else (None, {})
+    frame: dict[str, object] = {}
+    for column in model.encoding.columns:
+        if column.kind == "numeric":
+            assert values is not None
+            frame[column.name] = values[numeric.index(column.name)].numpy()
+        else:
+            texts = batch.column(column.name).to_pylist()
+            frame[column.name] = [None if is_missing(text) else text for text in texts]
+    features, refused, counts = encode_frame(pd.DataFrame(frame), model.encoding.to_dict())
+    for row, problem in refused.items():
+        problems.setdefault(row, problem)
+    for key, per_column in counts.items():
+        tally = report.filled if key == "filled" else report.unseen
+        for name, count in per_column.items():
+            tally[name] = tally.get(name, 0) + count
+    return torch.from_numpy(np.ascontiguousarray(features.T)), problems
+
+
 def rejected_schema(spec: TableSpec) -> pa.Schema:
     """Input columns as text, then where each rejected row came from and why."""
     file_column, row_column, reason_column = REJECTED_COLUMNS
@@ -219,6 +255,10 @@ def merge_reports(reports: list[ScoringReport], output: Path, rejected: Path | N
             total.below_min[name] = total.below_min.get(name, 0) + count
         for name, count in r.above_max.items():
             total.above_max[name] = total.above_max.get(name, 0) + count
+        for name, count in r.filled.items():
+            total.filled[name] = total.filled.get(name, 0) + count
+        for name, count in r.unseen.items():
+            total.unseen[name] = total.unseen.get(name, 0) + count
     return total
 
 

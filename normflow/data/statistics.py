@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from normflow.core import moments as column_moments
+from normflow.core.encoding import ColumnTally, Encoding, RawKey, finish_encoding, value_key
 from normflow.core.errors import DataError
-from normflow.core.holdout import holdout_mask
+from normflow.core.holdout import holdout_mask_of_keys
 from normflow.core.moments import Moments
+from normflow.core.recombine import insert_zero_columns, insert_zero_moments, map_columns, map_moments
 from normflow.core.settings import DEFAULT_BLOCK_BYTES
 from normflow.core.table_stats import (
     TableStatistics,
@@ -21,7 +23,9 @@ from normflow.core.table_stats import (
     table_statistics_of_columns,
     table_statistics_to_dict,
 )
+from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
+from normflow.data.encoder import BlockEncoder
 from normflow.data.partitions import Partition
 from normflow.data.reader import iter_row_blocks
 
@@ -31,17 +35,36 @@ ProgressCallback = Callable[[Path, int], None]
 
 @dataclass(frozen=True)
 class SourceStatistics:
-    """Statistics of features + target over all files: training rows (moments and R), and the holdout's moments."""
+    """Statistics of features + target over all files: training rows (moments and R), and the holdout's moments.
+
+    After :func:`encode_statistics` the features are the encoded ones (``encoding.feature_names()``);
+    before it, the raw streamed columns (``raw_keys``).
+    """
 
     training: TableStatistics
     rows_per_file: dict[str, int]  # every row read, training and holdout
     holdout: Moments | None = None
     per_file: dict[str, Moments] = field(default_factory=dict)  # every row of each file (the gate checks new files)
+    encoding: Encoding | None = None
+    tallies: dict[str, ColumnTally] = field(default_factory=dict)
+    raw_keys: tuple[RawKey, ...] = ()
+    target_missing: int = 0  # rows left out because their target was missing
 
     @property
     def moments(self) -> Moments:
         """The training rows' moments."""
         return self.training.moments
+
+
+def _widen_table(stats: TableStatistics, width: int) -> TableStatistics:
+    """Statistics of a stream's earlier, narrower layout with the columns it has not seen yet, as zeros."""
+    return stats if stats.width == width else insert_zero_columns(stats, stats.width - 1, width - stats.width)
+
+
+def _widen_moments(moments: Moments, width: int) -> Moments:
+    if moments.width == width:
+        return moments
+    return insert_zero_moments(moments, moments.width - 1, width - moments.width)
 
 
 def file_statistics(
@@ -51,14 +74,19 @@ def file_statistics(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
+    encoder: BlockEncoder | None = None,
 ) -> tuple[TableStatistics, Moments]:
-    """Statistics of one file's (or partition's) training and holdout rows, block by block (memory stays flat)."""
-    train = empty_table_statistics(len(spec.selected), device)
-    held = column_moments.empty_moments(len(spec.selected), device)
+    """Statistics of one file's (or partition's) raw training and holdout rows, block by block (memory stays
+    flat); ``encoder`` carries the raw layout and the counts across the files of one pass."""
+    encoder = encoder if encoder is not None else BlockEncoder(spec)
+    train = empty_table_statistics(encoder.width, device)
+    held = column_moments.empty_moments(encoder.width, device)
     for block in iter_row_blocks(path, spec, block_bytes):
-        columns = block.columns
+        encoded = encoder.encode(block)
+        train, held = _widen_table(train, encoder.width), _widen_moments(held, encoder.width)
+        columns = encoded.columns
         if holdout_fraction > 0:
-            mask = holdout_mask(columns, holdout_fraction, spec.selected)
+            mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected)
             held_columns, columns = columns[:, mask], columns[:, ~mask]
             held = column_moments.merge_moments(
                 held, column_moments.moments_of_columns(held_columns.to(device), overwrite=True)
@@ -79,29 +107,105 @@ def source_statistics(
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
 ) -> SourceStatistics:
-    """Statistics over every file in ``sources``, merged exactly; a hashed holdout kept apart if asked."""
+    """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked."""
+    encoder = BlockEncoder(spec)
     parts = (
-        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction))
+        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
         for path in sources
     )
-    return fold_statistics(parts, len(spec.selected), device, holdout_fraction > 0)
+    raw = fold_statistics(parts, device, holdout_fraction > 0)
+    return encode_statistics(raw, spec, encoder)
 
 
 def fold_statistics(
-    parts: Iterable[tuple[str, TableStatistics, Moments]], width: int, device: torch.device, holdout: bool
+    parts: Iterable[tuple[str, TableStatistics, Moments]], device: torch.device, holdout: bool
 ) -> SourceStatistics:
-    """The one fold: ``(path, training statistics, holdout moments)`` parts merged exactly, in any order."""
-    total = empty_table_statistics(width, device)
-    held = column_moments.empty_moments(width, device)
+    """The one fold: ``(path, training statistics, holdout moments)`` parts merged exactly, in any order.
+
+    The parts share one raw layout, each knowing a prefix of it (a later part may have seen more
+    columns): the narrower one is widened with zeros before each merge.
+    """
+    total: TableStatistics | None = None
+    held: Moments | None = None
     rows: dict[str, int] = {}
     per_file: dict[str, Moments] = {}
     for path, train_part, held_part in parts:
+        width = max(train_part.width, total.width if total is not None else 0)
         rows[path] = rows.get(path, 0) + train_part.count + held_part.count
-        total = merge_table_statistics(total, train_part)
-        held = column_moments.merge_moments(held, held_part)
-        file_rows = column_moments.merge_moments(train_part.moments, held_part)
-        per_file[path] = column_moments.merge_moments(per_file[path], file_rows) if path in per_file else file_rows
-    return SourceStatistics(total, rows, held if holdout else None, per_file)
+        total = merge_table_statistics(
+            _widen_table(total, width) if total is not None else empty_table_statistics(width, device),
+            _widen_table(train_part, width),
+        )
+        held_part = _widen_moments(held_part, width)
+        held = column_moments.merge_moments(_widen_moments(held, width), held_part) if held is not None else held_part
+        file_rows = column_moments.merge_moments(_widen_table(train_part, width).moments, held_part)
+        earlier = per_file.get(path)
+        per_file[path] = (
+            column_moments.merge_moments(_widen_moments(earlier, width), file_rows) if earlier else file_rows
+        )
+    if total is None or held is None:
+        raise ValueError("no statistics to fold")
+    width = total.width
+    per_file = {path: _widen_moments(moments, width) for path, moments in per_file.items()}
+    return SourceStatistics(
+        _widen_table(total, width), rows, _widen_moments(held, width) if holdout else None, per_file
+    )
+
+
+def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEncoder) -> SourceStatistics:
+    """The statistics of the model's features, from those of the streamed columns: one exact recombination
+    (fill, reference levels, merged levels), then the features that depend on earlier ones left out.
+
+    Numeric columns without a missing cell are their own features: their statistics pass through
+    untouched, bit for bit.
+    """
+    features = tuple(name for name in spec.features)
+    moments = raw.moments
+    encoding, matrix, low, high = finish_encoding(
+        features,
+        encoder.tallies,
+        encoder.keys,
+        moments.mean[:-1].cpu(),
+        moments.count,
+        spec.max_levels,
+        spec.missing,
+    )
+    tallies, raw_keys, target_missing = dict(encoder.tallies), tuple(encoder.keys), encoder.target_missing
+    identity = encoding.is_plain() and encoder.keys == [value_key(name) for name in features]
+    if identity:
+        return replace(raw, encoding=encoding, tallies=tallies, raw_keys=raw_keys, target_missing=target_missing)
+    low = torch.cat([low, moments.minimum[-1:].cpu()])
+    high = torch.cat([high, moments.maximum[-1:].cpu()])
+    names = encoding.all_feature_names()
+    training = map_columns(raw.training, matrix, low, high)
+    dependent = [item.feature for item in least_squares(training.triangular, names).collinear]
+    if dependent:
+        keep = [index for index, name in enumerate(names) if name not in dependent] + [len(names)]
+        matrix, low, high = matrix[:, keep], low[keep], high[keep]
+        training = map_columns(raw.training, matrix, low, high)
+        encoding = replace(encoding, dependent=tuple(dependent))
+
+    def mapped(part: Moments) -> Moments:
+        return map_moments(part, matrix, low.to(part.mean.device), high.to(part.mean.device))
+
+    return SourceStatistics(
+        training,
+        raw.rows_per_file,
+        mapped(raw.holdout) if raw.holdout is not None else None,
+        {path: mapped(part) for path, part in raw.per_file.items()},
+        encoding,
+        tallies,
+        raw_keys,
+        target_missing,
+    )
+
+
+def model_spec(spec: TableSpec, statistics: SourceStatistics) -> TableSpec:
+    """What the model is fitted on: the encoded features (the input columns' kinds now said by the
+    encoding), then the target."""
+    if statistics.encoding is None:
+        return spec
+    return replace(spec, features=statistics.encoding.feature_names(), kinds=())
 
 
 def check_trainable(
@@ -140,23 +244,77 @@ def partition_statistics(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     holdout_fraction: float = 0.0,
 ) -> dict:
-    """One partition's statistics in plain form, to send back from a worker and merge exactly."""
-    train, held = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction)
+    """One partition's raw statistics and counts in plain form, to send back from a worker and merge exactly."""
+    encoder = BlockEncoder(spec)
+    train, held = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction, encoder)
     return {
         "path": str(partition.path),
         "train": table_statistics_to_dict(train),
         "holdout": column_moments.moments_to_dict(held),
+        "keys": [list(key) for key in encoder.keys],
+        "tallies": {name: tally.to_dict() for name, tally in encoder.tallies.items()},
+        "target_missing": encoder.target_missing,
     }
 
 
-def merge_partition_statistics(parts: list[dict], width: int, device: torch.device, holdout: bool) -> SourceStatistics:
-    """Merge partition results sent back by workers (any order gives the same moments, up to rounding)."""
+def merge_partition_statistics(
+    parts: list[dict], spec: TableSpec, device: torch.device, holdout: bool
+) -> SourceStatistics:
+    """Merge partition results sent back by workers: each partition's columns are aligned by name (a level one
+    partition never saw is zero there), then folded; any order gives the same statistics, up to rounding."""
+    union = BlockEncoder(spec)
+    layouts = []
+    for part in parts:
+        other = BlockEncoder(
+            spec,
+            keys=[(key[0], key[1], key[2]) for key in part["keys"]],
+            tallies={name: ColumnTally.from_dict(t) for name, t in part["tallies"].items()},
+            target_missing=int(part["target_missing"]),
+        )
+        union.merge(other)
+        layouts.append(other.keys)
     decoded = (
         (
             part["path"],
-            table_statistics_from_dict(part["train"], device),
-            column_moments.moments_from_dict(part["holdout"], device),
+            align_table(table_statistics_from_dict(part["train"], device), keys, union.keys),
+            align_moments(column_moments.moments_from_dict(part["holdout"], device), keys, union.keys),
         )
-        for part in parts
+        for part, keys in zip(parts, layouts, strict=True)
     )
-    return fold_statistics(decoded, width, device, holdout)
+    raw = fold_statistics(decoded, device, holdout)
+    return encode_statistics(raw, spec, union)
+
+
+def _placement(keys: list, union: list) -> torch.Tensor:
+    """The 0/1 matrix that places a layout's raw columns (then the target) among the union's."""
+    position = {key: index for index, key in enumerate(union)}
+    matrix = torch.zeros(len(keys) + 1, len(union) + 1, dtype=torch.float64)
+    for index, key in enumerate(keys):
+        matrix[index, position[key]] = 1.0
+    matrix[-1, -1] = 1.0
+    return matrix
+
+
+def _placed_ranges(moments: Moments, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    filler = 0.0 if moments.count else float("inf")
+    low = torch.full((matrix.shape[1],), filler, dtype=torch.float64)
+    high = torch.full((matrix.shape[1],), -filler, dtype=torch.float64)
+    rows, columns = torch.nonzero(matrix, as_tuple=True)
+    low[columns], high[columns] = moments.minimum.cpu()[rows], moments.maximum.cpu()[rows]
+    return low.to(moments.mean.device), high.to(moments.mean.device)
+
+
+def align_table(stats: TableStatistics, keys: list, union: list) -> TableStatistics:
+    """A partition's statistics in the union's raw layout (exact: zeros where it never saw a column)."""
+    if keys == union[: len(keys)]:
+        return _widen_table(stats, len(union) + 1)
+    matrix = _placement(keys, union)
+    return map_columns(stats, matrix, *_placed_ranges(stats.moments, matrix))
+
+
+def align_moments(moments: Moments, keys: list, union: list) -> Moments:
+    """:func:`align_table` for a holdout's moments."""
+    if keys == union[: len(keys)]:
+        return _widen_moments(moments, len(union) + 1)
+    matrix = _placement(keys, union)
+    return map_moments(moments, matrix, *_placed_ranges(moments, matrix))

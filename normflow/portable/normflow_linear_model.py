@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MODEL_FORMAT = "normflow.linear/1"
+if __package__:  # inside this repository: normflow.portable
+    from .normflow_encoding import InputError, encode_frame, encoded_names
+else:  # the model folder's own copy (MLflow puts code/ on sys.path)
+    from normflow_encoding import InputError, encode_frame, encoded_names  # type: ignore[no-redef]
+
+MODEL_FORMAT = "normflow.linear/2"
+"""Written by this version: ``/1`` plus ``encoding``, how the features come from the input columns."""
+MODEL_FORMATS = ("normflow.linear/1", MODEL_FORMAT)
 SCALER_FORMAT = "normflow.scaler/1"
 MODEL_FILE = "normflow_model.json"
 
@@ -71,7 +78,7 @@ class NormflowLinearModel:
     """A trained normflow model: raw feature columns in, predictions out (numpy, float64)."""
 
     def __init__(self, document: dict) -> None:
-        if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        if not isinstance(document, dict) or document.get("format") not in MODEL_FORMATS:
             raise ValueError(f"not a normflow model document (expected format {MODEL_FORMAT!r})")
         names = document.get("feature_names")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -98,6 +105,9 @@ class NormflowLinearModel:
             if not isinstance(matrix, list) or len(matrix) != d:
                 raise ValueError(f"model document's scaler matrix must be {d} x {d}")
             self.matrix = np.stack([_finite_numbers(row, "scaler matrix row", d) for row in matrix])
+        self.encoding = document.get("encoding")
+        if self.encoding is not None and encoded_names(self.encoding) != names:
+            raise ValueError("model document's encoding gives other features than its feature_names")
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Raw rows ``(n, d)`` to the normalized features the weights apply to (training statistics)."""
@@ -107,7 +117,17 @@ class NormflowLinearModel:
 
     def predict(self, model_input: object, params: dict | None = None) -> np.ndarray:
         """Predictions for raw feature columns (any order; extra columns ignored); bad input is a one-line error."""
-        features = feature_matrix(model_input, self.feature_names)
+        if self.encoding is not None:
+            try:
+                features, problems, _ = encode_frame(model_input, self.encoding)
+            except InputError as exc:
+                raise _error(str(exc)) from None
+            if problems:
+                row = min(problems)
+                column, problem = problems[row]
+                raise _error(problem, row + 1, column)
+        else:
+            features = feature_matrix(model_input, self.feature_names)
         predictions = self.normalize(features) @ self.weights + self.bias
         overflow = ~np.isfinite(predictions)
         if overflow.any():

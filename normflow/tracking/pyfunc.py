@@ -27,6 +27,7 @@ LOADER_MODULE = "normflow_linear_model"
 """The top-level module name the model's own copy of the loader has inside its folder (``code/``)."""
 LEGACY_LOADER_MODULES = ("normflow.tracking.pyfunc", "tasks.linear_model")
 LOADER_FILE = Path(portable.__file__)
+ENCODING_FILE = LOADER_FILE.with_name("normflow_encoding.py")
 MODEL_FILE = portable.MODEL_FILE
 MODEL_ARTIFACT_PATH = "model"
 
@@ -54,16 +55,27 @@ def model_metadata(model: LinearModel) -> dict:
     return {
         "normflow": {
             "features": list(model.feature_names),
+            "input_columns": list(model.input_columns),
             "target": model.target,
             "normalization": model.scaler.method,
-            "input": "numeric (int or float) columns named as features; booleans and text are refused",
+            "input": "the input columns: numeric ones as int or float (booleans and text refused), categorical ones "
+            "as text; a missing cell is filled as at training",
         }
     }
 
 
 def input_example(model: LinearModel) -> pd.DataFrame:
-    """A one-row raw input: the training mean of every feature."""
-    return pd.DataFrame({name: [model.scaler.statistics[name]["mean"]] for name in model.feature_names})
+    """A one-row raw input: the training mean of every numeric column, the most frequent level of a categorical one."""
+    if model.encoding is None:
+        return pd.DataFrame({name: [model.scaler.statistics[name]["mean"]] for name in model.feature_names})
+    row: dict[str, list] = {}
+    for column in model.encoding.columns:
+        if column.kind == "numeric":
+            row[column.name] = [column.fill]
+        else:
+            levels = {level: count for level, count in column.counts.items() if not level.startswith("(")}
+            row[column.name] = [max(levels, key=lambda level: levels[level]) if levels else None]
+    return pd.DataFrame(row)
 
 
 def save_model_json(model: LinearModel, path: Path) -> Path:
@@ -83,7 +95,7 @@ def pyfunc_arguments(model: LinearModel, directory: Path) -> dict:
     return {
         "loader_module": LOADER_MODULE,
         "data_path": str(document),
-        "code_paths": [str(LOADER_FILE)],
+        "code_paths": [str(LOADER_FILE), str(ENCODING_FILE)],
         "signature": model_signature(model),
         "input_example": input_example(model),
         "metadata": model_metadata(model),

@@ -59,7 +59,7 @@ def test_byte_range_partitions_cover_every_row_once(tmp_path):
     assert len(partitions) > 5 and all(isinstance(p, Partition) for p in partitions)
     assert partitions[0].first_row == 1 and partitions[1].first_row > 1
     parts = [partition_statistics(p, spec, CPU) for p in partitions]
-    merged = merge_partition_statistics(parts, 3, CPU, holdout=False)
+    merged = merge_partition_statistics(parts, spec, CPU, holdout=False)
     whole = source_statistics(sources, spec, CPU)
     assert merged.moments.count == whole.moments.count == 2000
     torch.testing.assert_close(merged.moments.comoment, whole.moments.comoment, rtol=1e-12, atol=0)

@@ -184,14 +184,17 @@ def test_a_forced_delimiter_that_does_not_fit_names_the_one_used(write_csv):
     assert "--delimiter" in info.value.render(lambda name: "--" + name)
 
 
-def test_a_text_column_taken_by_default_suggests_choosing_features(write_csv):
-    path = write_csv("cities.csv", "lights,city,distance,price\n2,Paris,1000,19\n3,Lyon,2000,31\n")
+def test_a_word_below_numbers_names_the_flag_that_reads_the_column_as_categories(write_csv):
+    """A column whose first rows are numbers is numeric; a word further down is the one-line error it always was,
+    and says how to read the column as categories instead (it never silently turns the column into levels)."""
+    from normflow.data.kinds import ColumnRules, with_kinds
+
+    path = write_csv("cities.csv", "lights,zone,distance,price\n2,1,1000,19\n3,2,2000,31\n2,2km,500,14\n")
+    spec = with_kinds(table_spec([path], "price", None), [path], ColumnRules())
+    assert spec.kinds == ("numeric", "numeric", "numeric")
     with pytest.raises(DataError) as info:
-        source_statistics([path], table_spec([path], "price", None), torch.device("cpu"))
+        source_statistics([path], spec, torch.device("cpu"))
     assert info.value.render(lambda name: "--" + name).endswith(
-        "row 1 (line 2), column 'city': not a number: 'Paris' (if 'city' is a text column, "
-        "choose the numeric ones: --features lights,distance)"
+        "row 3 (line 4), column 'zone': not a number: '2km' "
+        "(the column was read as numbers; if it holds categories, say so: --categorical zone)"
     )
-    with pytest.raises(DataError) as chosen:  # features given: no hint
-        source_statistics([path], table_spec([path], "price", ["lights", "city"]), torch.device("cpu"))
-    assert "text column" not in str(chosen.value)

@@ -61,7 +61,8 @@ def test_the_gate_compares_exactly_the_fields_marked_compared():
 
     marked = {name for name, field in TrainSettings.model_fields.items() if flag_of(field).compared}
     assert set(COMPARED_SETTINGS) == marked == {
-        "target", "features", "normalization", "lr", "epochs", "tolerance", "holdout_fraction",
+        "target", "features", "normalization", "lr", "epochs", "tolerance", "holdout_fraction", "categorical",
+        "numeric", "missing", "max_levels",
     }  # fmt: skip
 
 

@@ -278,7 +278,7 @@ def test_byte_range_partitions_of_a_file_merge_to_the_single_pass_solution(offse
     assert len(partitions) >= 4
     parts = [partition_statistics(p, spec, torch.device("cpu"), block_bytes=1024) for p in partitions]
     random.Random(5).shuffle(parts)
-    merged = merge_partition_statistics(parts, 4, torch.device("cpu"), False)
+    merged = merge_partition_statistics(parts, spec, torch.device("cpu"), False)
     assert merged.training.count == single.training.count == 97
     assert solution(merged.training) == pytest.approx(solution(single.training), rel=1e-9)
     assert solution(single.training) == pytest.approx(solution(table_statistics_of(offset_rows)), rel=1e-9)

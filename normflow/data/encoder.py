@@ -1,0 +1,153 @@
+"""The pass's encoder: typed blocks in, the raw columns of :mod:`normflow.core.encoding` out, counted exactly.
+
+One :class:`BlockEncoder` follows a stream (a file, a partition, or several files in turn). Each
+block becomes a ``(k + 1, n)`` float64 tensor of the raw columns known so far, then the target; a
+column first seen in this block (a new level, a first missing cell) is appended before the target,
+and the caller inserts it, as zeros, into what it already holds (exact: see
+:mod:`normflow.core.recombine`). Rows whose target is missing are left out and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from normflow.core.encoding import ColumnTally, RawKey, level_key, missing_key, value_key
+from normflow.core.errors import DataError
+from normflow.core.moments import DTYPE
+from normflow.data.columns import TableSpec
+from normflow.data.csv_rows import find_bad_cell
+from normflow.data.reader import RowBlock
+
+MAX_STREAMED_LEVELS = 1000
+"""Distinct values one categorical column may have: beyond it, it is an identifier or free text, not a
+category, and each level costs a column of the statistics."""
+_MISSING_BITS = np.array([np.nan]).view(np.uint64)[0]
+
+
+def level_hash(level: str | None) -> np.uint64:
+    """A level's 64-bit key for the holdout hash (stable across runs, machines and block orders)."""
+    if level is None:
+        return _MISSING_BITS
+    return np.frombuffer(hashlib.blake2b(level.encode(), digest_size=8).digest(), dtype=np.uint64)[0]
+
+
+@dataclass
+class EncodedBlock:
+    """One block's raw columns (then the target), its rows' holdout keys, and how many columns it added."""
+
+    columns: torch.Tensor  # (k + 1, n) float64
+    keys: np.ndarray  # (len(spec.selected), n) uint64, in spec.selected order
+    added: int  # raw columns first seen in this block (appended just before the target)
+
+
+@dataclass
+class BlockEncoder:
+    """The raw layout and the exact tallies of one stream."""
+
+    spec: TableSpec
+    keys: list[RawKey] = field(default_factory=list)
+    tallies: dict[str, ColumnTally] = field(default_factory=dict)
+    target_missing: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            self.keys = [value_key(name) for name in self.spec.features if self.spec.kind(name) == "numeric"]
+        for name in self.spec.features:
+            self.tallies.setdefault(name, ColumnTally(self.spec.kind(name)))  # type: ignore[arg-type]
+        self._position = {key: index for index, key in enumerate(self.keys)}
+
+    @property
+    def width(self) -> int:
+        """Raw columns, the target included."""
+        return len(self.keys) + 1
+
+    def _add(self, key: RawKey) -> int:
+        if key not in self._position:
+            self._position[key] = len(self.keys)
+            self.keys.append(key)
+        return self._position[key]
+
+    def encode(self, block: RowBlock) -> EncodedBlock:
+        """The block's raw columns; a bad cell (a missing one under ``--missing error``) is a one-line error."""
+        spec, batch = self.spec, block.batch
+        before = len(self.keys)
+        target = batch.column(spec.training_target).to_numpy(zero_copy_only=False)
+        strict = spec.missing == "error"
+        keep = ~np.isnan(target)
+        if np.isinf(target).any() or (strict and not keep.all()):
+            raise find_bad_cell(block.path, spec, start_row=block.first_row)
+        self.target_missing += int((~keep).sum())
+        n = int(keep.sum())
+        parts: list[tuple[int, np.ndarray]] = []  # (raw position, values over kept rows)
+        ones: list[tuple[np.ndarray, np.ndarray]] = []  # (raw positions, rows) of one-hot cells
+        keys = np.empty((len(spec.selected), n), dtype=np.uint64)
+        for index, name in enumerate(spec.features):
+            column = batch.column(name)
+            tally = self.tallies[name]
+            if tally.kind == "numeric":
+                values = column.to_numpy(zero_copy_only=False)[keep]
+                missing = np.isnan(values)
+                if np.isinf(values).any() or (strict and missing.any()):
+                    raise find_bad_cell(block.path, spec, start_row=block.first_row)
+                keys[index] = np.where(missing, _MISSING_BITS, (values + 0.0).view(np.uint64))
+                if missing.any():
+                    tally.missing += int(missing.sum())
+                    parts.append((self._add(missing_key(name)), missing.astype(np.float64)))
+                    values = np.where(missing, 0.0, values)
+                if (~missing).any():
+                    observed = values[~missing]
+                    tally.minimum = min(tally.minimum, float(observed.min()))
+                    tally.maximum = max(tally.maximum, float(observed.max()))
+                parts.append((self._position[value_key(name)], values))
+                continue
+            encoded = pc.dictionary_encode(column.filter(pa.array(keep)))
+            levels = encoded.dictionary.to_pylist()
+            codes = encoded.indices.fill_null(len(levels)).to_numpy(zero_copy_only=False).astype(np.int64)
+            counts = np.bincount(codes, minlength=len(levels) + 1)
+            if strict and counts[-1]:
+                raise find_bad_cell(block.path, spec, start_row=block.first_row)
+            for level, count in zip(levels, counts[:-1].tolist(), strict=True):
+                if count:
+                    tally.levels[level] = tally.levels.get(level, 0) + count
+            tally.missing += int(counts[-1])
+            if len(tally.levels) > MAX_STREAMED_LEVELS:
+                raise DataError(
+                    f"{block.path}: column {name!r} has more than {MAX_STREAMED_LEVELS} distinct values by row "
+                    f"{block.first_row + batch.num_rows - 1}: an identifier or free text, not a category; leave it "
+                    "out with {features}, or read it as numbers with {numeric}",
+                    path=block.path,
+                    column=name,
+                    settings=("features", "numeric"),
+                )
+            positions = np.array(
+                [
+                    self._add(level_key(name, level)) if count else -1
+                    for level, count in zip([*levels, None], counts.tolist(), strict=True)
+                ],
+                dtype=np.int64,
+            )
+            ones.append((positions[codes], np.arange(n)))
+            hashes = np.array([level_hash(level) for level in [*levels, None]], dtype=np.uint64)
+            keys[index] = hashes[codes]
+        keys[-1] = (target[keep] + 0.0).view(np.uint64)
+        columns = torch.zeros(len(self.keys) + 1, n, dtype=DTYPE)
+        for position, values in parts:
+            columns[position] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+        for positions, rows in ones:
+            columns[torch.from_numpy(positions), torch.from_numpy(rows)] = 1.0
+        columns[-1] = torch.from_numpy(np.ascontiguousarray(target[keep], dtype=np.float64))
+        return EncodedBlock(columns, keys, len(self.keys) - before)
+
+    def merge(self, other: BlockEncoder) -> None:
+        """Take another stream's tallies and keys into this one (keys it lacks are appended)."""
+        for key in other.keys:
+            self._add(key)
+        for name, tally in other.tallies.items():
+            self.tallies[name] = self.tallies[name].merge(tally)
+        self.target_missing += other.target_missing
