@@ -14,7 +14,7 @@ from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import TrainSettings
 from normflow.data.kinds import ColumnRules
 from normflow.data.reader import describe_sources
-from normflow.data.statistics import model_spec
+from normflow.data.statistics import model_spec, notes_of_columns
 from normflow.tracking import store
 from normflow.tracking.records import decision_markdown, training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
@@ -105,4 +105,5 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         first_gradients=tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()),
         fit=fit_report(outcome, settings.lr),
         export_command=store.export_command(uri),
+        column_notes=tuple(notes_of_columns(spec, statistics)),
     )

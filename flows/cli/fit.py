@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flows.cli import flag_name
@@ -78,3 +79,13 @@ def fit_lines(fit: FitReport | None) -> list[str]:
     lines.append(f"  fit:           {quality}")
     lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
     return lines
+
+
+SHOWN_TERMS = 12
+
+
+def equation(target: str, names: Sequence[str], weights: Sequence[float], intercept: float) -> str:
+    """``price = 2 * lights + 0.01 * distance + 5``, the first :data:`SHOWN_TERMS` terms of a wide model."""
+    terms = [f"{w:.6g} * {n}" for n, w in zip(names, weights, strict=True)]
+    more = f" + ... ({len(terms) - SHOWN_TERMS} more in features.csv)" if len(terms) > SHOWN_TERMS else ""
+    return f"{target} = {' + '.join(terms[:SHOWN_TERMS])}{more} + {intercept:.6g}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from flows.cli.fit import FitReport, fit_lines
+from flows.cli.fit import FitReport, equation, fit_lines
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,11 @@ class TrainingSummary:
     first_gradients: tuple[tuple[float, ...], ...] = ()
     fit: FitReport | None = None
     export_command: str = ""  # the shell line that points MLflow's own CLI at this store
+    column_notes: tuple[tuple[str, str], ...] = ()  # (label, text): what was done with the columns on purpose
 
 
 def format_train_summary(summary: TrainingSummary) -> str:
     """The few lines a person reads after training."""
-    terms = " + ".join(f"{w:.6g} * {n}" for n, w in zip(summary.feature_names, summary.raw_weights, strict=True))
     if not summary.model_version:
         model = f"not registered ({summary.decision})" if summary.decision else "not registered (--no-register)"
     elif summary.alias:
@@ -53,10 +53,11 @@ def format_train_summary(summary: TrainingSummary) -> str:
             f"  model:         {model}",
             f"  data:          {summary.data}",
             f"  rows:          {summary.rows:,} on {summary.device}",
+            *(f"  {label + ':':<15}{text}" for label, text in summary.column_notes),
             *first_epochs(summary),
             *fit_lines(summary.fit),
             f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
-            f"  coefficients:  {summary.target} = {terms} + {summary.intercept:.6g}",
+            f"  coefficients:  {equation(summary.target, summary.feature_names, summary.raw_weights, summary.intercept)}",
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
             f"  MLflow UI:     {summary.ui_command}",
             *(

@@ -285,3 +285,41 @@ def finish_encoding(
         torch.tensor(lows, dtype=DTYPE),
         torch.tensor(highs, dtype=DTYPE),
     )
+
+
+def column_notes(
+    encoding: Encoding, excluded: Sequence[tuple[str, str]], target: str, target_missing: int
+) -> list[tuple[str, str]]:
+    """What was done with the data on purpose, as ``(label, text)`` lines for the run's summary: the kinds and
+    the encoded width, the missing cells and what filled them, merged levels, columns left out."""
+    categorical = [column for column in encoding.columns if column.kind == "categorical"]
+    width = len(encoding.feature_names())
+    kinds = f"{len(encoding.columns)} input column(s) -> {width} feature(s)"
+    if categorical:
+        shown = ", ".join(f"{c.name} ({len(c.levels) + (c.reference is not None)} levels)" for c in categorical)
+        kinds += f"; categorical: {shown}, each level but the first a 0/1 feature"
+    notes = [("columns", kinds)]
+    missing = []
+    for column in encoding.columns:
+        if column.missing and column.kind == "numeric":
+            missing.append(f"{column.name} {column.missing:,} cells -> training mean {column.fill:.6g} + indicator")
+        elif column.missing:
+            missing.append(f"{column.name} {column.missing:,} cells -> level {MISSING_LEVEL}")
+    if target_missing:
+        missing.append(f"{target_missing:,} row(s) without {target} left out")
+    if missing:
+        notes.append(("missing", "; ".join(missing)))
+    for column in categorical:
+        if column.merged:
+            notes.append(("merged", f"{column.name}: {len(column.merged)} rare level(s) -> {OTHER_LEVEL}"))
+    if encoding.dependent:
+        notes.append(
+            (
+                "dependent",
+                f"{', '.join(encoding.dependent)}: linear combinations of earlier features, left out (not estimable)",
+            )
+        )
+    if excluded:
+        shown = ", ".join(f"{name} ({why})" for name, why in excluded)
+        notes.append(("not features", f"{shown}; name them in --features to use them"))
+    return notes

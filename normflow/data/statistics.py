@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from normflow.core import moments as column_moments
-from normflow.core.encoding import ColumnTally, Encoding, RawKey, finish_encoding, value_key
+from normflow.core.encoding import ColumnTally, Encoding, RawKey, column_notes, finish_encoding, value_key
 from normflow.core.errors import DataError
 from normflow.core.holdout import holdout_mask_of_keys
 from normflow.core.moments import Moments
@@ -156,8 +156,8 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
     """The statistics of the model's features, from those of the streamed columns: one exact recombination
     (fill, reference levels, merged levels), then the features that depend on earlier ones left out.
 
-    Numeric columns without a missing cell are their own features: their statistics pass through
-    untouched, bit for bit.
+    Numeric columns without a missing cell, none of them dependent, are their own features: their
+    statistics pass through untouched, bit for bit.
     """
     features = tuple(name for name in spec.features)
     moments = raw.moments
@@ -171,14 +171,14 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
         spec.missing,
     )
     tallies, raw_keys, target_missing = dict(encoder.tallies), tuple(encoder.keys), encoder.target_missing
+    names = encoding.all_feature_names()
     identity = encoding.is_plain() and encoder.keys == [value_key(name) for name in features]
-    if identity:
-        return replace(raw, encoding=encoding, tallies=tallies, raw_keys=raw_keys, target_missing=target_missing)
     low = torch.cat([low, moments.minimum[-1:].cpu()])
     high = torch.cat([high, moments.maximum[-1:].cpu()])
-    names = encoding.all_feature_names()
-    training = map_columns(raw.training, matrix, low, high)
-    dependent = [item.feature for item in least_squares(training.triangular, names).collinear]
+    training = raw.training if identity else map_columns(raw.training, matrix, low, high)
+    dependent = [item.feature for item in least_squares(training.triangular, names).collinear] if names else []
+    if identity and not dependent:
+        return replace(raw, encoding=encoding, tallies=tallies, raw_keys=raw_keys, target_missing=target_missing)
     if dependent:
         keep = [index for index, name in enumerate(names) if name not in dependent] + [len(names)]
         matrix, low, high = matrix[:, keep], low[keep], high[keep]
@@ -206,6 +206,15 @@ def model_spec(spec: TableSpec, statistics: SourceStatistics) -> TableSpec:
     if statistics.encoding is None:
         return spec
     return replace(spec, features=statistics.encoding.feature_names(), kinds=())
+
+
+def notes_of_columns(spec: TableSpec, statistics: SourceStatistics) -> list[tuple[str, str]]:
+    """What the run did with the columns on purpose (kinds, fills, merges, columns left out), for its summary;
+    nothing for numeric columns taken as they are."""
+    encoding = statistics.encoding
+    if encoding is None or (encoding.is_plain() and not spec.excluded and not statistics.target_missing):
+        return []
+    return column_notes(encoding, spec.excluded, spec.training_target, statistics.target_missing)
 
 
 def check_trainable(

@@ -90,7 +90,21 @@ def record_training_inputs(
         params["scaler.matrix"] = "whitening matrix in scaler.json"
     if statistics.holdout is not None:
         params["data.holdout_rows"] = statistics.holdout.count
+    encoding = statistics.encoding
+    if encoding is not None:
+        params["data.target_missing"] = statistics.target_missing
+        params["encoding.columns"] = len(encoding.columns)
+        params["encoding.categorical"] = sum(column.kind == "categorical" for column in encoding.columns)
+        params["encoding.missing"] = encoding.missing
     runs.log_params(uri, run_id, params)
+    if encoding is not None:
+        document = {
+            **encoding.to_dict(),
+            "features": list(encoding.feature_names()),
+            "not_features": [{"column": name, "why": why} for name, why in spec.excluded],
+            "rows_without_target": statistics.target_missing,
+        }
+        runs.log_json_artifact(uri, run_id, document, "encoding.json")
     digests = record_dataset(uri, run_id, sources, "training")
     seen = [
         {
@@ -115,11 +129,20 @@ def features_text(names: tuple[str, ...], limit: int = 6000) -> str:
 
 
 def feature_table(outcome: TrainingOutcome) -> list[dict[str, object]]:
-    """One row per feature: its key, training statistics, shift, scale and raw-unit coefficient."""
+    """One row per feature: its key, the input column it comes from and its kind, training statistics, shift,
+    scale and raw-unit coefficient."""
     keys = feature_keys(outcome.scaler.feature_names)
+    encoding = outcome.model.encoding
+    source = {
+        feature: (column.name, column.kind)
+        for column in (encoding.columns if encoding is not None else ())
+        for feature in column.feature_names()
+    }
     rows = []
     for i, name in enumerate(outcome.scaler.feature_names):
-        row: dict[str, object] = {"feature": name, "key": keys[name], **outcome.scaler.statistics[name]}
+        column, kind = source.get(name, (name, "numeric"))
+        row: dict[str, object] = {"feature": name, "key": keys[name], "column": column, "kind": kind}
+        row.update(outcome.scaler.statistics[name])
         row["shift"] = outcome.scaler.shift[i]
         row["scale"] = outcome.scaler.scale[i] if outcome.scaler.matrix is None else "matrix"
         row["coefficient"] = outcome.raw_weights[i] if outcome.error is None else ""
