@@ -322,8 +322,15 @@ def prediction_overflow(path: Path, row: int) -> DataError:
 
 
 def range_warnings(report: ScoringReport, model: LinearModel) -> list[str]:
-    """Readable warnings such as ``37 rows have distance above the training max 3000``."""
-    messages = []
+    """Readable warnings such as ``37 rows have distance above the training max 3000``, and what the encoding did
+    on purpose: missing cells filled as at training, levels training never saw."""
+    messages = [f"{counted(n, 'missing cell')} in {name} filled as at training" for name, n in report.filled.items()]
+    references = {c.name: c.reference for c in model.encoding.columns} if model.encoding is not None else {}
+    messages += [
+        f"{counted(n, 'cell')} of {name} {'has' if n == 1 else 'have'} a level training never saw: scored as the "
+        f"reference level {references.get(name)!r}"
+        for name, n in report.unseen.items()
+    ]
     for name in model.feature_names:
         stats = model.scaler.statistics[name]
         for rows, side, bound in (

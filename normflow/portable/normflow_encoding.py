@@ -56,7 +56,8 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
       scored as the reference level (every indicator zero) and counted as unseen.
 
     Returns the features, ``{row index: (column, problem)}`` for refused rows (their features are
-    zeros), and the counts ``{"filled": {column: n}, "unseen": {column: n}}``.
+    zeros), and the counts ``{"filled": {column: n}, "unseen": {column: n}}`` (missing cells filled with
+    the mean or the ``(missing)`` level; cells of a level not seen in training).
     """
     frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     if frame.columns.duplicated().any():
@@ -124,6 +125,9 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
         parts.extend(block.T)
         if unseen:
             counts["unseen"][name] = unseen
+        filled = int(values.isna().sum())
+        if filled:
+            counts["filled"][name] = filled
     names = [n for c in encoding["columns"] for n in _column_feature_names(c)]
     dependent = set(encoding.get("dependent", ()))
     kept = [part for part, feature in zip(parts, names, strict=True) if feature not in dependent]

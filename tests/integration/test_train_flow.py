@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError, DivergenceError
 from normflow.core.settings import TrainSettings
+from normflow.tracking.models import load_model
 from normflow.tracking.runs import FAILURE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,8 +36,19 @@ def latest_run(client: MlflowClient, experiment: str = "normflow"):
     return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
 
 
-def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_server, tracking_store, tmp_path):
+def test_the_default_run_registers_the_exact_least_squares_optimum(prefect_server, tracking_store):
+    """No training flag: whitening, and gradient descent at lr auto lands on the optimum in one epoch."""
     summary = train_flow(TrainSettings(data=HOUSES))
+    assert summary.raw_weights == pytest.approx([2.0, 0.01], rel=1e-12)
+    assert summary.intercept == pytest.approx(5.0, rel=1e-12)
+    model = load_model(f"models:/normflow-linear/{summary.model_version}", tracking_store)
+    assert model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))[0] == pytest.approx(36.0, rel=1e-13)
+    run = MlflowClient(tracking_store).get_run(summary.run_id)
+    assert run.data.params["normalization"] == "whiten" and run.data.metrics["epochs_run"] == 1
+
+
+def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_server, tracking_store, tmp_path):
+    summary = train_flow(TrainSettings(data=HOUSES, normalization="standard"))
     client = MlflowClient(tracking_store)
 
     assert summary.raw_weights == pytest.approx([2.0, 0.01], abs=1e-4)
@@ -88,7 +101,11 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     model_dir = Path(mlflow.artifacts.download_artifacts("models:/normflow-linear/1", dst_path=str(tmp_path / "m")))
     stored = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
     assert not [name for name in stored if name.endswith((".pkl", ".pickle", ".cloudpickle"))]
-    assert [name for name in stored if name.endswith(".py")] == ["code/normflow_linear_model.py"]  # its loader
+    # its loader and the one encoding every predictor applies
+    assert [name for name in stored if name.endswith(".py")] == [
+        "code/normflow_encoding.py",
+        "code/normflow_linear_model.py",
+    ]
     requirements = (model_dir / "requirements.txt").read_text().split()
     assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas"]
     assert all("==" in r for r in requirements)

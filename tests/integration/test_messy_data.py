@@ -1,0 +1,155 @@
+"""A real CSV with text and missing cells, trained with the defaults and scored three ways, against scikit-learn.
+
+palmerpenguins ships the CSV (species, island and sex as text, ``NA`` cells). The reference is
+scikit-learn's ``Pipeline(ColumnTransformer([SimpleImputer(add_indicator=True), OneHotEncoder]),
+LinearRegression())`` on the rows with a known body mass; our predictions must equal it to 1e-8 of
+std(y) through the predict flow, through ``mlflow.pyfunc`` in a clean process without this
+repository, and through ``mlflow models serve`` with the CSV as the request body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import REPO, LocalServer, free_port, run_with_temp_store
+
+from flows.predict_flow import predict_flow
+from flows.train_flow import train_flow
+from normflow.core.settings import PredictSettings, TrainSettings
+
+pytestmark = pytest.mark.integration
+
+penguins = pytest.importorskip("palmerpenguins")
+PENGUINS = Path(penguins.__file__).parent / "data" / "penguins.csv"
+MODEL = "penguins"
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"]
+TEXT = ["species", "island", "sex"]
+
+CLEAN_PROCESS = r"""
+import json, sys
+repo, rows = sys.argv[1], sys.argv[2]
+inside = lambda p: (p == repo or p.startswith(repo + "/")) and "/.venv/" not in p + "/"
+sys.path = [p for p in sys.path if not inside(p)]
+for name in ("torch", "normflow", "tasks", "flows"):
+    sys.modules[name] = None
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model("models:/penguins@champion")
+predictions = model.predict(pd.read_csv(rows))
+from_repo = sorted(m for m, mod in sys.modules.items() if getattr(mod, "__file__", None) and inside(mod.__file__))
+print(json.dumps({"predictions": [float(p) for p in predictions], "from_repo": from_repo}))
+"""
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """scikit-learn's predictions for every row of the CSV, fitted on the rows with a known target."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.read_csv(PENGUINS)
+    known = frame[frame["body_mass_g"].notna()]
+    pipeline = make_pipeline(
+        ColumnTransformer([("n", SimpleImputer(add_indicator=True), NUMERIC), ("c", OneHotEncoder(), TEXT)]),
+        LinearRegression(),
+    )
+    pipeline.fit(known[NUMERIC + TEXT], known["body_mass_g"])
+    return pipeline.predict(frame[NUMERIC + TEXT])
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, prefect_server):
+    """The penguins CSV trained with no flag but the target and the model name."""
+    return run_with_temp_store(
+        tmp_path_factory,
+        "penguins",
+        lambda folder: train_flow(TrainSettings(data=str(PENGUINS), target="body_mass_g", model_name=MODEL)),
+    )
+
+
+def tolerance() -> float:
+    return 1e-8 * float(pd.read_csv(PENGUINS)["body_mass_g"].std())
+
+
+def test_the_default_run_encodes_and_says_what_it_did(champion):
+    _, _, summary = champion
+    notes = dict(summary.column_notes)
+    assert notes["columns"].startswith("7 input column(s) -> 10 feature(s); categorical: species (3 levels)")
+    assert notes["missing"] == "sex 9 cells -> level (missing); 2 row(s) without body_mass_g left out"
+    assert summary.rows == 342 and "sex=(missing)" in summary.feature_names
+
+
+def test_the_predict_flow_scores_every_row_as_scikit_learn(champion, reference, tmp_path, monkeypatch):
+    uri, _, _ = champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    output = tmp_path / "scored.csv"
+    summary = predict_flow(
+        PredictSettings(input=str(PENGUINS), output=str(output), model_uri=f"models:/{MODEL}@champion")
+    )
+    scored = pd.read_csv(output)
+    assert len(scored) == summary.report.rows_scored == 344
+    assert np.abs(scored["prediction"].to_numpy() - reference).max() < tolerance()
+    # the two penguins measured not at all: each measure filled with the training mean, and counted
+    assert summary.report.filled == {"bill_length_mm": 2, "bill_depth_mm": 2, "flipper_length_mm": 2, "sex": 11}
+    assert scored["sex"].isna().sum() == 11  # cells pass through as written (NA)
+
+
+def test_mlflow_pyfunc_in_a_clean_process_scores_as_scikit_learn(champion, reference, tmp_path):
+    uri, _, _ = champion
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = uri
+    result = subprocess.run(
+        [sys.executable, "-c", CLEAN_PROCESS, str(REPO), str(PENGUINS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["from_repo"] == []
+    assert np.abs(np.array(seen["predictions"]) - reference).max() < tolerance()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, reference):
+    uri, _, _ = champion
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    server = LocalServer(
+        command, f"http://127.0.0.1:{port}/ping", env=dict(os.environ, MLFLOW_TRACKING_URI=uri), timeout=180
+    )
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=PENGUINS.read_bytes(), headers={"Content-Type": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = np.array(json.load(response)["predictions"], dtype=float)
+    finally:
+        server.stop()
+    assert np.abs(predictions - reference).max() < tolerance()
