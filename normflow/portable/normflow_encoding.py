@@ -41,6 +41,20 @@ def _level_text(value: object) -> str:
     return str(value)
 
 
+def _as_float(value: object) -> float:
+    """A number as float64; an int beyond float64's range is infinite (then refused), never an OverflowError."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf
+
+
+def _shown(value: object) -> str:
+    """A refused value as a message shows it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or value is pd.NA
 
@@ -90,11 +104,13 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
                 if _is_missing(value):
                     continue
                 if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-                    problems.setdefault(row, (name, f"not a number: {value!r}"))
-                elif not math.isfinite(float(value)):
-                    problems.setdefault(row, (name, f"not a finite number: {value!r}"))
+                    problems.setdefault(row, (name, f"not a number: {_shown(value)}"))
+                    continue
+                number = _as_float(value)
+                if math.isfinite(number):
+                    numbers[row] = number
                 else:
-                    numbers[row] = float(value)
+                    problems.setdefault(row, (name, f"not a finite number: {_shown(value)}"))
             missing = values.isna().to_numpy(dtype=bool)
             if missing.any() and strict:
                 for row in np.flatnonzero(missing).tolist():
