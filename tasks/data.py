@@ -18,6 +18,7 @@ from normflow.data.sources import resolve_sources
 from normflow.data.statistics import (
     SourceStatistics,
     check_trainable,
+    leave_out_dependent,
     merge_partition_statistics,
     model_spec,
     partition_statistics,
@@ -70,6 +71,8 @@ def compute_statistics(
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
     statistics = source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction)
+    if reading.normalization == "whiten":  # whitening needs independent features: dependent ones are left out
+        statistics = leave_out_dependent(statistics)
     check_trainable(
         statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
     )
@@ -102,6 +105,8 @@ def statistics_by_partition(
     )
     parts = [future.result() for future in futures]
     statistics = merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0)
+    if reading.normalization == "whiten":
+        statistics = leave_out_dependent(statistics)
     check_trainable(
         statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
     )

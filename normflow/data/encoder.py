@@ -42,7 +42,7 @@ class EncodedBlock:
     """One block's raw columns (then the target), its rows' holdout keys, and how many columns it added."""
 
     columns: torch.Tensor  # (k + 1, n) float64
-    keys: np.ndarray  # (len(spec.selected), n) uint64, in spec.selected order
+    keys: np.ndarray  # (len(spec.selected), n) uint64, in spec.selected order (empty unless asked for)
     added: int  # raw columns first seen in this block (appended just before the target)
 
 
@@ -73,8 +73,9 @@ class BlockEncoder:
             self.keys.append(key)
         return self._position[key]
 
-    def encode(self, block: RowBlock) -> EncodedBlock:
-        """The block's raw columns; a bad cell (a missing one under ``--missing error``) is a one-line error."""
+    def encode(self, block: RowBlock, with_keys: bool = False) -> EncodedBlock:
+        """The block's raw columns (and, ``with_keys``, its rows' holdout keys); a bad cell (a missing one under
+        ``--missing error``) is a one-line error."""
         spec, batch = self.spec, block.batch
         before = len(self.keys)
         target = batch.column(spec.training_target).to_numpy(zero_copy_only=False)
@@ -86,7 +87,7 @@ class BlockEncoder:
         n = int(keep.sum())
         parts: list[tuple[int, np.ndarray]] = []  # (raw position, values over kept rows)
         ones: list[tuple[np.ndarray, np.ndarray]] = []  # (raw positions, rows) of one-hot cells
-        keys = np.empty((len(spec.selected), n), dtype=np.uint64)
+        keys = np.empty((len(spec.selected), n if with_keys else 0), dtype=np.uint64)
         for index, name in enumerate(spec.features):
             column = batch.column(name)
             tally = self.tallies[name]
@@ -95,7 +96,8 @@ class BlockEncoder:
                 missing = np.isnan(values)
                 if np.isinf(values).any() or (strict and missing.any()):
                     raise find_bad_cell(block.path, spec, start_row=block.first_row)
-                keys[index] = np.where(missing, _MISSING_BITS, (values + 0.0).view(np.uint64))
+                if with_keys:
+                    keys[index] = np.where(missing, _MISSING_BITS, (values + 0.0).view(np.uint64))
                 if missing.any():
                     tally.missing += int(missing.sum())
                     parts.append((self._add(missing_key(name)), missing.astype(np.float64)))
@@ -133,9 +135,10 @@ class BlockEncoder:
                 dtype=np.int64,
             )
             ones.append((positions[codes], np.arange(n)))
-            hashes = np.array([level_hash(level) for level in [*levels, None]], dtype=np.uint64)
-            keys[index] = hashes[codes]
-        keys[-1] = (target[keep] + 0.0).view(np.uint64)
+            if with_keys:
+                keys[index] = np.array([level_hash(level) for level in [*levels, None]], dtype=np.uint64)[codes]
+        if with_keys:
+            keys[-1] = (target[keep] + 0.0).view(np.uint64)
         columns = torch.zeros(len(self.keys) + 1, n, dtype=DTYPE)
         for position, values in parts:
             columns[position] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))

@@ -82,7 +82,7 @@ def file_statistics(
     train = empty_table_statistics(encoder.width, device)
     held = column_moments.empty_moments(encoder.width, device)
     for block in iter_row_blocks(path, spec, block_bytes):
-        encoded = encoder.encode(block)
+        encoded = encoder.encode(block, with_keys=holdout_fraction > 0)
         train, held = _widen_table(train, encoder.width), _widen_moments(held, encoder.width)
         columns = encoded.columns
         if holdout_fraction > 0:
@@ -156,10 +156,11 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
     """The statistics of the model's features, from those of the streamed columns: one exact recombination
     (fill, reference levels, merged levels), then the features that depend on earlier ones left out.
 
-    Numeric columns without a missing cell, none of them dependent, are their own features: their
-    statistics pass through untouched, bit for bit.
+    Numeric columns without a missing cell are their own features: their statistics pass through
+    untouched, bit for bit (their dependent columns are left out only for whitening, which needs
+    it: :func:`leave_out_dependent`).
     """
-    features = tuple(name for name in spec.features)
+    features = tuple(spec.features)
     moments = raw.moments
     encoding, matrix, low, high = finish_encoding(
         features,
@@ -170,34 +171,51 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
         spec.max_levels,
         spec.missing,
     )
-    tallies, raw_keys, target_missing = dict(encoder.tallies), tuple(encoder.keys), encoder.target_missing
-    names = encoding.all_feature_names()
-    identity = encoding.is_plain() and encoder.keys == [value_key(name) for name in features]
+    counts = {
+        "tallies": dict(encoder.tallies),
+        "raw_keys": tuple(encoder.keys),
+        "target_missing": encoder.target_missing,
+    }
+    if encoding.is_plain() and encoder.keys == [value_key(name) for name in features]:
+        return replace(raw, encoding=encoding, **counts)  # type: ignore[arg-type]
     low = torch.cat([low, moments.minimum[-1:].cpu()])
     high = torch.cat([high, moments.maximum[-1:].cpu()])
-    training = raw.training if identity else map_columns(raw.training, matrix, low, high)
-    dependent = [item.feature for item in least_squares(training.triangular, names).collinear] if names else []
-    if identity and not dependent:
-        return replace(raw, encoding=encoding, tallies=tallies, raw_keys=raw_keys, target_missing=target_missing)
-    if dependent:
-        keep = [index for index, name in enumerate(names) if name not in dependent] + [len(names)]
-        matrix, low, high = matrix[:, keep], low[keep], high[keep]
-        training = map_columns(raw.training, matrix, low, high)
-        encoding = replace(encoding, dependent=tuple(dependent))
+    encoded = _mapped(raw, matrix, low, high)
+    return leave_out_dependent(replace(encoded, encoding=encoding, **counts))  # type: ignore[arg-type]
+
+
+def _mapped(
+    statistics: SourceStatistics, matrix: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> SourceStatistics:
+    """The statistics of ``X M``: training, holdout and per-file rows alike (ranges: the training rows')."""
 
     def mapped(part: Moments) -> Moments:
         return map_moments(part, matrix, low.to(part.mean.device), high.to(part.mean.device))
 
-    return SourceStatistics(
-        training,
-        raw.rows_per_file,
-        mapped(raw.holdout) if raw.holdout is not None else None,
-        {path: mapped(part) for path, part in raw.per_file.items()},
-        encoding,
-        tallies,
-        raw_keys,
-        target_missing,
+    return replace(
+        statistics,
+        training=map_columns(statistics.training, matrix, low, high),
+        holdout=mapped(statistics.holdout) if statistics.holdout is not None else None,
+        per_file={path: mapped(part) for path, part in statistics.per_file.items()},
     )
+
+
+def leave_out_dependent(statistics: SourceStatistics) -> SourceStatistics:
+    """The statistics without the features that are linear combinations of the intercept and earlier features
+    (constants included), named in ``encoding.dependent``, as R's ``lm`` leaves out aliased coefficients."""
+    encoding = statistics.encoding
+    if encoding is None or not encoding.feature_names():
+        return statistics
+    names = list(encoding.feature_names())
+    dependent = [item.feature for item in least_squares(statistics.training.triangular, names).collinear]
+    if not dependent:
+        return statistics
+    keep = [index for index, name in enumerate(names) if name not in dependent] + [len(names)]
+    selection = torch.zeros(len(names) + 1, len(keep), dtype=torch.float64)
+    selection[keep, range(len(keep))] = 1.0
+    moments = statistics.moments
+    left = _mapped(statistics, selection, moments.minimum.cpu()[keep], moments.maximum.cpu()[keep])
+    return replace(left, encoding=replace(encoding, dependent=encoding.dependent + tuple(dependent)))
 
 
 def model_spec(spec: TableSpec, statistics: SourceStatistics) -> TableSpec:

@@ -22,7 +22,13 @@ from normflow.core.triangular import least_squares
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import Partition
-from normflow.data.statistics import merge_partition_statistics, model_spec, partition_statistics, source_statistics
+from normflow.data.statistics import (
+    leave_out_dependent,
+    merge_partition_statistics,
+    model_spec,
+    partition_statistics,
+    source_statistics,
+)
 from normflow.portable.normflow_encoding import encode_frame
 
 CPU = torch.device("cpu")
@@ -282,3 +288,20 @@ def test_palmerpenguins_predictions_equal_scikit_learns_imputer_and_one_hot_pipe
     ours, theirs = outcome.model.predict(known), pipeline.predict(known[numeric + text])
     assert np.abs(ours - theirs).max() < 1e-8 * known["body_mass_g"].std(), sklearn.__version__
     assert f"sex={MISSING_LEVEL}" in outcome.model.feature_names  # 9 penguins of unknown sex: a level of its own
+
+
+def test_whitening_leaves_out_dependent_numeric_columns_and_the_rest_is_the_optimum(tmp_path):
+    """Plain numbers keep their statistics bit for bit; for whitening the dependent ones are left out, named."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "k": 7.0})
+    frame["c"] = 2 * frame["a"] - 0.5 * frame["b"] + 3
+    frame["y"] = 1 + frame["a"] + 2 * frame["b"] + rng.normal(scale=0.01, size=60)
+    source = write(frame, tmp_path / "plain.csv")
+    spec = with_kinds(table_spec([source], "y", None), [source], ColumnRules())
+    plain = source_statistics([source], spec, CPU)
+    assert plain.encoding.dependent == () and plain.moments.width == 5  # untouched until whitening asks
+    left = leave_out_dependent(plain)
+    assert left.encoding.dependent == ("k", "c") and left.encoding.feature_names() == ("a", "b")
+    outcome = train_linear_model(left.training, ("a", "b"), "y", "whiten", "auto", 3, 0.0, left.encoding)
+    expected = least_squares_predictions(frame[["a", "b"]].to_numpy(), frame["y"].to_numpy())
+    assert np.abs(outcome.model.predict(frame) - expected).max() < 1e-10
