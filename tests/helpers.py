@@ -122,3 +122,46 @@ def run_with_temp_store(tmp_path_factory, name: str, run):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         result = run(folder)
     return uri, folder, result
+
+
+def level_text(value) -> str:
+    """A categorical cell as pandas read it, named as its level (an int code read as ``3.0`` is ``3``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encoded_design(frame, statistics_or_encoding):
+    """The model's design built from a frame with pandas alone, from an encoding's choices (kinds, fills,
+    levels, dependent features): the reference the messy-data tests fit with numpy's least squares."""
+    import numpy as np
+    import pandas as pd
+
+    from normflow.core.encoding import MISSING_LEVEL, OTHER_LEVEL
+
+    encoding = getattr(statistics_or_encoding, "encoding", statistics_or_encoding)
+    columns = []
+    for column in encoding.columns:
+        values = frame[column.name]
+        if column.kind == "numeric":
+            columns.append(pd.to_numeric(values).fillna(column.fill).to_numpy(dtype=float))
+            if column.indicator:
+                columns.append(values.isna().to_numpy(dtype=float))
+            continue
+        texts = values.map(lambda v: MISSING_LEVEL if pd.isna(v) else level_text(v))
+        texts = texts.where(~texts.isin(set(column.merged)), OTHER_LEVEL)
+        columns.extend((texts == level).to_numpy(dtype=float) for level in column.levels)
+    names = encoding.all_feature_names()
+    kept = [c for c, name in zip(columns, names, strict=True) if name not in encoding.dependent]
+    return np.column_stack(kept) if kept else np.empty((len(frame), 0))
+
+
+def least_squares_predictions(design, y, new_design=None):
+    """numpy's least squares (with an intercept) fitted on ``design``; predictions for ``new_design`` (or it)."""
+    import numpy as np
+
+    def with_intercept(x):
+        return np.column_stack([np.ones(len(x)), x])
+
+    solution = np.linalg.lstsq(with_intercept(design), y, rcond=None)[0]
+    return with_intercept(design if new_design is None else new_design) @ solution

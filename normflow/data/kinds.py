@@ -32,7 +32,7 @@ NUMERIC_SHARE = 0.5
 """A column is numeric when at least this share of its sampled non-missing cells are numbers."""
 DISTINCT_SHARE = 0.95
 """A text column distinct on at least this share of at least :data:`MIN_ROWS_FOR_DISTINCT` sampled rows identifies rows."""
-MIN_ROWS_FOR_DISTINCT = 20
+MIN_ROWS_FOR_DISTINCT = 10
 _INDEX_NAME = re.compile(r"(rownames|unnamed: ?\d+|index|id|row ?id|row_?number)", re.IGNORECASE)
 
 

@@ -204,8 +204,8 @@ def leave_out_dependent(statistics: SourceStatistics) -> SourceStatistics:
     """The statistics without the features that are linear combinations of the intercept and earlier features
     (constants included), named in ``encoding.dependent``, as R's ``lm`` leaves out aliased coefficients."""
     encoding = statistics.encoding
-    if encoding is None or not encoding.feature_names():
-        return statistics
+    if encoding is None or not encoding.feature_names() or statistics.training.count == 0:
+        return statistics  # no row: check_trainable says so
     names = list(encoding.feature_names())
     dependent = [item.feature for item in least_squares(statistics.training.triangular, names).collinear]
     if not dependent:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import encoded_design, least_squares_predictions
 
 from normflow.core.encoding import MISSING_LEVEL, OTHER_LEVEL
 from normflow.core.errors import DataError
@@ -68,29 +69,6 @@ def trained(sources: list[Path], target: str = "y", rules: ColumnRules | None = 
         statistics.training, fitted.features, target, "whiten", "auto", 3, 0.0, statistics.encoding
     )
     return spec, statistics, outcome
-
-
-def encoded_design(frame: pd.DataFrame, statistics) -> np.ndarray:
-    """The model's design built from the frame with pandas alone, from the encoding's choices (fills, levels)."""
-    columns = []
-    for column in statistics.encoding.columns:
-        values = frame[column.name]
-        if column.kind == "numeric":
-            columns.append(values.fillna(column.fill).to_numpy(dtype=float))
-            if column.indicator:
-                columns.append(values.isna().to_numpy(dtype=float))
-        else:
-            texts = values.astype(object).where(values.notna(), MISSING_LEVEL)
-            columns.extend((texts == level).to_numpy(dtype=float) for level in column.levels)
-    names = statistics.encoding.all_feature_names()
-    kept = [c for c, name in zip(columns, names, strict=True) if name not in statistics.encoding.dependent]
-    return np.column_stack(kept)
-
-
-def least_squares_predictions(design: np.ndarray, y: np.ndarray) -> np.ndarray:
-    with_intercept = np.column_stack([np.ones(len(design)), design])
-    solution = np.linalg.lstsq(with_intercept, y, rcond=None)[0]
-    return with_intercept @ solution
 
 
 def test_a_column_first_seen_in_a_later_block_is_exact_as_zeros_before_it():
