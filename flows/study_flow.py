@@ -28,6 +28,7 @@ from flows.common import exit_now, run_flow_command
 from normflow.core.device import describe_device, resolve_device
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, StudySettings, rows_needed
 from normflow.data.report import check_report_dir
+from normflow.data.statistics import model_spec
 from normflow.tracking import store
 from tasks.data import Reading, compute_statistics, inspect_data, write_report
 from tasks.lifecycle import tracked_run
@@ -69,11 +70,12 @@ def study_flow(settings: StudySettings = StudySettings()) -> StudySummary:
         minimum = max(normalizations, key=rows_needed)  # standardization and whitening need two rows
         statistics = compute_statistics(sources, spec, torch_device, Reading(minimum, data, DEFAULT_BLOCK_BYTES))
         started = time.perf_counter()
-        results = train_grid(statistics, spec, normalizations, lrs, epochs, tolerance)
+        fitted = model_spec(spec, statistics)  # the encoded features
+        results = train_grid(statistics, fitted, normalizations, lrs, epochs, tolerance)
         logger.info("trained %d combinations in %.2f s", len(results), time.perf_counter() - started)
         child_common = {**common, "rows": statistics.moments.count}
         children = {r.label: log_child_run(uri, experiment, run.run_id, r, child_common) for r in results}
-        summary = write_report(results, spec, tolerance, folder)
+        summary = write_report(results, fitted, tolerance, folder)
         log_report(
             uri,
             run.run_id,

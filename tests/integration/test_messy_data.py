@@ -153,3 +153,31 @@ def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, refer
     finally:
         server.stop()
     assert np.abs(predictions - reference).max() < tolerance()
+
+
+def test_the_gate_holds_out_encoded_rows_and_a_second_run_on_the_same_data_has_nothing_new(champion, monkeypatch):
+    uri, _, _ = champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    settings = TrainSettings(
+        data=str(PENGUINS), target="body_mass_g", model_name="penguins-gated", holdout_fraction=0.2
+    )
+    first = train_flow(settings)
+    assert first.model_version == "1" and first.alias == "champion"
+    assert 250 < first.rows < 300  # about a fifth of the 342 rows held out, by a hash of each row's cells
+    again = train_flow(settings)
+    assert again.model_version is None and "nothing new" in again.decision
+
+
+def test_the_study_runs_every_normalization_on_encoded_data(champion, monkeypatch, tmp_path):
+    from flows.study_flow import study_flow
+    from normflow.core.settings import StudySettings
+
+    uri, _, _ = champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    summary = study_flow(
+        StudySettings(
+            data=str(PENGUINS), target="body_mass_g", lrs=("auto",), epochs=200, report_dir=str(tmp_path / "r")
+        )
+    )
+    assert len(summary.child_run_ids) == 5  # none, maxabs, minmax, standard, whiten at lr auto
+    assert "body_mass_g = " in summary.summary and "sex=male" in summary.summary
