@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,9 @@ def scoring_spec(
     outputs = [output] + ([rejected_path(output)] if on_bad_row == "skip" else [])
     prepare_outputs(outputs, sources)
     spec = table_spec(sources, None, list(model.input_columns), delimiter)
+    if model.encodes and model.encoding is not None:  # cells are judged as the encoding reads them
+        kinds = tuple(column.kind for column in model.encoding.columns)
+        spec = replace(spec, kinds=kinds, missing=model.encoding.missing)
     added = [PREDICTION_COLUMN] + ([FLAG_COLUMN] if flag_out_of_range else [])
     if on_bad_row == "skip":
         added += [name for name in REJECTED_COLUMNS if name not in added]
@@ -136,14 +139,14 @@ def score_sources(
             file_bytes = 0
             batches = iter_text_batches(source, spec, block_bytes, keep_ragged_rows=on_bad_row == "skip")
             for first_row, batch, read_so_far, ragged in batches:
-                values, problems = model_inputs(batch, model, report)
+                values, problems, unseen = model_inputs(batch, model, report)
                 problems.update({row: ("", reason) for row, reason in ragged.items()})
                 if problems and on_bad_row == "error":
                     raise find_bad_cell(path, spec, start_row=first_row + min(problems))
                 keep = np.ones(batch.num_rows, dtype=bool)
                 keep[sorted(problems)] = False
                 kept = torch.from_numpy(keep)
-                rows = values[:, kept]
+                rows, unseen = values[:, kept], unseen[keep]
                 if device.type == "cuda":
                     rows = rows.pin_memory().to(device, non_blocking=True)
                 predictions = model.predict_tensor(rows.T)
@@ -155,7 +158,7 @@ def score_sources(
                     problems.update({int(i): ("", NON_FINITE_PREDICTION) for i in positions})
                     keep[positions] = False
                     fine = ~overflow
-                    rows, predictions = rows[:, fine], predictions[fine]
+                    rows, predictions, unseen = rows[:, fine], predictions[fine], unseen[fine.cpu().numpy()]
                 if problems:
                     assert rejects is not None, (
                         "rows are kept as problems only under skip, which opens the rejects file"
@@ -167,7 +170,7 @@ def score_sources(
                 low_mask, high_mask = rows < low, rows > high
                 below += low_mask.sum(dim=1)
                 above += high_mask.sum(dim=1)
-                outside = (low_mask | high_mask).any(dim=0)
+                outside = (low_mask | high_mask).any(dim=0) | torch.from_numpy(unseen).to(rows.device)
                 report.rows_out_of_range += int(outside.sum())
                 parsed = rows.cpu().numpy() if numeric else None
                 columns = [
@@ -200,15 +203,16 @@ def score_sources(
 
 def model_inputs(
     batch: pa.RecordBatch, model: LinearModel, report: ScoringReport
-) -> tuple[torch.Tensor, dict[int, tuple[str, str]]]:
-    """A text batch's features ``(d, n)`` for ``model``, and ``{row index: (column, problem)}`` for bad rows.
+) -> tuple[torch.Tensor, dict[int, tuple[str, str]], np.ndarray]:
+    """A text batch's features ``(d, n)`` for ``model``, ``{row index: (column, problem)}`` for bad rows, and
+    which rows hold a level training never saw (out of range, for ``--flag-out-of-range``).
 
     Numbers are read by the one number grammar; a model with an encoding then applies it through the
     one encoding every predictor uses (:mod:`normflow.portable.normflow_encoding`), and the cells it
     filled or could not place (unseen levels) are added to ``report``.
     """
     if not model.encodes:
-        return parse_numeric_columns(batch, model.feature_names)
+        return (*parse_numeric_columns(batch, model.feature_names), np.zeros(batch.num_rows, dtype=bool))
     assert model.encoding is not None
     numeric = tuple(column.name for column in model.encoding.columns if column.kind == "numeric")
     values, problems = parse_numeric_columns(batch, numeric, missing_ok=True) if numeric else (None, {})
@@ -223,11 +227,10 @@ def model_inputs(
     features, refused, counts = encode_frame(pd.DataFrame(frame), model.encoding.to_dict())
     for row, problem in refused.items():
         problems.setdefault(row, problem)
-    for key, per_column in counts.items():
-        tally = report.filled if key == "filled" else report.unseen
+    for tally, per_column in ((report.filled, counts["filled"]), (report.unseen, counts["unseen"])):
         for name, count in per_column.items():
             tally[name] = tally.get(name, 0) + count
-    return torch.from_numpy(np.ascontiguousarray(features.T)), problems
+    return torch.from_numpy(np.ascontiguousarray(features.T)), problems, counts["unseen_rows"]
 
 
 def rejected_schema(spec: TableSpec) -> pa.Schema:

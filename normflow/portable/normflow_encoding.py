@@ -70,8 +70,9 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
       scored as the reference level (every indicator zero) and counted as unseen.
 
     Returns the features, ``{row index: (column, problem)}`` for refused rows (their features are
-    zeros), and the counts ``{"filled": {column: n}, "unseen": {column: n}}`` (missing cells filled with
-    the mean or the ``(missing)`` level; cells of a level not seen in training).
+    zeros), and the counts ``{"filled": {column: n}, "unseen": {column: n}, "unseen_rows": mask}`` (missing
+    cells filled with the mean or the ``(missing)`` level; cells of a level not seen in training, and the
+    rows that hold one).
     """
     frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     if frame.columns.duplicated().any():
@@ -86,7 +87,7 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
     n = len(frame)
     strict = encoding.get("missing") == "error"
     problems: dict[int, tuple[str, str]] = {}
-    counts: dict = {"filled": {}, "unseen": {}}
+    counts: dict = {"filled": {}, "unseen": {}, "unseen_rows": np.zeros(n, dtype=bool)}
     parts: list[np.ndarray] = []
     for column in encoding["columns"]:
         name, values = column["name"], frame[column["name"]]
@@ -138,6 +139,7 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
                 block[row, index] = 1.0
             elif text != column.get("reference"):
                 unseen += 1
+                counts["unseen_rows"][row] = True
         parts.extend(block.T)
         if unseen:
             counts["unseen"][name] = unseen

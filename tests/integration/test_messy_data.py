@@ -181,3 +181,27 @@ def test_the_study_runs_every_normalization_on_encoded_data(champion, monkeypatc
     )
     assert len(summary.child_run_ids) == 5  # none, maxabs, minmax, standard, whiten at lr auto
     assert "body_mass_g = " in summary.summary and "sex=male" in summary.summary
+
+
+def test_scoring_flags_an_unseen_level_and_rejects_a_word_in_a_numeric_column(champion, tmp_path, monkeypatch):
+    uri, _, _ = champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    rows = PENGUINS.read_text().splitlines()[:4]
+    rows[2] = rows[2].replace("Torgersen", "Atlantis")  # an island training never saw
+    rows[3] = rows[3].replace(",195,", ",far,")  # a word in flipper_length_mm
+    source = tmp_path / "new.csv"
+    source.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "scored.csv"
+    settings = PredictSettings(
+        input=str(source),
+        output=str(output),
+        model_uri=f"models:/{MODEL}@champion",
+        on_bad_row="skip",
+        flag_out_of_range=True,
+    )
+    summary = predict_flow(settings)
+    scored = pd.read_csv(output)
+    assert scored["out_of_range"].tolist() == [False, True] and summary.report.unseen == {"island": 1}
+    rejected = pd.read_csv(output.with_name("scored.rejected.csv"))
+    assert rejected["reason"].tolist() == ["column 'flipper_length_mm': not a number: 'far'"]
+    assert any("level training never saw: scored as the reference level 'Biscoe'" in w for w in summary.warnings)
