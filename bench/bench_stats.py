@@ -34,6 +34,7 @@ def run_worker(kind: str, path: Path) -> dict:
 
     from normflow.core.moments import empty_moments, merge_moments, moments_of_columns
     from normflow.data.columns import table_spec
+    from normflow.data.encoder import BlockEncoder
     from normflow.data.reader import iter_row_blocks
     from normflow.data.sources import resolve_sources
     from normflow.data.statistics import source_statistics
@@ -46,8 +47,9 @@ def run_worker(kind: str, path: Path) -> dict:
     start = time.perf_counter()
     if kind == "moments-only":  # the pass as it was before R: parse + moments
         total = empty_moments(len(spec.selected))
+        encoder = BlockEncoder(spec)
         for block in iter_row_blocks(path, spec):
-            total = merge_moments(total, moments_of_columns(block.columns, overwrite=True))
+            total = merge_moments(total, moments_of_columns(encoder.encode(block).columns, overwrite=True))
         return {"seconds": time.perf_counter() - start, "detail": f"{total.count:,} rows, moments only"}
     stats = source_statistics(sources, spec, device)
     if device.type == "cuda":

@@ -104,7 +104,10 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
             for row, value in enumerate(() if fast else values.tolist()):
                 if _is_missing(value):
                     continue
-                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                if isinstance(value, (bool, np.bool_)):
+                    problems.setdefault(row, (name, f"a boolean ({bool(value)!r}), not a number"))
+                    continue
+                if not isinstance(value, (int, float, np.integer, np.floating)):
                     problems.setdefault(row, (name, f"not a number: {_shown(value)}"))
                     continue
                 number = _as_float(value)

@@ -34,7 +34,9 @@ def test_a_data_error_prints_exactly_one_line_on_stderr(prefect_server, tmp_path
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1
-    assert lines == [f"normflow: error: {bad}: row 2 (line 3), column 'distance': not a number: 'far'"], result.stderr
+    assert lines == [
+        f"normflow: error: {bad}: row 2 (line 3), column 'distance': not a number: 'far' (the column was read as numbers; if it holds categories, say so: --categorical distance)"
+    ], result.stderr
     assert result.stdout == ""
 
 

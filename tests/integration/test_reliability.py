@@ -361,7 +361,7 @@ def test_pyfunc_refuses_to_return_an_overflowing_prediction():
 
 
 def test_tampered_scale_that_overflows_is_refused_on_load(prefect_server, tracking_store, tmp_path):
-    train_flow(TrainSettings(data=HOUSES, epochs=100))
+    train_flow(TrainSettings(data=HOUSES, normalization="standard", epochs=100))  # a diagonal scaler's scale
     version = MlflowClient(tracking_store).get_model_version("normflow-linear", "1")
     stored = model_folder(tracking_store, version.source) / "data" / MODEL_FILE
     doc = json.loads(stored.read_text())
