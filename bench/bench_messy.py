@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import add_data_dir_flag, emit, measure, rows_label, warm_page_cache
+from harness import add_data_dir_flag, add_worker_flags, emit, measure, rows_label, warm_page_cache
 
 LEVELS = (10, 25, 50)
 NUMERIC = 8
@@ -81,8 +81,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--no-trend", action="store_true", help="skip the 1M-row memory-trend run")
     add_data_dir_flag(parser)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
     if args.worker:
         emit(run_worker(args.worker, Path(args.data)))

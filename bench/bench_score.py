@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache
+from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, warm_page_cache
 
 
 def prepare_model(path: Path, folder: Path) -> Path:
@@ -94,8 +94,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--skip-pandas", action="store_true", help="skip baseline (a), the slowest")
     add_data_dir_flag(parser)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()

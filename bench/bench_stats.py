@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import add_data_dir_flag, emit, generate, measure, warm_page_cache
+from harness import add_data_dir_flag, add_worker_flags, emit, generate, measure, warm_page_cache
 
 
 def run_worker(kind: str, path: Path) -> dict:
@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     add_data_dir_flag(parser)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
     if args.worker:
         emit(run_worker(args.worker, Path(args.data)))

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, warm_page_cache
+from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, warm_page_cache
 
 
 def run_worker(kind: str, path: Path, epochs: int) -> dict:
@@ -114,8 +114,7 @@ def main() -> None:
     )
     parser.add_argument("--flow-repeats", type=int, default=2)
     add_data_dir_flag(parser)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
 
     if args.worker:

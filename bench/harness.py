@@ -94,6 +94,12 @@ def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """The hidden flags :func:`measure` starts a contender with: ``--worker KIND --data PATH``."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+
+
 def rows_label(rows: int) -> str:
     """A row count as a table shows it: ``5M rows``, ``2,000 rows``."""
     return f"{rows / 1_000_000:g}M rows" if rows >= 1_000_000 and rows % 100_000 == 0 else f"{rows:,} rows"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import REPO, add_data_dir_flag, emit, generate, measure, rows_label, warm_page_cache
+from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, rows_label, warm_page_cache
 
 TRAIN = str(HERE / "bench_train.py")
 SCORE = str(HERE / "bench_score.py")
@@ -233,8 +233,7 @@ def main() -> None:
         help="rows of the main file instead of 5M (1M with --quick); the growth rows become N/5, N, 2N (N with --quick)",
     )
     add_data_dir_flag(parser)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
     if args.worker:
         sys.path.insert(0, str(REPO))

@@ -12,6 +12,40 @@ SEED_ROWS = [[2, 1000, 19], [3, 2000, 31], [2, 500, 14], [1, 800, 15], [4, 3000,
 FEATURES = ("lights", "distance")
 
 
+CLEAN_PROCESS_PREAMBLE = r"""
+import sys
+repo = sys.argv[1]
+# neither torch nor this repository: drop its path (the editable install) and refuse its packages
+inside = lambda p: (p == repo or p.startswith(repo + "/")) and "/.venv/" not in p + "/"
+sys.path = [p for p in sys.path if not inside(p)]
+for name in ("torch", "normflow", "tasks", "flows"):
+    sys.modules[name] = None
+
+
+def from_repo():
+    return sorted(m for m, mod in sys.modules.items() if getattr(mod, "__file__", None) and inside(mod.__file__))
+"""
+"""The start of a ``python -c`` script (its first argument: this repository) that loads a registered model
+as a user would elsewhere: without torch and without this repository; ``from_repo()`` lists what it imported
+from here anyway."""
+
+
+def run_clean_process(script: str, tracking_uri: str, cwd: Path, *args: str):
+    """Run a :data:`CLEAN_PROCESS_PREAMBLE` script in ``cwd`` against ``tracking_uri`` (no PYTHONPATH);
+    asserts it succeeded and returns its last stdout line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(REPO), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 def local_path(uri: str) -> Path:
     """The folder behind a local artifact URI (``file:///...`` percent-encoded, or a plain path)."""
     from urllib.parse import unquote, urlparse
@@ -109,6 +143,31 @@ def mlflow_server(backend_store_uri: str, port: int, artifacts: Path | None = No
         command += ["--artifacts-destination", str(artifacts)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     return LocalServer(command, f"http://127.0.0.1:{port}/health", timeout=120)
+
+
+def mlflow_models_serve(model_uri: str, tracking_uri: str, port: int) -> LocalServer:
+    """MLflow's own ``mlflow models serve`` of ``model_uri`` (``--env-manager local``) on 127.0.0.1:``port``,
+    answering ``/ping`` once returned."""
+    import os
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    return LocalServer(command, f"http://127.0.0.1:{port}/ping", env=env, timeout=180)
 
 
 def run_with_temp_store(tmp_path_factory, name: str, run):

@@ -157,36 +157,30 @@ def encoding_from_dict(doc: object) -> Encoding:
     for item in doc["columns"]:
         if not isinstance(item, dict) or item.get("kind") not in KINDS or not isinstance(item.get("name"), str):
             raise ModelFormatError("model document's encoding has a column without a name and a kind")
+        name, missing = item["name"], int(item.get("missing", 0))
         if item["kind"] == "numeric":
             fill = item.get("fill")
             if not isinstance(fill, int | float) or isinstance(fill, bool) or not math.isfinite(fill):
-                raise ModelFormatError(f"model document's encoding of {item['name']!r} needs a finite fill")
+                raise ModelFormatError(f"model document's encoding of {name!r} needs a finite fill")
             columns.append(
-                ColumnEncoding(
-                    item["name"],
-                    "numeric",
-                    int(item.get("missing", 0)),
-                    float(fill),
-                    bool(item.get("indicator", False)),
-                )
+                ColumnEncoding(name, "numeric", missing, fill=float(fill), indicator=bool(item.get("indicator")))
             )
-        else:
-            levels = item.get("levels")
-            if not isinstance(levels, list) or not all(isinstance(level, str) for level in levels):
-                raise ModelFormatError(f"model document's encoding of {item['name']!r} needs a list of levels")
-            columns.append(
-                ColumnEncoding(
-                    item["name"],
-                    "categorical",
-                    int(item.get("missing", 0)),
-                    None,
-                    False,
-                    tuple(levels),
-                    item.get("reference"),
-                    tuple(item.get("merged", ())),
-                    dict(item.get("counts", {})),
-                )
+            continue
+        levels = item.get("levels")
+        if not isinstance(levels, list) or not all(isinstance(level, str) for level in levels):
+            raise ModelFormatError(f"model document's encoding of {name!r} needs a list of levels")
+        merged, counts = tuple(item.get("merged", ())), dict(item.get("counts", {}))
+        columns.append(
+            ColumnEncoding(
+                name,
+                "categorical",
+                missing,
+                levels=tuple(levels),
+                reference=item.get("reference"),
+                merged=merged,
+                counts=counts,
             )
+        )
     dependent = doc.get("dependent", [])
     if not isinstance(dependent, list) or not all(isinstance(name, str) for name in dependent):
         raise ModelFormatError("model document's encoding.dependent must be a list of feature names")

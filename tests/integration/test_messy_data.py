@@ -10,16 +10,13 @@ repository, and through ``mlflow models serve`` with the CSV as the request body
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, LocalServer, free_port, run_with_temp_store
+from helpers import CLEAN_PROCESS_PREAMBLE, free_port, mlflow_models_serve, run_clean_process, run_with_temp_store
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
@@ -33,19 +30,15 @@ MODEL = "penguins"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"]
 TEXT = ["species", "island", "sex"]
 
-CLEAN_PROCESS = r"""
-import json, sys
-repo, rows = sys.argv[1], sys.argv[2]
-inside = lambda p: (p == repo or p.startswith(repo + "/")) and "/.venv/" not in p + "/"
-sys.path = [p for p in sys.path if not inside(p)]
-for name in ("torch", "normflow", "tasks", "flows"):
-    sys.modules[name] = None
-import mlflow, pandas as pd
+CLEAN_PROCESS = (
+    CLEAN_PROCESS_PREAMBLE
+    + r"""
+import json, mlflow, pandas as pd
 model = mlflow.pyfunc.load_model("models:/penguins@champion")
-predictions = model.predict(pd.read_csv(rows))
-from_repo = sorted(m for m, mod in sys.modules.items() if getattr(mod, "__file__", None) and inside(mod.__file__))
-print(json.dumps({"predictions": [float(p) for p in predictions], "from_repo": from_repo}))
+predictions = model.predict(pd.read_csv(sys.argv[2]))
+print(json.dumps({"predictions": [float(p) for p in predictions], "from_repo": from_repo()}))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +99,7 @@ def test_the_predict_flow_scores_every_row_as_scikit_learn(champion, reference, 
 
 def test_mlflow_pyfunc_in_a_clean_process_scores_as_scikit_learn(champion, reference, tmp_path):
     uri, _, _ = champion
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["MLFLOW_TRACKING_URI"] = uri
-    result = subprocess.run(
-        [sys.executable, "-c", CLEAN_PROCESS, str(REPO), str(PENGUINS)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    seen = json.loads(run_clean_process(CLEAN_PROCESS, uri, tmp_path, str(PENGUINS)))
     assert seen["from_repo"] == []
     assert np.abs(np.array(seen["predictions"]) - reference).max() < tolerance()
 
@@ -126,24 +108,7 @@ def test_mlflow_pyfunc_in_a_clean_process_scores_as_scikit_learn(champion, refer
 def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, reference):
     uri, _, _ = champion
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        f"models:/{MODEL}@champion",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    server = LocalServer(
-        command, f"http://127.0.0.1:{port}/ping", env=dict(os.environ, MLFLOW_TRACKING_URI=uri), timeout=180
-    )
+    server = mlflow_models_serve(f"models:/{MODEL}@champion", uri, port)
     try:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=PENGUINS.read_bytes(), headers={"Content-Type": "text/csv"}

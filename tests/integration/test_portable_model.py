@@ -3,36 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
-from helpers import REPO, LocalServer, free_port, run_with_temp_store
+from helpers import CLEAN_PROCESS_PREAMBLE, REPO, free_port, mlflow_models_serve, run_clean_process, run_with_temp_store
 
 from flows.train_flow import train_flow
 from normflow.core.settings import TrainSettings
 
 pytestmark = pytest.mark.integration
 
-CLEAN_PROCESS = r"""
-import sys
-repo = sys.argv[1]
-# neither torch nor this repository: drop its path (the editable install) and refuse its packages
-inside = lambda p: (p == repo or p.startswith(repo + "/")) and "/.venv/" not in p + "/"
-sys.path = [p for p in sys.path if not inside(p)]
-for name in ("torch", "normflow", "tasks", "flows"):
-    sys.modules[name] = None
+CLEAN_PROCESS = (
+    CLEAN_PROCESS_PREAMBLE
+    + r"""
 import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model("models:/normflow-linear@champion")
 prediction = model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))
 info = mlflow.models.get_model_info("models:/normflow-linear@champion")
-loaded_from_repo = sorted(m for m, mod in sys.modules.items() if getattr(mod, "__file__", None) and inside(mod.__file__))
 print({"loader_file": sys.modules["normflow_linear_model"].__file__, "prediction": float(prediction[0]), "run_id": info.run_id, "torch": "torch" in sys.modules and sys.modules["torch"] is not None,
-       "from_repo": loaded_from_repo})
+       "from_repo": from_repo()})
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +42,7 @@ def test_model_loads_without_torch_or_this_repository_beside_an_unrelated_tasks_
     uri, _, summary = champion
     (tmp_path / "tasks.py").write_text("raise SystemExit('the unrelated tasks.py was imported')\n")
     (tmp_path / "normflow_linear_model.py").write_text("raise SystemExit('an unrelated module of the loader name')\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["MLFLOW_TRACKING_URI"] = uri
-    result = subprocess.run(
-        [sys.executable, "-c", CLEAN_PROCESS, str(REPO)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    seen = eval(result.stdout.strip().splitlines()[-1])
+    seen = eval(run_clean_process(CLEAN_PROCESS, uri, tmp_path))
     assert seen["prediction"] == pytest.approx(36.0, abs=1e-9)
     assert seen["run_id"] == summary.run_id
     assert seen["torch"] is False and seen["from_repo"] == [], seen
@@ -80,27 +61,7 @@ def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
 def test_mlflow_models_serve_answers_csv_split_and_records_and_refuses_text_in_one_line(champion):
     uri, _, _ = champion
     port = free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
-    server = LocalServer(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/normflow-linear@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        f"http://127.0.0.1:{port}/ping",
-        env=env,
-        timeout=180,
-    )
+    server = mlflow_models_serve("models:/normflow-linear@champion", uri, port)
     url = f"http://127.0.0.1:{port}/invocations"
     try:
         answers = {
