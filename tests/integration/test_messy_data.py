@@ -115,9 +115,18 @@ def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, refer
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.array(json.load(response)["predictions"], dtype=float)
+        # JSON records with null cells: the penguin measured not at all (row 4), and one of unknown sex (row 9)
+        records = pd.read_csv(PENGUINS).iloc[[3, 8]].drop(columns="body_mass_g")
+        body = json.dumps({"dataframe_records": json.loads(records.to_json(orient="records"))}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            from_json = np.array(json.load(response)["predictions"], dtype=float)
     finally:
         server.stop()
     assert np.abs(predictions - reference).max() < tolerance()
+    assert "null" in body.decode() and np.abs(from_json - reference[[3, 8]]).max() < tolerance()
 
 
 def test_the_gate_holds_out_encoded_rows_and_a_second_run_on_the_same_data_has_nothing_new(champion, monkeypatch):
