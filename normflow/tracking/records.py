@@ -91,11 +91,8 @@ def record_training_inputs(
     if statistics.holdout is not None:
         params["data.holdout_rows"] = statistics.holdout.count
     encoding = statistics.encoding
-    if encoding is not None:
+    if encoding is not None:  # the rest of the encoding is in encoding.json: params stay bounded
         params["data.target_missing"] = statistics.target_missing
-        params["encoding.columns"] = len(encoding.columns)
-        params["encoding.categorical"] = sum(column.kind == "categorical" for column in encoding.columns)
-        params["encoding.missing"] = encoding.missing
     runs.log_params(uri, run_id, params)
     if encoding is not None:
         document = {
