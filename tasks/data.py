@@ -57,6 +57,17 @@ class Reading:
     holdout_fraction: float = 0.0
 
 
+def ready_to_train(statistics: SourceStatistics, spec: TableSpec, reading: Reading) -> SourceStatistics:
+    """The pass's statistics as training takes them: for whitening, which needs independent features, the
+    dependent ones left out; then refused if they cannot be trained on (too few rows, overflowing spread)."""
+    if reading.normalization == "whiten":
+        statistics = leave_out_dependent(statistics)
+    check_trainable(
+        statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
+    )
+    return statistics
+
+
 @task(name="compute-statistics", **COMPUTE)
 def compute_statistics(
     sources: list[Path], spec: TableSpec, device: torch.device, reading: Reading
@@ -70,11 +81,8 @@ def compute_statistics(
             last[0] = time.monotonic()
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
-    statistics = source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction)
-    if reading.normalization == "whiten":  # whitening needs independent features: dependent ones are left out
-        statistics = leave_out_dependent(statistics)
-    check_trainable(
-        statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
+    statistics = ready_to_train(
+        source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction), spec, reading
     )
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
@@ -104,13 +112,7 @@ def statistics_by_partition(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)
     )
     parts = [future.result() for future in futures]
-    statistics = merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0)
-    if reading.normalization == "whiten":
-        statistics = leave_out_dependent(statistics)
-    check_trainable(
-        statistics, rows_needed(reading.normalization), reading.data_label, model_spec(spec, statistics).selected
-    )
-    return statistics
+    return ready_to_train(merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0), spec, reading)
 
 
 @task(name="write-report", **COMPUTE)

@@ -33,6 +33,12 @@ def is_missing(text: str | None) -> bool:
     return text is None or text.strip(_CELL_PADDING).strip() in _MISSING
 
 
+def missing_as_null(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A text column with its missing cells (:func:`is_missing`, vectorized) made null, and which they were."""
+    missing = pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(text), value_set=pa.array(MISSING_MARKERS)), True)
+    return pc.if_else(missing, pa.scalar(None, pa.string()), text), missing.to_numpy(zero_copy_only=False)
+
+
 def cell_problem(text: str) -> str | None:
     """Why a cell's text is not a usable number, or ``None`` when it is one (the one grammar)."""
     stripped = text.strip(_CELL_PADDING)
@@ -65,15 +71,11 @@ def parse_numeric_columns(
     """
     columns = []
     problems: dict[int, tuple[str, str]] = {}
-    markers = pa.array(MISSING_MARKERS)
     for name in names:
         text = batch.column(name)
         missing = np.zeros(len(text), dtype=bool)
         if missing_ok:
-            missing = pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(text), value_set=markers), True).to_numpy(
-                zero_copy_only=False
-            )
-            text = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text)
+            text, missing = missing_as_null(text)
         try:
             numbers = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
             bad_rows = np.flatnonzero(~np.isfinite(numbers) & ~missing)

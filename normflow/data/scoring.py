@@ -25,7 +25,7 @@ from normflow.core.settings import BAD_ROW_POLICIES, DEFAULT_BLOCK_BYTES, check_
 from normflow.core.text import counted
 from normflow.data.columns import TableSpec, table_spec
 from normflow.data.csv_rows import find_bad_cell
-from normflow.data.numbers import is_missing, parse_numeric_columns
+from normflow.data.numbers import missing_as_null, parse_numeric_columns
 from normflow.data.partitions import Partition
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
 from normflow.data.reader import iter_text_batches
@@ -222,8 +222,7 @@ def model_inputs(
             assert values is not None
             frame[column.name] = values[numeric.index(column.name)].numpy()
         else:
-            texts = batch.column(column.name).to_pylist()
-            frame[column.name] = [None if is_missing(text) else text for text in texts]
+            frame[column.name] = missing_as_null(batch.column(column.name))[0].to_pylist()
     features, refused, counts = encode_frame(pd.DataFrame(frame), model.encoding.to_dict())
     for row, problem in refused.items():
         problems.setdefault(row, problem)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from normflow.core import moments as column_moments
-from normflow.core.encoding import ColumnTally, Encoding, RawKey, column_notes, finish_encoding, value_key
+from normflow.core.encoding import ColumnTally, Encoding, column_notes, finish_encoding
 from normflow.core.errors import DataError
 from normflow.core.holdout import holdout_mask_of_keys
 from normflow.core.moments import Moments
@@ -38,7 +38,7 @@ class SourceStatistics:
     """Statistics of features + target over all files: training rows (moments and R), and the holdout's moments.
 
     After :func:`encode_statistics` the features are the encoded ones (``encoding.feature_names()``);
-    before it, the raw streamed columns (``raw_keys``).
+    before it, the raw streamed columns (the encoder's ``keys``).
     """
 
     training: TableStatistics
@@ -46,8 +46,6 @@ class SourceStatistics:
     holdout: Moments | None = None
     per_file: dict[str, Moments] = field(default_factory=dict)  # every row of each file (the gate checks new files)
     encoding: Encoding | None = None
-    tallies: dict[str, ColumnTally] = field(default_factory=dict)
-    raw_keys: tuple[RawKey, ...] = ()
     target_missing: int = 0  # rows left out because their target was missing
 
     @property
@@ -171,17 +169,12 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
         spec.max_levels,
         spec.missing,
     )
-    counts = {
-        "tallies": dict(encoder.tallies),
-        "raw_keys": tuple(encoder.keys),
-        "target_missing": encoder.target_missing,
-    }
-    if encoding.is_plain() and encoder.keys == [value_key(name) for name in features]:
-        return replace(raw, encoding=encoding, **counts)  # type: ignore[arg-type]
+    counted = replace(raw, encoding=encoding, target_missing=encoder.target_missing)
+    if encoding.is_plain():  # every column numeric and complete: the raw columns are the features, in order
+        return counted
     low = torch.cat([low, moments.minimum[-1:].cpu()])
     high = torch.cat([high, moments.maximum[-1:].cpu()])
-    encoded = _mapped(raw, matrix, low, high)
-    return leave_out_dependent(replace(encoded, encoding=encoding, **counts))  # type: ignore[arg-type]
+    return leave_out_dependent(_mapped(counted, matrix, low, high))
 
 
 def _mapped(
