@@ -21,7 +21,7 @@ from prefect import flow, serve
 
 from flows.cli.serve import serve_settings
 from flows.cli.summaries import TrainingSummary
-from flows.common import ServingStopped, exit_now, run_cli
+from flows.common import ServingStopped, ctrl_c_ends_serving_within, exit_now, run_cli
 from flows.deployment import require_prefect_server, retraining_deployment
 from flows.pipeline import run_training
 from flows.task_runners import on_requested_task_runner
@@ -43,7 +43,8 @@ def serve_retraining(given: dict[str, object], args: argparse.Namespace) -> str:
     served = on_requested_task_runner(retrain_flow, args)
     cron, interval = args.cron, args.interval
     try:
-        serve(retraining_deployment(served, given, cron, interval))
+        with ctrl_c_ends_serving_within():
+            serve(retraining_deployment(served, given, cron, interval))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over
         pass
     raise ServingStopped()  # Prefect's serve returns only once Ctrl-C or SIGTERM has stopped it

@@ -114,6 +114,19 @@ class LocalServer:
         with open(self.log.name, errors="replace") as handle:
             return handle.read()[-3000:]
 
+    def kill(self) -> None:
+        """Kill the whole process group at once, as a crash would (no graceful shut-down answering late requests)."""
+        import os
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=20)
+        self.log.close()
+        os.unlink(self.log.name)
+
     def stop(self) -> None:
         import os
         import signal

@@ -71,7 +71,7 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
             out, err = training.communicate()
             pytest.fail(f"training never created its run: {out[-2000:]} {err[-3000:]}")
     finally:
-        server.stop()
+        server.kill()  # at once: a graceful stop would answer the training's requests for up to 20 s more
     out, err = training.communicate(timeout=300)
     assert training.returncode == 1, out + err
     last = err.strip().splitlines()[-1]
