@@ -11,8 +11,7 @@ import contextlib
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flows.cli import flag_name
@@ -36,39 +35,6 @@ def _raise_terminated(signum, frame) -> None:
 
 class ServingStopped(Exception):
     """A served flow stopped by Ctrl-C or SIGTERM (Prefect's ``serve`` catches the interrupt and returns)."""
-
-
-SERVING_STOP_GRACE_SECONDS = 30.0
-"""How long a served flow may take to stop after Ctrl-C (pausing its schedule, ending a run under way)."""
-
-
-@contextlib.contextmanager
-def ctrl_c_ends_serving_within(grace: float = SERVING_STOP_GRACE_SECONDS) -> Iterator[None]:
-    """Ctrl-C stops serving as usual (a KeyboardInterrupt, so Prefect's serve pauses the schedule and
-    returns), and the command ends with its one line and status 130 within ``grace`` seconds even when
-    the interrupt is swallowed or the shut-down hangs (seen in busy full test runs, never alone)."""
-
-    def on_ctrl_c(signum: int, frame: object) -> None:
-        _SIGNALS_RECEIVED.append(signum)
-        watchdog = threading.Timer(grace, _end_serving_now)
-        watchdog.daemon = True
-        watchdog.start()
-        raise KeyboardInterrupt()
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _end_serving_now() -> None:
-    print("normflow: stopped serving (Ctrl-C)", file=sys.stderr)
-    exit_now(130)
 
 
 def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False, temporary_server: bool = True) -> int:

@@ -10,7 +10,11 @@ schedule, concurrency limit, parameters) from ``prefect.yaml`` (see :mod:`flows.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
     from flows.cli.serve import serve_settings
@@ -21,7 +25,7 @@ from prefect import flow, serve
 
 from flows.cli.serve import serve_settings
 from flows.cli.summaries import TrainingSummary
-from flows.common import ServingStopped, ctrl_c_ends_serving_within, exit_now, run_cli
+from flows.common import ServingStopped, exit_now, run_cli
 from flows.deployment import require_prefect_server, retraining_deployment
 from flows.pipeline import run_training
 from flows.task_runners import on_requested_task_runner
@@ -48,6 +52,38 @@ def serve_retraining(given: dict[str, object], args: argparse.Namespace) -> str:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over
         pass
     raise ServingStopped()  # Prefect's serve returns only once Ctrl-C or SIGTERM has stopped it
+
+
+SERVING_STOP_GRACE_SECONDS = 30.0
+"""How long a served flow may take to stop after Ctrl-C (pausing its schedule, ending a run under way)."""
+
+
+@contextlib.contextmanager
+def ctrl_c_ends_serving_within(grace: float = SERVING_STOP_GRACE_SECONDS) -> Iterator[None]:
+    """Ctrl-C stops serving as usual (a KeyboardInterrupt, so Prefect's serve pauses the schedule and
+    returns), and the command ends with its one line and status 130 within ``grace`` seconds even when
+    the interrupt is swallowed or the shut-down hangs (seen in busy full test runs, never alone)."""
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        watchdog = threading.Timer(grace, _end_serving_now)
+        watchdog.daemon = True
+        watchdog.start()
+        raise KeyboardInterrupt()
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _end_serving_now() -> None:
+    print("normflow: stopped serving (Ctrl-C)", file=sys.stderr)
+    exit_now(130)
 
 
 def main(argv: list[str] | None = None) -> int:

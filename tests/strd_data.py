@@ -17,6 +17,13 @@ def certified(name: str) -> tuple[float, dict[str, float]]:
     return float(entry["intercept"]), {k: float(v) for k, v in entry["coef"].items()}
 
 
+def certified_sd(name: str) -> tuple[dict[str, float], float, float]:
+    """NIST's certified standard deviations of the estimates (``intercept`` and each feature), the residual
+    standard deviation and R^2."""
+    entry = json.loads((STRD / "certified_sd.json").read_text())
+    return {k: float(v) for k, v in entry["sd"][name].items()}, entry["residual_sd"][name], entry["r_squared"][name]
+
+
 def rows(name: str) -> tuple[tuple[str, ...], list[list[float]]]:
     """Header (features, then ``y``) and the rows as floats."""
     with open(STRD / f"{name}.csv", newline="") as handle:

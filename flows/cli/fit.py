@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flows.cli import flag_name
+from flows.cli.estimates import Estimates, estimates_of
 from normflow.core.settings import AUTO_LR
 from normflow.core.text import counted
 
@@ -26,6 +27,7 @@ class FitReport:
     collinear: tuple[str, ...] = ()
     optimal_residual_std: float = math.nan  # the least-squares optimum's, from R
     optimal_r_squared: float = math.nan
+    estimates: Estimates | None = None  # the optimum's coefficient table and tests (None when diverged)
 
 
 def fit_report(outcome, lr_requested: float | str) -> FitReport:
@@ -44,6 +46,7 @@ def fit_report(outcome, lr_requested: float | str) -> FitReport:
         collinear=tuple(c.describe() for c in outcome.optimum.collinear if c.combination),
         optimal_residual_std=outcome.optimum.residual_std,
         optimal_r_squared=outcome.optimum.r_squared,
+        estimates=estimates_of(outcome),
     )
 
 
@@ -78,6 +81,24 @@ def fit_lines(fit: FitReport | None) -> list[str]:
         quality += f" (the least-squares optimum: {optimal})"
     lines.append(f"  fit:           {quality}")
     lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
+    return lines
+
+
+SHOWN_EPOCHS = 3
+SHOWN_GRADIENTS = 5
+
+
+def first_epoch_lines(
+    feature_names: Sequence[str], losses: Sequence[float], gradients: Sequence[Sequence[float]]
+) -> list[str]:
+    """The tutorial's view of training: the first epochs' loss, and each weight's gradient for a few features."""
+    lines = []
+    for epoch, loss in enumerate(losses[:SHOWN_EPOCHS]):
+        text = f"epoch {epoch}: loss {loss:.6g}"
+        if gradients and len(feature_names) <= SHOWN_GRADIENTS:
+            pairs = zip(feature_names, gradients[epoch], strict=True)
+            text += f", gradients {', '.join(f'{n} {g:.6g}' for n, g in pairs)}"
+        lines.append(("  first epochs:  " if epoch == 0 else "                 ") + text)
     return lines
 
 

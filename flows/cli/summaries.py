@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from flows.cli.fit import FitReport, equation, fit_lines
+from flows.cli.estimates import estimate_lines
+from flows.cli.fit import FitReport, equation, first_epoch_lines, fit_lines
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,11 @@ def format_train_summary(summary: TrainingSummary) -> str:
             f"  data:          {summary.data}",
             f"  rows:          {summary.rows:,} on {summary.device}",
             *(f"  {label + ':':<15}{text}" for label, text in summary.column_notes),
-            *first_epochs(summary),
+            *first_epoch_lines(summary.feature_names, summary.first_losses, summary.first_gradients),
             *fit_lines(summary.fit),
             f"  final loss:    {summary.final_loss:.6g} (optimality gap {summary.optimality_gap:.3g})",
             f"  coefficients:  {equation(summary.target, summary.feature_names, summary.raw_weights, summary.intercept)}",
+            *estimate_lines(summary.fit.estimates if summary.fit else None),
             f"  conditioning:  {summary.condition_number:.4g} (largest stable lr {summary.max_stable_lr:.3g})",
             f"  MLflow UI:     {summary.ui_command}",
             *(
@@ -67,22 +69,6 @@ def format_train_summary(summary: TrainingSummary) -> str:
             ),
         ]
     )
-
-
-SHOWN_EPOCHS = 3
-SHOWN_GRADIENTS = 5
-
-
-def first_epochs(summary: TrainingSummary) -> list[str]:
-    """The tutorial's view of training: the first epochs' loss, and each weight's gradient for a few features."""
-    lines = []
-    for epoch, loss in enumerate(summary.first_losses[:SHOWN_EPOCHS]):
-        text = f"epoch {epoch}: loss {loss:.6g}"
-        if summary.first_gradients and len(summary.feature_names) <= SHOWN_GRADIENTS:
-            pairs = zip(summary.feature_names, summary.first_gradients[epoch], strict=True)
-            text += f", gradients {', '.join(f'{n} {g:.6g}' for n, g in pairs)}"
-        lines.append(("  first epochs:  " if epoch == 0 else "                 ") + text)
-    return lines
 
 
 class ScoringCounts(Protocol):  # what a summary reads of a normflow.data ScoringReport (not imported here)

@@ -16,12 +16,16 @@ from normflow.core.engine import (
     gradient_descent,
 )
 from normflow.core.errors import DataError, DivergenceError, NotConverged
+from normflow.core.inference import Inference, coefficient_inference
 from normflow.core.model import LinearModel
 from normflow.core.scalers import Scaler, fit_scaler
 from normflow.core.settings import AUTO_LR
 from normflow.core.table_stats import TableStatistics
 from normflow.core.text import counted
 from normflow.core.triangular import LeastSquares
+
+AT_OPTIMUM = 1e-12
+"""Relative optimality gap at or below which a trained model is the least-squares optimum."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,13 @@ class TrainingOutcome:
     tolerance: float = 0.0  # relative optimality gap asked for (0: run every epoch)
     relative_gap: float = math.nan  # final gap over the starting gap
     rows: int = 0  # training rows behind the statistics
+    inference: Inference | None = None  # standard errors and tests of the optimum's coefficients
+
+    @property
+    def at_optimum(self) -> bool:
+        """The trained weights are the least-squares optimum to float64 rounding (a relative gap within
+        1e-12 of the starting one), so the optimum's standard errors describe them."""
+        return self.error is None and self.relative_gap <= AT_OPTIMUM
 
     @property
     def losses(self) -> list[float]:
@@ -152,4 +163,5 @@ def train_linear_model(
         tolerance=tolerance,
         relative_gap=relative,
         rows=statistics.count,
+        inference=coefficient_inference(statistics.triangular, problem.optimum, feature_names),
     )

@@ -15,6 +15,7 @@ import torch
 
 from normflow.core.errors import one_line
 from normflow.core.gate import GateDecision
+from normflow.core.inference import Coefficient
 from normflow.core.names import feature_keys
 from normflow.core.scalers import Scaler, scaler_to_json
 from normflow.core.study import StudyResult, child_metrics
@@ -135,6 +136,7 @@ def feature_table(outcome: TrainingOutcome) -> list[dict[str, object]]:
         for column in (encoding.columns if encoding is not None else ())
         for feature in column.feature_names()
     }
+    inference = outcome.inference.features if outcome.inference is not None and outcome.error is None else ()
     rows = []
     for i, name in enumerate(outcome.scaler.feature_names):
         column, kind = source.get(name, (name, "numeric"))
@@ -143,8 +145,30 @@ def feature_table(outcome: TrainingOutcome) -> list[dict[str, object]]:
         row["shift"] = outcome.scaler.shift[i]
         row["scale"] = outcome.scaler.scale[i] if outcome.scaler.matrix is None else "matrix"
         row["coefficient"] = outcome.raw_weights[i] if outcome.error is None else ""
+        row.update(inference_cells(inference[i] if inference else None))
         rows.append(row)
     return rows
+
+
+INFERENCE_COLUMNS = ("optimum", "std_error", "t_value", "p_value", "ci_lower", "ci_upper")
+"""The least-squares optimum's coefficient and its inference per feature in ``features.csv`` (``NA``: left out as
+dependent, as R prints). ``coefficient`` beside them is the trained model's (the same once converged)."""
+
+
+def inference_cells(coefficient: Coefficient | None) -> dict[str, object]:
+    """A feature's standard error, t, p and confidence bounds; ``NA`` when not estimable, empty when diverged."""
+    if coefficient is None:
+        return dict.fromkeys(INFERENCE_COLUMNS, "")
+    if not coefficient.estimable:
+        return dict.fromkeys(INFERENCE_COLUMNS, "NA")
+    return {
+        "optimum": coefficient.estimate,
+        "std_error": coefficient.std_error,
+        "t_value": coefficient.t_value,
+        "p_value": coefficient.p_value,
+        "ci_lower": coefficient.ci_lower,
+        "ci_upper": coefficient.ci_upper,
+    }
 
 
 def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Path]:
@@ -206,6 +230,16 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
         }
         keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
         metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights, strict=False)})  # keys: the first
+        if outcome.inference is not None:  # the optimum's standard errors, for the same features as coef.*
+            inference = outcome.inference
+            metrics["se.intercept"] = inference.intercept.std_error
+            metrics.update({f"se.{key}": c.std_error for key, c in zip(keys, inference.features, strict=False)})
+            metrics.update(
+                adjusted_r_squared=inference.adjusted_r_squared,
+                f_statistic=inference.f_statistic,
+                f_p_value=inference.f_p_value,
+                residual_dof=float(inference.residual_dof),
+            )
         runs.log_metrics(uri, run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
         runs.set_tags(uri, run_id, {DIVERGED_TAG: "false", CONVERGED_TAG: str(outcome.converged).lower()})
     with tempfile.TemporaryDirectory(prefix="normflow-artifacts-") as tmp:

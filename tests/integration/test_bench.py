@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("bench")]  # its module fixtures, built once
 
 ROWS = "1000"
 TIMEOUT_S = 600.0

@@ -22,7 +22,7 @@ from normflow.data.partitions import Partition, plan_partitions
 from normflow.data.sources import resolve_sources
 from normflow.data.statistics import merge_partition_statistics, partition_statistics, source_statistics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("dask")]  # its module fixtures, built once
 CPU = torch.device("cpu")
 
 

@@ -22,7 +22,7 @@ from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
 from normflow.core.settings import PredictSettings, TrainSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("messy_data")]  # its module fixtures, built once
 
 penguins = pytest.importorskip("palmerpenguins")
 PENGUINS = Path(penguins.__file__).parent / "data" / "penguins.csv"

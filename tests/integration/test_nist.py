@@ -1,10 +1,11 @@
-"""NIST StRD certified values through the real train flow (Prefect + MLflow): whiten + lr auto, LRE >= 7."""
+"""NIST StRD certified values through the real train flow (Prefect + MLflow): whiten + lr auto, LRE >= 7 on the
+coefficients, LRE >= 6 on their standard errors, the residual standard deviation and R^2."""
 
 from __future__ import annotations
 
 import pytest
 from mlflow import MlflowClient
-from strd_data import DATASETS, STRD, certified, min_lre
+from strd_data import DATASETS, STRD, certified, certified_sd, lre, min_lre
 
 from flows.train_flow import train_flow
 from normflow.core.settings import TrainSettings
@@ -40,6 +41,28 @@ def test_flow_reaches_nist_certified_values_to_seven_digits(prefect_server, trac
     expected = intercept + sum(frame[k] * v for k, v in coefficients.items())
     predicted = model.predict(frame.drop(columns="y"))
     assert list(predicted) == pytest.approx(list(expected), rel=1e-7, abs=1e-7 * float(expected.abs().max()))
+    # the standard errors as recorded: se.* metrics and features.csv, against NIST's certified ones
+    sd, residual_sd, r_squared = certified_sd(name)
+    metrics = run.data.metrics
+    table = {row["feature"]: row for row in read_features_csv(tracking_store, summary.run_id)}
+    digits = {"intercept": lre(metrics["se.intercept"], sd["intercept"])}
+    for feature, value in sd.items():
+        if feature != "intercept":
+            digits[feature] = min(lre(metrics[f"se.{feature}"], value), lre(float(table[feature]["std_error"]), value))
+    digits["residual_sd"] = lre(metrics["optimal_residual_std"], residual_sd)
+    digits["r_squared"] = lre(metrics["optimal_r_squared"], r_squared)
+    assert min(digits.values()) >= 6.0, f"{name}: correct digits {digits}"
+    assert metrics["residual_dof"] == len(frame) - len(coefficients) - 1
+
+
+def read_features_csv(uri: str, run_id: str) -> list[dict[str, str]]:
+    import csv
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = MlflowClient(uri).download_artifacts(run_id, "features.csv", folder)
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
 
 
 def test_a_run_above_its_tolerance_finishes_tagged_not_converged_and_says_what_fixes_it(prefect_server, tracking_store):

@@ -12,7 +12,7 @@ from helpers import CLEAN_PROCESS_PREAMBLE, REPO, free_port, mlflow_models_serve
 from flows.train_flow import train_flow
 from normflow.core.settings import TrainSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("portable_model")]  # its module fixtures, built once
 
 CLEAN_PROCESS = (
     CLEAN_PROCESS_PREAMBLE

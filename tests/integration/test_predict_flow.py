@@ -24,7 +24,7 @@ from normflow.tracking.models import load_pinned_model, pin_model_version
 REPO = Path(__file__).resolve().parents[2]
 NEW_HOUSES = str(REPO / "data" / "new_houses.csv")
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("predict_flow")]  # its module fixtures, built once
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,11 @@ from pathlib import Path
 import pytest
 from helpers import REPO, LocalServer, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("readme"),
+]  # sections run once, in order
 
 README_PATH = REPO / "README.md"
 COMMAND_TIMEOUT = 600
@@ -921,6 +925,7 @@ def test_the_commands_leave_nothing_the_readme_does_not_name(readme):
     assert stray == [], f"left in the repository folder: {stray}\nby:\n  " + "\n  ".join(blame)
 
 
+@pytest.mark.xdist_group("readme-bench")  # needs only the copy, not the sections: it may run beside them
 def test_benchmarks_quick(readme):
     """``python bench/run.py --quick`` (README: 1M rows, about two minutes); run alone with
     ``-k benchmarks``: it takes longer than the rest of this file. It writes its data to

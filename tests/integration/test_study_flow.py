@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPARED = ("max_stable_lr", "condition_number", "gradient_ratio_epoch0", "lr_used", "diverged")
 RESULTS = ("optimality_gap", "coef.distance", "final_loss")
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("study_flow")]  # its module fixtures, built once
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 SWALLOWS_CTRL_C = """
 import time
-from flows.common import ctrl_c_ends_serving_within
+from flows.retrain_flow import ctrl_c_ends_serving_within
 with ctrl_c_ends_serving_within(1.0):
-    print("serving", flush=True)
+    announced = False
     while True:  # a shut-down that never ends: every interrupt is caught and ignored
         try:
+            if not announced:
+                announced = True
+                print("serving", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             pass
@@ -42,7 +45,7 @@ def test_a_swallowed_ctrl_c_still_ends_serving_with_one_line_and_status_130():
 
 
 def test_outside_serving_ctrl_c_is_python_s_own_again():
-    from flows.common import ctrl_c_ends_serving_within
+    from flows.retrain_flow import ctrl_c_ends_serving_within
 
     before = signal.getsignal(signal.SIGINT)
     with ctrl_c_ends_serving_within(1.0):
