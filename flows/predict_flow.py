@@ -49,7 +49,9 @@ def predict_flow(settings: PredictSettings) -> ScoringSummary:
     pinned = pin_model(uri, model_uri)
     logger.info("model %s pinned to %s for this job", model_uri, pinned.uri)
     model = load_model(uri, pinned)
-    sources, spec = inspect_inputs(input, model, output_path, on_bad_row, flag_out_of_range, settings.delimiter)
+    sources, spec = inspect_inputs(
+        input, model, output_path, on_bad_row, flag_out_of_range, settings.delimiter, settings.interval
+    )
     block_bytes = block_bytes_for_rows(sources, settings.chunk_rows, settings.block_bytes)
     params = {
         "model_uri": model_uri,
@@ -59,11 +61,12 @@ def predict_flow(settings: PredictSettings) -> ScoringSummary:
         "input_files": len(sources),
         "output": str(output_path),
         "on_bad_row": on_bad_row,
+        "interval": settings.interval,
         "device": describe_device(torch_device),
     }
     with tracked_run(uri, SCORING_EXPERIMENT, {"normflow.flow": "predict"}, params=params) as run:
         started = time.perf_counter()
-        job = ScoringJob(spec, model, on_bad_row, flag_out_of_range, block_bytes)
+        job = ScoringJob(spec, model, on_bad_row, flag_out_of_range, block_bytes, settings.interval)
         report = score(sources, job, output_path, torch_device, partition_bytes)
         seconds = time.perf_counter() - started
         warnings = range_warnings(report, model)

@@ -57,10 +57,11 @@ def inspect_inputs(
     on_bad_row: str,
     flag_out_of_range: bool,
     delimiter: str | None = None,
+    interval: float = 0.0,
 ) -> tuple[list[Path], TableSpec]:
     """Find the input files and check them, and every output path, before scoring."""
     sources = resolve_sources(input_path)
-    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range, delimiter)
+    return sources, scoring_spec(sources, model, output, on_bad_row, flag_out_of_range, delimiter, interval)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ScoringJob:
     on_bad_row: str
     flag_out_of_range: bool
     block_bytes: int
+    interval: float = 0.0  # the prediction interval's level (0: none)
 
 
 def score(
@@ -88,7 +90,7 @@ def score_whole(sources: list[Path], job: ScoringJob, output: Path, device: torc
     """Stream, normalize, predict and write; the output appears only when every row is done."""
     progress = progress_reporter(sum(p.stat().st_size for p in sources))
     return score_sources(sources, job.spec, job.model, output, device, job.on_bad_row, job.flag_out_of_range,
-                         job.block_bytes, progress)  # fmt: skip
+                         job.block_bytes, progress, job.interval)  # fmt: skip
 
 
 @task(name="score-partition", **COMPUTE)
@@ -96,7 +98,7 @@ def score_partition(partition: Partition, job: ScoringJob, part_output: str, dev
     """Score one partition into its own part file, wherever the task runner puts it."""
     device = resolve_device(device_name)
     return score_sources([partition], job.spec, job.model, Path(part_output), device, job.on_bad_row,
-                         job.flag_out_of_range, job.block_bytes)  # fmt: skip
+                         job.flag_out_of_range, job.block_bytes, interval=job.interval)  # fmt: skip
 
 
 def score_by_partition(
@@ -117,7 +119,7 @@ def score_by_partition(
         if rejected is not None:
             targets.append(([rejected_path(o) for o in rejecting], rejected, rejected_schema(job.spec)))
         numeric = numeric_output_columns(output, job.model)
-        schema = output_schema(job.spec, job.flag_out_of_range, numeric)
+        schema = output_schema(job.spec, job.flag_out_of_range, numeric, job.interval)
         targets.append(([Path(o) for o in outputs], output, schema))
         publish_parts(targets)
         return merge_reports(reports, output, rejected)

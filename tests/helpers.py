@@ -18,8 +18,17 @@ repo = sys.argv[1]
 # neither torch nor this repository: drop its path (the editable install) and refuse its packages
 inside = lambda p: (p == repo or p.startswith(repo + "/")) and "/.venv/" not in p + "/"
 sys.path = [p for p in sys.path if not inside(p)]
-for name in ("torch", "normflow", "tasks", "flows"):
-    sys.modules[name] = None
+
+
+class Absent:  # as if not installed: importing them fails, and no module of theirs is in sys.modules
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "normflow", "tasks", "flows"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Absent)
 
 
 def from_repo():

@@ -133,3 +133,35 @@ def _f_test(total: float, rss: float, terms: int, dof: int) -> tuple[float, floa
         return (math.inf, 0.0) if explained > 0 else (math.nan, math.nan)
     f = explained / (rss / dof)
     return f, float(distributions.f.sf(f, terms, dof))
+
+
+MAX_INTERVAL_FEATURES = 500
+"""Widest model that carries its prediction-interval factor (``d x rank`` numbers in the model document)."""
+
+
+def prediction_factor(stats: Triangular, optimum: LeastSquares, feature_names: Sequence[str]) -> dict | None:
+    """What a model needs for OLS prediction intervals, as plain JSON (read by ``normflow.portable``):
+    ``y0 +- t * s * sqrt(1 + 1/n + |(x0 - mean) F|^2)`` with ``F`` the inverse of the kept columns' R
+    (a zero row for a dependent feature), ``s`` the residual standard error and its degrees of freedom.
+
+    None when no degree of freedom is left or the model is wider than :data:`MAX_INTERVAL_FEATURES`.
+    """
+    d = len(feature_names)
+    n = stats.count
+    if optimum.residual_dof <= 0 or d > MAX_INTERVAL_FEATURES:
+        return None
+    rxx = feature_blocks(stats, d)[0].to("cpu")
+    keep = independent_columns(rxx, n)
+    index = torch.nonzero(keep).flatten()
+    rank = int(index.numel())
+    factor = torch.zeros(d, rank, dtype=DTYPE)
+    if rank:
+        r_kept = rxx if rank == d else r_factor(rxx[:, index])
+        factor[index] = torch.linalg.solve_triangular(r_kept, torch.eye(rank, dtype=DTYPE), upper=True)
+    return {
+        "count": n,
+        "residual_std": optimum.residual_std,
+        "residual_dof": optimum.residual_dof,
+        "mean": mean_of(stats.to("cpu"))[:d].tolist(),
+        "factor": factor.tolist(),
+    }

@@ -15,10 +15,17 @@ import pandas as pd
 import torch
 
 from normflow.core.encoding import Encoding, encoding_from_dict
-from normflow.core.errors import DataError, ModelFormatError
+from normflow.core.errors import ConfigError, DataError, ModelFormatError
 from normflow.core.moments import DTYPE
 from normflow.core.scalers import Scaler, is_finite_number, scaler_from_dict, scaler_to_dict
 from normflow.portable.normflow_encoding import InputError, encode_frame
+from normflow.portable.normflow_interval import (
+    NO_INTERVAL,
+    IntervalError,
+    interval_half_width,
+    interval_level,
+    parse_interval,
+)
 
 MODEL_FORMAT = "normflow.linear/2"
 """Written by this version: ``/1`` plus ``encoding``; both are read (and by the portable loader, its copy)."""
@@ -35,6 +42,7 @@ class LinearModel:
     bias: float
     scaler: Scaler
     encoding: Encoding | None = None  # how the features come from the input columns (None: they are columns)
+    interval: dict | None = None  # the prediction-interval factor (normflow.core.inference.prediction_factor)
 
     @property
     def input_columns(self) -> tuple[str, ...]:
@@ -53,11 +61,44 @@ class LinearModel:
         weights = torch.tensor(self.weights, dtype=DTYPE, device=features.device)
         return self.scaler.transform(features) @ weights + self.bias
 
-    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
-        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored).
+    def interval_half_width(self, features: np.ndarray, level: float) -> np.ndarray:
+        """Half width of the ``level`` OLS prediction interval for raw feature rows ``(n, d)``."""
+        factor = parse_interval(self.interval, len(self.feature_names))
+        if factor is None:
+            raise ConfigError(NO_INTERVAL)
+        return interval_half_width(features, factor, level)
+
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray | pd.DataFrame:
+        """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored); with
+        ``params={"interval": 0.95}`` a frame of ``prediction``, ``prediction_lower``, ``prediction_upper``.
 
         A prediction that overflows float64 is an error naming the row, never an ``inf`` result.
         """
+        try:
+            level = interval_level((params or {}).get("interval"))
+        except IntervalError as exc:
+            raise ConfigError(str(exc)) from None
+        if level and self.interval is None:
+            raise ConfigError(NO_INTERVAL)
+        features = self.features(model_input)
+        predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
+        overflow = ~np.isfinite(predictions)
+        if overflow.any():
+            row = int(np.argmax(overflow))
+            raise DataError(
+                f"input row {row + 1}: prediction is not finite: the row's values overflow float64 under this model",
+                row=row + 1,
+                kind="overflow",
+            )
+        if not level:
+            return predictions
+        half = self.interval_half_width(features, level)
+        return pd.DataFrame(
+            {"prediction": predictions, "prediction_lower": predictions - half, "prediction_upper": predictions + half}
+        )
+
+    def features(self, model_input: pd.DataFrame) -> np.ndarray:
+        """The model's raw feature rows ``(n, d)`` from input columns (encoded as at training)."""
         if self.encodes:
             assert self.encoding is not None
             try:
@@ -68,18 +109,8 @@ class LinearModel:
                 row = min(problems)
                 column, problem = problems[row]
                 raise DataError(f"input row {row + 1}, column {column!r}: {problem}", row=row + 1, column=column)
-        else:
-            features = feature_matrix(model_input, self.feature_names)
-        predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
-        overflow = ~np.isfinite(predictions)
-        if overflow.any():
-            row = int(np.argmax(overflow))
-            raise DataError(
-                f"input row {row + 1}: prediction is not finite: the row's values overflow float64 under this model",
-                row=row + 1,
-                kind="overflow",
-            )
-        return predictions
+            return features
+        return feature_matrix(model_input, self.feature_names)
 
     def raw_coefficients(self) -> tuple[list[float], float]:
         """Weights and intercept in the features' raw units."""
@@ -118,6 +149,8 @@ def model_to_dict(model: LinearModel) -> dict:
     }
     if model.encoding is not None:
         doc["encoding"] = model.encoding.to_dict()
+    if model.interval is not None:
+        doc["interval"] = model.interval
     return doc
 
 
@@ -143,7 +176,12 @@ def model_from_dict(doc: object) -> LinearModel:
     encoding = encoding_from_dict(doc["encoding"]) if doc.get("encoding") is not None else None
     if encoding is not None and list(encoding.feature_names()) != names:
         raise ModelFormatError("model document's encoding gives other features than its feature_names")
-    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler, encoding)
+    interval = doc.get("interval")
+    try:
+        parse_interval(interval, len(names))
+    except ValueError as exc:
+        raise ModelFormatError(str(exc)) from None
+    model = LinearModel(tuple(names), target, tuple(float(v) for v in weights), float(bias), scaler, encoding, interval)
     raw_weights, intercept = model.raw_coefficients()
     if not all(math.isfinite(v) for v in (*raw_weights, intercept)):
         raise ModelFormatError("model document's weights and scaler give non-finite raw-unit coefficients")

@@ -437,6 +437,11 @@ class PredictSettings(Settings):
         "<stem>.rejected.csv",
     )
     flag_out_of_range: bool = Field(False, description="add a boolean out_of_range column (outside training min/max)")
+    interval: Annotated[float, Flag(check=check_fraction)] = Field(
+        0.0,
+        description="add prediction_lower and prediction_upper: the OLS prediction interval at this level, e.g. 0.95 "
+        "(0: none)",
+    )
     partition_bytes: Annotated[int | None, Flag(flag="", check=at_least(1))] = Field(
         None, description="byte ranges large files are cut into for per-partition tasks (None: one process)"
     )

@@ -16,7 +16,7 @@ from normflow.core.engine import (
     gradient_descent,
 )
 from normflow.core.errors import DataError, DivergenceError, NotConverged
-from normflow.core.inference import Inference, coefficient_inference
+from normflow.core.inference import Inference, coefficient_inference, prediction_factor
 from normflow.core.model import LinearModel
 from normflow.core.scalers import Scaler, fit_scaler
 from normflow.core.settings import AUTO_LR
@@ -143,6 +143,7 @@ def train_linear_model(
         bias=float(descent.bias),
         scaler=scaler,
         encoding=encoding,
+        interval=prediction_factor(statistics.triangular, problem.optimum, feature_names),
     )
     optimal = float(problem.loss_opt)
     start_gap = float(descent.losses[0]) - optimal

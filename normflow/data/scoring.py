@@ -30,8 +30,10 @@ from normflow.data.partitions import Partition
 from normflow.data.publish import AtomicTableWriter, prepare_outputs
 from normflow.data.reader import iter_text_batches
 from normflow.portable.normflow_encoding import encode_frame
+from normflow.portable.normflow_interval import NO_INTERVAL
 
 PREDICTION_COLUMN = "prediction"
+INTERVAL_COLUMNS = ("prediction_lower", "prediction_upper")
 FLAG_COLUMN = "out_of_range"
 REJECTED_COLUMNS = ("source_file", "source_row", "reason")
 
@@ -66,18 +68,25 @@ def scoring_spec(
     on_bad_row: str = "error",
     flag_out_of_range: bool = False,
     delimiter: str | None = None,
+    interval: float = 0.0,
 ) -> TableSpec:
     """Check inputs, model and outputs before scoring: features present, no column name taken twice,
     and every file the job will write passes the output-path guard (never an input, never a link
     or device); stale temporaries of killed jobs at those paths are removed.
     """
+    if interval and model.interval is None:
+        raise ConfigError(f"an interval of {interval:g} was asked for, but {NO_INTERVAL}")
     outputs = [output] + ([rejected_path(output)] if on_bad_row == "skip" else [])
     prepare_outputs(outputs, sources)
     spec = table_spec(sources, None, list(model.input_columns), delimiter)
     if model.encodes and model.encoding is not None:  # cells are judged as the encoding reads them
         kinds = tuple(column.kind for column in model.encoding.columns)
         spec = replace(spec, kinds=kinds, missing=model.encoding.missing)
-    added = [PREDICTION_COLUMN] + ([FLAG_COLUMN] if flag_out_of_range else [])
+    added = (
+        [PREDICTION_COLUMN]
+        + (list(INTERVAL_COLUMNS) if interval else [])
+        + ([FLAG_COLUMN] if flag_out_of_range else [])
+    )
     if on_bad_row == "skip":
         added += [name for name in REJECTED_COLUMNS if name not in added]
     taken = [name for name in added if name in spec.columns]
@@ -89,11 +98,15 @@ def scoring_spec(
     return spec
 
 
-def output_schema(spec: TableSpec, flag_out_of_range: bool, numeric: tuple[str, ...] = ()) -> pa.Schema:
+def output_schema(
+    spec: TableSpec, flag_out_of_range: bool, numeric: tuple[str, ...] = (), interval: float = 0.0
+) -> pa.Schema:
     """Input columns as text (as written), the ``numeric`` ones as float64 (Parquet's features), then the
-    prediction (and the out-of-range flag)."""
+    prediction (its interval's bounds, and the out-of-range flag)."""
     fields = [pa.field(name, pa.float64() if name in numeric else pa.string()) for name in spec.columns]
     fields.append(pa.field(PREDICTION_COLUMN, pa.float64()))
+    if interval:
+        fields += [pa.field(name, pa.float64()) for name in INTERVAL_COLUMNS]
     if flag_out_of_range:
         fields.append(pa.field(FLAG_COLUMN, pa.bool_()))
     return pa.schema(fields)
@@ -115,8 +128,10 @@ def score_sources(
     flag_out_of_range: bool = False,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: BytesProgress | None = None,
+    interval: float = 0.0,
 ) -> ScoringReport:
-    """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix).
+    """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix); with
+    ``interval``, each prediction's OLS prediction interval at that level beside it.
 
     The output (and, with ``skip``, ``<stem>.rejected.csv``) appears only when every row is done.
     """
@@ -129,7 +144,7 @@ def score_sources(
     above = torch.zeros_like(below)
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
     numeric = numeric_output_columns(output, model)
-    schema = output_schema(spec, flag_out_of_range, numeric)
+    schema = output_schema(spec, flag_out_of_range, numeric, interval)
     reject_schema = rejected_schema(spec)
     bytes_done = 0
     rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
@@ -177,7 +192,11 @@ def score_sources(
                     pa.array(parsed[features.index(name)]) if parsed is not None and name in numeric else column
                     for name, column in zip(spec.columns, batch.columns, strict=True)
                 ]
-                columns.append(pa.array(predictions.cpu().numpy()))
+                scored = predictions.cpu().numpy()
+                columns.append(pa.array(scored))
+                if interval:
+                    half = model.interval_half_width(rows.cpu().numpy().T, interval)
+                    columns += [pa.array(scored - half), pa.array(scored + half)]
                 if flag_out_of_range:
                     columns.append(pa.array(outside.cpu().numpy()))
                 writer.write(pa.RecordBatch.from_arrays(columns, schema=schema))

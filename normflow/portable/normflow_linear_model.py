@@ -3,8 +3,8 @@
 It travels inside every registered model (MLflow ``code_paths``, under this file's name, which
 nothing else uses), so the model loads where this repository is not installed: a clean
 virtualenv, ``mlflow models serve``, a docker image built by ``mlflow models build-docker``.
-It needs numpy and pandas only (and mlflow, which is what loads it); it imports nothing from
-normflow and never torch. It reads the model's parameters from a JSON document: loading runs
+It needs numpy and pandas only (and mlflow, which is what loads it; scipy for prediction
+intervals); it imports nothing from normflow and never torch. It reads the model's parameters from a JSON document: loading runs
 this file's code and no pickle.
 
 MLflow calls :func:`_load_pyfunc` with the path of ``normflow_model.json``; the object it
@@ -15,7 +15,6 @@ weights + bias`` for a whitened model) from the raw feature columns of a DataFra
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,24 @@ import pandas as pd
 
 if __package__:  # inside this repository: normflow.portable
     from .normflow_encoding import InputError, encode_frame, encoded_names
-else:  # the model folder's own copy (MLflow puts code/ on sys.path)
+    from .normflow_interval import (
+        NO_INTERVAL,
+        IntervalError,
+        finite_numbers,
+        interval_half_width,
+        interval_level,
+        parse_interval,
+    )
+else:  # the model folder's own copies (MLflow puts code/ on sys.path)
     from normflow_encoding import InputError, encode_frame, encoded_names  # type: ignore[no-redef]
+    from normflow_interval import (  # type: ignore[no-redef]
+        NO_INTERVAL,
+        IntervalError,
+        finite_numbers,
+        interval_half_width,
+        interval_level,
+        parse_interval,
+    )
 
 MODEL_FORMAT = "normflow.linear/2"
 """Written by this version: ``/1`` plus ``encoding``, how the features come from the input columns."""
@@ -66,14 +81,6 @@ def _error(message: str, row: int | None = None, column: str | None = None) -> E
     return ModelInputError(text)
 
 
-def _finite_numbers(value: object, name: str, length: int) -> np.ndarray:
-    if not isinstance(value, list) or len(value) != length:
-        raise ValueError(f"model document's {name} must be a list of {length} numbers")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-        raise ValueError(f"model document's {name} must be finite numbers")
-    return np.asarray(value, dtype=np.float64)
-
-
 class NormflowLinearModel:
     """A trained normflow model: raw feature columns in, predictions out (numpy, float64)."""
 
@@ -93,10 +100,10 @@ class NormflowLinearModel:
             raise ValueError("model document's scaler is missing or describes other features")
         self.feature_names: tuple[str, ...] = tuple(names)
         self.target = str(document.get("target", "prediction"))
-        self.weights = _finite_numbers(document.get("weights"), "weights", d)
-        self.bias = float(_finite_numbers([document.get("bias")], "bias", 1)[0])
-        self.shift = _finite_numbers(scaler.get("shift"), "scaler shift", d)
-        self.scale = _finite_numbers(scaler.get("scale"), "scaler scale", d)
+        self.weights = finite_numbers(document.get("weights"), "weights", d)
+        self.bias = float(finite_numbers([document.get("bias")], "bias", 1)[0])
+        self.shift = finite_numbers(scaler.get("shift"), "scaler shift", d)
+        self.scale = finite_numbers(scaler.get("scale"), "scaler scale", d)
         if not (self.scale > 0).all():
             raise ValueError("model document's scaler scales must be positive")
         matrix = scaler.get("matrix")
@@ -104,10 +111,11 @@ class NormflowLinearModel:
         if matrix is not None:
             if not isinstance(matrix, list) or len(matrix) != d:
                 raise ValueError(f"model document's scaler matrix must be {d} x {d}")
-            self.matrix = np.stack([_finite_numbers(row, "scaler matrix row", d) for row in matrix])
+            self.matrix = np.stack([finite_numbers(row, "scaler matrix row", d) for row in matrix])
         self.encoding = document.get("encoding")
         if self.encoding is not None and encoded_names(self.encoding) != names:
             raise ValueError("model document's encoding gives other features than its feature_names")
+        self.interval = parse_interval(document.get("interval"), d)
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Raw rows ``(n, d)`` to the normalized features the weights apply to (training statistics)."""
@@ -115,8 +123,33 @@ class NormflowLinearModel:
             return (features - self.shift) @ self.matrix
         return (features - self.shift) / self.scale
 
-    def predict(self, model_input: object, params: dict | None = None) -> np.ndarray:
-        """Predictions for raw feature columns (any order; extra columns ignored); bad input is a one-line error."""
+    def predict(self, model_input: object, params: dict | None = None) -> np.ndarray | pd.DataFrame:
+        """Predictions for raw feature columns (any order; extra columns ignored); bad input is a one-line error.
+
+        With ``params={"interval": 0.95}``: a frame of ``prediction``, ``prediction_lower`` and
+        ``prediction_upper``, the OLS prediction interval at that level.
+        """
+        try:
+            level = interval_level((params or {}).get("interval"))
+        except IntervalError as exc:
+            raise _error(str(exc)) from None
+        if level and self.interval is None:
+            raise _error(NO_INTERVAL)
+        features = self.features(model_input)
+        predictions = self.normalize(features) @ self.weights + self.bias
+        overflow = ~np.isfinite(predictions)
+        if overflow.any():
+            raise _error("prediction is not finite: the row's values overflow float64", int(np.argmax(overflow)) + 1)
+        if not level:
+            return predictions
+        assert self.interval is not None
+        half = interval_half_width(features, self.interval, level)
+        return pd.DataFrame(
+            {"prediction": predictions, "prediction_lower": predictions - half, "prediction_upper": predictions + half}
+        )
+
+    def features(self, model_input: object) -> np.ndarray:
+        """The model's feature rows ``(n, d)`` from raw input columns (encoded as at training)."""
         if self.encoding is not None:
             try:
                 features, problems, _ = encode_frame(model_input, self.encoding)
@@ -126,13 +159,8 @@ class NormflowLinearModel:
                 row = min(problems)
                 column, problem = problems[row]
                 raise _error(problem, row + 1, column)
-        else:
-            features = feature_matrix(model_input, self.feature_names)
-        predictions = self.normalize(features) @ self.weights + self.bias
-        overflow = ~np.isfinite(predictions)
-        if overflow.any():
-            raise _error("prediction is not finite: the row's values overflow float64", int(np.argmax(overflow)) + 1)
-        return predictions
+            return features
+        return feature_matrix(model_input, self.feature_names)
 
 
 def feature_matrix(model_input: object, feature_names: tuple[str, ...]) -> np.ndarray:

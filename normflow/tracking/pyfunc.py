@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from normflow.core.errors import ModelFormatError
 from normflow.core.model import LinearModel, model_from_json, model_to_json
@@ -28,13 +28,22 @@ LOADER_MODULE = "normflow_linear_model"
 LEGACY_LOADER_MODULES = ("normflow.tracking.pyfunc", "tasks.linear_model")
 LOADER_FILE = Path(portable.__file__)
 ENCODING_FILE = LOADER_FILE.with_name("normflow_encoding.py")
+INTERVAL_FILE = LOADER_FILE.with_name("normflow_interval.py")
 MODEL_FILE = portable.MODEL_FILE
 MODEL_ARTIFACT_PATH = "model"
 
 
 def pip_requirements() -> list[str]:
-    """What the model needs to load, pinned to the versions it was trained with (no torch: numpy does the math)."""
-    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
+    """What the model needs to load, pinned to the versions it was trained with (no torch: numpy does the math,
+    scipy gives the t quantile of prediction intervals)."""
+    import scipy
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"scipy=={scipy.__version__}",  # the t quantile of prediction intervals
+    ]
 
 
 def model_signature(model: LinearModel) -> ModelSignature:
@@ -46,8 +55,15 @@ def model_signature(model: LinearModel) -> ModelSignature:
     is declared; the loader takes int and float columns and refuses booleans, text and missing
     columns with one line naming row and column. The input example and the ``normflow`` metadata
     name the raw feature columns.
+
+    The one param, ``interval`` (default 0: none), asks for the OLS prediction interval at that level:
+    the output is then ``prediction``, ``prediction_lower`` and ``prediction_upper``.
     """
-    return ModelSignature(inputs=None, outputs=Schema([ColSpec("double", "prediction")]))
+    return ModelSignature(
+        inputs=None,
+        outputs=Schema([ColSpec("double", "prediction")]),
+        params=ParamSchema([ParamSpec("interval", "double", 0.0)]),
+    )
 
 
 def model_metadata(model: LinearModel) -> dict:
@@ -95,7 +111,7 @@ def pyfunc_arguments(model: LinearModel, directory: Path) -> dict:
     return {
         "loader_module": LOADER_MODULE,
         "data_path": str(document),
-        "code_paths": [str(LOADER_FILE), str(ENCODING_FILE)],
+        "code_paths": [str(LOADER_FILE), str(ENCODING_FILE), str(INTERVAL_FILE)],
         "signature": model_signature(model),
         "input_example": input_example(model),
         "metadata": model_metadata(model),

@@ -4,13 +4,16 @@ palmerpenguins ships the CSV (species, island and sex as text, ``NA`` cells). Th
 scikit-learn's ``Pipeline(ColumnTransformer([SimpleImputer(add_indicator=True), OneHotEncoder]),
 LinearRegression())`` on the rows with a known body mass; our predictions must equal it to 1e-8 of
 std(y) through the predict flow, through ``mlflow.pyfunc`` in a clean process without this
-repository, and through ``mlflow models serve`` with the CSV as the request body.
+repository, and through ``mlflow models serve`` with the CSV as the request body. The same three ways give
+the 95% prediction interval, equal to statsmodels' ``OLS(...).get_prediction(...).summary_frame()``
+(``obs_ci_lower``/``obs_ci_upper``) on the design scikit-learn's transformer builds.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +39,47 @@ CLEAN_PROCESS = (
 import json, mlflow, pandas as pd
 model = mlflow.pyfunc.load_model("models:/penguins@champion")
 predictions = model.predict(pd.read_csv(sys.argv[2]))
-print(json.dumps({"predictions": [float(p) for p in predictions], "from_repo": from_repo()}))
+interval = model.predict(pd.read_csv(sys.argv[2]), params={"interval": 0.95})
+print(json.dumps({"predictions": [float(p) for p in predictions], "from_repo": from_repo(),
+                  "lower": interval["prediction_lower"].tolist(), "upper": interval["prediction_upper"].tolist()}))
 """
 )
+
+
+def design_transformer():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    return ColumnTransformer([("n", SimpleImputer(add_indicator=True), NUMERIC), ("c", OneHotEncoder(), TEXT)])
 
 
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
     """scikit-learn's predictions for every row of the CSV, fitted on the rows with a known target."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
 
     frame = pd.read_csv(PENGUINS)
     known = frame[frame["body_mass_g"].notna()]
-    pipeline = make_pipeline(
-        ColumnTransformer([("n", SimpleImputer(add_indicator=True), NUMERIC), ("c", OneHotEncoder(), TEXT)]),
-        LinearRegression(),
-    )
+    pipeline = make_pipeline(design_transformer(), LinearRegression())
     pipeline.fit(known[NUMERIC + TEXT], known["body_mass_g"])
     return pipeline.predict(frame[NUMERIC + TEXT])
+
+
+@pytest.fixture(scope="module")
+def interval_reference() -> tuple[np.ndarray, np.ndarray]:
+    """statsmodels' 95% prediction interval (obs_ci_lower, obs_ci_upper) for every row, OLS on the same design."""
+    import statsmodels.api as sm
+
+    frame = pd.read_csv(PENGUINS)
+    known = frame[frame["body_mass_g"].notna()]
+    transformer = design_transformer().fit(known[NUMERIC + TEXT])
+    warnings.simplefilter("ignore", sm.tools.sm_exceptions.SingularMatrixWarning)  # one-hot with every level: pinv
+    ols = sm.OLS(known["body_mass_g"].to_numpy(), sm.add_constant(transformer.transform(known[NUMERIC + TEXT]))).fit()
+    every = sm.add_constant(transformer.transform(frame[NUMERIC + TEXT]), has_constant="add")
+    table = ols.get_prediction(every).summary_frame(alpha=0.05)
+    return table["obs_ci_lower"].to_numpy(), table["obs_ci_upper"].to_numpy()
 
 
 @pytest.fixture(scope="module")
@@ -82,30 +104,38 @@ def test_the_default_run_encodes_and_says_what_it_did(champion):
     assert summary.rows == 342 and "sex=(missing)" in summary.feature_names
 
 
-def test_the_predict_flow_scores_every_row_as_scikit_learn(champion, reference, tmp_path, monkeypatch):
+def test_the_predict_flow_scores_every_row_as_scikit_learn(
+    champion, reference, interval_reference, tmp_path, monkeypatch
+):
     uri, _, _ = champion
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     output = tmp_path / "scored.csv"
     summary = predict_flow(
-        PredictSettings(input=str(PENGUINS), output=str(output), model_uri=f"models:/{MODEL}@champion")
+        PredictSettings(input=str(PENGUINS), output=str(output), model_uri=f"models:/{MODEL}@champion", interval=0.95)
     )
     scored = pd.read_csv(output)
     assert len(scored) == summary.report.rows_scored == 344
     assert np.abs(scored["prediction"].to_numpy() - reference).max() < tolerance()
+    lower, upper = interval_reference
+    assert np.abs(scored["prediction_lower"].to_numpy() - lower).max() < tolerance()
+    assert np.abs(scored["prediction_upper"].to_numpy() - upper).max() < tolerance()
     # the two penguins measured not at all: each measure filled with the training mean, and counted
     assert summary.report.filled == {"bill_length_mm": 2, "bill_depth_mm": 2, "flipper_length_mm": 2, "sex": 11}
     assert scored["sex"].isna().sum() == 11  # cells pass through as written (NA)
 
 
-def test_mlflow_pyfunc_in_a_clean_process_scores_as_scikit_learn(champion, reference, tmp_path):
+def test_mlflow_pyfunc_in_a_clean_process_scores_as_scikit_learn(champion, reference, interval_reference, tmp_path):
     uri, _, _ = champion
     seen = json.loads(run_clean_process(CLEAN_PROCESS, uri, tmp_path, str(PENGUINS)))
     assert seen["from_repo"] == []
     assert np.abs(np.array(seen["predictions"]) - reference).max() < tolerance()
+    lower, upper = interval_reference  # params={"interval": 0.95}, declared in the model's signature
+    assert np.abs(np.array(seen["lower"]) - lower).max() < tolerance()
+    assert np.abs(np.array(seen["upper"]) - upper).max() < tolerance()
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, reference):
+def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, reference, interval_reference):
     uri, _, _ = champion
     port = free_port()
     server = mlflow_models_serve(f"models:/{MODEL}@champion", uri, port)
@@ -123,10 +153,22 @@ def test_mlflow_models_serve_scores_the_csv_body_as_scikit_learn(champion, refer
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             from_json = np.array(json.load(response)["predictions"], dtype=float)
+        # the interval over REST: params beside the rows
+        split = json.loads(pd.read_csv(PENGUINS).drop(columns="body_mass_g").to_json(orient="split", index=False))
+        body = json.dumps({"dataframe_split": split, "params": {"interval": 0.95}}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            rows = pd.DataFrame(json.load(response)["predictions"])
     finally:
         server.stop()
+    lower, upper = interval_reference
+    assert np.abs(rows["prediction"].to_numpy() - reference).max() < tolerance()
+    assert np.abs(rows["prediction_lower"].to_numpy() - lower).max() < tolerance()
+    assert np.abs(rows["prediction_upper"].to_numpy() - upper).max() < tolerance()
     assert np.abs(predictions - reference).max() < tolerance()
-    assert "null" in body.decode() and np.abs(from_json - reference[[3, 8]]).max() < tolerance()
+    assert "null" in records.to_json(orient="records") and np.abs(from_json - reference[[3, 8]]).max() < tolerance()
 
 
 def test_the_gate_holds_out_encoded_rows_and_a_second_run_on_the_same_data_has_nothing_new(champion, monkeypatch):

@@ -114,8 +114,12 @@ def test_tampered_model_json_fails_clearly_and_runs_nothing(prefect_server, trac
     assert stored.is_file()
     folder = model_folder(tracking_store, version.source)
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
-    # only its own loader and the encoding it applies
-    assert sorted(p.name for p in folder.rglob("*.py")) == ["normflow_encoding.py", "normflow_linear_model.py"]
+    # only its own loader, the encoding it applies and its prediction interval
+    assert sorted(p.name for p in folder.rglob("*.py")) == [
+        "normflow_encoding.py",
+        "normflow_interval.py",
+        "normflow_linear_model.py",
+    ]
     marker = tmp_path / "pwned"
     doc = json.loads(stored.read_text())
     doc["bias"] = {"__reduce__": ["os.system", [f"touch {marker}"]]}

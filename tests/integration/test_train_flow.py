@@ -101,13 +101,14 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
     model_dir = Path(mlflow.artifacts.download_artifacts("models:/normflow-linear/1", dst_path=str(tmp_path / "m")))
     stored = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
     assert not [name for name in stored if name.endswith((".pkl", ".pickle", ".cloudpickle"))]
-    # its loader and the one encoding every predictor applies
+    # its loader, the one encoding every predictor applies and the one prediction interval
     assert [name for name in stored if name.endswith(".py")] == [
         "code/normflow_encoding.py",
+        "code/normflow_interval.py",
         "code/normflow_linear_model.py",
     ]
     requirements = (model_dir / "requirements.txt").read_text().split()
-    assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas"]
+    assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas", "scipy"]
     assert all("==" in r for r in requirements)
 
     dataset = run.inputs.dataset_inputs[0]

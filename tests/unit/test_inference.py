@@ -70,3 +70,54 @@ def test_intervals_cover_the_true_coefficients_at_their_level():
         slope = fit(x, y, ["a", "b"]).coefficients[1]
         covered += slope.ci_lower <= 2.0 <= slope.ci_upper
     assert 926 <= covered <= 972, covered
+
+
+def trained_on_stackloss():
+    from normflow.core.table_stats import table_statistics_of
+    from normflow.core.training import train_linear_model
+
+    data = sm.datasets.stackloss.load_pandas().data
+    names = ("AIRFLOW", "WATERTEMP", "ACIDCONC")
+    stats = table_statistics_of(torch.tensor(data[[*names, "STACKLOSS"]].to_numpy(), dtype=torch.float64))
+    return data, train_linear_model(stats, names, "STACKLOSS", "standard", 0.1, 3000).model
+
+
+def test_prediction_intervals_equal_statsmodels_and_both_predictors_agree():
+    import json
+
+    from normflow.core.model import model_from_json, model_to_json
+    from normflow.portable.normflow_linear_model import NormflowLinearModel
+
+    data, model = trained_on_stackloss()
+    names = list(model.feature_names)
+    new = data[names].iloc[::4] * 1.1  # rows off the training grid
+    ols = sm.OLS(data["STACKLOSS"], sm.add_constant(data[names])).fit()
+    frame = ols.get_prediction(sm.add_constant(new, has_constant="add")).summary_frame(alpha=0.10)
+    ours = model_from_json(model_to_json(model)).predict(new, {"interval": 0.90})
+    # around the trained model's predictions: their half widths are statsmodels' to rounding
+    assert list(ours.columns) == ["prediction", "prediction_lower", "prediction_upper"]
+    half = (ours["prediction_upper"] - ours["prediction_lower"]).to_numpy() / 2
+    assert half == pytest.approx(((frame["obs_ci_upper"] - frame["obs_ci_lower"]) / 2).to_numpy(), rel=1e-10)
+    portable = NormflowLinearModel(json.loads(model_to_json(model))).predict(new, {"interval": 0.90})
+    assert np.abs(portable.to_numpy() - ours.to_numpy()).max() < 1e-9
+
+
+def test_an_interval_from_a_model_without_its_factor_or_at_a_bad_level_is_one_line():
+    import dataclasses
+    import json
+
+    from normflow.core.errors import ConfigError
+    from normflow.core.model import model_to_json
+    from normflow.portable.normflow_linear_model import NormflowLinearModel
+
+    data, model = trained_on_stackloss()
+    old = dataclasses.replace(model, interval=None)  # as a model trained before intervals existed
+    with pytest.raises(ConfigError, match="carries no prediction-interval factor"):
+        old.predict(data, {"interval": 0.95})
+    with pytest.raises(Exception, match="carries no prediction-interval factor") as info:
+        NormflowLinearModel(json.loads(model_to_json(old))).predict(data, {"interval": 0.95})
+    assert "\n" not in str(info.value)
+    for level in (1.0, -0.5, "0.9", True):
+        with pytest.raises(ConfigError, match="interval must be a level between 0 and 1"):
+            model.predict(data, {"interval": level})
+    assert isinstance(model.predict(data, {"interval": 0}), np.ndarray)  # 0: no interval

@@ -211,3 +211,14 @@ def test_csv_output_keeps_input_text_byte_for_byte(model, write_csv, tmp_path):
     clean = write_csv("clean.csv", "id,lights,distance\n007,3,2500.0\n")
     score(clean, model, output)
     assert output.read_text().splitlines()[1].startswith("007,3,2500.0,35.99")
+
+
+def test_asking_an_old_model_for_intervals_is_refused_before_anything_is_written(model, tmp_path):
+    import dataclasses
+
+    source = tmp_path / "in.csv"
+    source.write_text("lights,distance\n3,2500\n")
+    model = dataclasses.replace(model, interval=None)  # as a model trained before intervals existed
+    with pytest.raises(ConfigError, match=r"an interval of 0\.95 was asked for, but this model carries no"):
+        scoring_spec([source], model, tmp_path / "out.csv", interval=0.95)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
