@@ -107,8 +107,12 @@ def gate(
 
 SAMPLING_Z = 2.0
 """How many standard errors of a holdout MSE a challenger may be worse by, under ``auto`` tolerance."""
-CONTRADICTION_Z = 4.0
-"""How many standard errors above the champion's own error a new file's error must be to contradict it."""
+CONTRADICTION_P = 1e-3
+"""A new file contradicts the champion when its own least squares beats the champion's coefficients on it with
+a p-value below this (the F test of the champion's coefficients on the file's rows)."""
+NEGLIGIBLE_SPREAD = 1e-6
+"""A gain below this fraction of the target's standard deviation (root mean square per row) is rounding, never a
+contradiction: an exact-fit file and a champion fit exactly on other rows differ by float noise only."""
 
 
 def mse_relative_error(rows: int) -> float:
@@ -125,32 +129,51 @@ def sampling_tolerance(holdout_rows: int) -> float:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """A new file's mean squared error under the champion, against what the champion's own error allows."""
+    """A new file judged by the F test: is its own least-squares fit significantly better than the champion's
+    coefficients on its rows? (Not: is its error larger than the champion's own, which noisier data of the same
+    relation always is.)"""
 
     path: str
     rows: int
-    mse: float
-    limit: float
+    mse: float  # the champion's mean squared error on the file
+    own_mse: float  # the file's own least-squares mean squared error
+    f_statistic: float
+    f_dof: tuple[int, int]
+    p_value: float  # nan when the file has too few rows to judge
+    negligible: bool  # the champion's extra error is float noise
 
     @property
     def contradicts(self) -> bool:
         """The file's rows follow another relation than the champion's."""
-        return self.mse > self.limit
+        return not self.negligible and self.p_value < CONTRADICTION_P
 
     def describe(self) -> str:
         """One clause naming the file and the figures."""
         return (
-            f"{self.path} ({self.rows} rows) has MSE {self.mse:.6g} under the champion, above the "
-            f"{self.limit:.6g} its own error allows"
+            f"{self.path} ({self.rows} rows) has MSE {self.mse:.6g} under the champion against {self.own_mse:.6g} "
+            f"under its own least squares: F {self.f_statistic:.4g} on {self.f_dof[0]} and {self.f_dof[1]} DF, "
+            f"p {self.p_value:.3g}"
         )
 
 
-def check_new_file(path: str, rows: int, mse: float, reference_mse: float) -> FileCheck:
-    """Compare a new file's MSE under the champion with the champion's reference MSE (its holdout's, or its
-    training loss): a file of n rows from the same relation stays within ``CONTRADICTION_Z`` relative standard
-    errors ``sqrt(2 / n)`` of it."""
-    limit = reference_mse * (1.0 + CONTRADICTION_Z * mse_relative_error(rows)) + 1e-12 * abs(reference_mse) + 1e-300
-    return FileCheck(path, rows, mse, limit)
+def check_new_file(path: str, rows: int, mse: float, own_mse: float, terms: int, target_variance: float) -> FileCheck:
+    """The F test of the champion's coefficients on a new file: ``F = ((RSS_c - RSS_own) / k) / (RSS_own / (n - k))``
+    with ``k`` the file's own fitted terms (intercept included). Too few rows to judge (``n <= k``) never
+    contradicts."""
+    from scipy.stats import f as f_distribution
+
+    gain = max(mse - own_mse, 0.0) * rows
+    dof = rows - terms
+    negligible = gain / max(rows, 1) <= NEGLIGIBLE_SPREAD**2 * target_variance
+    if dof <= 0:
+        return FileCheck(path, rows, mse, own_mse, math.nan, (terms, dof), math.nan, negligible)
+    own = own_mse * rows
+    if own <= 0:
+        statistic, p = (math.inf, 0.0) if gain > 0 else (math.nan, math.nan)
+    else:
+        statistic = (gain / terms) / (own / dof)
+        p = float(f_distribution.sf(statistic, terms, dof))
+    return FileCheck(path, rows, mse, own_mse, statistic, (terms, dof), p, negligible)
 
 
 def contradiction(checks: list[FileCheck], champion_version: str, challenger_mse: float | None) -> GateDecision | None:

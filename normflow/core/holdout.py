@@ -64,3 +64,28 @@ def holdout_mse(holdout: Moments, raw_weights: list[float], intercept: float) ->
     spread = (a @ holdout.comoment @ a) / holdout.count
     bias = holdout.mean @ a + intercept
     return float(spread.clamp_min(0.0) + bias * bias)
+
+
+def own_least_squares_mse(rows: Moments) -> tuple[float, int]:
+    """Mean squared error of the rows' own least-squares fit of the target (last column) on the features, and
+    its fitted terms (independent features plus the intercept), from their centred co-moments.
+
+    The co-moments are scaled to a unit diagonal and solved by a rank-revealing eigendecomposition, so a
+    constant or dependent feature counts no term.
+    """
+    c = rows.comoment
+    d = c.shape[0] - 1
+    if rows.count == 0:
+        raise ValueError("no rows")
+    cxx, cxy, cyy = c[:d, :d], c[:d, d], float(c[d, d])
+    spread = torch.sqrt(torch.clamp(torch.diagonal(cxx), min=0.0))
+    live = spread > 0
+    if not bool(live.any()):
+        return max(cyy, 0.0) / rows.count, 1
+    s = spread[live]
+    correlation = cxx[live][:, live] / torch.outer(s, s)
+    values, vectors = torch.linalg.eigh(correlation)
+    kept = values > values.max() * correlation.shape[0] * torch.finfo(DTYPE).eps
+    projected = vectors[:, kept].T @ (cxy[live] / s)
+    explained = float(projected @ (projected / values[kept]))
+    return max(cyy - explained, 0.0) / rows.count, int(kept.sum()) + 1

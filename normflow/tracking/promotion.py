@@ -14,7 +14,6 @@ from mlflow.entities import DatasetInput, Run
 
 from normflow.core.errors import ConfigError
 from normflow.core.gate import (
-    DECISION_TAG_PREFIX,
     FileCheck,
     GateDecision,
     check_new_file,
@@ -23,7 +22,7 @@ from normflow.core.gate import (
     nothing_new,
     sampling_tolerance,
 )
-from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse
+from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse, own_least_squares_mse
 from normflow.core.model import LinearModel
 from normflow.core.moments import Moments
 from normflow.core.settings import AUTO_TOLERANCE, TrainSettings
@@ -33,7 +32,6 @@ from normflow.tracking.models import load_pinned_model, pin_model_version
 
 HOLDOUT_TAG = "normflow.holdout_fraction"
 HOLDOUT_HASH_TAG = "normflow.holdout_hash"
-CHALLENGER_MSE_TAG = DECISION_TAG_PREFIX + "challenger_holdout_mse"
 
 
 def comparability_problem(
@@ -178,30 +176,25 @@ def new_file_checks(
     outcome: TrainingOutcome,
     per_file: dict[str, Moments],
 ) -> list[FileCheck]:
-    """Each file this run read that the champion's run did not (by SHA-256), scored under the champion
-    against the champion's own error (its holdout MSE when it had one, else its training loss)."""
+    """Each file this run read that the champion's run did not (by SHA-256), judged by the F test of the
+    champion's coefficients against the file's own least squares on its rows."""
     client = MlflowClient(uri)
-    champion_version_info = client.get_model_version(model_name, champion_version)
-    champion_run = champion_version_info.run_id
+    champion_run = client.get_model_version(model_name, champion_version).run_id
     seen = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
     mine = runs.read_json_artifact(uri, run_id, "data_files.json")
     if not isinstance(mine, dict) or not mine:  # data_files.json holds {"files": [...]}
         return []
     known = {entry["sha256"] for entry in (seen.get("files", []) if isinstance(seen, dict) else [])}
-    reference: str | float | None = champion_version_info.tags.get(CHALLENGER_MSE_TAG)
-    if reference is None and champion_run:
-        reference = client.get_run(champion_run).data.metrics.get("final_loss")
-    if reference is None:
-        return []
     coefficients = _coefficients_for(champion, outcome)
     checks = []
     for entry in mine["files"]:
         moments = per_file.get(entry["path"])
         if entry["sha256"] in known or moments is None or moments.count == 0:
             continue
-        checks.append(
-            check_new_file(entry["path"], moments.count, holdout_mse(moments, *coefficients), float(reference))
-        )
+        own_mse, terms = own_least_squares_mse(moments)
+        target_variance = float(moments.variance(ddof=0)[-1])
+        mse = holdout_mse(moments, *coefficients)
+        checks.append(check_new_file(entry["path"], moments.count, mse, own_mse, terms, target_variance))
     return checks
 
 

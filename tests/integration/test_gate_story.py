@@ -31,6 +31,36 @@ def drop(folder, name: str, slope: float, rows: int, seed: int) -> None:
     (folder / name).write_text("a,y\n" + "".join(f"{u:.9g},{v:.9g}\n" for u, v in zip(a, y, strict=True)))
 
 
+def test_an_exact_fit_champion_takes_more_exact_data_and_noisier_data_of_the_same_relation(
+    prefect_server, tracking_store, tmp_path
+):
+    """Files judged by the F test, not against the champion's own error: more rows of the same exact relation
+    (the champion and the file differ by float noise only) and noisier rows of it are no contradiction."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+
+    def write(name: str, rows: int, noise: float) -> None:
+        lights, distance = rng.integers(0, 7, rows), rng.uniform(100, 4000, rows).round(1)
+        price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, noise, rows) * (noise > 0)
+        (folder / name).write_text(
+            "lights,distance,price\n"
+            + "".join(f"{a},{b},{float(c)!r}\n" for a, b, c in zip(lights, distance, price, strict=True))
+        )
+
+    def retrain():
+        return train_flow(TrainSettings(data=str(folder), holdout_fraction=0.2))
+
+    write("a.csv", 200, 0.0)
+    assert retrain().alias == "champion"
+    write("b.csv", 300, 0.0)  # more of the same, exactly
+    more = retrain()
+    assert more.model_version == "2" and more.alias == "champion", more.decision
+    write("c.csv", 200, 0.5)  # the same relation with noise
+    noisier = retrain()
+    assert "contradicts" not in (noisier.decision or ""), noisier.decision
+
+
 def promote_cli(tracking_store: str, *flags: str) -> str:
     result = subprocess.run(
         [sys.executable, "flows/promote.py", *flags],

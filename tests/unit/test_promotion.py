@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +84,47 @@ def test_lost_race_overrules_a_promotion():
     lost = gate(1.0, 2.0, "3", 0.0).lost_race("5")
     assert not lost.promote and "lost the race" in lost.reason and "version 5" in lost.reason
     assert lost.tags()["normflow.gate.decision"] == "not promoted"
+
+
+def _moments(x: np.ndarray, y: np.ndarray):
+    import torch
+
+    from normflow.core.moments import moments_of
+
+    return moments_of(torch.tensor(np.column_stack([x, y]), dtype=torch.float64))
+
+
+def _judge(x: np.ndarray, y: np.ndarray, weights: list[float], intercept: float):
+    from normflow.core.gate import check_new_file
+    from normflow.core.holdout import holdout_mse, own_least_squares_mse
+
+    moments = _moments(x, y)
+    own, terms = own_least_squares_mse(moments)
+    mse = holdout_mse(moments, weights, intercept)
+    return check_new_file("f.csv", len(y), mse, own, terms, float(np.var(y)))
+
+
+def test_the_file_s_own_least_squares_from_its_moments_is_numpy_s():
+    from normflow.core.holdout import own_least_squares_mse
+
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.normal(size=80), rng.normal(size=80) * 1e3, np.ones(80) * 7])  # a constant column
+    y = x[:, 0] * 3 - x[:, 1] * 1e-3 + rng.normal(size=80)
+    design = np.column_stack([np.ones(80), x[:, :2]])
+    residual = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    own, terms = own_least_squares_mse(_moments(x, y))
+    assert own == pytest.approx(float(residual @ residual) / 80, rel=1e-9) and terms == 3
+
+
+def test_a_file_is_judged_by_the_f_test_not_by_the_champion_s_own_error():
+    rng = np.random.default_rng(8)
+    x = np.column_stack([rng.integers(0, 7, 200), rng.uniform(100, 4000, 200).round(1)]).astype(float)
+    exact = 2 * x[:, 0] + 0.01 * x[:, 1] + 5
+    rounded = [2 * (1 + 3e-16), 0.01 * (1 - 2e-16)]  # a champion fit exactly elsewhere: float noise
+    assert not _judge(x, exact, rounded, 5 + 1e-14).contradicts
+    noisy = _judge(x, exact + rng.normal(0, 0.5, 200), [2, 0.01], 5)  # more noise, same relation
+    assert not noisy.contradicts and noisy.p_value > 1e-3
+    other = _judge(x, 2 * x[:, 0] + 0.02 * x[:, 1] + 5 + rng.normal(0, 0.5, 200), [2, 0.01], 5)
+    assert other.contradicts and other.p_value < 1e-10 and "F " in other.describe()
+    few = _judge(x[:3], exact[:3] + 1.0, [2, 0.01], 5)  # as many rows as terms: nothing to judge by
+    assert not few.contradicts and math.isnan(few.p_value)
