@@ -22,8 +22,9 @@ from normflow.portable.normflow_encoding import InputError, encode_frame
 from normflow.portable.normflow_interval import (
     NO_INTERVAL,
     IntervalError,
+    asked_level,
+    interval_frame,
     interval_half_width,
-    interval_level,
     parse_interval,
 )
 
@@ -75,11 +76,9 @@ class LinearModel:
         A prediction that overflows float64 is an error naming the row, never an ``inf`` result.
         """
         try:
-            level = interval_level((params or {}).get("interval"))
+            level = asked_level(params, self.interval)
         except IntervalError as exc:
             raise ConfigError(str(exc)) from None
-        if level and self.interval is None:
-            raise ConfigError(NO_INTERVAL)
         features = self.features(model_input)
         predictions = self.predict_tensor(torch.from_numpy(features)).numpy()
         overflow = ~np.isfinite(predictions)
@@ -92,10 +91,7 @@ class LinearModel:
             )
         if not level:
             return predictions
-        half = self.interval_half_width(features, level)
-        return pd.DataFrame(
-            {"prediction": predictions, "prediction_lower": predictions - half, "prediction_upper": predictions + half}
-        )
+        return interval_frame(predictions, self.interval_half_width(features, level))
 
     def features(self, model_input: pd.DataFrame) -> np.ndarray:
         """The model's raw feature rows ``(n, d)`` from input columns (encoded as at training)."""

@@ -1,4 +1,4 @@
-"""OLS prediction intervals from the model document's factor (numpy and scipy only).
+"""OLS prediction intervals from the model document's factor (numpy, pandas and scipy only).
 
 It travels inside every registered model beside its loader, and normflow's own predictors call
 it too, so an interval is the same wherever the model runs. The factor is written at training by
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 
 class IntervalError(ValueError):
@@ -38,6 +39,26 @@ def interval_level(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise IntervalError(f"interval must be a level between 0 and 1 (e.g. 0.95), got {value!r}")
     return float(value)
+
+
+def asked_level(params: dict | None, factor: object) -> float:
+    """The interval level a predict call's ``params`` ask for (0: none), refused in one line when it is not a
+    level or the model carries no ``factor`` to compute it from."""
+    level = interval_level((params or {}).get("interval"))
+    if level and factor is None:
+        raise IntervalError(NO_INTERVAL)
+    return level
+
+
+def interval_frame(predictions: np.ndarray, half_width: np.ndarray) -> pd.DataFrame:
+    """What a predict call with an interval returns: ``prediction``, ``prediction_lower``, ``prediction_upper``."""
+    return pd.DataFrame(
+        {
+            "prediction": predictions,
+            "prediction_lower": predictions - half_width,
+            "prediction_upper": predictions + half_width,
+        }
+    )
 
 
 def parse_interval(section: object, d: int) -> dict | None:

@@ -21,25 +21,11 @@ import numpy as np
 import pandas as pd
 
 if __package__:  # inside this repository: normflow.portable
+    from . import normflow_interval as intervals
     from .normflow_encoding import InputError, encode_frame, encoded_names
-    from .normflow_interval import (
-        NO_INTERVAL,
-        IntervalError,
-        finite_numbers,
-        interval_half_width,
-        interval_level,
-        parse_interval,
-    )
 else:  # the model folder's own copies (MLflow puts code/ on sys.path)
+    import normflow_interval as intervals  # type: ignore[no-redef]
     from normflow_encoding import InputError, encode_frame, encoded_names  # type: ignore[no-redef]
-    from normflow_interval import (  # type: ignore[no-redef]
-        NO_INTERVAL,
-        IntervalError,
-        finite_numbers,
-        interval_half_width,
-        interval_level,
-        parse_interval,
-    )
 
 MODEL_FORMAT = "normflow.linear/2"
 """Written by this version: ``/1`` plus ``encoding``, how the features come from the input columns."""
@@ -100,10 +86,10 @@ class NormflowLinearModel:
             raise ValueError("model document's scaler is missing or describes other features")
         self.feature_names: tuple[str, ...] = tuple(names)
         self.target = str(document.get("target", "prediction"))
-        self.weights = finite_numbers(document.get("weights"), "weights", d)
-        self.bias = float(finite_numbers([document.get("bias")], "bias", 1)[0])
-        self.shift = finite_numbers(scaler.get("shift"), "scaler shift", d)
-        self.scale = finite_numbers(scaler.get("scale"), "scaler scale", d)
+        self.weights = intervals.finite_numbers(document.get("weights"), "weights", d)
+        self.bias = float(intervals.finite_numbers([document.get("bias")], "bias", 1)[0])
+        self.shift = intervals.finite_numbers(scaler.get("shift"), "scaler shift", d)
+        self.scale = intervals.finite_numbers(scaler.get("scale"), "scaler scale", d)
         if not (self.scale > 0).all():
             raise ValueError("model document's scaler scales must be positive")
         matrix = scaler.get("matrix")
@@ -111,11 +97,11 @@ class NormflowLinearModel:
         if matrix is not None:
             if not isinstance(matrix, list) or len(matrix) != d:
                 raise ValueError(f"model document's scaler matrix must be {d} x {d}")
-            self.matrix = np.stack([finite_numbers(row, "scaler matrix row", d) for row in matrix])
+            self.matrix = np.stack([intervals.finite_numbers(row, "scaler matrix row", d) for row in matrix])
         self.encoding = document.get("encoding")
         if self.encoding is not None and encoded_names(self.encoding) != names:
             raise ValueError("model document's encoding gives other features than its feature_names")
-        self.interval = parse_interval(document.get("interval"), d)
+        self.interval = intervals.parse_interval(document.get("interval"), d)
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Raw rows ``(n, d)`` to the normalized features the weights apply to (training statistics)."""
@@ -130,11 +116,9 @@ class NormflowLinearModel:
         ``prediction_upper``, the OLS prediction interval at that level.
         """
         try:
-            level = interval_level((params or {}).get("interval"))
-        except IntervalError as exc:
+            level = intervals.asked_level(params, self.interval)
+        except intervals.IntervalError as exc:
             raise _error(str(exc)) from None
-        if level and self.interval is None:
-            raise _error(NO_INTERVAL)
         features = self.features(model_input)
         predictions = self.normalize(features) @ self.weights + self.bias
         overflow = ~np.isfinite(predictions)
@@ -143,10 +127,7 @@ class NormflowLinearModel:
         if not level:
             return predictions
         assert self.interval is not None
-        half = interval_half_width(features, self.interval, level)
-        return pd.DataFrame(
-            {"prediction": predictions, "prediction_lower": predictions - half, "prediction_upper": predictions + half}
-        )
+        return intervals.interval_frame(predictions, intervals.interval_half_width(features, self.interval, level))
 
     def features(self, model_input: object) -> np.ndarray:
         """The model's feature rows ``(n, d)`` from raw input columns (encoded as at training)."""
