@@ -18,9 +18,11 @@ log_inputs = task(name="log-inputs", **IO)(records.record_training_inputs)  # pa
 
 
 @task(name="log-results", **IO)
-def log_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
-    """Per-epoch loss and gradients, final figures, scaler.json and the loss plot."""
-    records.record_training_results(uri, run_id, outcome, title)
+def log_results(
+    uri: str, run_id: str, outcome: TrainingOutcome, title: str, holdout: dict[str, float] | None = None
+) -> None:
+    """Per-epoch loss and gradients, final figures (and the holdout scores), scaler.json and the loss plot."""
+    records.record_training_results(uri, run_id, outcome, title, holdout)
 
 
 @task(name="register-model", **COMPUTE)

@@ -28,9 +28,10 @@ class FitReport:
     optimal_residual_std: float = math.nan  # the least-squares optimum's, from R
     optimal_r_squared: float = math.nan
     estimates: Estimates | None = None  # the optimum's coefficient table and tests (None when diverged)
+    holdout: dict[str, float] | None = None  # the model's exact scores on the held-out rows, when kept
 
 
-def fit_report(outcome, lr_requested: float | str) -> FitReport:
+def fit_report(outcome, lr_requested: float | str, holdout: dict[str, float] | None = None) -> FitReport:
     """The fit facts of a training outcome (``normflow.core.training.TrainingOutcome``), advice in flag words."""
     advice = outcome.not_converged()
     r_squared, residual_std = outcome.model_fit
@@ -47,6 +48,7 @@ def fit_report(outcome, lr_requested: float | str) -> FitReport:
         optimal_residual_std=outcome.optimum.residual_std,
         optimal_r_squared=outcome.optimum.r_squared,
         estimates=estimates_of(outcome),
+        holdout=holdout,
     )
 
 
@@ -80,6 +82,12 @@ def fit_lines(fit: FitReport | None) -> list[str]:
     if optimal != quality:
         quality += f" (the least-squares optimum: {optimal})"
     lines.append(f"  fit:           {quality}")
+    if fit.holdout:
+        rows = counted(int(fit.holdout["holdout_rows"]), "held-out row")
+        lines.append(
+            f"  holdout:       {fit_quality(fit.holdout['holdout_r_squared'], math.nan)}, "
+            f"RMSE {fit.holdout['holdout_rmse']:.4g} on {rows} (not trained on)"
+        )
     lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
     return lines
 

@@ -89,3 +89,16 @@ def own_least_squares_mse(rows: Moments) -> tuple[float, int]:
     projected = vectors[:, kept].T @ (cxy[live] / s)
     explained = float(projected @ (projected / values[kept]))
     return max(cyy - explained, 0.0) / rows.count, int(kept.sum()) + 1
+
+
+def holdout_scores(holdout: Moments, raw_weights: list[float], intercept: float) -> dict[str, float]:
+    """The model's exact scores on held-out rows: ``holdout_mse``, ``holdout_rmse``, ``holdout_r_squared`` (against
+    the held-out rows' own mean; nan for a constant target) and ``holdout_rows``."""
+    mse = holdout_mse(holdout, raw_weights, intercept)
+    variance = float(holdout.variance(ddof=0)[-1])
+    return {
+        "holdout_mse": mse,
+        "holdout_rmse": mse**0.5,
+        "holdout_r_squared": 1.0 - mse / variance if variance > 0 else float("nan"),
+        "holdout_rows": float(holdout.count),
+    }

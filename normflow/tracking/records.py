@@ -188,8 +188,11 @@ def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Pa
     return [csv_path, md_path]
 
 
-def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, title: str) -> None:
-    """Per-epoch series (bounded), final figures, scaler.json, the feature tables and the loss plot.
+def record_training_results(
+    uri: str, run_id: str, outcome: TrainingOutcome, title: str, holdout: dict[str, float] | None = None
+) -> None:
+    """Per-epoch series (bounded), final figures (and the ``holdout`` scores), scaler.json, the feature tables and
+    the loss plot.
 
     A diverged run records its curve, where and why it diverged, and no coefficients or final
     loss: nothing that a comparison chart would take for a result.
@@ -227,6 +230,8 @@ def record_training_results(uri: str, run_id: str, outcome: TrainingOutcome, tit
             "residual_std": residual_std,
             "optimal_r_squared": optimum.r_squared,
             "optimal_residual_std": optimum.residual_std,
+            "training_rmse": math.sqrt(max(outcome.descent.final_loss, 0.0)),
+            **(holdout or {}),
         }
         keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
         metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights, strict=False)})  # keys: the first

@@ -128,3 +128,19 @@ def test_a_file_is_judged_by_the_f_test_not_by_the_champion_s_own_error():
     assert other.contradicts and other.p_value < 1e-10 and "F " in other.describe()
     few = _judge(x[:3], exact[:3] + 1.0, [2, 0.01], 5)  # as many rows as terms: nothing to judge by
     assert not few.contradicts and math.isnan(few.p_value)
+
+
+def test_holdout_scores_are_numpy_s_on_the_held_out_rows():
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    from normflow.core.holdout import holdout_scores
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 2)) * [1.0, 300.0]
+    y = x @ [1.5, 0.02] + 4 + rng.normal(size=50)
+    predicted = x @ [1.4, 0.021] + 4.2  # some model other than the rows' own fit
+    scores = holdout_scores(_moments(x, y), [1.4, 0.021], 4.2)
+    assert scores["holdout_mse"] == pytest.approx(mean_squared_error(y, predicted), rel=1e-12)
+    assert scores["holdout_rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, predicted)), rel=1e-12)
+    assert scores["holdout_r_squared"] == pytest.approx(r2_score(y, predicted), rel=1e-12)
+    assert scores["holdout_rows"] == 50
