@@ -97,9 +97,6 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     drop(folder, "b.csv", 3.0, 300, 2)  # more data of the same relation: noise must not read as regression
     more = retrain()
     assert more.model_version == "2" and more.alias == "champion", more.decision
-    scores = MlflowClient(tracking_store).get_run(more.run_id).data.metrics  # scored on the rows it did not train on
-    assert scores["holdout_rows"] + more.rows == 500 and scores["holdout_r_squared"] == pytest.approx(1.0, abs=1e-12)
-    assert more.fit.holdout is not None and scores["holdout_rmse"] == more.fit.holdout["holdout_rmse"]
 
     drop(folder, "c.csv", -5.0, 100, 3)  # contradicts the champion
     contradicted = retrain()
