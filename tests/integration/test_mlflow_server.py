@@ -50,11 +50,11 @@ def test_server_stopped_mid_training_fails_cleanly_then_the_same_command_succeed
         "--tolerance",
         "0",
         "--epochs",
-        "150000",
+        "60000",
         "--lr",
         "0.1",
         "--verbose",
-    ]  # ~10 s of descent (every epoch: whitening would be done in one); --verbose shows the retries
+    ]  # seconds of descent (every epoch: whitening would be done in one) to outlast the kill; --verbose shows retries
     training = subprocess.Popen(
         command, cwd=REPO, env=cli_env(uri, prefect_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
