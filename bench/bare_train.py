@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from tasks.tracking import (
         log_inputs,
         log_results,
-        nothing_new_since_champion,
+        nothing_new_since_a_version,
         promotion_gate,
         register_trained_model,
         withdraw_version,
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         if outcome.error is not None:
             raise outcome.error
         if settings.register_model:
-            decision = nothing_new_since_champion.fn(uri, run.run_id, settings.model_name)
+            decision = nothing_new_since_a_version.fn(uri, run.run_id, settings.model_name)
             if decision is None:
                 version = register_trained_model.fn(uri, run.run_id, outcome, settings.model_name)
                 undo = run.on_failure(withdraw_version.fn, uri, settings.model_name, version, None)

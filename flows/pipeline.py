@@ -25,7 +25,7 @@ from tasks.tracking import (
     announce_decision,
     log_inputs,
     log_results,
-    nothing_new_since_champion,
+    nothing_new_since_a_version,
     promotion_gate,
     register_trained_model,
     withdraw_version,
@@ -69,7 +69,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         if outcome.error is not None:
             raise outcome.error
         if settings.register_model:
-            decision = nothing_new_since_champion(uri, run.run_id, settings.model_name)
+            decision = nothing_new_since_a_version(uri, run.run_id, settings.model_name)
         if decision is not None:
             logger.info("%s: %s", settings.model_name, decision.reason)
         elif settings.register_model:

@@ -11,7 +11,7 @@ from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import records, registry
-from normflow.tracking.promotion import decide_and_promote, unchanged_since_champion
+from normflow.tracking.promotion import decide_and_promote, unchanged_since_a_version
 from tasks.options import COMPUTE, IO
 
 log_inputs = task(name="log-inputs", **IO)(records.record_training_inputs)  # params, the data set, data_files.json
@@ -61,9 +61,10 @@ def promotion_gate(
 
 
 @task(name="check-for-news", **IO)
-def nothing_new_since_champion(uri: str, run_id: str, model_name: str) -> GateDecision | None:
-    """``nothing new`` when the data files and settings equal the champion's run (then nothing is registered)."""
-    return unchanged_since_champion(uri, run_id, model_name)
+def nothing_new_since_a_version(uri: str, run_id: str, model_name: str) -> GateDecision | None:
+    """``nothing new`` when the data files, settings and training code equal a registered version's run (then
+    nothing is registered)."""
+    return unchanged_since_a_version(uri, run_id, model_name)
 
 
 DECISION_EVENTS = {"promoted": "promoted", "not promoted": "refused", "nothing new": "nothing-new"}

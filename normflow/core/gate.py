@@ -57,13 +57,13 @@ class GateDecision:
         )
 
 
-def nothing_new(champion_version: str) -> GateDecision:
-    """Same data files (by digest) and settings as the champion's run: nothing to register."""
+def nothing_new(version: str) -> GateDecision:
+    """Same data files (by digest), settings and training code as a registered version's run: nothing to register."""
     return GateDecision(
         False,
-        f"nothing new: the data files (by digest) and settings are those of champion version {champion_version}'s "
-        "run; nothing registered",
-        champion_version=champion_version,
+        f"nothing new: the data files (by digest), settings and training code are those of version {version}'s run; "
+        "nothing registered",
+        champion_version=version,
         outcome="nothing new",
     )
 

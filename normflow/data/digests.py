@@ -13,5 +13,6 @@ def file_digest(path: Path) -> str:
 
 
 def combined_digest(digests: list[str]) -> str:
-    """One short digest for a list of files (MLflow dataset digests are limited in length)."""
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
+    """One short digest for a set of files, whatever their order or names (MLflow dataset digests are limited in
+    length)."""
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()[:16]

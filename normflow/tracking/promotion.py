@@ -11,6 +11,7 @@ import time
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
+from mlflow.exceptions import MlflowException
 
 from normflow.core.errors import ConfigError
 from normflow.core.gate import (
@@ -29,6 +30,7 @@ from normflow.core.settings import AUTO_TOLERANCE, TrainSettings
 from normflow.core.training import TrainingOutcome
 from normflow.tracking import registry, runs
 from normflow.tracking.models import load_pinned_model, pin_model_version
+from normflow.tracking.records import CODE_TAG
 
 HOLDOUT_TAG = "normflow.holdout_fraction"
 HOLDOUT_HASH_TAG = "normflow.holdout_hash"
@@ -130,30 +132,39 @@ COMPARED_SETTINGS = TrainSettings.compared_params()
 fields marked ``compared``)."""
 
 
-def unchanged_since_champion(uri: str, run_id: str, model_name: str) -> GateDecision | None:
-    """``nothing new`` when this run read the same files (combined SHA-256) with the same settings as
-    the champion's run; None when anything differs or there is no champion."""
-    champion = registry.alias_version(uri, model_name, registry.CHAMPION_ALIAS)
-    if champion is None:
-        return None
+def unchanged_since_a_version(uri: str, run_id: str, model_name: str) -> GateDecision | None:
+    """``nothing new`` when this run read the same files (combined SHA-256, in any order) with the same settings and
+    the same training code (:data:`~normflow.tracking.records.CODE_TAG`) as the run of any registered version of
+    ``model_name``, newest first; None when none matches."""
     client = MlflowClient(uri)
-    champion_run = client.get_model_version(model_name, champion).run_id
-    if not champion_run:
+    this = client.get_run(run_id)
+    if not _dataset_inputs(this):
         return None
-    this, that = client.get_run(run_id), client.get_run(champion_run)
+    mine = _fingerprint(this)
+    versions = sorted(client.search_model_versions(f"name='{model_name}'"), key=lambda v: -int(v.version))
+    for version in versions:
+        if not version.run_id:
+            continue
+        try:
+            theirs = _fingerprint(client.get_run(version.run_id))
+        except MlflowException:  # its run was deleted: nothing to compare with
+            continue
+        if theirs == mine:
+            decision = nothing_new(str(version.version))
+            runs.set_tags(uri, run_id, decision.tags())
+            return decision
+    return None
 
-    def dataset_inputs(run: Run) -> list[DatasetInput]:
-        return run.inputs.dataset_inputs if run.inputs is not None else []
 
-    def fingerprint(run: Run) -> tuple:
-        digests = sorted(i.dataset.digest for i in dataset_inputs(run))
-        return (digests, tuple(run.data.params.get(key) for key in COMPARED_SETTINGS))
+def _dataset_inputs(run: Run) -> list[DatasetInput]:
+    return run.inputs.dataset_inputs if run.inputs is not None else []
 
-    if not dataset_inputs(this) or fingerprint(this) != fingerprint(that):
-        return None
-    decision = nothing_new(champion)
-    runs.set_tags(uri, run_id, decision.tags())
-    return decision
+
+def _fingerprint(run: Run) -> tuple:
+    """What decides whether a retraining has anything new: the data's digests, the compared settings, the code."""
+    digests = sorted(i.dataset.digest for i in _dataset_inputs(run))
+    settings = tuple(run.data.params.get(key) for key in COMPARED_SETTINGS)
+    return (digests, settings, run.data.tags.get(CODE_TAG))
 
 
 def _same_columns(champion: LinearModel, outcome: TrainingOutcome) -> bool:

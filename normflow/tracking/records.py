@@ -16,6 +16,7 @@ import torch
 from normflow.core.errors import one_line
 from normflow.core.gate import GateDecision
 from normflow.core.inference import Coefficient
+from normflow.core.model import MODEL_FORMAT
 from normflow.core.names import feature_keys
 from normflow.core.scalers import Scaler, scaler_to_json
 from normflow.core.study import StudyResult, child_metrics
@@ -54,6 +55,22 @@ def record_dataset(uri: str, run_id: str, sources: list[Path], context: str) -> 
     return digests
 
 
+CODE_TAG = "normflow.code"
+"""The training code a run used (normflow's version and the model format): part of the "nothing new" fingerprint, so
+unchanged data is trained again after an upgrade."""
+
+
+def training_code() -> str:
+    """``normflow <version>; <model format>`` of this installation."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("normflow")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        installed = "unknown"
+    return f"normflow {installed}; {MODEL_FORMAT}"
+
+
 def record_training_inputs(
     uri: str,
     run_id: str,
@@ -76,6 +93,7 @@ def record_training_inputs(
             "torch_version": torch.__version__,
         }
     )
+    runs.set_tags(uri, run_id, {CODE_TAG: training_code()})
     keys = feature_keys(scaler.feature_names)
     shown = scaler.feature_names[:FEATURE_PARAMS]
     for name in shown:

@@ -104,6 +104,18 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     assert "contradicts champion version 2" in contradicted.decision and "c.csv (100 rows)" in contradicted.decision
     assert "a.csv" not in contradicted.decision and "b.csv" not in contradicted.decision
     assert registry.alias_state(tracking_store, NAME) == registry.AliasState("2", "1")
+    # the next scheduled run over the same folder: version 3's inputs, nothing to register (not a v4, v5, ...)
+    again = retrain()
+    assert (
+        again.model_version is None and again.decision.startswith("nothing new") and "version 3's run" in again.decision
+    )
+    (folder / "a.csv").rename(folder / "z.csv")  # the same files in another order
+    renamed = retrain()
+    assert renamed.model_version is None and "version 3's run" in renamed.decision
+    client = MlflowClient(tracking_store)  # as if version 3 had been trained by an older normflow: train again
+    client.set_tag(client.get_model_version(NAME, "3").run_id, "normflow.code", "normflow 0.0.1; normflow.linear/1")
+    upgraded = retrain()
+    assert upgraded.model_version == "4" and "contradicts" in upgraded.decision
 
     (folder / "c.csv").unlink()
     assert "is champion and held" in promote_cli(tracking_store, "--version", "2", "--hold")
@@ -111,7 +123,7 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
     assert tags["normflow.hold"].startswith("version 2 held")
     drop(folder, "d.csv", 3.0, 300, 4)
     held = retrain()
-    assert held.model_version == "4" and held.alias is None
+    assert held.model_version == "5" and held.alias is None
     assert "champion version 2 is held" in held.decision and "would have promoted" in held.decision
     assert registry.alias_state(tracking_store, NAME).champion == "2"
 
