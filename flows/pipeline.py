@@ -63,8 +63,8 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         outcome = train(statistics, fitted, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs(uri, run.run_id, sources, fitted, statistics, params, outcome.scaler)
         curve = f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"
-        held_out = statistics.holdout if outcome.error is None and statistics.holdout else None
-        scores = holdout_scores(held_out, outcome.raw_weights, outcome.intercept) if held_out else None
+        held_out = statistics.holdout if outcome.error is None else None  # never empty: refused before training
+        scores = holdout_scores(held_out, outcome.raw_weights, outcome.intercept) if held_out is not None else None
         log_results(uri, run.run_id, outcome, curve, scores)
         if outcome.error is not None:
             raise outcome.error

@@ -70,15 +70,13 @@ def ctrl_c_ends_serving_within(grace: float = SERVING_STOP_GRACE_SECONDS) -> Ite
         watchdog.start()
         raise KeyboardInterrupt()
 
-    try:
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        yield
-        return
+    ours = threading.current_thread() is threading.main_thread()  # elsewhere Ctrl-C is not ours to handle
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if ours else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if ours:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _end_serving_now() -> None:

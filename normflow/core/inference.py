@@ -76,20 +76,15 @@ def coefficient_inference(
     coefficients in raw units, with the residual standard error, R^2, adjusted R^2 and F statistic."""
     d = len(feature_names)
     n = stats.count
-    rxx = feature_blocks(stats, d)[0].to("cpu")
-    keep = independent_columns(rxx, n)
-    index = torch.nonzero(keep).flatten()
-    rank = int(index.numel())
+    kept = _kept_columns(stats, d)
+    keep, index, rank = kept.keep, kept.index, int(kept.index.numel())
     dof = optimum.residual_dof
     s = optimum.residual_std if dof > 0 else math.nan
-    mean_x = mean_of(stats.to("cpu"))[:d]
     weight_se = torch.full((d,), math.nan, dtype=DTYPE)
     intercept_variance = 1.0 / n
     if rank:
-        r_kept = rxx if rank == d else r_factor(rxx[:, index])  # R of the kept columns (QR of a small block)
-        inverse = torch.linalg.solve_triangular(r_kept, torch.eye(rank, dtype=DTYPE), upper=True)
-        weight_se[index] = s * torch.linalg.vector_norm(inverse, dim=1)
-        v = torch.linalg.solve_triangular(r_kept.T, mean_x[index][:, None], upper=False).flatten()
+        weight_se[index] = s * torch.linalg.vector_norm(kept.inverse, dim=1)
+        v = torch.linalg.solve_triangular(kept.r.T, kept.mean[index][:, None], upper=False).flatten()
         intercept_variance += float(v @ v)
     intercept_se = s * math.sqrt(intercept_variance)
     quantile = float(distributions.t.ppf(0.5 + level / 2, dof)) if dof > 0 else math.nan
@@ -147,21 +142,37 @@ def prediction_factor(stats: Triangular, optimum: LeastSquares, feature_names: S
     None when no degree of freedom is left or the model is wider than :data:`MAX_INTERVAL_FEATURES`.
     """
     d = len(feature_names)
-    n = stats.count
     if optimum.residual_dof <= 0 or d > MAX_INTERVAL_FEATURES:
         return None
-    rxx = feature_blocks(stats, d)[0].to("cpu")
-    keep = independent_columns(rxx, n)
-    index = torch.nonzero(keep).flatten()
-    rank = int(index.numel())
-    factor = torch.zeros(d, rank, dtype=DTYPE)
-    if rank:
-        r_kept = rxx if rank == d else r_factor(rxx[:, index])
-        factor[index] = torch.linalg.solve_triangular(r_kept, torch.eye(rank, dtype=DTYPE), upper=True)
+    kept = _kept_columns(stats, d)
+    factor = torch.zeros(d, int(kept.index.numel()), dtype=DTYPE)
+    factor[kept.index] = kept.inverse
     return {
-        "count": n,
+        "count": stats.count,
         "residual_std": optimum.residual_std,
         "residual_dof": optimum.residual_dof,
-        "mean": mean_of(stats.to("cpu"))[:d].tolist(),
+        "mean": kept.mean.tolist(),
         "factor": factor.tolist(),
     }
+
+
+@dataclass(frozen=True)
+class _KeptColumns:
+    """The independent features (``keep``, their ``index``), the R factor of those columns alone, its inverse,
+    and every feature's mean: what the standard errors and the prediction-interval factor both start from."""
+
+    keep: torch.Tensor
+    index: torch.Tensor
+    r: torch.Tensor
+    inverse: torch.Tensor
+    mean: torch.Tensor
+
+
+def _kept_columns(stats: Triangular, d: int) -> _KeptColumns:
+    rxx = feature_blocks(stats, d)[0].to("cpu")
+    keep = independent_columns(rxx, stats.count)
+    index = torch.nonzero(keep).flatten()
+    rank = int(index.numel())
+    r_kept = rxx if rank == d else r_factor(rxx[:, index])  # R of the kept columns (QR of a small block)
+    inverse = torch.linalg.solve_triangular(r_kept, torch.eye(rank, dtype=DTYPE), upper=True)
+    return _KeptColumns(keep, index, r_kept, inverse, mean_of(stats.to("cpu"))[:d])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -62,12 +63,16 @@ class LinearModel:
         weights = torch.tensor(self.weights, dtype=DTYPE, device=features.device)
         return self.scaler.transform(features) @ weights + self.bias
 
+    @cached_property
+    def interval_factor(self) -> dict | None:
+        """The prediction-interval factor as arrays, parsed once (scoring asks for it every block)."""
+        return parse_interval(self.interval, len(self.feature_names))
+
     def interval_half_width(self, features: np.ndarray, level: float) -> np.ndarray:
         """Half width of the ``level`` OLS prediction interval for raw feature rows ``(n, d)``."""
-        factor = parse_interval(self.interval, len(self.feature_names))
-        if factor is None:
+        if self.interval_factor is None:
             raise ConfigError(NO_INTERVAL)
-        return interval_half_width(features, factor, level)
+        return interval_half_width(features, self.interval_factor, level)
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray | pd.DataFrame:
         """Predictions for a DataFrame of raw feature columns (any order, extra columns ignored); with

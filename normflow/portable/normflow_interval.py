@@ -80,7 +80,7 @@ def parse_interval(section: object, d: int) -> dict | None:
         "residual_dof": int(dof),  # type: ignore[arg-type]
         "residual_std": std,
         "mean": finite_numbers(section.get("mean"), "interval mean", d),
-        "factor": np.stack([finite_numbers(row, "interval factor row", rank) for row in factor]).reshape(d, rank),
+        "factor": np.stack([finite_numbers(row, "interval factor row", rank) for row in factor]),
     }
 
 
