@@ -11,11 +11,10 @@ from flows.cli.fit import fit_report
 from flows.cli.summaries import TrainingSummary
 from flows.logs import one_line_errors_in_run_logs
 from normflow.core.device import describe_device, resolve_device
-from normflow.core.holdout import holdout_scores
 from normflow.core.settings import TrainSettings
 from normflow.data.kinds import ColumnRules
 from normflow.data.reader import describe_sources
-from normflow.data.statistics import model_spec, notes_of_columns
+from normflow.data.statistics import evaluated, model_spec, notes_of_columns
 from normflow.tracking import store
 from normflow.tracking.records import decision_markdown, training_run_name
 from normflow.tracking.registry import CHAMPION_ALIAS
@@ -63,9 +62,8 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         outcome = train(statistics, fitted, settings.normalization, settings.lr, settings.epochs, settings.tolerance)
         log_inputs(uri, run.run_id, sources, fitted, statistics, params, outcome.scaler)
         curve = f"{settings.normalization} normalization, lr {outcome.lr:.3g}: loss per epoch"
-        held_out = statistics.holdout if outcome.error is None else None  # never empty: refused before training
-        scores = holdout_scores(held_out, outcome.raw_weights, outcome.intercept) if held_out is not None else None
-        log_results(uri, run.run_id, outcome, curve, scores)
+        evaluation = evaluated(statistics, outcome) if outcome.error is None else None
+        log_results(uri, run.run_id, outcome, curve, evaluation)
         if outcome.error is not None:
             raise outcome.error
         if settings.register_model:
@@ -106,7 +104,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         data=describe_sources(sources),
         first_losses=tuple(outcome.losses[:3]),
         first_gradients=tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()),
-        fit=fit_report(outcome, settings.lr, scores),
+        fit=fit_report(outcome, settings.lr, evaluation),
         export_command=store.export_command(uri),
         column_notes=tuple(notes_of_columns(spec, statistics)),
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
+from normflow.core.evaluation import Evaluation
 from normflow.core.gate import GateDecision
 from normflow.core.study import StudyResult
 from normflow.core.training import TrainingOutcome
@@ -19,10 +20,11 @@ log_inputs = task(name="log-inputs", **IO)(records.record_training_inputs)  # pa
 
 @task(name="log-results", **IO)
 def log_results(
-    uri: str, run_id: str, outcome: TrainingOutcome, title: str, holdout: dict[str, float] | None = None
+    uri: str, run_id: str, outcome: TrainingOutcome, title: str, evaluation: Evaluation | None = None
 ) -> None:
-    """Per-epoch loss and gradients, final figures (and the holdout scores), scaler.json and the loss plot."""
-    records.record_training_results(uri, run_id, outcome, title, holdout)
+    """Per-epoch loss and gradients, final figures (and the evaluation's scores and plots), scaler.json and the
+    loss plot."""
+    records.record_training_results(uri, run_id, outcome, title, evaluation)
 
 
 @task(name="register-model", **COMPUTE)
@@ -52,10 +54,10 @@ def promotion_gate(
         model_name,
         version,
         outcome,
-        statistics.holdout,
+        statistics.holdout.triangular if statistics.holdout is not None else None,
         tolerance,
         holdout_fraction,
-        statistics.per_file,
+        {path: rows.triangular for path, rows in statistics.per_file.items()},
         allow_contradicting_files,
     )
 

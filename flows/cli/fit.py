@@ -28,11 +28,14 @@ class FitReport:
     optimal_residual_std: float = math.nan  # the least-squares optimum's, from R
     optimal_r_squared: float = math.nan
     estimates: Estimates | None = None  # the optimum's coefficient table and tests (None when diverged)
-    holdout: dict[str, float] | None = None  # the model's exact scores on the held-out rows, when kept
+    evaluation: dict[str, float] | None = None  # the model's scores on held-out rows (or sampled training rows)
+    evaluated_rows: str = "holdout"  # which rows: "holdout" or "training"
+    sample_of: int = 0  # rows the residual figures were sampled from
 
 
-def fit_report(outcome, lr_requested: float | str, holdout: dict[str, float] | None = None) -> FitReport:
-    """The fit facts of a training outcome (``normflow.core.training.TrainingOutcome``), advice in flag words."""
+def fit_report(outcome, lr_requested: float | str, evaluation=None) -> FitReport:
+    """The fit facts of a training outcome (``normflow.core.training.TrainingOutcome``) and its evaluation
+    (``normflow.core.evaluation.Evaluation``), advice in flag words."""
     advice = outcome.not_converged()
     r_squared, residual_std = outcome.model_fit
     return FitReport(
@@ -48,7 +51,9 @@ def fit_report(outcome, lr_requested: float | str, holdout: dict[str, float] | N
         optimal_residual_std=outcome.optimum.residual_std,
         optimal_r_squared=outcome.optimum.r_squared,
         estimates=estimates_of(outcome),
-        holdout=holdout,
+        evaluation=evaluation.scores if evaluation is not None else None,
+        evaluated_rows=evaluation.rows if evaluation is not None else "holdout",
+        sample_of=evaluation.of_rows if evaluation is not None else 0,
     )
 
 
@@ -82,13 +87,34 @@ def fit_lines(fit: FitReport | None) -> list[str]:
     if optimal != quality:
         quality += f" (the least-squares optimum: {optimal})"
     lines.append(f"  fit:           {quality}")
-    if fit.holdout:
-        rows = counted(int(fit.holdout["holdout_rows"]), "held-out row")
-        lines.append(
-            f"  holdout:       {fit_quality(fit.holdout['holdout_r_squared'], math.nan)}, "
-            f"RMSE {fit.holdout['holdout_rmse']:.4g} on {rows} (not trained on)"
-        )
+    lines += evaluation_lines(fit)
     lines += [f"  warning:       exactly collinear features: {text}" for text in fit.collinear]
+    return lines
+
+
+def evaluation_lines(fit: FitReport) -> list[str]:
+    """The holdout's exact scores, then the residuals' MAE, median and 90% range (on held-out rows, else on
+    training rows, said as such)."""
+    scores, prefix = fit.evaluation or {}, fit.evaluated_rows
+    lines = []
+    mae = scores.get(f"{prefix}_mae")
+    if "holdout_rmse" in scores:
+        rows = counted(int(scores["holdout_rows"]), "held-out row")
+        lines.append(
+            f"  holdout:       {fit_quality(scores['holdout_r_squared'], math.nan)}, RMSE {scores['holdout_rmse']:.4g}"
+            + (f", MAE {mae:.4g}" if mae is not None else "")
+            + f" on {rows} (not trained on)"
+        )
+    if mae is not None:
+        sampled = int(scores[f"{prefix}_sample_rows"])
+        whose = "held-out rows" if prefix == "holdout" else "training rows, no holdout kept"
+        if sampled < fit.sample_of:
+            whose = f"a sample of {sampled:,} {whose.replace('rows', f'rows of {fit.sample_of:,}', 1)}"
+        low, median, high = (scores[f"{prefix}_residual_q{q}"] for q in ("05", "50", "95"))
+        lines.append(
+            f"  residuals:     {'' if prefix == 'holdout' else f'MAE {mae:.4g}, '}median {median:.4g}, "
+            f"90% within [{low:.4g}, {high:.4g}] ({whose})"
+        )
     return lines
 
 

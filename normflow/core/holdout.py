@@ -1,4 +1,4 @@
-"""A deterministic holdout chosen by a hash of each row, and exact holdout scores from moments.
+"""A deterministic holdout chosen by a hash of each row, and exact holdout scores from its R factor.
 
 The same row lands on the same side whichever file it is in and however many files are
 added later, so retrainings on a growing folder keep comparing models on a stable set.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from normflow.core.moments import DTYPE, Moments
+from normflow.core.moments import DTYPE
+from normflow.core.triangular import Triangular, least_squares
 
 HOLDOUT_HASH_VERSION = "splitmix64-sorted-columns/1"
 """Recorded with each model version: holdouts are comparable only when made by the same hash."""
@@ -53,49 +54,57 @@ def holdout_mask_of_keys(keys: np.ndarray, fraction: float, names: tuple[str, ..
     return torch.from_numpy(uniform < fraction)
 
 
-def holdout_mse(holdout: Moments, raw_weights: list[float], intercept: float) -> float:
-    """Exact mean squared error of ``x @ w + b`` on the rows behind ``holdout`` (features then target).
+def row_priorities(seed: int, rows: np.ndarray) -> torch.Tensor:
+    """Each row's place in the evaluation sample (63-bit, int64): a hash of its file's ``seed`` and its row number,
+    so it does not depend on blocks, partitions or the order files are read in, and costs one hash per row."""
+    with np.errstate(over="ignore"):
+        h = _splitmix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ rows.astype(np.uint64))
+    return torch.from_numpy((h >> np.uint64(1)).astype(np.int64))
 
-    With ``a = [w, -1]``: ``MSE = a' C a / n + (mean . a + b)^2``; no row is needed again.
+
+def residuals_norm(rows: Triangular, raw_weights: list[float], intercept: float) -> float:
+    """Sum of squared residuals of ``x @ w + b`` on the rows behind ``rows`` (features then target), through R.
+
+    R is the factor of ``[1, X - s_x, y - s_y]``, so the residuals are that matrix times
+    ``a = [b + s_x . w - s_y, w, -1]`` and their sum of squares is ``|R a|^2``: no cancellation of
+    large co-moments, so a near-exact fit keeps its digits.
     """
+    w = torch.tensor(raw_weights, dtype=DTYPE, device=rows.r.device)
+    shift_x, shift_y = rows.shift[:-1], rows.shift[-1]
+    a = torch.cat([(intercept + shift_x @ w - shift_y).reshape(1), w, w.new_tensor([-1.0])])
+    return float(torch.linalg.vector_norm(rows.r @ a) ** 2)
+
+
+def holdout_mse(holdout: Triangular, raw_weights: list[float], intercept: float) -> float:
+    """Exact mean squared error of ``x @ w + b`` on the rows behind ``holdout``: :func:`residuals_norm` over n."""
     if holdout.count == 0:
         raise ValueError("the holdout is empty")
-    a = torch.tensor([*raw_weights, -1.0], dtype=DTYPE, device=holdout.mean.device)
-    spread = (a @ holdout.comoment @ a) / holdout.count
-    bias = holdout.mean @ a + intercept
-    return float(spread.clamp_min(0.0) + bias * bias)
+    return residuals_norm(holdout, raw_weights, intercept) / holdout.count
 
 
-def own_least_squares_mse(rows: Moments) -> tuple[float, int]:
+def target_variance(rows: Triangular) -> float:
+    """The target's variance (ddof 0) on the rows, from the last column of R (below its first row)."""
+    return float(torch.linalg.vector_norm(rows.r[1:, -1]) ** 2) / rows.count if rows.count else float("nan")
+
+
+def own_least_squares_mse(rows: Triangular) -> tuple[float, int]:
     """Mean squared error of the rows' own least-squares fit of the target (last column) on the features, and
-    its fitted terms (independent features plus the intercept), from their centred co-moments.
+    its fitted terms (independent features plus the intercept), by back substitution on their R.
 
-    The co-moments are scaled to a unit diagonal and solved by a rank-revealing eigendecomposition, so a
-    constant or dependent feature counts no term.
+    A constant or dependent feature counts no term (R's rank-revealing diagonal, as in training).
     """
-    c = rows.comoment
-    d = c.shape[0] - 1
     if rows.count == 0:
         raise ValueError("no rows")
-    cxx, cxy, cyy = c[:d, :d], c[:d, d], float(c[d, d])
-    spread = torch.sqrt(torch.clamp(torch.diagonal(cxx), min=0.0))
-    live = spread > 0
-    if not bool(live.any()):
-        return max(cyy, 0.0) / rows.count, 1
-    s = spread[live]
-    correlation = cxx[live][:, live] / torch.outer(s, s)
-    values, vectors = torch.linalg.eigh(correlation)
-    kept = values > values.max() * correlation.shape[0] * torch.finfo(DTYPE).eps
-    projected = vectors[:, kept].T @ (cxy[live] / s)
-    explained = float(projected @ (projected / values[kept]))
-    return max(cyy - explained, 0.0) / rows.count, int(kept.sum()) + 1
+    d = rows.width - 1
+    fit = least_squares(rows, [f"x{i}" for i in range(d)])
+    return fit.loss, d - len(fit.collinear) + 1
 
 
-def holdout_scores(holdout: Moments, raw_weights: list[float], intercept: float) -> dict[str, float]:
+def holdout_scores(holdout: Triangular, raw_weights: list[float], intercept: float) -> dict[str, float]:
     """The model's exact scores on held-out rows: ``holdout_mse``, ``holdout_rmse``, ``holdout_r_squared`` (against
     the held-out rows' own mean; nan for a constant target) and ``holdout_rows``."""
     mse = holdout_mse(holdout, raw_weights, intercept)
-    variance = float(holdout.variance(ddof=0)[-1])
+    variance = target_variance(holdout)
     return {
         "holdout_mse": mse,
         "holdout_rmse": mse**0.5,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from normflow.core.moments import DTYPE, Moments
+from normflow.core.sample import RowSample
 from normflow.core.table_stats import TableStatistics
 from normflow.core.triangular import Triangular, r_factor
 
@@ -56,6 +57,11 @@ def insert_zero_columns(statistics: TableStatistics, at: int, count: int) -> Tab
     return TableStatistics(
         insert_zero_moments(statistics.moments, at, count), insert_zero_triangular(statistics.triangular, at, count)
     )
+
+
+def insert_zero_sample(sample: RowSample, at: int, count: int) -> RowSample:
+    """A row sample with ``count`` columns that were zero on its rows, inserted before ``at``."""
+    return RowSample(sample.priority, _insert(sample.columns, at, count, 0))
 
 
 def map_moments(moments: Moments, matrix: torch.Tensor, minimum: torch.Tensor, maximum: torch.Tensor) -> Moments:

@@ -39,11 +39,13 @@ def level_hash(level: str | None) -> np.uint64:
 
 @dataclass
 class EncodedBlock:
-    """One block's raw columns (then the target), its rows' holdout keys, and how many columns it added."""
+    """One block's raw columns (then the target), its rows' holdout keys and row numbers, and how many columns it
+    added."""
 
     columns: torch.Tensor  # (k + 1, n) float64
     keys: np.ndarray  # (len(spec.selected), n) uint64, in spec.selected order (empty unless asked for)
     added: int  # raw columns first seen in this block (appended just before the target)
+    rows: np.ndarray  # (n,) int64: each column's 1-based data-row number in its file
 
 
 @dataclass
@@ -145,7 +147,8 @@ class BlockEncoder:
         for positions, rows in ones:
             columns[torch.from_numpy(positions), torch.from_numpy(rows)] = 1.0
         columns[-1] = torch.from_numpy(np.ascontiguousarray(target[keep], dtype=np.float64))
-        return EncodedBlock(columns, keys, len(self.keys) - before)
+        rows = block.first_row + (np.arange(n) if n == len(keep) else np.flatnonzero(keep))
+        return EncodedBlock(columns, keys, len(self.keys) - before, rows)
 
     def merge(self, other: BlockEncoder) -> None:
         """Take another stream's tallies and keys into this one (keys it lacks are appended)."""

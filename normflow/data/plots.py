@@ -56,3 +56,37 @@ def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
 def plot_loss_curve(losses: list[float], path: Path, title: str) -> Path:
     """A single run's loss per epoch on a log scale, saved as a PNG at ``path``."""
     return plot_loss_curves([Curve("training loss (MSE)", losses)], path, title)
+
+
+def _scatter(x, y, path: Path, title: str, xlabel: str, ylabel: str, diagonal: bool) -> Path:
+    """A scatter of up to a sample's points with a reference line (y = 0, or y = x), saved as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 5.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(x, y, s=12 if len(x) < 2_000 else 4, alpha=0.5, linewidths=0)
+    if diagonal and len(x):
+        low, high = min(min(x), min(y)), max(max(x), max(y))
+        ax.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = actual")
+        ax.legend(loc="best", fontsize="small")
+    elif not diagonal:
+        ax.axhline(0.0, color="black", linewidth=1)
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_residuals(predicted: list[float], residual: list[float], path: Path, title: str) -> Path:
+    """Residual (actual - predicted) against the prediction: a pattern or a funnel shows what the model misses."""
+    return _scatter(predicted, residual, path, title, "predicted", "residual (actual - predicted)", diagonal=False)
+
+
+def plot_predicted_vs_actual(predicted: list[float], actual: list[float], path: Path, title: str) -> Path:
+    """Predicted against actual values, with the line a perfect model would lie on."""
+    return _scatter(actual, predicted, path, title, "actual", "predicted", diagonal=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from normflow.core import moments as column_moments
 from normflow.core.encoding import ColumnTally, Encoding, column_notes, finish_encoding
 from normflow.core.errors import DataError
-from normflow.core.holdout import holdout_mask_of_keys
+from normflow.core.evaluation import Evaluation, evaluate
+from normflow.core.holdout import holdout_mask_of_keys, row_priorities
 from normflow.core.moments import Moments
-from normflow.core.recombine import insert_zero_columns, insert_zero_moments, map_columns, map_moments
+from normflow.core.recombine import insert_zero_columns, insert_zero_sample, map_columns
+from normflow.core.sample import RowSample, empty_sample, map_sample, merge_samples, sample_block, sample_size
 from normflow.core.settings import DEFAULT_BLOCK_BYTES
 from normflow.core.table_stats import (
     TableStatistics,
@@ -23,6 +25,7 @@ from normflow.core.table_stats import (
     table_statistics_of_columns,
     table_statistics_to_dict,
 )
+from normflow.core.training import TrainingOutcome
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder
@@ -35,7 +38,8 @@ ProgressCallback = Callable[[Path, int], None]
 
 @dataclass(frozen=True)
 class SourceStatistics:
-    """Statistics of features + target over all files: training rows (moments and R), and the holdout's moments.
+    """Statistics of features + target over all files: training rows, holdout rows and each file's rows (moments
+    and R), and a bounded sample of the rows a model is evaluated on (the holdout's, else the training rows').
 
     After :func:`encode_statistics` the features are the encoded ones (``encoding.feature_names()``);
     before it, the raw streamed columns (the encoder's ``keys``).
@@ -43,10 +47,11 @@ class SourceStatistics:
 
     training: TableStatistics
     rows_per_file: dict[str, int]  # every row read, training and holdout
-    holdout: Moments | None = None
-    per_file: dict[str, Moments] = field(default_factory=dict)  # every row of each file (the gate checks new files)
+    holdout: TableStatistics | None = None
+    per_file: dict[str, TableStatistics] = field(default_factory=dict)  # every row of each file (new-file checks)
     encoding: Encoding | None = None
     target_missing: int = 0  # rows left out because their target was missing
+    sample: RowSample | None = None  # rows of the holdout (or, without one, of training) for residual figures
 
     @property
     def moments(self) -> Moments:
@@ -59,10 +64,22 @@ def _widen_table(stats: TableStatistics, width: int) -> TableStatistics:
     return stats if stats.width == width else insert_zero_columns(stats, stats.width - 1, width - stats.width)
 
 
-def _widen_moments(moments: Moments, width: int) -> Moments:
-    if moments.width == width:
-        return moments
-    return insert_zero_moments(moments, moments.width - 1, width - moments.width)
+def _widen_sample(sample: RowSample, width: int) -> RowSample:
+    return sample if sample.width == width else insert_zero_sample(sample, sample.width - 1, width - sample.width)
+
+
+def file_seed(path: Path) -> int:
+    """The seed of a file's rows' sample priorities: a hash of its name (so a moved folder samples the same rows)."""
+    return int.from_bytes(hashlib.blake2b(path.name.encode(errors="surrogateescape"), digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class FileStatistics:
+    """One file's (or partition's) raw training rows, holdout rows and evaluation sample."""
+
+    train: TableStatistics
+    held: TableStatistics
+    sample: RowSample
 
 
 def file_statistics(
@@ -73,28 +90,33 @@ def file_statistics(
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
     encoder: BlockEncoder | None = None,
-) -> tuple[TableStatistics, Moments]:
-    """Statistics of one file's (or partition's) raw training and holdout rows, block by block (memory stays
-    flat); ``encoder`` carries the raw layout and the counts across the files of one pass."""
+) -> FileStatistics:
+    """Statistics of one file's (or partition's) raw training and holdout rows, and the sample of the evaluated
+    ones, block by block (memory stays flat); ``encoder`` carries the raw layout and the counts across the files
+    of one pass."""
     encoder = encoder if encoder is not None else BlockEncoder(spec)
     train = empty_table_statistics(encoder.width, device)
-    held = column_moments.empty_moments(encoder.width, device)
+    held = empty_table_statistics(encoder.width, device)
+    sample = empty_sample(encoder.width)
+    seed = file_seed(path.path if isinstance(path, Partition) else path)
     for block in iter_row_blocks(path, spec, block_bytes):
         encoded = encoder.encode(block, with_keys=holdout_fraction > 0)
-        train, held = _widen_table(train, encoder.width), _widen_moments(held, encoder.width)
-        columns = encoded.columns
+        width = encoder.width
+        train, held, sample = _widen_table(train, width), _widen_table(held, width), _widen_sample(sample, width)
+        columns, priority = encoded.columns, row_priorities(seed, encoded.rows)
         if holdout_fraction > 0:
             mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected)
             held_columns, columns = columns[:, mask], columns[:, ~mask]
-            held = column_moments.merge_moments(
-                held, column_moments.moments_of_columns(held_columns.to(device), overwrite=True)
-            )
+            sample = sample_block(sample, held_columns, priority[mask], sample_size(width))
+            held = merge_table_statistics(held, table_statistics_of_columns(held_columns.to(device), overwrite=True))
+        else:
+            sample = sample_block(sample, columns, priority, sample_size(width))
         if device.type == "cuda":
             columns = columns.pin_memory().to(device, non_blocking=True)
         train = merge_table_statistics(train, table_statistics_of_columns(columns, overwrite=True))
         if on_progress is not None:
             on_progress(block.path, train.count + held.count)
-    return train, held
+    return FileStatistics(train, held, sample)
 
 
 def source_statistics(
@@ -108,7 +130,7 @@ def source_statistics(
     """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked."""
     encoder = BlockEncoder(spec)
     parts = (
-        (str(path), *file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
+        (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
         for path in sources
     )
     raw = fold_statistics(parts, device, holdout_fraction > 0)
@@ -116,37 +138,44 @@ def source_statistics(
 
 
 def fold_statistics(
-    parts: Iterable[tuple[str, TableStatistics, Moments]], device: torch.device, holdout: bool
+    parts: Iterable[tuple[str, FileStatistics]], device: torch.device, holdout: bool
 ) -> SourceStatistics:
-    """The one fold: ``(path, training statistics, holdout moments)`` parts merged exactly, in any order.
+    """The one fold: ``(path, file statistics)`` parts merged exactly, in any order.
 
     The parts share one raw layout, each knowing a prefix of it (a later part may have seen more
     columns): the narrower one is widened with zeros before each merge.
     """
     total: TableStatistics | None = None
-    held: Moments | None = None
+    held: TableStatistics | None = None
+    sample: RowSample | None = None
     rows: dict[str, int] = {}
-    per_file: dict[str, Moments] = {}
-    for path, train_part, held_part in parts:
-        width = max(train_part.width, total.width if total is not None else 0)
-        rows[path] = rows.get(path, 0) + train_part.count + held_part.count
-        total = merge_table_statistics(
-            _widen_table(total, width) if total is not None else empty_table_statistics(width, device),
-            _widen_table(train_part, width),
+    per_file: dict[str, TableStatistics] = {}
+    for path, part in parts:
+        width = max(part.train.width, total.width if total is not None else 0)
+        rows[path] = rows.get(path, 0) + part.train.count + part.held.count
+        train_part, held_part = _widen_table(part.train, width), _widen_table(part.held, width)
+        total = merge_table_statistics(_widen_table(total, width), train_part) if total is not None else train_part
+        held = merge_table_statistics(_widen_table(held, width), held_part) if held is not None else held_part
+        sample_part = _widen_sample(part.sample, width)
+        sample = (
+            merge_samples(_widen_sample(sample, width), sample_part, sample_size(width))
+            if sample is not None
+            else sample_part
         )
-        held_part = _widen_moments(held_part, width)
-        held = column_moments.merge_moments(_widen_moments(held, width), held_part) if held is not None else held_part
-        file_rows = column_moments.merge_moments(_widen_table(train_part, width).moments, held_part)
+        file_rows = merge_table_statistics(train_part, held_part)
         earlier = per_file.get(path)
-        per_file[path] = (
-            column_moments.merge_moments(_widen_moments(earlier, width), file_rows) if earlier else file_rows
-        )
-    if total is None or held is None:
+        per_file[path] = merge_table_statistics(_widen_table(earlier, width), file_rows) if earlier else file_rows
+    if total is None or held is None or sample is None:
         raise ValueError("no statistics to fold")
     width = total.width
-    per_file = {path: _widen_moments(moments, width) for path, moments in per_file.items()}
+    per_file = {path: _widen_table(part, width) for path, part in per_file.items()}
+    sample = _widen_sample(sample, width)
     return SourceStatistics(
-        _widen_table(total, width), rows, _widen_moments(held, width) if holdout else None, per_file
+        total,
+        rows,
+        _widen_table(held, width) if holdout else None,
+        per_file,
+        sample=merge_samples(sample, empty_sample(width), sample_size(width)),
     )
 
 
@@ -180,16 +209,18 @@ def encode_statistics(raw: SourceStatistics, spec: TableSpec, encoder: BlockEnco
 def _mapped(
     statistics: SourceStatistics, matrix: torch.Tensor, low: torch.Tensor, high: torch.Tensor
 ) -> SourceStatistics:
-    """The statistics of ``X M``: training, holdout and per-file rows alike (ranges: the training rows')."""
+    """The statistics of ``X M``: training, holdout and per-file rows and the sample alike (ranges: the training
+    rows')."""
 
-    def mapped(part: Moments) -> Moments:
-        return map_moments(part, matrix, low.to(part.mean.device), high.to(part.mean.device))
+    def mapped(part: TableStatistics) -> TableStatistics:
+        return map_columns(part, matrix, low, high)
 
     return replace(
         statistics,
-        training=map_columns(statistics.training, matrix, low, high),
+        training=mapped(statistics.training),
         holdout=mapped(statistics.holdout) if statistics.holdout is not None else None,
         per_file={path: mapped(part) for path, part in statistics.per_file.items()},
+        sample=map_sample(statistics.sample, matrix) if statistics.sample is not None else None,
     )
 
 
@@ -209,6 +240,12 @@ def leave_out_dependent(statistics: SourceStatistics) -> SourceStatistics:
     moments = statistics.moments
     left = _mapped(statistics, selection, moments.minimum.cpu()[keep], moments.maximum.cpu()[keep])
     return replace(left, encoding=replace(encoding, dependent=encoding.dependent + tuple(dependent)))
+
+
+def evaluated(statistics: SourceStatistics, outcome: TrainingOutcome) -> Evaluation | None:
+    """The trained model on the held-out rows (exact scores and the sample's), or on the sampled training rows."""
+    holdout = statistics.holdout.triangular if statistics.holdout is not None else None
+    return evaluate(holdout, statistics.sample, outcome.raw_weights, outcome.intercept, statistics.moments.count)
 
 
 def model_spec(spec: TableSpec, statistics: SourceStatistics) -> TableSpec:
@@ -266,11 +303,12 @@ def partition_statistics(
 ) -> dict:
     """One partition's raw statistics and counts in plain form, to send back from a worker and merge exactly."""
     encoder = BlockEncoder(spec)
-    train, held = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction, encoder)
+    part = file_statistics(partition, spec, device, block_bytes, None, holdout_fraction, encoder)
     return {
         "path": str(partition.path),
-        "train": table_statistics_to_dict(train),
-        "holdout": column_moments.moments_to_dict(held),
+        "train": table_statistics_to_dict(part.train),
+        "holdout": table_statistics_to_dict(part.held),
+        "sample": {"priority": part.sample.priority.tolist(), "columns": part.sample.columns.tolist()},
         "keys": [list(key) for key in encoder.keys],
         "tallies": {name: tally.to_dict() for name, tally in encoder.tallies.items()},
         "target_missing": encoder.target_missing,
@@ -296,8 +334,11 @@ def merge_partition_statistics(
     decoded = (
         (
             part["path"],
-            align_table(table_statistics_from_dict(part["train"], device), keys, union.keys),
-            align_moments(column_moments.moments_from_dict(part["holdout"], device), keys, union.keys),
+            FileStatistics(
+                align_table(table_statistics_from_dict(part["train"], device), keys, union.keys),
+                align_table(table_statistics_from_dict(part["holdout"], device), keys, union.keys),
+                align_sample(_sample_from_dict(part["sample"], len(keys) + 1), keys, union.keys),
+            ),
         )
         for part, keys in zip(parts, layouts, strict=True)
     )
@@ -332,9 +373,13 @@ def align_table(stats: TableStatistics, keys: list, union: list) -> TableStatist
     return map_columns(stats, matrix, *_placed_ranges(stats.moments, matrix))
 
 
-def align_moments(moments: Moments, keys: list, union: list) -> Moments:
-    """:func:`align_table` for a holdout's moments."""
+def align_sample(sample: RowSample, keys: list, union: list) -> RowSample:
+    """:func:`align_table` for a partition's row sample."""
     if keys == union[: len(keys)]:
-        return _widen_moments(moments, len(union) + 1)
-    matrix = _placement(keys, union)
-    return map_moments(moments, matrix, *_placed_ranges(moments, matrix))
+        return _widen_sample(sample, len(union) + 1)
+    return map_sample(sample, _placement(keys, union))
+
+
+def _sample_from_dict(data: dict, width: int) -> RowSample:
+    columns = torch.tensor(data["columns"], dtype=torch.float64).reshape(width, len(data["priority"]))
+    return RowSample(torch.tensor(data["priority"], dtype=torch.int64), columns)

@@ -23,11 +23,11 @@ from normflow.core.gate import (
     nothing_new,
     sampling_tolerance,
 )
-from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse, own_least_squares_mse
+from normflow.core.holdout import HOLDOUT_HASH_VERSION, holdout_mse, own_least_squares_mse, target_variance
 from normflow.core.model import LinearModel
-from normflow.core.moments import Moments
 from normflow.core.settings import AUTO_TOLERANCE, TrainSettings
 from normflow.core.training import TrainingOutcome
+from normflow.core.triangular import Triangular
 from normflow.tracking import registry, runs
 from normflow.tracking.models import load_pinned_model, pin_model_version
 from normflow.tracking.records import CODE_TAG
@@ -69,10 +69,10 @@ def decide_and_promote(
     model_name: str,
     version: str,
     outcome: TrainingOutcome,
-    holdout: Moments | None,
+    holdout: Triangular | None,
     tolerance: float | str,
     holdout_fraction: float = 0.0,
-    per_file: dict[str, Moments] | None = None,
+    per_file: dict[str, Triangular] | None = None,
     allow_contradictions: bool = False,
 ) -> tuple[GateDecision, registry.AliasState | None]:
     """Score champion and challenger on the same holdout, tag both the version and the run with the
@@ -90,7 +90,7 @@ def decide_and_promote(
     relative = 0.0  # not used without a holdout: the gate then promotes without comparison
     if holdout is not None:
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
-        noise = 1e-12 * float(holdout.variance(ddof=0)[-1]) + 1e-300
+        noise = 1e-12 * target_variance(holdout) + 1e-300
         relative = sampling_tolerance(holdout.count) if tolerance == AUTO_TOLERANCE else float(tolerance)
         if champion is not None and expected is not None:  # a champion is loaded from its version
             reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
@@ -185,7 +185,7 @@ def new_file_checks(
     champion_version: str,
     champion: LinearModel,
     outcome: TrainingOutcome,
-    per_file: dict[str, Moments],
+    per_file: dict[str, Triangular],
 ) -> list[FileCheck]:
     """Each file this run read that the champion's run did not (by SHA-256), judged by the F test of the
     champion's coefficients against the file's own least squares on its rows."""
@@ -199,13 +199,12 @@ def new_file_checks(
     coefficients = _coefficients_for(champion, outcome)
     checks = []
     for entry in mine["files"]:
-        moments = per_file.get(entry["path"])
-        if entry["sha256"] in known or moments is None or moments.count == 0:
+        rows = per_file.get(entry["path"])
+        if entry["sha256"] in known or rows is None or rows.count == 0:
             continue
-        own_mse, terms = own_least_squares_mse(moments)
-        target_variance = float(moments.variance(ddof=0)[-1])
-        mse = holdout_mse(moments, *coefficients)
-        checks.append(check_new_file(entry["path"], moments.count, mse, own_mse, terms, target_variance))
+        own_mse, terms = own_least_squares_mse(rows)
+        mse = holdout_mse(rows, *coefficients)
+        checks.append(check_new_file(entry["path"], rows.count, mse, own_mse, terms, target_variance(rows)))
     return checks
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from normflow.core.errors import one_line
+from normflow.core.evaluation import Evaluation
 from normflow.core.gate import GateDecision
 from normflow.core.inference import Coefficient
 from normflow.core.model import MODEL_FORMAT
@@ -24,7 +25,7 @@ from normflow.core.text import counted
 from normflow.core.training import TrainingOutcome
 from normflow.data.columns import TableSpec
 from normflow.data.digests import combined_digest, file_digest
-from normflow.data.plots import plot_loss_curve
+from normflow.data.plots import plot_loss_curve, plot_predicted_vs_actual, plot_residuals
 from normflow.data.statistics import SourceStatistics
 from normflow.tracking import runs
 
@@ -207,10 +208,10 @@ def write_feature_tables(rows: list[dict[str, object]], folder: Path) -> list[Pa
 
 
 def record_training_results(
-    uri: str, run_id: str, outcome: TrainingOutcome, title: str, holdout: dict[str, float] | None = None
+    uri: str, run_id: str, outcome: TrainingOutcome, title: str, evaluation: Evaluation | None = None
 ) -> None:
-    """Per-epoch series (bounded), final figures (and the ``holdout`` scores), scaler.json, the feature tables and
-    the loss plot.
+    """Per-epoch series (bounded), final figures (and the ``evaluation``'s scores and its two plots), scaler.json,
+    the feature tables and the loss plot.
 
     A diverged run records its curve, where and why it diverged, and no coefficients or final
     loss: nothing that a comparison chart would take for a result.
@@ -249,7 +250,7 @@ def record_training_results(
             "optimal_r_squared": optimum.r_squared,
             "optimal_residual_std": optimum.residual_std,
             "training_rmse": math.sqrt(max(outcome.descent.final_loss, 0.0)),
-            **(holdout or {}),
+            **(evaluation.scores if evaluation is not None else {}),
         }
         keys = list(feature_keys(names).values())[:FEATURE_PARAMS]
         metrics.update({f"coef.{key}": w for key, w in zip(keys, outcome.raw_weights, strict=False)})  # keys: the first
@@ -273,6 +274,28 @@ def record_training_results(
         for path in write_feature_tables(feature_table(outcome), folder):
             runs.log_artifact(uri, run_id, path)
         runs.log_artifact(uri, run_id, plot_loss_curve(outcome.losses, folder / "loss_curve.png", title))
+        if evaluation is not None and evaluation.sample_rows and outcome.error is None:
+            for path in plot_evaluation(evaluation, folder):
+                runs.log_artifact(uri, run_id, path)
+
+
+def plot_evaluation(evaluation: Evaluation, folder: Path) -> list[Path]:
+    """``residuals.png`` and ``predicted_vs_actual.png`` of the evaluation's sample, titled with the rows they show."""
+    what = (
+        f"{evaluation.sample_rows:,} held-out rows"
+        if evaluation.rows == "holdout"
+        else f"{evaluation.sample_rows:,} training rows (no holdout kept)"
+    )
+    if evaluation.sample_rows < evaluation.of_rows:
+        what = f"a sample of {what} (of {evaluation.of_rows:,})"
+    predicted, actual = evaluation.predicted.tolist(), evaluation.actual.tolist()
+    residual = (evaluation.actual - evaluation.predicted).tolist()
+    return [
+        plot_residuals(predicted, residual, folder / "residuals.png", f"Residuals on {what}"),
+        plot_predicted_vs_actual(
+            predicted, actual, folder / "predicted_vs_actual.png", f"Predicted vs actual on {what}"
+        ),
+    ]
 
 
 def version_description(outcome: TrainingOutcome) -> str:

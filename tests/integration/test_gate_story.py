@@ -58,7 +58,10 @@ def test_an_exact_fit_champion_takes_more_exact_data_and_noisier_data_of_the_sam
     assert more.model_version == "2" and more.alias == "champion", more.decision
     scores = MlflowClient(tracking_store).get_run(more.run_id).data.metrics  # scored on the rows it did not train on
     assert scores["holdout_rows"] + more.rows == 500 and scores["holdout_r_squared"] == pytest.approx(1.0, abs=1e-12)
-    assert more.fit.holdout is not None and scores["holdout_rmse"] == more.fit.holdout["holdout_rmse"]
+    assert more.fit.evaluation is not None and scores["holdout_rmse"] == more.fit.evaluation["holdout_rmse"]
+    assert scores["holdout_mae"] < 1e-9 and scores["holdout_sample_rows"] == scores["holdout_rows"]  # all, exact
+    artifacts = {a.path for a in MlflowClient(tracking_store).list_artifacts(more.run_id)}
+    assert {"residuals.png", "predicted_vs_actual.png"} <= artifacts
     write("c.csv", 200, 0.5)  # the same relation with noise
     noisier = retrain()
     assert "contradicts" not in (noisier.decision or ""), noisier.decision

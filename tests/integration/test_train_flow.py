@@ -45,6 +45,11 @@ def test_the_default_run_registers_the_exact_least_squares_optimum(prefect_serve
     assert model.predict(pd.DataFrame({"lights": [3], "distance": [2500]}))[0] == pytest.approx(36.0, rel=1e-13)
     run = MlflowClient(tracking_store).get_run(summary.run_id)
     assert run.data.params["normalization"] == "whiten" and run.data.metrics["epochs_run"] == 1
+    # no holdout: the evaluation is on the training rows, labelled as such (all 5 kept in the sample)
+    assert run.data.metrics["training_sample_rows"] == 5 and run.data.metrics["training_mae"] < 1e-12
+    assert "holdout_mae" not in run.data.metrics
+    artifacts = {a.path for a in MlflowClient(tracking_store).list_artifacts(summary.run_id)}
+    assert {"residuals.png", "predicted_vs_actual.png"} <= artifacts
 
 
 def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_server, tracking_store, tmp_path):
@@ -185,6 +190,7 @@ def test_cli_summary_and_help(prefect_server, tracking_store, write_csv):
     assert "normflow-linear version 1 (alias champion)" in result.stdout
     assert "price = 2 * lights + 0.01 * distance + 5\n" in result.stdout  # exact, after one epoch
     assert "lr 0.5 (auto: best constant step), converged after 1 epoch " in result.stdout
+    assert "(training rows, no holdout kept)" in result.stdout and "  residuals:     MAE " in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     helped = subprocess.run(
         [sys.executable, "flows/train_flow.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120

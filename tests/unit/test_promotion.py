@@ -1,4 +1,4 @@
-"""The gate's arithmetic: a stable hashed holdout, exact holdout MSE from moments, the decision."""
+"""The gate's arithmetic: a stable hashed holdout, exact holdout MSE from R, the decision."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from normflow.core.gate import gate
 from normflow.core.holdout import holdout_mask, holdout_mse
-from normflow.core.moments import moments_of, moments_of_columns
+from normflow.core.moments import moments_of
+from normflow.core.triangular import triangular_of
 
 
 @pytest.fixture
@@ -43,8 +44,8 @@ def test_holdout_depends_on_the_row_only(rows):
     assert torch.equal(split, whole)
 
 
-def test_holdout_mse_from_moments_equals_the_direct_mse(rows):
-    held = moments_of_columns(rows.T.contiguous())
+def test_holdout_mse_from_r_equals_the_direct_mse(rows):
+    held = triangular_of(rows)
     for weights, intercept in [([2.0, 0.01], 5.0), ([1.5, 0.02], -3.0), ([0.0, 0.0], 0.0)]:
         direct = torch.mean((rows[:, :2] @ torch.tensor(weights, dtype=torch.float64) + intercept - rows[:, 2]) ** 2)
         assert holdout_mse(held, weights, intercept) == pytest.approx(float(direct), rel=1e-10)
@@ -52,7 +53,26 @@ def test_holdout_mse_from_moments_equals_the_direct_mse(rows):
 
 def test_holdout_mse_of_an_empty_holdout_is_refused(rows):
     with pytest.raises(ValueError, match="empty"):
-        holdout_mse(moments_of(rows[:0]), [1.0, 1.0], 0.0)
+        holdout_mse(triangular_of(rows[:0]), [1.0, 1.0], 0.0)
+
+
+@pytest.mark.parametrize("noise", [1e-5, 1e-7])
+def test_holdout_mse_keeps_its_digits_on_a_near_exact_fit(noise):
+    """The expanded co-moments lose log10(var y / MSE) digits (at noise 1e-7 they were 14x off); R keeps them."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(1)
+    x = np.column_stack([rng.integers(0, 7, 300), rng.uniform(100, 4000, 300).round(1)]).astype(float)
+    y = 2 * x[:, 0] + 0.01 * x[:, 1] + 5 + rng.normal(0, noise, 300)
+    exact = sum(
+        (Fraction(a) * 2 + Fraction(b) * Fraction(0.01) + 5 - Fraction(t)) ** 2 for (a, b), t in zip(x, y, strict=True)
+    ) / len(y)
+    mse = holdout_mse(triangular_of(torch.tensor(np.column_stack([x, y]))), [2.0, 0.01], 5.0)
+    assert mse == pytest.approx(float(exact), rel=1e-7)
+    moments = moments_of(torch.tensor(np.column_stack([x, y])))
+    a = torch.tensor([2.0, 0.01, -1.0], dtype=torch.float64)
+    expanded = float((a @ moments.comoment @ a).clamp_min(0) / len(y) + (moments.mean @ a + 5.0) ** 2)
+    assert abs(expanded / float(exact) - 1) > 1e-3  # what the co-moments gave: the case is a real one
 
 
 def test_better_challenger_is_promoted():
@@ -86,25 +106,21 @@ def test_lost_race_overrules_a_promotion():
     assert lost.tags()["normflow.gate.decision"] == "not promoted"
 
 
-def _moments(x: np.ndarray, y: np.ndarray):
-    import torch
-
-    from normflow.core.moments import moments_of
-
-    return moments_of(torch.tensor(np.column_stack([x, y]), dtype=torch.float64))
+def _rows(x: np.ndarray, y: np.ndarray):
+    return triangular_of(torch.tensor(np.column_stack([x, y]), dtype=torch.float64))
 
 
 def _judge(x: np.ndarray, y: np.ndarray, weights: list[float], intercept: float):
     from normflow.core.gate import check_new_file
     from normflow.core.holdout import holdout_mse, own_least_squares_mse
 
-    moments = _moments(x, y)
-    own, terms = own_least_squares_mse(moments)
-    mse = holdout_mse(moments, weights, intercept)
+    rows = _rows(x, y)
+    own, terms = own_least_squares_mse(rows)
+    mse = holdout_mse(rows, weights, intercept)
     return check_new_file("f.csv", len(y), mse, own, terms, float(np.var(y)))
 
 
-def test_the_file_s_own_least_squares_from_its_moments_is_numpy_s():
+def test_the_file_s_own_least_squares_from_its_r_is_numpy_s():
     from normflow.core.holdout import own_least_squares_mse
 
     rng = np.random.default_rng(2)
@@ -112,7 +128,7 @@ def test_the_file_s_own_least_squares_from_its_moments_is_numpy_s():
     y = x[:, 0] * 3 - x[:, 1] * 1e-3 + rng.normal(size=80)
     design = np.column_stack([np.ones(80), x[:, :2]])
     residual = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
-    own, terms = own_least_squares_mse(_moments(x, y))
+    own, terms = own_least_squares_mse(_rows(x, y))
     assert own == pytest.approx(float(residual @ residual) / 80, rel=1e-9) and terms == 3
 
 
@@ -139,7 +155,7 @@ def test_holdout_scores_are_numpy_s_on_the_held_out_rows():
     x = rng.normal(size=(50, 2)) * [1.0, 300.0]
     y = x @ [1.5, 0.02] + 4 + rng.normal(size=50)
     predicted = x @ [1.4, 0.021] + 4.2  # some model other than the rows' own fit
-    scores = holdout_scores(_moments(x, y), [1.4, 0.021], 4.2)
+    scores = holdout_scores(_rows(x, y), [1.4, 0.021], 4.2)
     assert scores["holdout_mse"] == pytest.approx(mean_squared_error(y, predicted), rel=1e-12)
     assert scores["holdout_rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, predicted)), rel=1e-12)
     assert scores["holdout_r_squared"] == pytest.approx(r2_score(y, predicted), rel=1e-12)
