@@ -19,7 +19,7 @@ from normflow.core.encoding import Encoding, encoding_from_dict
 from normflow.core.errors import ConfigError, DataError, ModelFormatError
 from normflow.core.moments import DTYPE
 from normflow.core.scalers import Scaler, is_finite_number, scaler_from_dict, scaler_to_dict
-from normflow.portable.normflow_encoding import InputError, encode_frame
+from normflow.portable.normflow_encoding import InputError, encode_frame, plain_encoding
 from normflow.portable.normflow_interval import (
     NO_INTERVAL,
     IntervalError,
@@ -99,43 +99,22 @@ class LinearModel:
         return interval_frame(predictions, self.interval_half_width(features, level))
 
     def features(self, model_input: pd.DataFrame) -> np.ndarray:
-        """The model's raw feature rows ``(n, d)`` from input columns (encoded as at training)."""
-        if self.encodes:
-            assert self.encoding is not None
-            try:
-                features, problems, _ = encode_frame(model_input, self.encoding.to_dict())
-            except InputError as exc:
-                raise DataError(str(exc)) from None
-            if problems:
-                row = min(problems)
-                column, problem = problems[row]
-                raise DataError(f"input row {row + 1}, column {column!r}: {problem}", row=row + 1, column=column)
-            return features
-        return feature_matrix(model_input, self.feature_names)
+        """The model's raw feature rows ``(n, d)`` from input columns: the one encoding the portable loader applies
+        too (:func:`~normflow.portable.normflow_encoding.encode_frame`), a plain one for a model of numbers only."""
+        encoding = self.encoding.to_dict() if self.encoding is not None else plain_encoding(self.feature_names)
+        try:
+            features, problems, _ = encode_frame(model_input, encoding)
+        except InputError as exc:
+            raise DataError(f"input: {exc}") from None
+        if problems:
+            row = min(problems)
+            column, problem = problems[row]
+            raise DataError(f"input row {row + 1}, column {column!r}: {problem}", row=row + 1, column=column)
+        return features
 
     def raw_coefficients(self) -> tuple[list[float], float]:
         """Weights and intercept in the features' raw units."""
         return self.scaler.raw_coefficients(torch.tensor(self.weights, dtype=DTYPE), self.bias)
-
-
-def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...]) -> np.ndarray:
-    """The model's feature columns of ``frame`` as a float64 array, or a clear error."""
-    if not isinstance(frame, pd.DataFrame):
-        frame = pd.DataFrame(frame)
-    missing = [name for name in feature_names if name not in frame.columns]
-    if missing:
-        raise DataError(
-            f"input is missing feature column(s) {', '.join(map(repr, missing))}; it has: {', '.join(map(str, frame.columns))}"
-        )
-    columns = []
-    for name in feature_names:
-        numbers = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(numbers)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise DataError(f"input row {row + 1}, column {name!r}: not a finite number: {frame[name].iloc[row]!r}")
-        columns.append(numbers)
-    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
 def model_to_dict(model: LinearModel) -> dict:

@@ -34,6 +34,15 @@ def encoded_names(encoding: dict) -> list[str]:
     return [name for name in names if name not in dependent]
 
 
+def plain_encoding(feature_names: list[str] | tuple[str, ...]) -> dict:
+    """The encoding of a model whose features are its input columns, numbers with no missing cell allowed (a
+    ``--missing error`` model of numbers, or one written before encodings): the same contract as any other."""
+    return {
+        "columns": [{"name": name, "kind": "numeric", "fill": 0.0} for name in feature_names],
+        "missing": "error",
+    }
+
+
 def _level_text(value: object) -> str:
     """A categorical cell as the text its level is named by (``3.0`` from a float column reads ``3``)."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():

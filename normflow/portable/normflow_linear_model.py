@@ -22,10 +22,10 @@ import pandas as pd
 
 if __package__:  # inside this repository: normflow.portable
     from . import normflow_interval as intervals
-    from .normflow_encoding import InputError, encode_frame, encoded_names
+    from .normflow_encoding import InputError, encode_frame, encoded_names, plain_encoding
 else:  # the model folder's own copies (MLflow puts code/ on sys.path)
     import normflow_interval as intervals  # type: ignore[no-redef]
-    from normflow_encoding import InputError, encode_frame, encoded_names  # type: ignore[no-redef]
+    from normflow_encoding import InputError, encode_frame, encoded_names, plain_encoding  # type: ignore[no-redef]
 
 MODEL_FORMAT = "normflow.linear/2"
 """Written by this version: ``/1`` plus ``encoding``, how the features come from the input columns."""
@@ -130,46 +130,18 @@ class NormflowLinearModel:
         return intervals.interval_frame(predictions, intervals.interval_half_width(features, self.interval, level))
 
     def features(self, model_input: object) -> np.ndarray:
-        """The model's feature rows ``(n, d)`` from raw input columns (encoded as at training)."""
-        if self.encoding is not None:
-            try:
-                features, problems, _ = encode_frame(model_input, self.encoding)
-            except InputError as exc:
-                raise _error(str(exc)) from None
-            if problems:
-                row = min(problems)
-                column, problem = problems[row]
-                raise _error(problem, row + 1, column)
-            return features
-        return feature_matrix(model_input, self.feature_names)
-
-
-def feature_matrix(model_input: object, feature_names: tuple[str, ...]) -> np.ndarray:
-    """The feature columns as float64 ``(n, d)``: ints and floats are taken; booleans, text, NaN refused."""
-    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-    missing = [name for name in feature_names if name not in frame.columns]
-    if missing:
-        raise _error(
-            f"missing feature column(s) {', '.join(map(repr, missing))}; it has: {', '.join(map(str, frame.columns))}"
-        )
-    columns = []
-    for name in feature_names:
-        column = frame[name]
-        if pd.api.types.is_bool_dtype(column.dtype):
-            raise _error(f"a boolean ({bool(column.iloc[0])!r}), not a number", 1, name)
-        if not pd.api.types.is_numeric_dtype(column.dtype):
-            for row, value in enumerate(column.tolist(), start=1):
-                if isinstance(value, (bool, np.bool_)):
-                    raise _error(f"a boolean ({bool(value)!r}), not a number", row, name)
-                if not isinstance(value, (int, float, np.integer, np.floating)):
-                    raise _error(f"not a number: {value!r}", row, name)
-        numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(numbers)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise _error(f"not a finite number: {column.iloc[row]!r}", row + 1, name)
-        columns.append(numbers)
-    return np.column_stack(columns)
+        """The model's feature rows ``(n, d)`` from raw input columns: the one encoding every predictor applies
+        (:func:`normflow_encoding.encode_frame`), a plain one for a model of numbers only."""
+        encoding = self.encoding if self.encoding is not None else plain_encoding(self.feature_names)
+        try:
+            features, problems, _ = encode_frame(model_input, encoding)
+        except InputError as exc:
+            raise _error(str(exc)) from None
+        if problems:
+            row = min(problems)
+            column, problem = problems[row]
+            raise _error(problem, row + 1, column)
+        return features
 
 
 def load_document(path: str | Path) -> NormflowLinearModel:

@@ -33,13 +33,13 @@ def test_column_order_and_extra_columns_do_not_matter(model):
 
 
 def test_missing_feature_is_named(model):
-    with pytest.raises(DataError, match="missing feature column\\(s\\) 'distance'; it has: lights"):
+    with pytest.raises(DataError, match="missing input column\\(s\\) 'distance'; it has: lights"):
         model.predict(pd.DataFrame({"lights": [3]}))
 
 
 def test_non_numeric_input_is_named(model):
     with pytest.raises(DataError, match=r"row 2, column 'distance'.*'far'"):
-        model.predict(pd.DataFrame({"lights": [3, 2], "distance": ["2500", "far"]}))
+        model.predict(pd.DataFrame({"lights": [3, 2], "distance": [2500, "far"]}))
 
 
 def test_raw_coefficients(model):
