@@ -59,8 +59,8 @@ def _as_float(value: object) -> float:
 
 
 def _shown(value: object) -> str:
-    """A refused value as a message shows it: its repr, cut to 40 characters."""
-    text = repr(value)
+    """A refused value as a message shows it: its repr (a numpy scalar as its Python value), cut to 40 characters."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -108,7 +108,7 @@ def encode_frame(model_input: object, encoding: dict) -> tuple[np.ndarray, dict[
             if fast:
                 numbers = values.to_numpy(dtype=np.float64, na_value=np.nan).copy()
                 for row in np.flatnonzero(np.isinf(numbers)).tolist():
-                    problems.setdefault(row, (name, f"not a finite number: {values.iloc[row]!r}"))
+                    problems.setdefault(row, (name, f"not a finite number: {_shown(values.iloc[row])}"))
                 numbers[~np.isfinite(numbers)] = 0.0
             for row, value in enumerate(() if fast else values.tolist()):
                 if _is_missing(value):

@@ -1,5 +1,6 @@
-"""One predictor contract: ``normflow.load_model(...).predict`` (torch) and the portable MLflow loader (numpy and
-pandas only) take and refuse the same frames, with the same one-line messages, for every kind of model."""
+"""One predictor contract: ``normflow.load_model(...).predict`` (torch), the portable MLflow loader (numpy and
+pandas only) and that loader behind ``mlflow.pyfunc.load_model`` take and refuse the same frames, with the same
+one-line messages, for every kind of model."""
 
 from __future__ import annotations
 
@@ -106,18 +107,34 @@ def _outcome(predict, frame: pd.DataFrame) -> tuple[str, object]:
         return "refused", message
 
 
+@pytest.fixture(scope="module")
+def served(models, tmp_path_factory):
+    """Each model saved as the registered pyfunc folder and loaded back through ``mlflow.pyfunc``."""
+    import mlflow.pyfunc
+
+    from normflow.tracking.pyfunc import save_pyfunc
+
+    loaded = {}
+    for kind, model in models.items():
+        folder = tmp_path_factory.mktemp(f"pyfunc-{kind}")
+        loaded[kind] = mlflow.pyfunc.load_model(str(save_pyfunc(model, folder)))
+    return loaded
+
+
 @pytest.mark.parametrize("kind", ["strict", "default", "messy", "old"])
 @pytest.mark.parametrize("case", list(_hostile()))
-def test_both_predictors_score_or_refuse_the_same_frame_alike(kind, case, models):
+def test_every_predictor_scores_or_refuses_the_same_frame_alike(kind, case, models, served):
     model = models[kind]
     portable = NormflowLinearModel(json.loads(model_to_json(model)))
     frame = _hostile()[case]
-    ours, theirs = _outcome(model.predict, frame), _outcome(portable.predict, frame)
-    assert ours[0] == theirs[0], (ours, theirs)
-    if ours[0] == "scored":
-        assert np.allclose(ours[1], theirs[1], rtol=1e-13, atol=0), (ours, theirs)
-    else:
-        assert ours[1] == theirs[1] and "\n" not in ours[1]
+    ours = _outcome(model.predict, frame)
+    for predict in (portable.predict, served[kind].predict):
+        theirs = _outcome(predict, frame)
+        assert ours[0] == theirs[0], (ours, theirs)
+        if ours[0] == "scored":
+            assert np.allclose(ours[1], theirs[1], rtol=1e-13, atol=0), (ours, theirs)
+        else:
+            assert ours[1] == theirs[1] and "\n" not in ours[1]
 
 
 def test_the_contract_refuses_what_no_number_grammar_reads(models):
