@@ -111,6 +111,33 @@ def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_p
         assert len(dask_client.scheduler_info()["workers"]) == 2
 
 
+def test_messy_files_with_differing_vocabularies_on_dask_equal_single_process(cluster, tracking_store, tmp_path):
+    """Text and missing cells: each partition computes its own vocabulary (file 0 has no Denver, file 2 no Austin,
+    only file 1 has missing cells); aligned by level name, the merge gives the single process's model."""
+    rng = np.random.default_rng(12)
+    folder = tmp_path / "messy"
+    folder.mkdir()
+    cities = [["Austin", "Boston"], ["Austin", "Boston", "Denver"], ["Boston", "Denver"]]
+    effect = {"Austin": 0.0, "Boston": 3.0, "Denver": -2.0}
+    for i, levels in enumerate(cities):
+        rows = 2500
+        city = rng.choice(levels, rows)
+        distance = rng.uniform(100, 4000, rows).round(2)
+        price = 0.01 * distance + np.vectorize(effect.get)(city) + 5 + rng.normal(0, 1, rows)
+        shown = [f"{d}" if i != 1 or j % 17 else "" for j, d in enumerate(distance)]  # missing cells in file 1
+        body = "".join(f"{c},{d},{p:.5f}\n" for c, d, p in zip(city, shown, price, strict=True))
+        (folder / f"part{i}.csv").write_text("city,distance,price\n" + body)
+    settings = {"data": str(folder), "register_model": False}
+    single = train_flow(TrainSettings(**settings))
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    dask = train_flow.with_options(task_runner=runner)(TrainSettings(**settings, partition_bytes=8_192))
+    assert dask.feature_names == single.feature_names
+    assert {"city=Boston", "city=Denver", "distance (missing)"} <= set(single.feature_names)
+    assert dask.raw_weights == pytest.approx(single.raw_weights, rel=1e-9, abs=1e-12)
+    assert dask.intercept == pytest.approx(single.intercept, rel=1e-10)
+    assert dask.rows == single.rows == 7500
+
+
 def test_predict_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
     data = write_files(tmp_path / "in")
     train_flow(TrainSettings(data=str(data), features=["lights", "distance"], epochs=300))
