@@ -106,5 +106,5 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         first_gradients=tuple(tuple(g) for g in outcome.descent.gradients[:3].tolist()),
         fit=fit_report(outcome, settings.lr, evaluation),
         export_command=store.export_command(uri),
-        column_notes=tuple(notes_of_columns(spec, statistics)),
+        column_notes=(*notes_of_columns(spec, statistics), *outcome.column_notes()),
     )

@@ -35,11 +35,8 @@ def train(
         statistics.encoding,
     )
     logger = run_logger()
-    for name in outcome.scaler.constant_features:
-        logger.warning("feature %r is constant; its scale was set to 1", name)
-    for collinear in outcome.optimum.collinear:
-        if collinear.combination:
-            logger.warning("features are exactly collinear: %s (its weight in the optimum is 0)", collinear.describe())
+    for collinear in outcome.not_estimable:
+        logger.warning("%s in the training rows: not estimable, its weight is 0", collinear.describe())
     logger.info(
         "lr %s%s: Hessian condition number %.4g, %s per epoch; stopped after %s",
         f"{outcome.lr:.6g}",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
+
+import torch
 
 from normflow.core.encoding import Encoding
 from normflow.core.engine import (
@@ -18,11 +21,11 @@ from normflow.core.engine import (
 from normflow.core.errors import DataError, DivergenceError, NotConverged
 from normflow.core.inference import Inference, coefficient_inference, prediction_factor
 from normflow.core.model import LinearModel
-from normflow.core.scalers import Scaler, fit_scaler
+from normflow.core.scalers import ConstantFeatureWarning, Scaler, fit_scaler
 from normflow.core.settings import AUTO_LR
 from normflow.core.table_stats import TableStatistics
 from normflow.core.text import counted
-from normflow.core.triangular import LeastSquares
+from normflow.core.triangular import Collinearity, LeastSquares, feature_blocks, independent_columns
 
 AT_OPTIMUM = 1e-12
 """Relative optimality gap at or below which a trained model is the least-squares optimum."""
@@ -53,6 +56,19 @@ class TrainingOutcome:
         """The trained weights are the least-squares optimum to float64 rounding (a relative gap within
         1e-12 of the starting one), so the optimum's standard errors describe them."""
         return self.error is None and self.relative_gap <= AT_OPTIMUM
+
+    @property
+    def not_estimable(self) -> tuple[Collinearity, ...]:
+        """Features the training rows cannot tell apart from the intercept and earlier features (a constant
+        column, an exact combination): their weight in the model is 0, as R's ``lm`` leaves them out."""
+        return self.optimum.collinear
+
+    def column_notes(self) -> list[tuple[str, str]]:
+        """The summary's ``(label, text)`` line naming the features whose weight is 0 (none when all are estimable)."""
+        if not self.not_estimable:
+            return []
+        named = "; ".join(item.describe() for item in self.not_estimable)
+        return [("dependent", f"{named}: weight 0 in the model (not estimable)")]
 
     @property
     def losses(self) -> list[float]:
@@ -104,6 +120,41 @@ def resolve_lr(lr: float | str, bend: Curvature) -> float:
     return bend.best_lr if lr == AUTO_LR else float(lr)
 
 
+def estimable_weights(
+    weights: torch.Tensor, bias: torch.Tensor, scaler: Scaler, statistics: TableStatistics
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same predictions on the training rows, with weight 0 on every feature the rows cannot estimate.
+
+    A feature ``x_j = sum_k a_k x_k + c`` of earlier independent features (``a`` empty: a constant) has a
+    zero-curvature direction, so descent never moves its weight from the start; on the training rows its term
+    equals that combination, so its weight passes to those features and the intercept (in normalized units:
+    ``w_k += w_j a_k scale_k / scale_j``, ``b += w_j (shift . a + c - shift_j) / scale_j``). On new rows the
+    feature then does not act. Whitening has no such feature (it leaves them out before training).
+    """
+    d = len(scaler.feature_names)
+    device = weights.device
+    rxx = feature_blocks(statistics.triangular.to(device), d)[0]
+    keep = independent_columns(rxx, statistics.count)
+    if scaler.matrix is not None or bool(keep.all()):
+        return weights, bias
+    moments = statistics.moments
+    mean, constant = moments.mean[:d].to(device), (moments.minimum[:d] == moments.maximum[:d]).tolist()
+    shift, scale = scaler.shift_tensor(device), scaler.scale_tensor(device)
+    folded, intercept = weights.clone(), bias.clone()
+    for j in torch.nonzero(~keep).flatten().tolist():
+        earlier = torch.nonzero(keep[:j]).flatten()
+        if constant[j] or earlier.numel() == 0:
+            earlier = earlier[:0]
+            combination = rxx.new_zeros(0)
+        else:
+            combination = torch.linalg.lstsq(rxx[: j + 1, earlier], rxx[: j + 1, j][:, None]).solution.flatten()
+        offset = mean[j] - mean[earlier] @ combination
+        folded[earlier] += folded[j] * combination * scale[earlier] / scale[j]
+        intercept = intercept + folded[j] * (shift[earlier] @ combination + offset - shift[j]) / scale[j]
+        folded[j] = 0.0
+    return folded, intercept
+
+
 def train_linear_model(
     statistics: TableStatistics,
     feature_names: tuple[str, ...],
@@ -120,8 +171,12 @@ def train_linear_model(
     ``lr`` may be ``"auto"``. Training stops at the first epoch whose optimality gap is within
     ``tolerance`` of the starting gap (0: run all ``epochs``). A diverged run is returned (with
     ``error`` set) rather than raised, so its curves can still be recorded before the caller fails the run.
+    A feature the rows cannot estimate (constant, or a combination of earlier ones) gets weight 0 in the model
+    (:func:`estimable_weights`), named in ``not_estimable``.
     """
-    scaler = fit_scaler(statistics.moments, feature_names, normalization, statistics.triangular)
+    with warnings.catch_warnings():  # a constant column is named by the outcome (not_estimable), not warned here
+        warnings.simplefilter("ignore", ConstantFeatureWarning)
+        scaler = fit_scaler(statistics.moments, feature_names, normalization, statistics.triangular)
     problem = build_problem(statistics, scaler)
     bend = curvature(problem)
     rate = resolve_lr(lr, bend)
@@ -129,7 +184,8 @@ def train_linear_model(
     error: DivergenceError | DataError | None = None
     if not check_converging(descent, rate, bend):
         error = divergence_error(problem, descent, rate, feature_names, normalization)
-    weights, intercept = scaler.raw_coefficients(descent.weights, descent.bias)
+    trained, bias = estimable_weights(descent.weights, descent.bias, scaler, statistics)
+    weights, intercept = scaler.raw_coefficients(trained, bias)
     if error is None and not all(math.isfinite(v) for v in (*weights, intercept)):
         error = DataError(
             "the fitted coefficients overflow float64 in raw units (features "
@@ -139,8 +195,8 @@ def train_linear_model(
     model = LinearModel(
         feature_names=tuple(feature_names),
         target=target,
-        weights=tuple(descent.weights.tolist()),
-        bias=float(descent.bias),
+        weights=tuple(trained.tolist()),
+        bias=float(bias),
         scaler=scaler,
         encoding=encoding,
         interval=prediction_factor(statistics.triangular, problem.optimum, feature_names),
