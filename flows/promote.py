@@ -17,7 +17,7 @@ import sys
 from flows.cli import parser_for
 from flows.common import run_cli
 from normflow.core.errors import ConfigError
-from normflow.core.names import validate_model_name
+from normflow.core.names import parse_version, validate_model_name
 from normflow.core.settings import DEFAULT_MODEL_NAME
 
 
@@ -51,8 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def move_alias(args: argparse.Namespace) -> str:
     """Do what the flags ask; returns what happened, in words."""
     validate_model_name(args.model_name)
-    if args.version is not None and not args.version.isdigit():
-        raise ConfigError(f"--version must be a version number, got {args.version!r}")
+    version = parse_version(args.version) if args.version is not None else None  # once: ASCII digits, canonical
     from normflow.tracking import registry, store
     from normflow.tracking.promotion import hold_champion, promote_by_hand, rollback_champion
 
@@ -67,9 +66,9 @@ def move_alias(args: argparse.Namespace) -> str:
             else (f"{name} has no held champion; nothing changed")
         )
     if args.hold:
-        version, before = hold_champion(uri, name, args.version, "promote.py --hold")
+        held_now, before = hold_champion(uri, name, version, "promote.py --hold")
         return (
-            f"{name} version {version} is champion and held (was {before.champion}); retrainings will "
+            f"{name} version {held_now} is champion and held (was {before.champion}); retrainings will "
             "register and record their decision but not promote until: python flows/promote.py --release"
         )
     held = registry.held_version(uri, name)
@@ -84,10 +83,11 @@ def move_alias(args: argparse.Namespace) -> str:
             f"rolled back {name}: champion is now version {before.previous} "
             f"(was {before.champion}, which is now previous-champion)"
         )
-    before = promote_by_hand(uri, name, args.version, "promote.py --version")
-    if before.champion == args.version:
-        return f"{name} version {args.version} already is champion; nothing changed"
-    return f"promoted {name} version {args.version} to champion (previous-champion is now {before.champion})"
+    assert version is not None, "parse_args requires one of --rollback, --version, --hold, --release"
+    before = promote_by_hand(uri, name, version, "promote.py --version")
+    if before.champion == version:
+        return f"{name} version {version} already is champion; nothing changed"
+    return f"promoted {name} version {version} to champion (previous-champion is now {before.champion})"
 
 
 def main(argv: list[str] | None = None) -> int:

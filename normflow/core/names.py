@@ -41,9 +41,41 @@ def validate_model_name(name: str) -> str:
     return name
 
 
+MAX_VERSION = 2**31 - 1
+"""The largest version number the registry stores (a 32-bit integer column on every MLflow backend)."""
+_NUMBERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[^/]+)$")
+
+
+def parse_version(text: object, source: str = "--version") -> str:
+    """A registered model's version number as a user gives it (``--version``, ``models:/NAME/N``), parsed once
+    for every use: ASCII digits only, 1 to 2**31 - 1, returned canonical (``01`` is ``1``), so versions compared
+    as text are compared as numbers. ``١``, ``²``, ``+1``, `` 1``, ``1.0``, ``-1`` and ``0`` are refused in one
+    line naming ``source`` (MLflow itself would take the first two as digits)."""
+    if not isinstance(text, str) or not text or not text.isascii() or not text.isdigit():
+        raise ConfigError(f"{source} must be a version number (ASCII digits 0-9, e.g. 3), got {text!r}")
+    digits = text.lstrip("0")
+    if not digits or len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+        shown = text if len(text) <= 24 else text[:21] + "..."
+        raise ConfigError(f"{source} must be a version number from 1 to {MAX_VERSION}, got {shown!r}")
+    return digits
+
+
+def model_uri_version(uri: str) -> tuple[str, str] | None:
+    """``(name, version)`` of a ``models:/NAME/N`` URI, the version parsed by :func:`parse_version`; None for
+    any other URI (an alias, ``models:/NAME/latest``, a logged model, a folder). A version part that is not a
+    version number (``models:/m/١``, ``models:/m/+1``) is refused."""
+    numbered = _NUMBERED_URI.match(uri)
+    if numbered is None or numbered["version"].lower() == "latest":
+        return None
+    source = f"the version in model URI {uri!r} (models:/NAME/N, or models:/NAME@ALIAS)"
+    return numbered["name"], parse_version(numbered["version"], source)
+
+
 def check_model_uri(uri: str, exists_locally: bool) -> str:
     """Refuse a model URI MLflow cannot resolve: it needs a scheme (``models:/``, ``runs:/``,
-    ``s3://``...) or must be a model folder that exists (the caller looks, this module does no I/O)."""
+    ``s3://``...) or must be a model folder that exists (the caller looks, this module does no I/O);
+    a ``models:/NAME/N`` URI needs a version number (:func:`model_uri_version`)."""
+    model_uri_version(uri)
     if "://" in uri.replace(":/", "://", 1) or exists_locally:
         return uri
     raise ConfigError(

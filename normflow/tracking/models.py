@@ -14,13 +14,12 @@ from mlflow.exceptions import MlflowException
 
 from normflow.core.errors import ConfigError, one_line
 from normflow.core.model import LinearModel
-from normflow.core.names import check_model_uri
+from normflow.core.names import check_model_uri, model_uri_version
 from normflow.tracking.pyfunc import load_local_model
 from normflow.tracking.store import absolute_uri
 from normflow.tracking.store import tracking_uri as default_tracking_uri
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -38,15 +37,15 @@ def pin_model_version(tracking_uri: str, model_uri: str) -> PinnedModel:
     """Resolve ``models:/name@alias`` or ``models:/name/N`` to one fixed version."""
     client = MlflowClient(tracking_uri)
     alias = _ALIAS_URI.match(model_uri)
-    numbered = _VERSION_URI.match(model_uri)
+    numbered = model_uri_version(model_uri)  # the one version parser: ASCII digits, canonical
     if alias:
         name = alias["name"]
         lookup = functools.partial(client.get_model_version_by_alias, name, alias["alias"])
         missing = f"registered model {name!r} has no alias {alias['alias']!r}"
     elif numbered:
-        name = numbered["name"]
-        lookup = functools.partial(client.get_model_version, name, numbered["version"])
-        missing = f"registered model {name!r} has no version {numbered['version']}"
+        name, number = numbered
+        lookup = functools.partial(client.get_model_version, name, number)
+        missing = f"registered model {name!r} has no version {number}"
     else:
         check_model_uri(model_uri, Path(model_uri).exists())
         return PinnedModel(model_uri, model_uri, None, None, _download_location(client, model_uri))
