@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flows.cli import flag_name
+from flows.environment import check_stores, reachable_prefect_server
 from flows.logs import quiet_expected_errors, quiet_library_consoles
 from flows.runtime import prefect_command_settings
 from flows.server import ensure_temporary_server, stop_early_server, wait_for_early_server
@@ -60,9 +61,11 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False,
     except ValueError:  # not the main thread: leave SIGTERM alone
         previous = None
     try:
+        check_stores()
         if prefect and temporary_server:
             ensure_temporary_server(verbose)
-        with prefect_command_settings(wait_for_early_server()) if prefect else contextlib.nullcontext():
+        server = reachable_prefect_server(wait_for_early_server()) if prefect else None
+        with prefect_command_settings(server) if prefect else contextlib.nullcontext():
             summary = run()
     except ServingStopped:
         terminated = signal.SIGTERM in _SIGNALS_RECEIVED

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flows.cli.command_parser import CommandParser
 from flows.cli.setting_flags import add_setting_flags, given_settings
 from normflow.core.errors import ConfigError, NormflowError, one_line
 from normflow.core.settings import Settings
@@ -55,7 +56,7 @@ def parser_for(prog: str, description: str, examples: str) -> argparse.ArgumentP
     Usage lines, flag errors and examples name the command as it was called (``normflow train`` or
     ``python flows/train_flow.py``)."""
     name = invoked_name(prog)
-    return argparse.ArgumentParser(
+    return CommandParser(
         prog=name,
         description=description,
         epilog=f"examples:\n{examples.replace(prog, name)}\n\n{ENVIRONMENT}",

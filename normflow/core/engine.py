@@ -33,6 +33,23 @@ DIVERGENCE_FACTOR = 1e6
 """A loss this many times the first epoch's means training diverged (GD with a stable
 learning rate never increases the loss of a convex quadratic)."""
 
+KEPT_EPOCH_VALUES = 1 << 22
+"""Per-epoch values (a loss and ``d`` gradients each) kept for every epoch, 32 MB of float64: about 1.4
+million epochs of a two-feature model, 2,000 of a 2,000-feature one (:data:`MIN_KEPT_EPOCHS` at least)."""
+
+MIN_KEPT_EPOCHS = 2000
+"""Epochs always kept whole, whatever the width (the default ``epochs``)."""
+
+THINNED_GROWTH = 1.01
+"""Past the epochs kept whole, an epoch is kept each time the epoch number has grown by 1% (and the last
+one): about 1,800 more from 2,000 to 1e11 epochs, finer than the logged series' spacing, so the storage
+grows with the logarithm of ``epochs``, never with ``epochs``."""
+
+
+def kept_epochs(d: int) -> int:
+    """Epochs whose loss and gradients are all kept for a model of ``d`` features (later ones are thinned)."""
+    return max(MIN_KEPT_EPOCHS, KEPT_EPOCH_VALUES // (d + 1))
+
 
 @dataclass(frozen=True)
 class QuadraticProblem:
@@ -94,16 +111,21 @@ class DescentResult:
 
     weights: torch.Tensor  # (d,) in normalized space
     bias: torch.Tensor  # ()
-    losses: torch.Tensor  # (epochs_run,) loss before each epoch's update
-    gradients: torch.Tensor  # (epochs_run, d) gradient of every weight per epoch
+    losses: torch.Tensor  # (kept,) loss before each kept epoch's update: every epoch, unless ``thinned``
+    gradients: torch.Tensor  # (kept, d) gradient of every weight per kept epoch
     final_loss: float  # loss at the returned parameters
     diverged_at: int | None  # epoch whose loss was non-finite or past the bound
     converged_at: int | None = None  # epoch whose optimality gap first met the tolerance (training stopped there)
+    thinned: tuple[int, ...] = ()  # the epochs of the last len(thinned) entries, when later epochs were thinned
 
     @property
     def epochs_run(self) -> int:
         """Epochs whose loss and gradients were computed."""
-        return int(self.losses.shape[0])
+        return self.thinned[-1] + 1 if self.thinned else int(self.losses.shape[0])
+
+    def epoch_numbers(self) -> list[int] | None:
+        """The epoch of each kept loss when later epochs were thinned; None when every epoch was kept."""
+        return [*range(len(self.losses) - len(self.thinned)), *self.thinned] if self.thinned else None
 
     @property
     def updates(self) -> int:
@@ -246,6 +268,7 @@ def gradient_descent(
     epochs: int,
     divergence_factor: float = DIVERGENCE_FACTOR,
     tolerance: float = 0.0,
+    keep: int | None = None,
 ) -> DescentResult:
     """Run full-batch GD from ``w = b = 1`` (the tutorial's start) for at most ``epochs`` epochs.
 
@@ -253,6 +276,10 @@ def gradient_descent(
     exceeds ``divergence_factor`` times the first epoch's loss; and, with ``converged_at`` set,
     at the first epoch whose optimality gap is at most ``tolerance`` times the starting gap
     (``tolerance`` 0 runs every epoch: the tutorial's fixed-length runs).
+
+    The loss and gradients of the first ``keep`` epochs (default :func:`kept_epochs`) are all kept;
+    later ones are thinned (:data:`THINNED_GROWTH`, the last always kept), so the storage is bounded
+    whatever ``epochs`` is.
     """
     if epochs < 1:
         raise ValueError("epochs must be at least 1")
@@ -262,8 +289,11 @@ def gradient_descent(
     d = problem.dim
     w = torch.ones(d, dtype=DTYPE, device=device)
     b = torch.ones((), dtype=DTYPE, device=device)
-    losses = torch.empty(epochs, dtype=DTYPE, device=device)
-    grads = torch.empty(epochs, d, dtype=DTYPE, device=device)
+    kept = min(epochs, kept_epochs(d) if keep is None else max(keep, 1))
+    losses = torch.empty(kept, dtype=DTYPE, device=device)
+    grads = torch.empty(kept, d, dtype=DTYPE, device=device)
+    thinned: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    next_thinned = kept
     bound = math.inf
     optimal = float(problem.loss_opt)
     target_gap = -math.inf
@@ -273,8 +303,12 @@ def gradient_descent(
     for epoch in range(epochs):
         loss = loss_at(problem, w, b)
         grad_w, grad_b = gradients_at(problem, w, b)
-        losses[epoch] = loss
-        grads[epoch] = grad_w
+        if epoch < kept:
+            losses[epoch] = loss
+            grads[epoch] = grad_w
+        elif epoch >= next_thinned:
+            thinned.append((epoch, loss, grad_w))
+            next_thinned = max(epoch + 1, math.ceil(epoch * THINNED_GROWTH))
         value = float(loss)
         if epoch == 0:
             bound = divergence_factor * value if value > 0 else math.inf
@@ -290,8 +324,15 @@ def gradient_descent(
         b = b - lr * grad_b
     run = epoch + 1
     stopped = diverged_at is not None or converged_at is not None
-    final = float(losses[epoch]) if stopped else float(loss_at(problem, w, b))
-    return DescentResult(w, b, losses[:run], grads[:run], final, diverged_at, converged_at)
+    final = float(loss) if stopped else float(loss_at(problem, w, b))
+    if run <= kept:
+        return DescentResult(w, b, losses[:run], grads[:run], final, diverged_at, converged_at)
+    if thinned[-1][0] != epoch:
+        thinned.append((epoch, loss, grad_w))
+    losses = torch.cat([losses, torch.stack([item[1] for item in thinned])])
+    grads = torch.cat([grads, torch.stack([item[2] for item in thinned])])
+    epochs_kept = tuple(item[0] for item in thinned)
+    return DescentResult(w, b, losses, grads, final, diverged_at, converged_at, epochs_kept)
 
 
 def gradient_ratio(gradients: torch.Tensor, feature_names: list[str] | tuple[str, ...]) -> tuple[float, str, str]:
@@ -316,7 +357,7 @@ def divergence_error(
     first_loss = float(result.losses[0])
     if result.diverged_at is not None:
         epoch = result.diverged_at
-        last_loss = float(result.losses[epoch])
+        last_loss = result.final_loss  # the diverged epoch's loss
         parts = [f"training diverged at epoch {epoch} (loss {last_loss:.4g}, from {first_loss:.4g} at epoch 0)"]
     else:
         epoch = result.epochs_run

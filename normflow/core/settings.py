@@ -245,6 +245,19 @@ class Flag:
     """The default as ``--help`` says it, when the value itself does not say it well."""
 
 
+def check_utf8(value: object, name: str) -> None:
+    """A text setting (a path from the command line may hold any bytes) must be valid UTF-8: runs record it as text."""
+    for text in value if isinstance(value, tuple) else (value,):
+        if isinstance(text, str):
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                shown = str(text.encode("utf-8", "surrogateescape"))[2:-1]
+                raise ConfigError(
+                    f"{{{name}}}: {shown} is not valid UTF-8 (runs record it as text)", settings=(name,)
+                ) from None
+
+
 def flag_of(field: FieldInfo) -> Flag:
     """The :class:`Flag` in a field's metadata, or the default one."""
     return next((item for item in field.metadata if isinstance(item, Flag)), Flag())
@@ -269,6 +282,7 @@ class Settings(BaseModel):
     def validate(self) -> Self:  # type: ignore[override]  # pydantic's deprecated classmethod of the same name
         """Refuse values that cannot work, before any data is read (each field's check); returns self."""
         for name, field in type(self).model_fields.items():
+            check_utf8(getattr(self, name), name)
             check = flag_of(field).check
             if check is not None:
                 check(getattr(self, name), name)

@@ -61,13 +61,16 @@ class StudyResult:
         return f"{self.normalization} lr={self.lr_text}"
 
 
-def epochs_to_tolerance(losses: list[float], optimal_loss: float, tolerance: float) -> int | None:
-    """First epoch whose gap to the optimum is within ``tolerance`` of the starting gap."""
+def epochs_to_tolerance(
+    losses: list[float], optimal_loss: float, tolerance: float, epochs: list[int] | None = None
+) -> int | None:
+    """First epoch whose gap to the optimum is within ``tolerance`` of the starting gap (``epochs``: the epoch
+    of each loss when a long run kept only some, as :meth:`DescentResult.epoch_numbers`)."""
     start_gap = losses[0] - optimal_loss
     if not math.isfinite(start_gap):
         return None
     threshold = tolerance * max(start_gap, 0.0)
-    for epoch, loss in enumerate(losses):
+    for epoch, loss in zip(epochs, losses, strict=True) if epochs else enumerate(losses):
         if not math.isfinite(loss):
             return None
         if loss - optimal_loss <= threshold:
@@ -93,7 +96,13 @@ def run_grid(
     for normalization in normalizations:
         for lr in lrs:
             outcome = train_linear_model(statistics, feature_names, target, normalization, lr, epochs)
-            reached = None if outcome.error else epochs_to_tolerance(outcome.losses, outcome.optimal_loss, tolerance)
+            reached = (
+                None
+                if outcome.error
+                else epochs_to_tolerance(
+                    outcome.losses, outcome.optimal_loss, tolerance, outcome.descent.epoch_numbers()
+                )
+            )
             results.append(StudyResult(normalization, lr, outcome, reached))
     return results
 

@@ -16,6 +16,7 @@ class Curve:
     diverged_at: int | None = None
     color: str | None = None
     linestyle: str = "-"
+    epochs: list[int] | None = None  # the epoch of each loss when a long run kept only some; None: 0, 1, 2...
 
 
 def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
@@ -29,7 +30,8 @@ def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
     ax = fig.add_subplot()
     drawn = False
     for curve in curves:
-        points = [(e, v) for e, v in enumerate(curve.losses) if math.isfinite(v) and v > 0]
+        numbered = zip(curve.epochs, curve.losses, strict=True) if curve.epochs else enumerate(curve.losses)
+        points = [(e, v) for e, v in numbered if math.isfinite(v) and v > 0]
         if not points:
             continue
         epochs, values = zip(*points, strict=True)
@@ -53,9 +55,9 @@ def plot_loss_curves(curves: list[Curve], path: Path, title: str) -> Path:
     return path
 
 
-def plot_loss_curve(losses: list[float], path: Path, title: str) -> Path:
-    """A single run's loss per epoch on a log scale, saved as a PNG at ``path``."""
-    return plot_loss_curves([Curve("training loss (MSE)", losses)], path, title)
+def plot_loss_curve(losses: list[float], path: Path, title: str, epochs: list[int] | None = None) -> Path:
+    """A single run's loss per epoch on a log scale, saved as a PNG at ``path`` (``epochs``: see :class:`Curve`)."""
+    return plot_loss_curves([Curve("training loss (MSE)", losses, epochs=epochs)], path, title)
 
 
 def _scatter(x, y, path: Path, title: str, xlabel: str, ylabel: str, diagonal: bool) -> Path:

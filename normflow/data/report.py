@@ -41,14 +41,25 @@ def write_study_report(results: list[StudyResult], spec: TableSpec, tolerance: f
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     with staged(report_dir, replace=False) as staging:
         staging.mkdir()
-        curves = [Curve(r.label, r.outcome.losses, r.diverged_epoch, *curve_style(r, results)) for r in results]
+        curves = [
+            Curve(
+                r.label, r.outcome.losses, r.diverged_epoch, *curve_style(r, results), r.outcome.descent.epoch_numbers()
+            )
+            for r in results
+        ]
         plot_loss_curves(
             curves, staging / "loss_curves.png", "Loss per epoch for every normalization and learning rate"
         )
         best = best_per_normalization(results)
         plot_loss_curves(
             [
-                Curve(f"{name} (best lr {r.lr_text})", r.outcome.losses, r.diverged_epoch, curve_style(r, results)[0])
+                Curve(
+                    f"{name} (best lr {r.lr_text})",
+                    r.outcome.losses,
+                    r.diverged_epoch,
+                    curve_style(r, results)[0],
+                    epochs=r.outcome.descent.epoch_numbers(),
+                )
                 for name, r in best.items()
             ],
             staging / "best_lr_per_normalization.png",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import os
 import re
 from pathlib import Path
 
@@ -25,6 +26,11 @@ def resolve_sources(data: str | Path) -> list[Path]:
     under the first name in sorted order. Anything that is not a regular file is refused with
     what it is (a FIFO, a device, a symlink loop), never reported as missing.
     """
+    return [_named_in_utf8(path) for path in _resolve(data)]
+
+
+def _resolve(data: str | Path) -> list[Path]:
+    """:func:`resolve_sources` before the names are checked."""
     text = str(data)
     path = Path(text)
     kind = _path_kind(path)
@@ -43,6 +49,16 @@ def resolve_sources(data: str | Path) -> list[Path]:
             raise DataError(f"{text}: no files match this pattern{_relative_to_cwd(path)}")
         return _distinct_files(files)
     raise DataError(f"{text}: no such file or directory{_relative_to_cwd(path)}")
+
+
+def _named_in_utf8(path: Path) -> Path:
+    """``path``, whose name must be valid UTF-8 (runs record it as text); else the error shows its bytes escaped."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        shown = str(os.fsencode(path))[2:-1]
+        raise DataError(f"{shown}: the file's name is not valid UTF-8; rename it", path=shown) from None
+    return path
 
 
 def _relative_to_cwd(path: Path) -> str:

@@ -217,7 +217,8 @@ def record_training_results(
     loss: nothing that a comparison chart would take for a result.
     """
     names = outcome.scaler.feature_names
-    series = runs.epoch_metrics(outcome.descent.losses, outcome.descent.gradients, names, outcome.error is not None)
+    descent = outcome.descent
+    series = runs.epoch_metrics(descent.losses, descent.gradients, names, outcome.error is not None, descent.thinned)
     runs.log_metric_series(uri, run_id, series)
     bend = {
         "condition_number": outcome.curvature.condition_number,
@@ -273,7 +274,8 @@ def record_training_results(
         runs.log_artifact(uri, run_id, scaler_file)
         for path in write_feature_tables(feature_table(outcome), folder):
             runs.log_artifact(uri, run_id, path)
-        runs.log_artifact(uri, run_id, plot_loss_curve(outcome.losses, folder / "loss_curve.png", title))
+        curve = plot_loss_curve(outcome.losses, folder / "loss_curve.png", title, outcome.descent.epoch_numbers())
+        runs.log_artifact(uri, run_id, curve)
         if evaluation is not None and evaluation.sample_rows and outcome.error is None:
             for path in plot_evaluation(evaluation, folder):
                 runs.log_artifact(uri, run_id, path)
@@ -356,7 +358,10 @@ def record_study_child(
     tags = {"mlflow.parentRunId": parent_id, "normflow.flow": "study", DIVERGED_TAG: str(result.diverged).lower()}
     run_id = runs.start_run(uri, experiment, run_name=result.label, tags=tags)
     runs.log_params(uri, run_id, {**common, "normalization": result.normalization, "lr": result.lr_text})
-    runs.log_metric_series(uri, run_id, runs.epoch_metrics(result.outcome.descent.losses, diverged=result.diverged))
+    descent = result.outcome.descent
+    runs.log_metric_series(
+        uri, run_id, runs.epoch_metrics(descent.losses, diverged=result.diverged, thinned=descent.thinned)
+    )
     runs.log_metrics(uri, run_id, child_metrics(result))
     if result.outcome.error is not None:
         runs.fail_run(uri, run_id, one_line(str(result.outcome.error)))

@@ -6,6 +6,7 @@ thread-local and Prefect runs tasks in threads), and nothing here touches MLflow
 
 from __future__ import annotations
 
+import bisect
 import math
 import shutil
 import time
@@ -142,24 +143,26 @@ def epoch_metrics(
     gradients: torch.Tensor | None = None,
     feature_names: tuple[str, ...] = (),
     diverged: bool = False,
+    thinned: Sequence[int] = (),
 ) -> Iterable[Metric]:
     """Per-epoch series at :func:`sampled_epochs`: ``loss``, ``log10_loss`` (a chart that shows 20 orders
     of magnitude), and with ``gradients`` (epochs x features) ``grad_norm`` plus ``grad.<feature>`` for up
-    to :data:`GRADIENT_FEATURES` features; the epoch is the step.
+    to :data:`GRADIENT_FEATURES` features; the epoch is the step. With ``thinned`` (the epochs of the last
+    values, when a long run kept only some), each sampled epoch takes the nearest kept one at or before it.
 
     A ``diverged`` run's curve is logged as ``log10_loss`` only: a ``loss`` whose last value is 1e14
     would read as the run's result in every table and comparison chart."""
     now = int(time.time() * 1000)
     losses = [float(v) for v in losses]
-    epochs = sampled_epochs(len(losses))
+    rows, steps = kept_samples(len(losses), thinned)
     per_feature = gradients is not None and len(feature_names) <= GRADIENT_FEATURES
     keys = list(feature_keys(feature_names).values()) if per_feature else []
     if gradients is not None:
-        rows = gradients[epochs]
-        norms = rows.norm(dim=1).tolist()
-        values = rows.tolist() if per_feature else []
-    for index, epoch in enumerate(epochs):
-        loss = losses[epoch]
+        sampled = gradients[rows]
+        norms = sampled.norm(dim=1).tolist()
+        values = sampled.tolist() if per_feature else []
+    for index, (row, epoch) in enumerate(zip(rows, steps, strict=True)):
+        loss = losses[row]
         if not diverged:
             yield Metric("loss", loss, now, epoch)
         if loss > 0:
@@ -169,6 +172,17 @@ def epoch_metrics(
             # not strict: called without feature names, a run logs grad_norm and no per-feature series
             for key, value in zip(keys, values[index] if per_feature else (), strict=False):
                 yield Metric(f"grad.{key}", value, now, epoch)
+
+
+def kept_samples(count: int, thinned: Sequence[int] = ()) -> tuple[list[int], list[int]]:
+    """Which of ``count`` kept values to log, and their epochs: :func:`sampled_epochs` of the epochs run, each
+    the kept value at or before it (all values are epochs ``0..count-1`` unless ``thinned`` names the last)."""
+    whole = count - len(thinned)
+    epochs = sampled_epochs(thinned[-1] + 1 if thinned else count)
+    if not thinned:
+        return epochs, epochs
+    rows = sorted({e if e < whole else whole + bisect.bisect_right(thinned, e) - 1 for e in epochs})
+    return rows, [r if r < whole else thinned[r - whole] for r in rows]
 
 
 def log_training_dataset(

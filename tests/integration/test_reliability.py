@@ -746,3 +746,303 @@ sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
     assert runs[0].info.status == "FAILED" and "SIGTERM" in runs[0].data.tags[tracking.FAILURE_TAG]
     assert [str(v.version) for v in client.search_model_versions("name='normflow-linear'")] == [first.model_version]
     assert registry.alias_version(tracking_store, "normflow-linear", "champion") == first.model_version
+
+
+# 14. no hang: a store or server that cannot work ends the command in one line, at once (issue 24, item 3)
+def _one_error_line(capsys, started: float) -> str:
+    """The command's only stderr line, after checking it ended in time and printed nothing else."""
+    assert time.monotonic() - started < 60
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("normflow: error: "), captured.err[-3000:]
+    return lines[0]
+
+
+def _exit_code(main, argv: list[str]) -> int:
+    """A command's exit code, returned or raised (flags are refused with ``SystemExit``)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def _closed_port() -> int:
+    from helpers import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "promote"])
+def test_mlflow_store_that_does_not_answer_is_one_line_at_once(command, monkeypatch, capsys, tmp_path):
+    """MLFLOW_TRACKING_URI at a closed port: before, training retried for 330 s until killed (MLflow's 8 HTTP
+    tries with backoff, times the tasks' 3 attempts); now one request, one line, before any work."""
+    from flows.console import main
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    argv = {
+        "train": ["train", "--data", HOUSES, "--epochs", "10"],
+        "predict": ["predict", "--input", HOUSES, "--output", str(tmp_path / "o.csv")],
+        "promote": ["promote", "--version", "1"],
+    }[command]
+    started = time.monotonic()
+    assert main(argv) == 1
+    line = _one_error_line(capsys, started)
+    assert line.startswith(f"normflow: error: the MLflow store at {uri} does not answer (connection refused)")
+    assert "MLFLOW_TRACKING_URI" in line
+
+
+def test_mlflow_server_that_accepts_but_never_answers_is_one_line(silent_port, monkeypatch, capsys):
+    from flows.promote import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent_port}")
+    started = time.monotonic()
+    assert main(["--version", "1"]) == 1
+    assert "does not answer (no answer within 5 s)" in _one_error_line(capsys, started)
+
+
+def test_registry_uri_that_does_not_answer_is_one_line(tracking_store, monkeypatch, capsys):
+    from flows.promote import main
+
+    registry_uri = f"http://u:secret@127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry_uri)
+    started = time.monotonic()
+    assert main(["--version", "1"]) == 1
+    line = _one_error_line(capsys, started)
+    assert "does not answer (connection refused)" in line and "secret" not in line and "u:***@" in line
+
+
+def test_mlflow_http_retries_are_bounded_unless_set(monkeypatch):
+    """MLflow's own HTTP retries, unless the environment sets them: 3 tries of at most 10 s (its defaults:
+    8 tries of up to 120 s with backoff to 120 s). A server that dies mid-run still gets our task retries
+    (test_mlflow_server.py: "Retry 2/2")."""
+    for name in store.HTTP_WAIT_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    store.limit_http_waits()
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 2 and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 30  # set by the user: kept
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("folder", "is a folder; name the database file in it"),
+        ("file in the way", "is a file, not a folder"),
+        ("not a database", "is not an SQLite database"),
+    ],
+)
+def test_sqlite_store_that_sqlite_cannot_open_is_one_line_at_once(kind, expected, tmp_path, monkeypatch, capsys):
+    """A folder where the database file should be: before, MLflow's engine retried about 100 s per attempt,
+    times our retries (past 300 s); now the path is checked first."""
+    from flows.console import main
+
+    target = tmp_path / "store"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "file in the way":
+        (tmp_path / "a-file").write_text("x")
+        target = tmp_path / "a-file" / "mlflow.db"
+    else:
+        target.write_text("lights,distance,price\n" + "2,1000,19\n" * 40)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{target}")
+    for argv in (["train", "--data", HOUSES, "--epochs", "10"], ["promote", "--version", "1"]):
+        started = time.monotonic()
+        assert main(argv) == 1
+        line = _one_error_line(capsys, started)
+        assert line.startswith(f"normflow: error: MLflow store sqlite:///{target}") and expected in line
+    assert kind != "not a database" or target.read_text().startswith("lights")  # left as it was
+
+
+def _deep_folder(root: Path, length: int = 3300) -> Path:
+    """A folder whose absolute path is about ``length`` characters (names of 200 characters, well under 255)."""
+    folder = root
+    while len(str(folder)) < length:
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_paths_3300_characters_deep_store_refused_at_once_data_and_output_work(
+    prefect_server, tmp_path, monkeypatch, capsys
+):
+    """Data, store and output 3,300 characters deep: before, each command ran past 300 s (SQLite opens a
+    database path of at most 504 bytes, and MLflow's engine retried). Now the store is refused in one line;
+    with a store elsewhere the same deep data trains and the deep output is written."""
+    from flows.console import main
+
+    deep = _deep_folder(tmp_path)
+    (deep / "data").mkdir()
+    (deep / "data" / "houses.csv").write_text(Path(HOUSES).read_text())
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    started = time.monotonic()
+    assert main(["train", "--data", "data", "--epochs", "10"]) == 1
+    line = _one_error_line(capsys, started)
+    assert line.startswith("normflow: error: MLflow store sqlite:///mlruns/mlflow.db: the database's absolute path")
+    assert "SQLite opens one of at most 504" in line and not (deep / "mlruns").exists()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    assert main(["train", "--data", "data", "--epochs", "10"]) == 0
+    assert main(["predict", "--input", "data", "--output", "out.csv"]) == 0
+    assert len(pd.read_csv(deep / "out.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    "uri, module", [("postgresql://u:secret@127.0.0.1:1/db", "psycopg"), ("mysql://h/db", "MySQLdb")]
+)
+def test_database_store_without_its_driver_is_one_line(uri, module, monkeypatch, capsys):
+    """A database store whose driver is not installed: before, ``ModuleNotFoundError: psycopg`` and its
+    traceback; now one line naming the module (and never the password)."""
+    from flows.console import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for argv in (["train", "--data", HOUSES, "--epochs", "10"], ["promote", "--version", "1"]):
+        started = time.monotonic()
+        assert main(argv) == 1
+        line = _one_error_line(capsys, started)
+        assert f"its database driver is not installed (no module {module!r})" in line and "secret" not in line
+
+
+# 15. no traceback where one line is promised (issue 24, item 4)
+@pytest.mark.parametrize("server", ["closed", "silent"])
+def test_prefect_api_url_that_does_not_answer_is_one_line(server, silent_port, tmp_path):
+    """PREFECT_API_URL at a server someone forgot to start: before, ``RuntimeError: Failed to reach API`` with
+    its traceback; now one line naming the URL, saying to start the server or unset the variable."""
+    port = _closed_port() if server == "closed" else silent_port
+    url = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_API_URL=url, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "flows/train_flow.py", "--epochs", "10"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - started < 60
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"normflow: error: no Prefect server answers at PREFECT_API_URL={url}")
+    assert "prefect server start" in lines[0] and "unset PREFECT_API_URL" in lines[0]
+
+
+def test_file_name_that_is_not_utf8_is_one_line_in_train_and_predict(prefect_server, tracking_store, tmp_path, capsys):
+    """A data file named with bytes that are not UTF-8: before, ``UnicodeEncodeError`` (pyarrow) with its
+    traceback in both flows; now one line naming the file, its bytes escaped. The same for ``--data`` and
+    ``--output`` given with such bytes."""
+    from flows.console import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw_name = os.fsencode(folder) + b"/\xff.csv"
+    with open(raw_name, "w") as handle:
+        handle.write(Path(HOUSES).read_text())
+    train_flow(TrainSettings(data=HOUSES, epochs=50))
+    escaped = f"{folder}/\\xff.csv"
+    output = str(tmp_path / "o.csv")
+    for argv in (
+        ["train", "--data", str(folder), "--epochs", "10"],
+        ["predict", "--input", str(folder), "--output", output],
+        ["train", "--data", os.fsdecode(raw_name), "--epochs", "10"],
+    ):
+        started = time.monotonic()
+        assert _exit_code(main, argv) == 1  # a flag's value is refused as the flags are parsed (SystemExit)
+        line = _one_error_line(capsys, started)
+        assert escaped in line and "is not valid UTF-8" in line and "\udcff" not in line
+    started = time.monotonic()
+    assert _exit_code(main, ["predict", "--input", HOUSES, "--output", os.fsdecode(os.fsencode(output) + b"\xfe")]) == 1
+    assert _one_error_line(capsys, started).startswith("normflow: error: --output: ")
+    assert not list(tmp_path.glob("o*"))
+
+
+@pytest.mark.parametrize("script", ["flows/train_flow.py", "flows/predict_flow.py", "flows/promote.py"])
+def test_current_folder_deleted_under_the_command_is_one_line(script, tmp_path):
+    """The current folder deleted: before, torch's loader died with an oneMKL fatal error (or pathlib's
+    FileNotFoundError traceback) and no line of ours; now one line, before torch is imported."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    args = {"flows/predict_flow.py": ["--input", "x.csv", "--output", "y.csv"], "flows/promote.py": ["--version", "1"]}
+    code = (
+        "import os, sys, runpy; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = sys.argv[2:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(gone), str(REPO / script), *args.get(script, [])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - started < 60
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("normflow: error: the current folder no longer exists")
+
+
+# 16. per-epoch storage bounded whatever --epochs is (issue 24, item 3)
+def test_epochs_beyond_memory_train_with_bounded_storage(prefect_server, tracking_store, capsys):
+    """``--epochs 100000000000``: before, an 800 GB allocation up front and a torch traceback; now the loss
+    and gradients of at most a bounded number of epochs are kept, and the run trains (whiten: one epoch;
+    standard: stopped at the tolerance)."""
+    from flows.console import main
+
+    for extra in ([], ["--normalization", "standard"]):
+        started = time.monotonic()
+        assert main(["train", "--data", HOUSES, "--epochs", "100000000000", "--no-register", *extra]) == 0
+        assert time.monotonic() - started < 60
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and "training finished" in captured.out
+
+
+def test_long_runs_keep_a_thinned_record_that_logs_the_same_series():
+    """Past the epochs kept whole, an epoch is kept each time the epoch number grows by 1% (and the last):
+    the weights and kept losses are the dense run's bit for bit, and the logged series' steps are kept epochs
+    with their exact values, up to the last epoch."""
+    import torch
+    from helpers import SEED_ROWS
+
+    from normflow.core.engine import build_problem, gradient_descent
+    from normflow.core.scalers import fit_scaler
+    from normflow.core.table_stats import table_statistics_of
+    from normflow.tracking.runs import epoch_metrics
+
+    stats = table_statistics_of(torch.tensor(SEED_ROWS, dtype=torch.float64))
+    scaler = fit_scaler(stats.moments, ("lights", "distance"), "standard", stats.triangular)
+    problem = build_problem(stats, scaler)
+    dense = gradient_descent(problem, 0.1, 20_000)
+    thin = gradient_descent(problem, 0.1, 20_000, keep=100)
+    assert dense.thinned == () and dense.epochs_run == thin.epochs_run == 20_000
+    assert torch.equal(dense.weights, thin.weights) and dense.final_loss == thin.final_loss
+    epochs = thin.epoch_numbers()
+    assert epochs is not None and epochs[:100] == list(range(100)) and epochs[-1] == 19_999
+    assert len(thin.losses) < 100 + 560  # log(20000 / 100) / log(1.01) thinned epochs at most
+    assert torch.equal(thin.losses, dense.losses[epochs]) and torch.equal(thin.gradients, dense.gradients[epochs])
+    logged = [
+        (m.key, m.step, m.value)
+        for m in epoch_metrics(thin.losses, thin.gradients, ("lights", "distance"), thinned=thin.thinned)
+    ]
+    values = {"loss": dense.losses, "grad.lights": dense.gradients[:, 0]}
+    assert {step for _, step, _ in logged} <= set(epochs) and max(step for _, step, _ in logged) == 19_999
+    for key, step, value in logged:
+        if key in values:
+            assert value == float(values[key][step])
+    unbounded = gradient_descent(problem, 0.1, 10**11, tolerance=1e-12, keep=50)  # stops at the tolerance
+    assert unbounded.converged_at is not None and len(unbounded.losses) <= unbounded.epochs_run
