@@ -65,7 +65,8 @@ def epochs_to_tolerance(
     losses: list[float], optimal_loss: float, tolerance: float, epochs: list[int] | None = None
 ) -> int | None:
     """First epoch whose gap to the optimum is within ``tolerance`` of the starting gap (``epochs``: the epoch
-    of each loss when a long run kept only some, as :meth:`DescentResult.epoch_numbers`)."""
+    of each loss when a long run kept only some, as :meth:`DescentResult.epoch_numbers`; past the epochs kept
+    whole, the first kept epoch within it, at most 1% later)."""
     start_gap = losses[0] - optimal_loss
     if not math.isfinite(start_gap):
         return None
