@@ -14,24 +14,17 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from flows import signals
 from flows.cli import flag_name
 from flows.environment import check_stores, reachable_prefect_server
 from flows.logs import quiet_expected_errors, quiet_library_consoles
 from flows.runtime import prefect_command_settings
 from flows.server import ensure_temporary_server, stop_early_server, wait_for_early_server
 from flows.task_runners import on_requested_task_runner
-from normflow.core.errors import NormflowError, Terminated, one_line
+from normflow.core.errors import NormflowError, one_line
 
 if TYPE_CHECKING:
     from prefect import Flow
-
-_SIGNALS_RECEIVED: list[int] = []
-"""The stop signals this process received (a served flow's stop is swallowed by Prefect's ``serve``)."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    _SIGNALS_RECEIVED.append(signum)
-    raise Terminated()
 
 
 class ServingStopped(Exception):
@@ -56,10 +49,8 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False,
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
     else:
         quiet_library_consoles()
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        previous = None
+    previous = signals.raise_on_signals()  # Ctrl-C and SIGTERM raise where the work is, so its clean-up runs
+    summary = None
     try:
         check_stores()
         if prefect and temporary_server:
@@ -68,13 +59,9 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False,
         with prefect_command_settings(server) if prefect else contextlib.nullcontext():
             summary = run()
     except ServingStopped:
-        terminated = signal.SIGTERM in _SIGNALS_RECEIVED
+        terminated = signal.SIGTERM in signals.RECEIVED
         print(f"normflow: stopped serving ({'SIGTERM' if terminated else 'Ctrl-C'})", file=sys.stderr)
         return 143 if terminated else 130
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        what = "stopped by SIGTERM" if terminated else "interrupted"
-        return print_error(f"{what}; the run was marked FAILED and nothing was published", 143 if terminated else 130)
     except NormflowError as exc:
         return print_error(one_line(exc.render(flag_name)))
     except Exception as exc:
@@ -82,12 +69,18 @@ def run_cli(run: Callable[[], str], prefect: bool = True, verbose: bool = False,
         if message is None:
             raise
         return print_error(message)
-    finally:
+    except BaseException as exc:  # Ctrl-C or SIGTERM (ours: Terminated; Prefect's engine: TerminationSignal)
+        if (signum := signals.stop_signal(exc)) is None:
+            raise
+        return print_error(
+            f"{signals.stopped(signum)}; the run was marked FAILED and nothing was published", signals.exit_code(signum)
+        )
+    finally:  # the work has ended: a signal now ends the command at once, with a line if none was printed
+        signals.stop_at_once(signals.ENDED if summary is not None else None)
         if prefect:
             stop_early_server()
         sys.stderr.flush()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signals.restore(previous)
     print(summary)
     return 0
 

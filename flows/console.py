@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The ``normflow`` console script: :func:`main`, then the same quick exit as ``python flows/<name>.py``."""
+    from flows.signals import stop_at_once
+
+    stop_at_once()  # first: Ctrl-C or SIGTERM from now on is one line, never a traceback
     from flows.common import exit_now
 
     exit_now(main())

@@ -14,6 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+if __name__ == "__main__":
+    from flows.signals import stop_at_once
+
+    stop_at_once()  # first: Ctrl-C or SIGTERM from now on is one line, never a traceback
+
 from flows.cli import parser_for
 from flows.common import run_cli
 from normflow.core.errors import ConfigError

@@ -17,6 +17,9 @@ import threading
 from collections.abc import Iterator
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
+    from flows.signals import stop_at_once
+
+    stop_at_once()  # first: Ctrl-C or SIGTERM from now on is one line, never a traceback
     from flows.cli.serve import serve_settings
 
     serve_settings(sys.argv[1:])

@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # answer --help and flag errors before the heavy imports below
+    from flows.signals import stop_at_once
+
+    stop_at_once()  # first: Ctrl-C or SIGTERM from now on is one line, never a traceback
     from flows.cli.train import train_settings
     from flows.server import start_temporary_server_early
 

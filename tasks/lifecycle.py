@@ -4,6 +4,7 @@ must be undone and mark it FAILED with the reason."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ def start_run(
     if params:
         runs.log_params(uri, run_id, params)
     return run_id
+
+
+@task(name="fail-unstarted-mlflow-run", **IO)
+def fail_unstarted_run(uri: str, experiment: str, attempt: str, reason: str) -> None:
+    """Mark FAILED the run a start cut short may have created (found by its attempt tag; none: nothing)."""
+    runs.fail_runs_tagged(uri, experiment, runs.ATTEMPT_TAG, attempt, reason)
 
 
 @task(name="finish-mlflow-run", **IO)
@@ -73,16 +80,30 @@ def tracked_run(
     uri: str, experiment: str, tags: dict[str, str], run_name: str | None = None, params: dict | None = None
 ) -> Iterator[TrackedRun]:
     """Start a run, yield it, finish it; on any failure (an error, Ctrl-C, SIGTERM) run the undo steps
-    and mark it FAILED with the reason, then let the failure go on."""
-    run = TrackedRun(uri, start_run(uri, experiment, tags, run_name, params))
+    and mark it FAILED with the reason, then let the failure go on.
+
+    The run is started inside the guarded block: a signal that cuts its start short (the run created,
+    its id not yet returned) still fails it, found by the attempt tag it was created with.
+    """
+    attempt = uuid.uuid4().hex
+    run = TrackedRun(uri, "")
     try:
+        run.run_id = start_run(uri, experiment, {**tags, runs.ATTEMPT_TAG: attempt}, run_name, params)
         yield run
         finish_run(uri, run.run_id)
     except BaseException as exc:
         for undo in reversed(run.undo):
             without_masking(undo.step, *undo.args)
-        without_masking(fail_run, uri, run.run_id, failure_reason(exc))
+        if run.run_id:
+            without_masking(fail_run, uri, run.run_id, failure_reason(exc))
+        elif is_stop_signal(exc):  # (another failure of the start itself created no run, or the store is down)
+            without_masking(fail_unstarted_run, uri, experiment, attempt, failure_reason(exc))
         raise
+
+
+def is_stop_signal(exc: BaseException) -> bool:
+    """Ctrl-C or SIGTERM (ours, or Prefect's own from inside its engine)."""
+    return isinstance(exc, (KeyboardInterrupt, TerminationSignal))
 
 
 def failure_reason(exc: BaseException) -> str:

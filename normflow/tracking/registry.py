@@ -124,6 +124,7 @@ def compare_and_set_champion(uri: str, model_name: str, version: str, expected: 
         before = alias_state(uri, model_name)
         if before.champion != expected:
             return False, before
+        _remember_aliases(uri, model_name, version, before)  # an undo that lost ``before`` still finds it
         _set_aliases(uri, model_name, version, expected if expected is not None else before.previous)
         won = alias_version(uri, model_name, CHAMPION_ALIAS) == version
         return won, before
@@ -148,14 +149,39 @@ def rollback(uri: str, model_name: str) -> AliasState:
         return before
 
 
+ALIASES_BEFORE_TAG = "normflow.aliases_before"
+"""On a version the gate made champion: where both aliases pointed just before (``champion 2, previous 1``)."""
+
+
+def _remember_aliases(uri: str, model_name: str, version: str, before: AliasState) -> None:
+    text = f"champion {before.champion or '-'}, previous {before.previous or '-'}"
+    MlflowClient(uri).set_model_version_tag(model_name, version, ALIASES_BEFORE_TAG, text)
+
+
+def _remembered_aliases(uri: str, model_name: str, version: str) -> AliasState | None:
+    """The alias state :func:`compare_and_set_champion` recorded on ``version`` before moving them, if any."""
+    text = MlflowClient(uri).get_model_version(model_name, version).tags.get(ALIASES_BEFORE_TAG, "")
+    words = text.replace(",", "").split()
+    if len(words) != 4 or words[0::2] != ["champion", "previous"]:
+        return None
+    champion, previous = (None if word == "-" else word for word in words[1::2])
+    return AliasState(champion, previous)
+
+
 def withdraw(uri: str, model_name: str, version: str, before: AliasState | None) -> None:
-    """Undo a registration: restore the aliases as they were and delete ``version``."""
+    """Undo a registration: restore the aliases as they were and delete ``version``.
+
+    ``before`` None (the failure came before the caller learnt it: a step after the alias moved failed,
+    or the process was killed) is read back from the version, where the move recorded it; both aliases
+    are restored, never previous-champion deleted.
+    """
     with registry_lock(uri, model_name):
         now = alias_state(uri, model_name)
         if now.champion == version:
+            before = before or _remembered_aliases(uri, model_name, version)
             if before is not None:
                 _set_aliases(uri, model_name, before.champion, before.previous)
-            else:  # the move's saved state was lost with the failure: fall back to previous-champion
+            else:  # moved by an older normflow, which recorded nothing: fall back to previous-champion
                 _set_aliases(uri, model_name, now.previous, None)
         MlflowClient(uri).delete_model_version(model_name, version)
 

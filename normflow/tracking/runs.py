@@ -34,6 +34,8 @@ FAILURE_TAG = "normflow.failure_reason"
 
 OWNER_TAG = "normflow.owner"
 """``host:pid:start`` of the process that created a run: who must end it."""
+ATTEMPT_TAG = "normflow.attempt"
+"""A token the creator of a run chose before creating it: how it finds a run whose id it never got back."""
 ABANDONED_PREFIX = "abandoned: "
 
 
@@ -83,6 +85,22 @@ def fail_abandoned_runs(uri: str, experiment_id: str) -> list[str]:
             fail_run(uri, run.info.run_id, f"{ABANDONED_PREFIX}its process ({owner}) ended without finishing it")
             abandoned.append(run.info.run_id)
     return abandoned
+
+
+def fail_runs_tagged(uri: str, experiment: str, key: str, value: str, reason: str) -> list[str]:
+    """Mark FAILED every RUNNING run of ``experiment`` tagged ``key = value``; returns their ids."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    quoted = value.replace("'", "")
+    failed = []
+    for run in client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`{key}` = '{quoted}' and attributes.status = 'RUNNING'"
+    ):
+        fail_run(uri, run.info.run_id, reason)
+        failed.append(run.info.run_id)
+    return failed
 
 
 def log_params(uri: str, run_id: str, params: dict[str, object]) -> None:
