@@ -9,6 +9,7 @@ memory stays bounded whatever the number of rows. Its columns recombine as the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,28 +52,46 @@ def empty_sample(width: int) -> RowSample:
 
 
 def merge_samples(a: RowSample, b: RowSample, size: int) -> RowSample:
-    """The ``size`` rows of lowest priority of both (same width), whatever the order they come in."""
+    """The ``size`` rows of lowest priority of both (same width), in ascending priority: the same whatever the order
+    they come in."""
     if a.width != b.width:
         raise ValueError(f"samples of {a.width} and {b.width} columns do not merge")
     priority = torch.cat([a.priority, b.priority])
-    if priority.numel() <= size and b.rows == 0:
-        return a
     order = torch.argsort(priority, stable=True)[:size]
     return RowSample(priority[order], torch.cat([a.columns, b.columns.to(a.columns.device)], dim=1)[:, order])
 
 
-def sample_block(sample: RowSample, columns: torch.Tensor, priority: torch.Tensor, size: int) -> RowSample:
-    """``sample`` with the rows of a ``(k, n)`` block that rank among the lowest ``size`` priorities; when the sample
-    is full, only rows below its highest priority are looked at (a block costs little more than its hashes)."""
-    if sample.rows >= size:
-        candidates = priority < sample.priority[-1]
-        if not bool(candidates.any()):
-            return sample
-        columns, priority = columns[:, candidates], priority[candidates]
-    elif priority.numel() > size:
-        lowest = torch.topk(priority, size, largest=False).indices
-        columns, priority = columns[:, lowest], priority[lowest]
-    return merge_samples(sample, RowSample(priority, columns.to(DTYPE).cpu()), size)
+def sample_block(
+    sample: RowSample, priority: torch.Tensor, size: int, columns_of: Callable[[torch.Tensor], torch.Tensor]
+) -> RowSample:
+    """``sample`` with the rows of a block that rank among the lowest ``size`` priorities (its rows in no particular
+    order: :func:`merge_samples` sorts them); ``columns_of(index)`` gives the ``(k, len(index))`` columns of the
+    block's rows at ``index``, asked only for the rows that enter. Once the sample is full, a block costs its hashes,
+    a comparison, and a write of the few rows that displace the highest priorities held."""
+    if sample.rows < size:
+        index = torch.topk(priority, size, largest=False).indices if priority.numel() > size else None
+        entering = RowSample(
+            priority if index is None else priority[index],
+            columns_of(torch.arange(priority.numel()) if index is None else index).to(DTYPE).cpu(),
+        )
+        if sample.rows + entering.rows <= size:
+            return RowSample(
+                torch.cat([sample.priority, entering.priority]), torch.cat([sample.columns, entering.columns], 1)
+            )
+        return merge_samples(sample, entering, size)
+    index = torch.nonzero(priority < sample.priority.max()).flatten()
+    if index.numel() == 0:
+        return sample
+    order = torch.argsort(priority[index])[:size]
+    index, candidates = index[order], priority[index[order]]
+    highest = torch.topk(sample.priority, candidates.numel(), largest=True)  # descending
+    count = int((candidates < highest.values).sum())  # a prefix: candidates ascend while the highest descend
+    slots = highest.indices[:count]
+    kept = sample.priority.clone()
+    kept[slots] = candidates[:count]
+    columns = sample.columns.clone()
+    columns[:, slots] = columns_of(index[:count]).to(DTYPE).cpu()
+    return RowSample(kept, columns)
 
 
 def map_sample(sample: RowSample, matrix: torch.Tensor) -> RowSample:

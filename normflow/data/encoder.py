@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -40,12 +41,33 @@ def level_hash(level: str | None) -> np.uint64:
 @dataclass
 class EncodedBlock:
     """One block's raw columns (then the target), its rows' holdout keys and row numbers, and how many columns it
-    added."""
+    added. The columns are kept as the numbers and, per categorical column, each row's level (its raw position
+    and its ordinal in the column); :attr:`columns` spreads them into the dense raw layout when asked."""
 
-    columns: torch.Tensor  # (k + 1, n) float64
+    width: int  # raw columns, the target included
+    numbers: list[tuple[int, np.ndarray]]  # (raw position, values over kept rows): numbers and missing indicators
+    levels: list[tuple[np.ndarray, np.ndarray]]  # per categorical column: (raw position, ordinal) of each row's level
+    target: np.ndarray  # (n,)
     keys: np.ndarray  # (len(spec.selected), n) uint64, in spec.selected order (empty unless asked for)
     added: int  # raw columns first seen in this block (appended just before the target)
     rows: np.ndarray  # (n,) int64: each column's 1-based data-row number in its file
+
+    @cached_property
+    def columns(self) -> torch.Tensor:
+        """The dense ``(k + 1, n)`` float64 raw columns, the target last."""
+        return self.dense(None)
+
+    def dense(self, index: np.ndarray | None) -> torch.Tensor:
+        """The dense raw columns of the rows at ``index`` (every row: None)."""
+        n = len(self.target) if index is None else len(index)
+        pick = (lambda values: values) if index is None else (lambda values: values[index])
+        columns = torch.zeros(self.width, n, dtype=DTYPE)
+        for position, values in self.numbers:
+            columns[position] = torch.from_numpy(np.ascontiguousarray(pick(values), dtype=np.float64))
+        for positions, _ in self.levels:
+            columns[torch.from_numpy(pick(positions)), torch.arange(n)] = 1.0
+        columns[-1] = torch.from_numpy(np.ascontiguousarray(pick(self.target), dtype=np.float64))
+        return columns
 
 
 @dataclass
@@ -63,6 +85,7 @@ class BlockEncoder:
         for name in self.spec.features:
             self.tallies.setdefault(name, ColumnTally(self.spec.kind(name)))  # type: ignore[arg-type]
         self._position = {key: index for index, key in enumerate(self.keys)}
+        self._ordinals: dict[str, dict[int, int]] = {}  # per categorical column: raw position -> level ordinal
 
     @property
     def width(self) -> int:
@@ -88,7 +111,7 @@ class BlockEncoder:
         self.target_missing += int((~keep).sum())
         n = int(keep.sum())
         parts: list[tuple[int, np.ndarray]] = []  # (raw position, values over kept rows)
-        ones: list[tuple[np.ndarray, np.ndarray]] = []  # (raw positions, rows) of one-hot cells
+        ones: list[tuple[np.ndarray, np.ndarray]] = []  # per categorical column: (raw position, ordinal) per row
         keys = np.empty((len(spec.selected), n if with_keys else 0), dtype=np.uint64)
         for index, name in enumerate(spec.features):
             column = batch.column(name)
@@ -136,19 +159,17 @@ class BlockEncoder:
                 ],
                 dtype=np.int64,
             )
-            ones.append((positions[codes], np.arange(n)))
+            ordinal = self._ordinals.setdefault(name, {})
+            ordinals = np.array(
+                [ordinal.setdefault(int(p), len(ordinal)) if p >= 0 else -1 for p in positions], dtype=np.int64
+            )
+            ones.append((positions[codes], ordinals[codes]))
             if with_keys:
                 keys[index] = np.array([level_hash(level) for level in [*levels, None]], dtype=np.uint64)[codes]
         if with_keys:
             keys[-1] = (target[keep] + 0.0).view(np.uint64)
-        columns = torch.zeros(len(self.keys) + 1, n, dtype=DTYPE)
-        for position, values in parts:
-            columns[position] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
-        for positions, rows in ones:
-            columns[torch.from_numpy(positions), torch.from_numpy(rows)] = 1.0
-        columns[-1] = torch.from_numpy(np.ascontiguousarray(target[keep], dtype=np.float64))
         rows = block.first_row + (np.arange(n) if n == len(keep) else np.flatnonzero(keep))
-        return EncodedBlock(columns, keys, len(self.keys) - before, rows)
+        return EncodedBlock(len(self.keys) + 1, parts, ones, target[keep], keys, len(self.keys) - before, rows)
 
     def merge(self, other: BlockEncoder) -> None:
         """Take another stream's tallies and keys into this one (keys it lacks are appended)."""

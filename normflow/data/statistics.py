@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from normflow.core.encoding import ColumnTally, Encoding, column_notes, finish_encoding
 from normflow.core.errors import DataError
 from normflow.core.evaluation import Evaluation, evaluate
+from normflow.core.grouped import GroupedRows, fits_groups, group_codes
 from normflow.core.holdout import holdout_mask_of_keys, row_priorities
-from normflow.core.moments import Moments
+from normflow.core.moments import DTYPE, Moments
 from normflow.core.recombine import insert_zero_columns, insert_zero_sample, map_columns
 from normflow.core.sample import RowSample, empty_sample, map_sample, merge_samples, sample_block, sample_size
 from normflow.core.settings import DEFAULT_BLOCK_BYTES
@@ -28,7 +30,7 @@ from normflow.core.table_stats import (
 from normflow.core.training import TrainingOutcome
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
-from normflow.data.encoder import BlockEncoder
+from normflow.data.encoder import BlockEncoder, EncodedBlock
 from normflow.data.partitions import Partition
 from normflow.data.reader import iter_row_blocks
 
@@ -82,6 +84,61 @@ class FileStatistics:
     sample: RowSample
 
 
+class _StreamedRows:
+    """The training (or held-out) rows of one stream: dense blocks into moments and R, or, when the table has
+    categorical columns, groups of rows that share their levels (:mod:`normflow.core.grouped`: no QR of the
+    one-hot columns per block)."""
+
+    def __init__(self, encoder: BlockEncoder, device: torch.device) -> None:
+        self.device = device
+        categorical = sum(1 for name in encoder.spec.features if encoder.spec.kind(name) == "categorical")
+        self.groups = GroupedRows() if fits_groups(categorical) else None
+        self.dense = empty_table_statistics(encoder.width, device)
+
+    @property
+    def count(self) -> int:
+        return self.groups.count if self.groups is not None else self.dense.count
+
+    def add(self, block: EncodedBlock, index: np.ndarray | None) -> None:
+        """Take in the block's rows at ``index`` (every row: None)."""
+        if self.groups is None:
+            columns = block.columns if index is None else block.columns[:, torch.from_numpy(index)]
+            if self.device.type == "cuda":
+                columns = columns.pin_memory().to(self.device, non_blocking=True)
+            self.dense = merge_table_statistics(
+                _widen_table(self.dense, block.width), table_statistics_of_columns(columns, overwrite=True)
+            )
+            return
+        pick = (lambda values: values) if index is None else (lambda values: values[index])
+
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(pick(values)))
+
+        positions = [position for position, _ in block.numbers]
+        values = [tensor(v) for _, v in block.numbers]
+        code = group_codes([tensor(ordinal) for _, ordinal in block.levels])
+        combos = torch.stack([tensor(position) for position, _ in block.levels])
+        self.groups.add(positions, values, tensor(block.target).to(DTYPE), code, combos)
+        self.groups.fold_if_full(block.width)
+
+    def statistics(self, width: int) -> TableStatistics:
+        """The rows' statistics in the raw layout of ``width`` columns, on the pass's device."""
+        if self.groups is None:
+            return _widen_table(self.dense, width)
+        stats = self.groups.statistics(width)
+        return TableStatistics(stats.moments.to(self.device), stats.triangular.to(self.device))
+
+
+def _rows_of(block: EncodedBlock, rows: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The dense columns of a block's ``rows`` (every row: None) at an index, for the sample."""
+
+    def columns_of(index: torch.Tensor) -> torch.Tensor:
+        picked = index.numpy()
+        return block.dense(picked if rows is None else rows[picked])
+
+    return columns_of
+
+
 def file_statistics(
     path: Path | Partition,
     spec: TableSpec,
@@ -95,28 +152,25 @@ def file_statistics(
     ones, block by block (memory stays flat); ``encoder`` carries the raw layout and the counts across the files
     of one pass."""
     encoder = encoder if encoder is not None else BlockEncoder(spec)
-    train = empty_table_statistics(encoder.width, device)
-    held = empty_table_statistics(encoder.width, device)
+    train, held = _StreamedRows(encoder, device), _StreamedRows(encoder, device)
     sample = empty_sample(encoder.width)
     seed = file_seed(path.path if isinstance(path, Partition) else path)
     for block in iter_row_blocks(path, spec, block_bytes):
         encoded = encoder.encode(block, with_keys=holdout_fraction > 0)
-        width = encoder.width
-        train, held, sample = _widen_table(train, width), _widen_table(held, width), _widen_sample(sample, width)
-        columns, priority = encoded.columns, row_priorities(seed, encoded.rows)
+        sample = _widen_sample(sample, encoded.width)
+        priority = row_priorities(seed, encoded.rows)
+        evaluated: np.ndarray | None = None  # the rows the sample is drawn from (every training row: None)
         if holdout_fraction > 0:
-            mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected)
-            held_columns, columns = columns[:, mask], columns[:, ~mask]
-            sample = sample_block(sample, held_columns, priority[mask], sample_size(width))
-            held = merge_table_statistics(held, table_statistics_of_columns(held_columns.to(device), overwrite=True))
-        else:
-            sample = sample_block(sample, columns, priority, sample_size(width))
-        if device.type == "cuda":
-            columns = columns.pin_memory().to(device, non_blocking=True)
-        train = merge_table_statistics(train, table_statistics_of_columns(columns, overwrite=True))
+            mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected).numpy()
+            evaluated = np.flatnonzero(mask)
+            held.add(encoded, evaluated)
+            priority = priority[torch.from_numpy(evaluated)]
+        sample = sample_block(sample, priority, sample_size(encoded.width), _rows_of(encoded, evaluated))
+        train.add(encoded, np.flatnonzero(~mask) if holdout_fraction > 0 else None)
         if on_progress is not None:
             on_progress(block.path, train.count + held.count)
-    return FileStatistics(train, held, sample)
+    width = encoder.width
+    return FileStatistics(train.statistics(width), held.statistics(width), _widen_sample(sample, width))
 
 
 def source_statistics(

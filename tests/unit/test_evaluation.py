@@ -48,10 +48,13 @@ def test_a_sample_keeps_the_lowest_priorities_whatever_the_blocks_and_their_orde
     for order in (torch.arange(5000), torch.randperm(5000, generator=g)):
         sample = empty_sample(3)
         for block in order.split(333):
-            sample = sample_block(sample, columns[:, block], priority[block], 100)
+            sample = sample_block(sample, priority[block], 100, lambda i, b=block: columns[:, b][:, i])
         assert sample.rows == 100
+        sample = merge_samples(sample, empty_sample(3), 100)  # in ascending priority
         assert torch.equal(sample.priority, priority[lowest]) and torch.equal(sample.columns, columns[:, lowest])
-    odd, even = (sample_block(empty_sample(3), columns[:, i::2], priority[i::2], 100) for i in (1, 0))
+    odd, even = (
+        sample_block(empty_sample(3), priority[i::2], 100, lambda j, i=i: columns[:, i::2][:, j]) for i in (1, 0)
+    )
     for merged in (merge_samples(odd, even, 100), merge_samples(even, odd, 100)):
         assert torch.equal(merged.priority, priority[lowest]) and torch.equal(merged.columns, columns[:, lowest])
 
@@ -109,7 +112,7 @@ def test_without_a_holdout_the_figures_are_on_sampled_training_rows_labelled_as_
     rows = torch.randn(50_000, 3, generator=g, dtype=torch.float64)
     columns = rows.T.contiguous()
     priority = torch.randperm(50_000, generator=g).to(torch.int64)
-    sample = sample_block(empty_sample(3), columns, priority, sample_size(3))
+    sample = sample_block(empty_sample(3), priority, sample_size(3), lambda i: columns[:, i])
     evaluation = evaluate(None, sample, [1.0, -1.0], 0.0, 50_000)
     assert evaluation.rows == "training" and evaluation.sample_rows == 10_000 and evaluation.of_rows == 50_000
     assert "holdout_mse" not in evaluation.scores and "training_mae" in evaluation.scores
