@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
 from normflow.core.moments import DTYPE, Moments
@@ -106,9 +107,10 @@ class GroupedRows:
         self.minimum = torch.minimum(self.minimum, x.amin(dim=1))
         self.maximum = torch.maximum(self.maximum, x.amax(dim=1))
         x -= self.shift[:, None]
-        unique = np.unique(code.numpy(), return_index=True, return_inverse=True, return_counts=True)
-        block_codes, first, inverse, counts = (torch.from_numpy(part) for part in unique)  # numpy's sort: 30x torch's
-        inverse, counts = inverse.reshape(-1), counts.to(DTYPE)
+        labels, uniques = pd.factorize(code.numpy())  # hashed, in order of first appearance: 4x np.unique's sort
+        starts = np.flatnonzero(np.diff(np.maximum.accumulate(labels), prepend=-1) > 0)  # each group's first row
+        inverse, block_codes, first = torch.from_numpy(labels), torch.from_numpy(uniques), torch.from_numpy(starts)
+        counts = torch.bincount(inverse, minlength=block_codes.shape[0]).to(DTYPE)
         means = torch.zeros(p + 1, block_codes.shape[0], dtype=DTYPE).index_add_(1, inverse, x) / counts
         x -= means[:, inverse]  # centred within the block's groups
         # the block's groups among those held: matched ones merge (Chan), new ones are appended

@@ -65,7 +65,7 @@ def sample_block(
     sample: RowSample, priority: torch.Tensor, size: int, columns_of: Callable[[torch.Tensor], torch.Tensor]
 ) -> RowSample:
     """``sample`` with the rows of a block that rank among the lowest ``size`` priorities (its rows in no particular
-    order: :func:`merge_samples` sorts them); ``columns_of(index)`` gives the ``(k, len(index))`` columns of the
+    order: :func:`merge_samples` sorts them; once full, it is updated in place and returned); ``columns_of(index)`` gives the ``(k, len(index))`` columns of the
     block's rows at ``index``, asked only for the rows that enter. Once the sample is full, a block costs its hashes,
     a comparison, and a write of the few rows that displace the highest priorities held."""
     if sample.rows < size:
@@ -87,11 +87,9 @@ def sample_block(
     highest = torch.topk(sample.priority, candidates.numel(), largest=True)  # descending
     count = int((candidates < highest.values).sum())  # a prefix: candidates ascend while the highest descend
     slots = highest.indices[:count]
-    kept = sample.priority.clone()
-    kept[slots] = candidates[:count]
-    columns = sample.columns.clone()
-    columns[:, slots] = columns_of(index[:count]).to(DTYPE).cpu()
-    return RowSample(kept, columns)
+    sample.priority[slots] = candidates[:count]  # in place: the caller's sample is this stream's own
+    sample.columns[:, slots] = columns_of(index[:count]).to(DTYPE).cpu()
+    return sample
 
 
 def map_sample(sample: RowSample, matrix: torch.Tensor) -> RowSample:

@@ -110,6 +110,7 @@ class BlockEncoder:
             raise find_bad_cell(block.path, spec, start_row=block.first_row)
         self.target_missing += int((~keep).sum())
         n = int(keep.sum())
+        every = n == len(keep)  # no row left out: columns are taken as they are, not copied through the mask
         parts: list[tuple[int, np.ndarray]] = []  # (raw position, values over kept rows)
         ones: list[tuple[np.ndarray, np.ndarray]] = []  # per categorical column: (raw position, ordinal) per row
         keys = np.empty((len(spec.selected), n if with_keys else 0), dtype=np.uint64)
@@ -117,7 +118,8 @@ class BlockEncoder:
             column = batch.column(name)
             tally = self.tallies[name]
             if tally.kind == "numeric":
-                values = column.to_numpy(zero_copy_only=False)[keep]
+                values = column.to_numpy(zero_copy_only=False)
+                values = values.copy() if every else values[keep]  # Arrow's buffer is read-only
                 missing = np.isnan(values)
                 if np.isinf(values).any() or (strict and missing.any()):
                     raise find_bad_cell(block.path, spec, start_row=block.first_row)
@@ -133,7 +135,7 @@ class BlockEncoder:
                     tally.maximum = max(tally.maximum, float(observed.max()))
                 parts.append((self._position[value_key(name)], values))
                 continue
-            encoded = pc.dictionary_encode(column.filter(pa.array(keep)))
+            encoded = pc.dictionary_encode(column if every else column.filter(pa.array(keep)))
             levels = encoded.dictionary.to_pylist()
             codes = encoded.indices.fill_null(len(levels)).to_numpy(zero_copy_only=False).astype(np.int64)
             counts = np.bincount(codes, minlength=len(levels) + 1)
@@ -168,7 +170,7 @@ class BlockEncoder:
                 keys[index] = np.array([level_hash(level) for level in [*levels, None]], dtype=np.uint64)[codes]
         if with_keys:
             keys[-1] = (target[keep] + 0.0).view(np.uint64)
-        rows = block.first_row + (np.arange(n) if n == len(keep) else np.flatnonzero(keep))
+        rows = block.first_row + (np.arange(n) if every else np.flatnonzero(keep))
         return EncodedBlock(len(self.keys) + 1, parts, ones, target[keep], keys, len(self.keys) - before, rows)
 
     def merge(self, other: BlockEncoder) -> None:
