@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -81,9 +81,11 @@ def compute_statistics(
             last[0] = time.monotonic()
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
+    started = time.perf_counter()
     statistics = ready_to_train(
         source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction), spec, reading
     )
+    statistics = replace(statistics, seconds=time.perf_counter() - started)
     logger.info(
         "read %s rows from %d file(s) (%.1f MB) on %s",
         f"{sum(statistics.rows_per_file.values()):,}",
@@ -106,13 +108,17 @@ def statistics_by_partition(
     sources: list[Path], spec: TableSpec, device: torch.device, reading: Reading, target_bytes: int
 ) -> SourceStatistics:
     """The statistics pass as one task per partition (file or byte range), merged exactly here."""
+    started = time.perf_counter()
     partitions = plan_partitions(sources, target_bytes)
     run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
     futures = statistics_of_partition.map(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)
     )
     parts = [future.result() for future in futures]
-    return ready_to_train(merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0), spec, reading)
+    statistics = ready_to_train(
+        merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0), spec, reading
+    )
+    return replace(statistics, seconds=time.perf_counter() - started)
 
 
 @task(name="write-report", **COMPUTE)

@@ -54,6 +54,7 @@ class SourceStatistics:
     encoding: Encoding | None = None
     target_missing: int = 0  # rows left out because their target was missing
     sample: RowSample | None = None  # rows of the holdout (or, without one, of training) for residual figures
+    seconds: float = 0.0  # wall time of the pass that made them (0: not timed)
 
     @property
     def moments(self) -> Moments:

@@ -114,6 +114,11 @@ def record_training_inputs(
     if encoding is not None:  # the rest of the encoding is in encoding.json: params stay bounded
         params["data.target_missing"] = statistics.target_missing
     runs.log_params(uri, run_id, params)
+    if statistics.seconds > 0:  # the pass's duration, as scoring records duration_s
+        rows = sum(statistics.rows_per_file.values())
+        runs.log_metrics(
+            uri, run_id, {"statistics_seconds": statistics.seconds, "statistics_rows_per_s": rows / statistics.seconds}
+        )
     if encoding is not None:
         document = {
             **encoding.to_dict(),

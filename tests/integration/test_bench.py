@@ -46,6 +46,9 @@ ENTRY_POINTS = {
         ("bench/bench_score.py", "--rows", ROWS), ("contender", "(c) normflow scorer"), "flag"
     ),
     "bench_stats.py": EntryPoint(("bench/bench_stats.py", "--rows", ROWS), ("contender", "pass-cpu"), "env"),
+    "bench_messy.py": EntryPoint(
+        ("bench/bench_messy.py", "--rows", ROWS, "--no-trend", "--repeat", "1"), ("contender", "(b) with text"), "flag"
+    ),
     "bench_logging.py": EntryPoint(
         ("bench/bench_logging.py", "--features", "5", "--epochs", "10"), ("ours:", "baseline:")
     ),

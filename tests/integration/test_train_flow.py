@@ -48,6 +48,9 @@ def test_the_default_run_registers_the_exact_least_squares_optimum(prefect_serve
     # no holdout: the evaluation is on the training rows, labelled as such (all 5 kept in the sample)
     assert run.data.metrics["training_sample_rows"] == 5 and run.data.metrics["training_mae"] < 1e-12
     assert "holdout_mae" not in run.data.metrics
+    assert (
+        run.data.metrics["statistics_seconds"] > 0 and run.data.metrics["statistics_rows_per_s"] > 0
+    )  # the pass, timed
     artifacts = {a.path for a in MlflowClient(tracking_store).list_artifacts(summary.run_id)}
     assert {"residuals.png", "predicted_vs_actual.png"} <= artifacts
 
