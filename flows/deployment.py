@@ -40,10 +40,11 @@ def deployment_spec() -> dict[str, Any]:
 
 
 def retraining_deployment(
-    retrain_flow: Flow, given: dict[str, Any], cron: str | None, interval: float | None
+    retrain_flow: Flow, given: dict[str, Any], cron: str | None, interval: float | None, name: str | None = None
 ) -> RunnerDeployment:
-    """The deployment to serve: prefect.yaml's, with its schedules replaced by ``cron``/``interval`` when
-    given, and each setting the command line gave (``given``) over prefect.yaml's parameter of that name."""
+    """The deployment to serve: prefect.yaml's (named ``name`` when given), with its schedules replaced by
+    ``cron``/``interval`` when given, and each setting the command line gave (``given``) over prefect.yaml's
+    parameter of that name."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.schedules import Schedule
 
@@ -60,7 +61,7 @@ def retraining_deployment(
     # Prefect's async_dispatch types the result as "R | Coroutine[..., R]"; called outside an event
     # loop (as here, from the serve command) it runs the sync version and returns the RunnerDeployment.
     return retrain_flow.to_deployment(  # type: ignore[return-value]
-        name=spec["name"],
+        name=name or spec["name"],
         description=spec.get("description"),
         parameters={"settings": settings} if settings else {},
         concurrency_limit=ConcurrencyLimitConfig(**spec["concurrency_limit"]),
@@ -86,3 +87,26 @@ def require_prefect_server() -> None:
             "serving needs a running Prefect server (schedules never fire on the temporary one): "
             + PERSISTENT_SERVER_ADVICE
         )
+
+
+def refuse_to_replace_a_deployed(flow_name: str, name: str) -> None:
+    """Refuse to serve over a deployment serving did not create: one with a work pool or pull steps (``prefect
+    deploy``'s). Serving would replace its pull steps and path with None, and every run of it would then crash,
+    in its worker and in the serve process. A deployment served before (neither) is served again as usual."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_deployment_by_name(f"{flow_name}/{name}")
+        except ObjectNotFound:
+            return
+        api = client.api_url
+    if existing.work_pool_name is None and not existing.pull_steps:
+        return
+    pool = f"work pool {existing.work_pool_name!r}" if existing.work_pool_name else "pull steps"
+    raise ConfigError(
+        f"the Prefect server at {api} already has the deployment '{flow_name}/{name}', made by `prefect deploy` "
+        f"({pool}): serving would replace it and break its runs; serve under another name (--name {name}-served) "
+        f"or delete it first (prefect deployment delete '{flow_name}/{name}')"
+    )

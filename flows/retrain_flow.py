@@ -29,7 +29,7 @@ from prefect import flow, serve
 from flows.cli.serve import serve_settings
 from flows.cli.summaries import TrainingSummary
 from flows.common import ServingStopped, exit_now, run_cli
-from flows.deployment import require_prefect_server, retraining_deployment
+from flows.deployment import refuse_to_replace_a_deployed, require_prefect_server, retraining_deployment
 from flows.pipeline import run_training
 from flows.task_runners import on_requested_task_runner
 from normflow.core.settings import RetrainSettings
@@ -48,10 +48,11 @@ def serve_retraining(given: dict[str, object], args: argparse.Namespace) -> str:
     the command line gave, over prefect.yaml's parameters."""
     require_prefect_server()
     served = on_requested_task_runner(retrain_flow, args)
-    cron, interval = args.cron, args.interval
+    deployment = retraining_deployment(served, given, args.cron, args.interval, args.name)
+    refuse_to_replace_a_deployed(served.name, deployment.name)  # never prefect deploy's (see its doc)
     try:
         with ctrl_c_ends_serving_within():
-            serve(retraining_deployment(served, given, cron, interval))
+            serve(deployment)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Prefect's serve took over
         pass
     raise ServingStopped()  # Prefect's serve returns only once Ctrl-C or SIGTERM has stopped it

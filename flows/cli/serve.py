@@ -27,6 +27,12 @@ def serve_parser() -> argparse.ArgumentParser:
     timing = schedule.add_mutually_exclusive_group()
     timing.add_argument("--cron", default=None, help='cron schedule instead of prefect.yaml\'s, e.g. "0 3 * * *"')
     timing.add_argument("--interval", type=float, default=None, help="seconds between runs instead of prefect.yaml's")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="serve under this deployment name instead of prefect.yaml's (normflow-retrain); serving never "
+        "replaces a deployment `prefect deploy` made",
+    )
     parser.set_defaults(serve=True)  # no temporary Prefect server: schedules need a real one
     return parser
 

@@ -147,6 +147,56 @@ def test_ctrl_c_stops_serving_with_one_goodbye_line_and_status_130(prefect_serve
     assert "Traceback" not in err and "stopped serving" not in out, err[-3000:]
 
 
+def test_serve_refuses_to_replace_a_deployment_that_prefect_deploy_made(prefect_server, tmp_path):
+    """Issue 24, item 5: `prefect deploy` made normflow-retrain (a work pool, pull steps); serving the same name
+    used to replace its pull steps and path with None, and every later run crashed in the worker and in the serve
+    process. Now serving refuses in one line, names it and says how to go on, and the deployment is untouched;
+    a deployment that serving made (no pool, no pull steps) is served again as before."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from flows.deployment import refuse_to_replace_a_deployed
+
+    pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="normflow", type="process"))
+        except ObjectAlreadyExists:
+            pass
+        flow_id = client.create_flow_from_name("normflow-retrain")
+        deployed = client.create_deployment(
+            flow_id=flow_id,
+            name="normflow-retrain",
+            work_pool_name="normflow",
+            entrypoint="flows/retrain_flow.py:retrain_flow",
+            pull_steps=pull,
+        )
+        served = client.create_deployment(flow_id=flow_id, name="normflow-retrain-served")  # as serving makes it
+    try:
+        env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "prefect-home"))
+        started = time.monotonic()
+        result = run_script(["flows/retrain_flow.py", "--interval", "3600", "--data", "data/"], env)
+        seconds = time.monotonic() - started
+        assert result.returncode == 1, result.stdout + result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("normflow: error: the Prefect server at ") and "Traceback" not in result.stdout
+        assert "'normflow-retrain/normflow-retrain', made by `prefect deploy` (work pool 'normflow')" in line
+        assert "--name normflow-retrain-served" in line
+        assert "prefect deployment delete 'normflow-retrain/normflow-retrain'" in line
+        assert seconds < 60
+        with get_client(sync_client=True) as client:
+            kept = client.read_deployment(deployed)
+        assert kept.pull_steps == pull and kept.work_pool_name == "normflow"
+        assert kept.entrypoint == "flows/retrain_flow.py:retrain_flow"
+        refuse_to_replace_a_deployed("normflow-retrain", "normflow-retrain-served")  # served before: not refused
+        refuse_to_replace_a_deployed("normflow-retrain", "not-there")  # a new name: not refused
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployed)
+            client.delete_deployment(served)
+
+
 class PrefectApi:
     """Just enough of a real Prefect server's REST API to run a deployment and watch its runs."""
 

@@ -94,3 +94,13 @@ def test_serve_has_no_no_register_flag(capsys):
         serve_settings(["--no-register", "--data", str(REPO / "data")])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --no-register" in capsys.readouterr().err
+
+
+def test_serve_under_another_name_keeps_the_rest_of_prefect_yaml():
+    from flows.deployment import retraining_deployment
+    from flows.retrain_flow import retrain_flow
+
+    given, args = serve_settings(["--data", str(REPO / "data"), "--name", "normflow-retrain-served"])
+    deployment = retraining_deployment(retrain_flow, given, args.cron, args.interval, args.name)
+    assert deployment.name == "normflow-retrain-served"
+    assert deployment.entrypoint == retrain_deployment()["entrypoint"] and deployment.concurrency_limit == 1
