@@ -8,58 +8,10 @@ import logging
 import os
 import sys
 
-from normflow.core.errors import NormflowError
-
-
-class OneLineExpectedErrors(logging.Filter):
-    """Drop the traceback from log records of the errors normflow raises on purpose, and the records
-    that repeat one already shown (Prefect logs a task's failure, then the flow's, then the engine's).
-
-    Those are :class:`NormflowError` (bad data, divergence, a bad setting) and Ctrl-C or SIGTERM.
-    Every other failure (a full disk, a store that fails, a bug) keeps its traceback in the run's
-    log: the CLI's last line may still word it in one line, but its cause stays on record.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._shown: dict[tuple, None] = {}  # per handler, in order: the failures it has shown
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # a record goes through every handler: the first one's filter strips the traceback, and keeps the error
-        exc = record.exc_info[1] if record.exc_info else getattr(record, "normflow_error", None)
-        if exc is None or not is_expected_failure(exc):
-            return True
-        record.exc_info = None
-        record.exc_text = None
-        record.normflow_error = exc
-        # Prefect logs a failure of a run again as it passes from task to flow to engine (as copies of the
-        # exception); other records are never dropped
-        run = getattr(record, "flow_run_id", None)
-        if run is None:
-            return True
-        key = (str(run), type(exc).__name__, str(exc))
-        if key in self._shown:
-            return False
-        self._shown[key] = None
-        if len(self._shown) > 256:
-            self._shown.pop(next(iter(self._shown)))
-        return True
-
-
-def is_expected_failure(exc: BaseException) -> bool:
-    """Whether normflow raised ``exc`` on purpose with its explanation (our errors; KeyboardInterrupt,
-    of which :class:`~normflow.core.errors.Terminated` for SIGTERM): no log needs its traceback."""
-    return isinstance(exc, (NormflowError, KeyboardInterrupt))
-
-
-class RunFailuresToOneLine(logging.Filter):
-    """On the console, drop Prefect's ERROR records about a failed flow or task run: the command's own
-    last line says what failed, once. They still reach Prefect's server and UI."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
-        )
+from tasks.run_logs import OneLineExpectedErrors as OneLineExpectedErrors
+from tasks.run_logs import RunFailuresToOneLine, filter_expected_errors
+from tasks.run_logs import is_expected_failure as is_expected_failure
+from tasks.run_logs import one_line_errors_in_run_logs as one_line_errors_in_run_logs
 
 
 def quiet_prefect_console() -> None:
@@ -96,32 +48,4 @@ def quiet_expected_errors() -> None:
     """
     loggers = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("mlflow")]
     loggers += [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
-    _filter_expected_errors(loggers)
-
-
-def one_line_errors_in_run_logs() -> None:
-    """In a flow run's process (a worker's or ``serve``'s subprocess runs no CLI code): Prefect's own log
-    handlers, to its API and console, show an expected failure as one line, once per run; and MLflow logs
-    warnings and above, unless ``MLFLOW_LOGGING_LEVEL`` asks for more (``--verbose`` sets it to INFO).
-
-    Other libraries' handlers are left as they are.
-    """
-    logging.getLogger("mlflow").setLevel((os.environ.get("MLFLOW_LOGGING_LEVEL") or "WARNING").upper())
-    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
-
-    names = [name for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")]
-    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in names]
-    _filter_expected_errors(loggers, (APILogHandler, PrefectConsoleHandler))
-
-
-def _filter_expected_errors(
-    loggers: list[logging.Logger], handler_types: tuple[type, ...] = (logging.Handler,)
-) -> None:
-    """Put one :class:`OneLineExpectedErrors` on each handler of ``loggers`` of ``handler_types`` that has none."""
-    for logger in loggers:
-        handlers: list[logging.Handler] = getattr(logger, "handlers", [])  # a PlaceHolder has none
-        for handler in handlers:
-            if isinstance(handler, handler_types) and not any(
-                isinstance(f, OneLineExpectedErrors) for f in handler.filters
-            ):
-                handler.addFilter(OneLineExpectedErrors())
+    filter_expected_errors(loggers)

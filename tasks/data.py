@@ -25,6 +25,8 @@ from normflow.data.statistics import (
     source_statistics,
 )
 from tasks.options import COMPUTE, run_logger
+from tasks.partitioned import wait_for_partitions
+from tasks.run_logs import one_line_errors_in_a_dask_worker
 
 PROGRESS_EVERY_S = 5.0
 
@@ -101,6 +103,7 @@ def statistics_of_partition(
     partition: Partition, spec: TableSpec, device_name: str, block_bytes: int, holdout_fraction: float
 ) -> dict:
     """One partition's moments, computed wherever the task runner puts it (a Dask worker, say)."""
+    one_line_errors_in_a_dask_worker()  # a data error: one line in the run's log and on stderr
     return partition_statistics(partition, spec, resolve_device(device_name), block_bytes, holdout_fraction)
 
 
@@ -114,7 +117,7 @@ def statistics_by_partition(
     futures = statistics_of_partition.map(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)
     )
-    parts = [future.result() for future in futures]
+    parts = wait_for_partitions(futures, partitions)  # a dead worker or none left: one line naming the partition
     statistics = ready_to_train(
         merge_partition_statistics(parts, spec, device, reading.holdout_fraction > 0), spec, reading
     )

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from prefect import task, unmapped
-from prefect.futures import wait
 
 from normflow.core.device import resolve_device
 from normflow.core.model import LinearModel
@@ -33,6 +32,8 @@ from normflow.data.scoring import (
 from normflow.data.sources import resolve_sources
 from normflow.tracking.models import PinnedModel, load_pinned_model, pin_model_version
 from tasks.options import COMPUTE, IO, run_logger
+from tasks.partitioned import wait_for_partitions
+from tasks.run_logs import one_line_errors_in_a_dask_worker
 
 PROGRESS_EVERY_S = 5.0
 
@@ -96,6 +97,7 @@ def score_whole(sources: list[Path], job: ScoringJob, output: Path, device: torc
 @task(name="score-partition", **COMPUTE)
 def score_partition(partition: Partition, job: ScoringJob, part_output: str, device_name: str) -> ScoringReport:
     """Score one partition into its own part file, wherever the task runner puts it."""
+    one_line_errors_in_a_dask_worker()  # a data error: one line in the run's log and on stderr
     device = resolve_device(device_name)
     return score_sources([partition], job.spec, job.model, Path(part_output), device, job.on_bad_row,
                          job.flag_out_of_range, job.block_bytes, interval=job.interval)  # fmt: skip
@@ -111,8 +113,8 @@ def score_by_partition(
     try:
         outputs = [str(part_path(parts_dir, i, output)) for i in range(len(partitions))]
         futures = score_partition.map(partitions, unmapped(job), outputs, unmapped(device.type))
-        wait(futures)  # let every part finish or fail before anything is published or removed
-        reports = [future.result() for future in futures]
+        # every part finished or failed before anything is published or removed; a dead worker: one line
+        reports = wait_for_partitions(futures, partitions)
         rejecting = [Path(o) for o, r in zip(outputs, reports, strict=True) if r.rows_rejected]
         rejected = rejected_path(output) if rejecting else None
         targets = []

@@ -71,6 +71,10 @@ class ConfigError(NormflowError):
     """A flag or setting cannot be honoured (unknown method, CUDA missing, ...)."""
 
 
+class WorkerLostError(NormflowError):
+    """The cluster could not run a partition: every worker that ran it died, or no worker is left."""
+
+
 class ModelFormatError(NormflowError):
     """A stored model or scaler document is malformed or was tampered with."""
 

@@ -3,19 +3,23 @@ single-process results: moments to 1e-12 relative, identical predictions, all-or
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
+from helpers import run_script
 from mlflow import MlflowClient
 from prefect_dask import DaskTaskRunner
 
 from flows.predict_flow import predict_flow
 from flows.train_flow import train_flow
-from normflow.core.errors import DataError
+from normflow.core.errors import DataError, WorkerLostError
 from normflow.core.settings import PredictSettings, TrainSettings
 from normflow.data.columns import table_spec
 from normflow.data.partitions import Partition, plan_partitions
@@ -45,9 +49,13 @@ def cluster(prefect_server):
     """A local Dask cluster of 2 worker processes on 127.0.0.1 whose workers report to the test server."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFECT_API_URL", prefect_server)  # inherited by the worker processes
-        with LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-        ) as c:
+        # a worker that dies on a partition is replaced and the partition retried once, not 3 times (Dask's default)
+        with (
+            dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+            LocalCluster(
+                n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            ) as c,
+        ):
             yield c
 
 
@@ -171,3 +179,119 @@ def test_failed_partition_publishes_nothing(cluster, tracking_store, tmp_path):
     assert skip.report.rows_rejected == 1 and skip.report.rows_scored == 12000
     rejected = pd.read_csv(tmp_path / "out.rejected.csv")
     assert rejected.source_row.tolist() == [3001]
+
+
+class DieOnFile(WorkerPlugin):
+    """On every worker, now and after each restart: reading a partition of the file named ``file_name`` ends the
+    worker's process at once (``os._exit``), as a segfault or the OOM killer would, on every attempt."""
+
+    name = "die-on-file"
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+
+    def setup(self, worker) -> None:
+        from normflow.data import statistics
+
+        self.original = original = statistics.file_statistics
+        file_name = self.file_name
+
+        def dying(partition, *args, **kwargs):
+            if Path(partition.path).name == file_name:
+                os._exit(1)
+            return original(partition, *args, **kwargs)
+
+        statistics.file_statistics = dying
+
+    def teardown(self, worker) -> None:
+        from normflow.data import statistics
+
+        statistics.file_statistics = self.original
+
+
+def test_a_partition_that_kills_its_worker_ends_the_flow_in_one_line_naming_it(cluster, tracking_store, tmp_path):
+    """Issue 24, item 9: a partition whose worker dies on every attempt. Dask's nannies restart the worker and
+    Dask retries the task, then gives up (allowed-failures: 3) with KilledWorker, which used to end the flow with
+    distributed's traceback naming a task key; now one line naming the file, and the run FAILED."""
+    data = write_files(tmp_path / "in", files=3, rows=500)
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    with Client(cluster.scheduler_address) as client:
+        client.register_plugin(DieOnFile("part1.csv"))
+        try:
+            started = time.monotonic()
+            with pytest.raises(WorkerLostError) as failed:
+                train_flow.with_options(task_runner=runner)(
+                    TrainSettings(data=str(data), register_model=False, epochs=50, partition_bytes=16_384)
+                )
+            seconds = time.monotonic() - started
+        finally:
+            client.unregister_worker_plugin(DieOnFile.name)
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith(f"{data / 'part1.csv'}: every Dask worker that read it died")
+    assert seconds < 120
+    (run,) = MlflowClient(tracking_store).search_runs(
+        [MlflowClient(tracking_store).get_experiment_by_name("normflow").experiment_id]
+    )
+    assert run.info.status == "FAILED"
+
+
+def test_partitions_on_a_cluster_with_no_worker_end_the_flow_in_one_line(prefect_server, tracking_store, tmp_path):
+    """Issue 24, item 9: every worker gone (a worker started without a nanny that died, a cluster scaled to 0):
+    the partitions used to wait on their futures forever; now the flow ends in one line naming the first."""
+    import tasks.partitioned
+
+    data = write_files(tmp_path / "in", files=2, rows=200)
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as empty,
+    ):
+        patch.setattr(tasks.partitioned, "NO_WORKER_SECONDS", 3.0)
+        started = time.monotonic()
+        with pytest.raises(WorkerLostError) as failed:
+            train_flow.with_options(task_runner=DaskTaskRunner(address=empty.scheduler_address))(
+                TrainSettings(data=str(data), register_model=False, epochs=50, partition_bytes=16_384)
+            )
+        seconds = time.monotonic() - started
+    assert str(failed.value) == (
+        f"the Dask cluster has had no worker for 3 s; 2 partition(s) could not run, the first {data / 'part0.csv'}: "
+        "start workers, or run without Dask"
+    )
+    assert seconds < 60
+
+
+def test_a_data_error_in_a_dask_worker_is_one_line_in_the_run_log_and_on_stderr(
+    cluster, prefect_server, tracking_store, tmp_path
+):
+    """Issue 24, item 9: a bad cell read in a Dask worker was logged there (the run's log, the worker's stderr,
+    which is the command's) with its full traceback; now one line in both, as in a single process."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    data = write_files(tmp_path / "in", files=2, rows=300)
+    with open(data / "part1.csv", "a") as handle:
+        handle.write("bad,1,oops,3\n")
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    state = train_flow.with_options(task_runner=runner)(
+        TrainSettings(data=str(data), register_model=False, epochs=50, partition_bytes=16_384), return_state=True
+    )
+    assert state.is_failed()
+    body = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    deadline = time.monotonic() + 60
+    while True:  # the worker sends its records in batches
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=body)
+        from_worker = [log.message for log in logs if log.task_run_id is not None and "not a number" in log.message]
+        if from_worker or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert from_worker, [log.message for log in logs]
+    assert all("\n" not in m and "part1.csv: row 301 (line 302), column 'distance'" in m for m in from_worker)
+    assert not [log.message for log in logs if "Traceback" in log.message]
+
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, MLFLOW_TRACKING_URI=tracking_store)
+    command = ["flows/train_flow.py", "--data", str(data), "--workers", "1", "--partition-mb", "0.015625"]
+    result = run_script(command, env, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-6000:]
+    (line,) = [line for line in result.stderr.splitlines() if "not a number" in line]
+    assert line.startswith("normflow: error: ") and "part1.csv: row 301 (line 302), column 'distance'" in line

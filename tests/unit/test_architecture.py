@@ -40,7 +40,9 @@ def test_every_prefect_task_lives_in_tasks_and_flows_are_short():
         lines = len(path.read_text().splitlines())
         assert lines <= 150, f"{path.relative_to(REPO)} has {lines} lines; flows are wiring"
     task_files = [
-        p for p in (REPO / "tasks").glob("*.py") if p.name not in ("__init__.py", "options.py", "linear_model.py")
+        p
+        for p in (REPO / "tasks").glob("*.py")
+        if p.name not in ("__init__.py", "options.py", "linear_model.py", "partitioned.py", "run_logs.py")  # helpers
     ]
     assert all("task" in _decorators(p) for p in task_files)
     assert not any("task" in _decorators(p) for p in (REPO / "normflow").rglob("*.py"))
