@@ -160,3 +160,61 @@ def test_the_gate_protects_the_champion(prefect_server, tracking_store, tmp_path
         names = {e["event"] for e in response.json()["events"]}
         time.sleep(1)
     assert wanted <= names
+
+
+def test_the_retraining_story_from_the_quick_start_champion(prefect_server, tracking_store, tmp_path):
+    """Issue 24's story, replayed: the quick start's champion (an exact fit on data/houses.csv's 5 rows, no
+    holdout); then files of the same relation with realistic noise, each promoted or kept on its holdout scores,
+    never called contradicting; then a contradicting file, named alone; then the unchanged folder, again and
+    again, with the registry as it was."""
+    from flows.retrain_flow import retrain_flow
+    from normflow.core.settings import RetrainSettings
+
+    client = MlflowClient(tracking_store)
+    quick_start = train_flow(TrainSettings(data=str(REPO / "data" / "houses.csv")))
+    assert quick_start.model_version == "1" and quick_start.alias == "champion"
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    rng = np.random.default_rng(24)
+
+    def arrive(name: str, rows: int, noise: float, slope: float = 2.0) -> None:
+        lights, distance = rng.integers(0, 7, rows), rng.uniform(100, 4000, rows).round(1)
+        price = slope * lights + 0.01 * distance + 5 + rng.normal(0, noise, rows)
+        (folder / name).write_text(
+            "lights,distance,price\n"
+            + "".join(f"{a},{b},{c:.4f}\n" for a, b, c in zip(lights, distance, price, strict=True))
+        )
+
+    def retrain():
+        return retrain_flow(RetrainSettings(data=str(folder)))  # the retrain flow's own gate: a 20% holdout
+
+    arrive("day1.csv", 200, 0.5)  # the issue's case: was refused as "contradicting" the exact fit
+    first = retrain()
+    assert first.alias == "champion" and "contradict" not in first.decision, first.decision
+    # the quick start kept no holdout, so the gate cannot tell which rows it saw and does not compare
+    assert "holdout fraction 0" in first.decision and "promoted without comparison" in first.decision
+
+    arrive("day2.csv", 200, 1.0)  # noisier still: judged against version 2 on the rows neither trained on
+    judged = retrain()
+    tags = client.get_model_version(NAME, judged.model_version).tags
+    assert "contradict" not in judged.decision and tags["normflow.gate.champion_version"] == "2", judged.decision
+    challenger, incumbent = (float(tags[f"normflow.gate.{who}_holdout_mse"]) for who in ("challenger", "champion"))
+    if judged.alias == "champion":  # on its merits: promoted ...
+        assert tags["normflow.gate.decision"] == "promoted"
+    else:  # ... or kept because the champion scores better on the held-out rows
+        assert tags["normflow.gate.decision"] == "not promoted" and challenger > incumbent, judged.decision
+
+    arrive("day3.csv", 100, 0.5, slope=-5.0)  # the relation changed
+    before = registry.alias_state(tracking_store, NAME)
+    contradicted = retrain()
+    assert contradicted.alias is None and "contradicts champion version" in contradicted.decision
+    assert "day3.csv (100 rows)" in contradicted.decision
+    assert "day1.csv" not in contradicted.decision and "day2.csv" not in contradicted.decision
+    assert registry.alias_state(tracking_store, NAME) == before
+
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{NAME}'"))
+    for _ in range(3):  # the schedule fires again over the unchanged folder
+        again = retrain()
+        assert again.model_version is None and again.decision.startswith("nothing new"), again.decision
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name='{NAME}'")) == versions == [1, 2, 3, 4]
+    assert registry.alias_state(tracking_store, NAME) == before
