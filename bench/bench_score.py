@@ -81,6 +81,29 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
         sources = resolve_sources(path)
         report = score_sources(sources, scoring_spec(sources, model, output), model, output, torch.device("cpu"))
         rows = report.rows_scored
+    elif kind in ("polars", "duckdb"):
+        from normflow.tracking.pyfunc import load_local_model
+
+        model = load_local_model(model_dir)
+        weights, intercept = model.raw_coefficients()
+        terms = list(zip(model.feature_names, weights, strict=True))
+        start = time.perf_counter()
+        if kind == "polars":
+            import polars as pl
+
+            prediction = sum((pl.col(name) * weight for name, weight in terms), pl.lit(intercept))
+            pl.scan_csv(path).with_columns(prediction.alias("prediction")).sink_csv(output)
+        else:
+            import duckdb
+
+            expression = " + ".join([*(f'"{name}" * {weight!r}' for name, weight in terms), repr(intercept)])
+            duckdb.connect().execute(
+                f"COPY (SELECT *, {expression} AS prediction FROM read_csv('{path}')) TO '{output}' (HEADER)"
+            )
+        seconds = time.perf_counter() - start
+        rows = sum(1 for _ in output.open()) - 1
+        output.unlink(missing_ok=True)
+        return {"seconds": seconds, "detail": f"{rows:,} rows, {rows / seconds:,.0f} rows/s"}
     else:
         raise SystemExit(f"unknown worker {kind}")
     seconds = time.perf_counter() - start

@@ -67,6 +67,42 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
             f"read+stats {read_done - start:.2f}s, {epochs} epochs {time.perf_counter() - read_done:.2f}s, "
             f"optimality gap {outcome.optimality_gap:.2g}"
         )
+    elif kind == "pass":
+        import torch
+
+        from normflow.data.columns import table_spec
+        from normflow.data.sources import resolve_sources
+        from normflow.data.statistics import source_statistics
+
+        start = time.perf_counter()
+        sources = resolve_sources(path)
+        stats = source_statistics(sources, table_spec(sources, "price", None), torch.device("cpu"))
+        detail = f"{stats.moments.count:,} rows: moments, R factor, min/max, sample"
+    elif kind == "polars":
+        import polars as pl
+
+        start = time.perf_counter()
+        frame = pl.scan_csv(path)
+        names = frame.collect_schema().names()
+        sums = [pl.len().alias("n"), *(pl.col(a).sum().alias(f"s{i}") for i, a in enumerate(names))]
+        sums += [
+            (pl.col(a) * pl.col(b)).sum().alias(f"p{i}_{j}")
+            for i, a in enumerate(names)
+            for j, b in enumerate(names[i:], start=i)
+        ]
+        result = frame.select(sums).collect(engine="streaming")
+        detail = f"{result['n'][0]:,} rows: sums of every cross-product (lazy, streaming)"
+    elif kind == "duckdb":
+        import duckdb
+
+        start = time.perf_counter()
+        connection = duckdb.connect()
+        source = f"read_csv('{path}')"
+        names = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        terms = ["count(*)", *(f'sum("{a}")' for a in names)]
+        terms += [f'sum("{a}" * "{b}")' for i, a in enumerate(names) for b in names[i:]]
+        row = connection.execute(f"SELECT {', '.join(terms)} FROM {source}").fetchone()
+        detail = f"{row[0] if row else 0:,} rows: sums of every cross-product"
     else:
         raise SystemExit(f"unknown worker {kind}")
     return {"seconds": time.perf_counter() - start, "detail": detail}

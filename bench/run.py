@@ -14,6 +14,7 @@ main file, the bare script) show the same measurement. Figures are printed, neve
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -85,6 +86,17 @@ def dask_worker(kind: str, folder: Path) -> dict:
         stats = merge_partition_statistics(client.gather(futures), spec, torch.device("cpu"), False)
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "detail": f"{stats.moments.count:,} rows"}
+
+
+@functools.cache
+def installed(module: str) -> bool:
+    """Whether a contender's library is importable here; when it is not, its rows are left out, said once."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return True
+    print(f"  {module} is not installed: its rows are left out (pip install -e '.[dev]' brings it)", flush=True)
+    return False
 
 
 def console_command() -> list[str]:
@@ -275,6 +287,12 @@ def main() -> None:
     pair(
         f"train engine, {label}", (TRAIN, "normflow", *train_args), "pandas + sklearn", (TRAIN, "sklearn", *train_args)
     )
+    for tool, baseline in (
+        ("polars", "polars streaming sums of cross-products"),
+        ("duckdb", "DuckDB sums of cross-products"),
+    ):
+        if installed(tool):
+            pair(f"statistics pass, {label}", (TRAIN, "pass", *train_args), baseline, (TRAIN, tool, *train_args))
 
     from bench_score import prepare_model
 
@@ -282,6 +300,9 @@ def main() -> None:
     model_dir = prepare_model(data, data_dir / f"model_{main_rows}x8")
     score_args = ("--data", str(data), "--model", str(model_dir), "--output", str(data_dir / "scored.csv"))
     pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pyarrow read+write", (SCORE, "pyarrow", *score_args))
+    for tool, baseline in (("polars", "polars scan_csv + sink_csv"), ("duckdb", "DuckDB COPY ... TO csv")):
+        if installed(tool):
+            pair(f"scoring, {label}", (SCORE, "normflow", *score_args), baseline, (SCORE, tool, *score_args))
     if not args.quick:
         pair(
             f"scoring, {label}",

@@ -4,6 +4,7 @@ seconds; tests/integration/test_prefect_server.py runs the real one."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import signal
@@ -205,6 +206,30 @@ def test_a_port_is_taken_while_someone_listens_on_it_and_we_know_who():
     assert not runtime.port_in_use(port)
 
 
+@contextlib.contextmanager
+def answering_health():
+    """A stand-in for a configured Prefect server: 200 to its health check on 127.0.0.1; yields its API URL."""
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}/api"
+        finally:
+            httpd.shutdown()
+
+
 def test_a_command_run_in_process_without_a_server_gets_its_own_and_prefect_none(stand_in, monkeypatch, capsys):
     """``main()`` called from other code (no early start) and no server configured: run_cli starts the
     command's server, points Prefect's settings at it for the run, and stops it after."""
@@ -227,6 +252,6 @@ def test_a_command_run_in_process_without_a_server_gets_its_own_and_prefect_none
         assert not PREFECT_API_URL.value()
     assert capsys.readouterr().out == "done\n"
     assert seen[0].startswith("http://127.0.0.1:") and not runtime.answers(f"{seen[0]}/health")
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # a configured server
-        assert run_cli(lambda: PREFECT_API_URL.value()) == 0
-    assert capsys.readouterr().out == "http://127.0.0.1:9/api\n"
+    with answering_health() as configured, temporary_settings(updates={PREFECT_API_URL: configured}):
+        assert run_cli(lambda: PREFECT_API_URL.value()) == 0  # a configured server that answers: no server of ours
+    assert capsys.readouterr().out == f"{configured}\n"
