@@ -8,6 +8,7 @@ need from the registry and writes back what they decided.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
@@ -37,14 +38,20 @@ HOLDOUT_HASH_TAG = "normflow.holdout_hash"
 
 
 def comparability_problem(
-    uri: str, model_name: str, champion_version: str, champion: LinearModel, outcome: TrainingOutcome, fraction: float
+    uri: str,
+    model_name: str,
+    champion_version: str,
+    champion: LinearModel,
+    outcome: TrainingOutcome,
+    fraction: float,
+    run_id: str | None = None,
 ) -> tuple[str, bool] | None:
     """Why the champion cannot be scored fairly on this run's holdout (and whether to promote
     anyway), or None when it can.
 
-    Fair means: same target and features, and the champion never trained on these holdout rows,
-    i.e. it held out at least this fraction with the same row hash (a larger fraction's holdout
-    contains a smaller one's).
+    Fair means: same target and features, and the champion never trained on these holdout rows:
+    it held out at least this fraction with the same row hash (a larger fraction's holdout
+    contains a smaller one's), or it never read any of this run's files (by path, name or SHA-256).
     """
     if champion.target != outcome.model.target or set(champion.feature_names) != set(outcome.model.feature_names):
         return (
@@ -54,13 +61,32 @@ def comparability_problem(
         )
     tags = MlflowClient(uri).get_model_version(model_name, champion_version).tags
     champion_fraction = float(tags.get(HOLDOUT_TAG, "0") or 0)
-    if tags.get(HOLDOUT_HASH_TAG) != HOLDOUT_HASH_VERSION or champion_fraction < fraction:
+    held_out_alike = tags.get(HOLDOUT_HASH_TAG) == HOLDOUT_HASH_VERSION and champion_fraction >= fraction
+    if not held_out_alike and (run_id is None or _champion_read_these_files(uri, model_name, champion_version, run_id)):
         return (
             f"champion version {champion_version} was trained with holdout fraction {champion_fraction:g} "
             f"(this run holds out {fraction:g}) and has seen some of these rows: promoted without comparison",
             True,
         )
     return None
+
+
+def _champion_read_these_files(uri: str, model_name: str, champion_version: str, run_id: str) -> bool:
+    """Whether the champion's run read any file this run read: the same path, file name or content (SHA-256).
+    A file that grew keeps its name, so its old rows count as read; unknown records count as read too."""
+    champion_run = MlflowClient(uri).get_model_version(model_name, champion_version).run_id
+    theirs = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
+    mine = runs.read_json_artifact(uri, run_id, "data_files.json")
+    if not isinstance(theirs, dict) or not isinstance(mine, dict):
+        return True
+
+    def marks(document: dict) -> set[str]:
+        files = document.get("files", [])
+        return {str(f.get(key)) for f in files for key in ("path", "resolved", "sha256")} | {
+            Path(str(f.get("path"))).name for f in files
+        }
+
+    return bool(marks(theirs) & marks(mine))
 
 
 def decide_and_promote(
@@ -93,7 +119,9 @@ def decide_and_promote(
         noise = 1e-12 * target_variance(holdout) + 1e-300
         relative = sampling_tolerance(holdout.count) if tolerance == AUTO_TOLERANCE else float(tolerance)
         if champion is not None and expected is not None:  # a champion is loaded from its version
-            reason_if_incomparable = comparability_problem(uri, model_name, expected, champion, outcome, fraction)
+            reason_if_incomparable = comparability_problem(
+                uri, model_name, expected, champion, outcome, fraction, run_id
+            )
             if reason_if_incomparable is None:
                 champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
     decision = gate(challenger_mse, champion_mse, expected, relative, noise, reason_if_incomparable)

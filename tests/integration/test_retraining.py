@@ -82,6 +82,28 @@ def test_champion_trained_on_the_holdout_rows_is_not_compared(prefect_server, tr
     assert tags["normflow.holdout_fraction"] == "0.2"
 
 
+def test_a_champion_without_holdout_is_compared_only_when_it_never_read_these_files(
+    prefect_server, tracking_store, tmp_path
+):
+    """No holdout: the champion trained on every row it read. A file of the same name elsewhere (a file that grew,
+    say) may hold some of them, so it is not compared; files it never read (name, path and content) are."""
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    train_flow(TrainSettings(data=str(noisy_csv(tmp_path / "a" / "houses.csv", 300, 3)), epochs=2000))
+    grown = train_flow(
+        TrainSettings(data=str(noisy_csv(tmp_path / "b" / "houses.csv", 400, 4)), holdout_fraction=0.2, epochs=2000)
+    )
+    assert "promoted without comparison" in version_tags(tracking_store, grown.model_version)["normflow.gate.reason"]
+    promote = registry.promote(tracking_store, NAME, "1")  # the no-holdout champion again
+    assert promote.champion == grown.model_version
+    fresh = train_flow(
+        TrainSettings(data=str(noisy_csv(tmp_path / "c" / "day1.csv", 400, 5)), holdout_fraction=0.2, epochs=2000)
+    )
+    tags = version_tags(tracking_store, fresh.model_version)
+    assert "without comparison" not in tags["normflow.gate.reason"] and "normflow.gate.champion_holdout_mse" in tags
+    assert tags["normflow.gate.champion_version"] == "1"
+
+
 def test_failure_after_promotion_restores_the_aliases(prefect_server, tracking_store, tmp_path, monkeypatch):
     data = str(noisy_csv(tmp_path / "houses.csv", 300, 4))
     train_flow(TrainSettings(data=data, epochs=2000))
