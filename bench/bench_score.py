@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, warm_page_cache
+from harness import (
+    REPO,
+    add_data_dir_flag,
+    add_worker_flags,
+    apply_thread_limit,
+    emit,
+    generate,
+    measure,
+    warm_page_cache,
+)
 
 
 def prepare_model(path: Path, folder: Path) -> Path:
@@ -48,6 +57,7 @@ def prepare_model(path: Path, folder: Path) -> Path:
 
 def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
     """Run one contender in this process and return its timing."""
+    threads = apply_thread_limit()
     warm_page_cache(path)
     if kind == "pandas":
         import mlflow
@@ -97,7 +107,7 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
             import duckdb
 
             expression = " + ".join([*(f'"{name}" * {weight!r}' for name, weight in terms), repr(intercept)])
-            duckdb.connect().execute(
+            duckdb.connect(config={"threads": threads} if threads else {}).execute(
                 f"COPY (SELECT *, {expression} AS prediction FROM read_csv('{path}')) TO '{output}' (HEADER)"
             )
         seconds = time.perf_counter() - start

@@ -26,11 +26,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, warm_page_cache
+from harness import (
+    REPO,
+    add_data_dir_flag,
+    add_worker_flags,
+    apply_thread_limit,
+    emit,
+    generate,
+    measure,
+    warm_page_cache,
+)
 
 
 def run_worker(kind: str, path: Path, epochs: int) -> dict:
     """Run one contender in this process and return its timing (imports excluded, cache warm)."""
+    threads = apply_thread_limit()
     warm_page_cache(path)
     if kind == "pyarrow":
         import pyarrow.csv as pacsv
@@ -96,7 +106,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         import duckdb
 
         start = time.perf_counter()
-        connection = duckdb.connect()
+        connection = duckdb.connect(config={"threads": threads} if threads else {})
         source = f"read_csv('{path}')"
         names = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         terms = ["count(*)", *(f'sum("{a}")' for a in names)]

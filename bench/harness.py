@@ -64,6 +64,39 @@ def peak_mb() -> float:
     return max(own, children)
 
 
+THREADS_ENV = "NORMFLOW_BENCH_THREADS"
+"""Set by ``bench/run.py --threads N``: every contender's worker uses at most N threads."""
+
+
+def limit_threads(threads: int | None) -> None:
+    """Make the contenders started from here use at most ``threads`` threads (None: every core): torch's and
+    OpenMP's pools and polars' through their environment variables, pyarrow's and DuckDB's in the worker
+    (:func:`apply_thread_limit`)."""
+    if threads is None:
+        return
+    for name in (THREADS_ENV, "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def apply_thread_limit() -> int | None:
+    """In a worker: apply the ``--threads`` limit to pyarrow and torch; returns it (DuckDB takes it as a setting)."""
+    value = os.environ.get(THREADS_ENV)
+    if not value:
+        return None
+    threads = int(value)
+    import pyarrow
+
+    pyarrow.set_cpu_count(threads)
+    pyarrow.set_io_thread_count(max(threads, 2))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return threads
+
+
 def emit(result: dict) -> None:
     """A worker's answer to :func:`measure`: its result and its peak memory, as the last stdout line."""
     print(json.dumps({**result, "peak_mb": peak_mb()}), flush=True)

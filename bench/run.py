@@ -4,6 +4,7 @@
     python bench/run.py --quick         # 1M rows only, no pandas+pyfunc scoring baseline (about a minute)
     python bench/run.py --mlflow        # also log the table and the machine to experiment normflow-bench
     python bench/run.py --commands      # only the command rows: train flow and `normflow train` vs the bare script
+    python bench/run.py --threads 1     # every contender on one thread (then 2, then all: how each scales)
     python bench/run.py --quick --rows 2000 --data-dir /tmp/bench --no-commands   # a smoke run on tiny files
 
 Every contender runs in its own process (peak memory = its max RSS, imports included; timings
@@ -29,7 +30,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import REPO, add_data_dir_flag, add_worker_flags, emit, generate, measure, rows_label, warm_page_cache
+from harness import (
+    REPO,
+    THREADS_ENV,
+    add_data_dir_flag,
+    add_worker_flags,
+    emit,
+    generate,
+    limit_threads,
+    measure,
+    rows_label,
+    warm_page_cache,
+)
 
 TRAIN = str(HERE / "bench_train.py")
 SCORE = str(HERE / "bench_score.py")
@@ -145,6 +157,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": str(os.cpu_count()),
+        "threads": os.environ.get(THREADS_ENV, "all"),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
@@ -244,9 +257,18 @@ def main() -> None:
         default=None,
         help="rows of the main file instead of 5M (1M with --quick); the growth rows become N/5, N, 2N (N with --quick)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads each contender may use (torch, pyarrow, polars, DuckDB; default: every core), to show scaling",
+    )
     add_data_dir_flag(parser)
     add_worker_flags(parser)
     args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    limit_threads(args.threads)
     if args.worker:
         sys.path.insert(0, str(REPO))
         if args.worker in ("single", "dask"):
