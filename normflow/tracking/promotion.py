@@ -8,6 +8,7 @@ need from the registry and writes back what they decided.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -37,6 +38,42 @@ HOLDOUT_TAG = "normflow.holdout_fraction"
 HOLDOUT_HASH_TAG = "normflow.holdout_hash"
 
 
+class FilesRead:
+    """The data files this run and the champion's run read (their ``data_files.json`` entries; None where a run
+    recorded none), each read from the store once, when a check first asks."""
+
+    def __init__(self, uri: str, model_name: str, champion_version: str, run_id: str) -> None:
+        self.uri, self.model_name, self.champion_version, self.run_id = uri, model_name, champion_version, run_id
+
+    def _files(self, run_id: str | None) -> list[dict] | None:
+        document = runs.read_json_artifact(self.uri, run_id, "data_files.json") if run_id else None
+        return document.get("files", []) if isinstance(document, dict) else None
+
+    @cached_property
+    def mine(self) -> list[dict] | None:
+        """This run's files."""
+        return self._files(self.run_id)
+
+    @cached_property
+    def champion(self) -> list[dict] | None:
+        """The champion's run's files."""
+        champion_run = MlflowClient(self.uri).get_model_version(self.model_name, self.champion_version).run_id
+        return self._files(champion_run)
+
+    def champion_read_these(self) -> bool:
+        """Whether the champion's run read any file this run read: the same path, file name or content (SHA-256).
+        A file that grew keeps its name, so its old rows count as read; unknown records count as read too."""
+        if self.champion is None or self.mine is None:
+            return True
+
+        def marks(files: list[dict]) -> set[str]:
+            return {str(f.get(key)) for f in files for key in ("path", "resolved", "sha256")} | {
+                Path(str(f.get("path"))).name for f in files
+            }
+
+        return bool(marks(self.champion) & marks(self.mine))
+
+
 def comparability_problem(
     uri: str,
     model_name: str,
@@ -44,7 +81,7 @@ def comparability_problem(
     champion: LinearModel,
     outcome: TrainingOutcome,
     fraction: float,
-    run_id: str | None = None,
+    files: FilesRead | None = None,
 ) -> tuple[str, bool] | None:
     """Why the champion cannot be scored fairly on this run's holdout (and whether to promote
     anyway), or None when it can.
@@ -62,31 +99,13 @@ def comparability_problem(
     tags = MlflowClient(uri).get_model_version(model_name, champion_version).tags
     champion_fraction = float(tags.get(HOLDOUT_TAG, "0") or 0)
     held_out_alike = tags.get(HOLDOUT_HASH_TAG) == HOLDOUT_HASH_VERSION and champion_fraction >= fraction
-    if not held_out_alike and (run_id is None or _champion_read_these_files(uri, model_name, champion_version, run_id)):
+    if not held_out_alike and (files is None or files.champion_read_these()):
         return (
             f"champion version {champion_version} was trained with holdout fraction {champion_fraction:g} "
             f"(this run holds out {fraction:g}) and has seen some of these rows: promoted without comparison",
             True,
         )
     return None
-
-
-def _champion_read_these_files(uri: str, model_name: str, champion_version: str, run_id: str) -> bool:
-    """Whether the champion's run read any file this run read: the same path, file name or content (SHA-256).
-    A file that grew keeps its name, so its old rows count as read; unknown records count as read too."""
-    champion_run = MlflowClient(uri).get_model_version(model_name, champion_version).run_id
-    theirs = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
-    mine = runs.read_json_artifact(uri, run_id, "data_files.json")
-    if not isinstance(theirs, dict) or not isinstance(mine, dict):
-        return True
-
-    def marks(document: dict) -> set[str]:
-        files = document.get("files", [])
-        return {str(f.get(key)) for f in files for key in ("path", "resolved", "sha256")} | {
-            Path(str(f.get("path"))).name for f in files
-        }
-
-    return bool(marks(theirs) & marks(mine))
 
 
 def decide_and_promote(
@@ -110,9 +129,10 @@ def decide_and_promote(
     reason_if_incomparable = None
     fraction = holdout_fraction if holdout is not None else 0.0
     holdout_tags = {HOLDOUT_TAG: repr(fraction), HOLDOUT_HASH_TAG: HOLDOUT_HASH_VERSION}
-    champion = None
+    champion = files = None
     if expected is not None:
         champion = load_pinned_model(uri, pin_model_version(uri, f"models:/{model_name}/{expected}"))
+        files = FilesRead(uri, model_name, expected, run_id)
     relative = 0.0  # not used without a holdout: the gate then promotes without comparison
     if holdout is not None:
         challenger_mse = holdout_mse(holdout, outcome.raw_weights, outcome.intercept)
@@ -120,7 +140,7 @@ def decide_and_promote(
         relative = sampling_tolerance(holdout.count) if tolerance == AUTO_TOLERANCE else float(tolerance)
         if champion is not None and expected is not None:  # a champion is loaded from its version
             reason_if_incomparable = comparability_problem(
-                uri, model_name, expected, champion, outcome, fraction, run_id
+                uri, model_name, expected, champion, outcome, fraction, files
             )
             if reason_if_incomparable is None:
                 champion_mse = holdout_mse(holdout, *_coefficients_for(champion, outcome))
@@ -130,11 +150,12 @@ def decide_and_promote(
         gate_on
         and champion is not None
         and expected is not None
+        and files is not None
         and per_file
         and not allow_contradictions
         and _same_columns(champion, outcome)
     ):
-        checks = new_file_checks(uri, run_id, model_name, expected, champion, outcome, per_file)
+        checks = new_file_checks(files, champion, outcome, per_file)
         decision = contradiction(checks, expected, challenger_mse) or decision
     held = registry.held_version(uri, model_name)
     if held is not None:
@@ -207,26 +228,16 @@ def _coefficients_for(champion: LinearModel, outcome: TrainingOutcome) -> tuple[
 
 
 def new_file_checks(
-    uri: str,
-    run_id: str,
-    model_name: str,
-    champion_version: str,
-    champion: LinearModel,
-    outcome: TrainingOutcome,
-    per_file: dict[str, Triangular],
+    files: FilesRead, champion: LinearModel, outcome: TrainingOutcome, per_file: dict[str, Triangular]
 ) -> list[FileCheck]:
     """Each file this run read that the champion's run did not (by SHA-256), judged by the F test of the
     champion's coefficients against the file's own least squares on its rows."""
-    client = MlflowClient(uri)
-    champion_run = client.get_model_version(model_name, champion_version).run_id
-    seen = runs.read_json_artifact(uri, champion_run, "data_files.json") if champion_run else None
-    mine = runs.read_json_artifact(uri, run_id, "data_files.json")
-    if not isinstance(mine, dict) or not mine:  # data_files.json holds {"files": [...]}
+    if not files.mine:
         return []
-    known = {entry["sha256"] for entry in (seen.get("files", []) if isinstance(seen, dict) else [])}
+    known = {entry["sha256"] for entry in files.champion or []}
     coefficients = _coefficients_for(champion, outcome)
     checks = []
-    for entry in mine["files"]:
+    for entry in files.mine:
         rows = per_file.get(entry["path"])
         if entry["sha256"] in known or rows is None or rows.count == 0:
             continue
