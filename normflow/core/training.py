@@ -25,7 +25,7 @@ from normflow.core.scalers import ConstantFeatureWarning, Scaler, fit_scaler
 from normflow.core.settings import AUTO_LR
 from normflow.core.table_stats import TableStatistics
 from normflow.core.text import counted
-from normflow.core.triangular import Collinearity, LeastSquares, feature_blocks, independent_columns
+from normflow.core.triangular import Collinearity, LeastSquares, dependence, feature_blocks, independent_columns
 
 AT_OPTIMUM = 1e-12
 """Relative optimality gap at or below which a trained model is the least-squares optimum."""
@@ -142,12 +142,9 @@ def estimable_weights(
     shift, scale = scaler.shift_tensor(device), scaler.scale_tensor(device)
     folded, intercept = weights.clone(), bias.clone()
     for j in torch.nonzero(~keep).flatten().tolist():
-        earlier = torch.nonzero(keep[:j]).flatten()
-        if constant[j] or earlier.numel() == 0:
-            earlier = earlier[:0]
-            combination = rxx.new_zeros(0)
-        else:
-            combination = torch.linalg.lstsq(rxx[: j + 1, earlier], rxx[: j + 1, j][:, None]).solution.flatten()
+        earlier, combination = dependence(rxx, keep, j)
+        if constant[j]:  # its column of R is rounding noise: nothing to pass on but the constant
+            earlier, combination = earlier[:0], combination[:0]
         offset = mean[j] - mean[earlier] @ combination
         folded[earlier] += folded[j] * combination * scale[earlier] / scale[j]
         intercept = intercept + folded[j] * (shift[earlier] @ combination + offset - shift[j]) / scale[j]

@@ -215,16 +215,23 @@ def least_squares(stats: Triangular, feature_names: tuple[str, ...] | list[str])
     )
 
 
+def dependence(rxx: torch.Tensor, keep: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dependent column ``j`` of the centred features as a combination of the earlier independent ones: their
+    indices and coefficients (least squares on R; none for a column with no earlier independent one)."""
+    earlier = torch.nonzero(keep[:j]).flatten()
+    if earlier.numel() == 0:
+        return earlier, rxx.new_zeros(0)
+    return earlier, torch.linalg.lstsq(rxx[: j + 1, earlier], rxx[: j + 1, j][:, None]).solution.flatten()
+
+
 def _explain(
     rxx: torch.Tensor, keep: torch.Tensor, stats: Triangular, names: tuple[str, ...] | list[str], j: int
 ) -> Collinearity:
-    """Column ``j`` as a combination of the earlier independent columns (least squares on R)."""
-    earlier = torch.nonzero(keep[:j]).flatten()
+    """Column ``j`` as a combination of the earlier independent columns (:func:`dependence`)."""
+    earlier, coefficients = dependence(rxx, keep, j)
     mean = mean_of(stats)
     if earlier.numel() == 0:
         return Collinearity(names[j], (), float(mean[j]))
-    sub = rxx[: j + 1, earlier]
-    coefficients = torch.linalg.lstsq(sub, rxx[: j + 1, j][:, None]).solution.flatten()
     scale_j = float(torch.linalg.vector_norm(rxx[:, j])) or 1.0
     terms = tuple(
         (names[int(i)], float(c))
