@@ -160,14 +160,15 @@ def file_statistics(
         encoded = encoder.encode(block, with_keys=holdout_fraction > 0)
         sample = _widen_sample(sample, encoded.width)
         priority = row_priorities(seed, encoded.rows)
-        evaluated: np.ndarray | None = None  # the rows the sample is drawn from (every training row: None)
+        evaluated: np.ndarray | None = None  # the rows sampled and the rows trained on (None: every row)
+        trained: np.ndarray | None = None
         if holdout_fraction > 0:
             mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected).numpy()
-            evaluated = np.flatnonzero(mask)
+            evaluated, trained = np.flatnonzero(mask), np.flatnonzero(~mask)
             held.add(encoded, evaluated)
             priority = priority[torch.from_numpy(evaluated)]
         sample = sample_block(sample, priority, sample_size(encoded.width), _rows_of(encoded, evaluated))
-        train.add(encoded, np.flatnonzero(~mask) if holdout_fraction > 0 else None)
+        train.add(encoded, trained)
         if on_progress is not None:
             on_progress(block.path, train.count + held.count)
     width = encoder.width
@@ -188,13 +189,11 @@ def source_statistics(
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
         for path in sources
     )
-    raw = fold_statistics(parts, device, holdout_fraction > 0)
+    raw = fold_statistics(parts, holdout_fraction > 0)
     return encode_statistics(raw, spec, encoder)
 
 
-def fold_statistics(
-    parts: Iterable[tuple[str, FileStatistics]], device: torch.device, holdout: bool
-) -> SourceStatistics:
+def fold_statistics(parts: Iterable[tuple[str, FileStatistics]], holdout: bool) -> SourceStatistics:
     """The one fold: ``(path, file statistics)`` parts merged exactly, in any order.
 
     The parts share one raw layout, each knowing a prefix of it (a later part may have seen more
@@ -397,7 +396,7 @@ def merge_partition_statistics(
         )
         for part, keys in zip(parts, layouts, strict=True)
     )
-    raw = fold_statistics(decoded, device, holdout)
+    raw = fold_statistics(decoded, holdout)
     return encode_statistics(raw, spec, union)
 
 
