@@ -16,7 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import model_folder
+from helpers import model_folder, run_script
 from mlflow import MlflowClient
 
 from flows.predict_flow import predict_flow
@@ -61,7 +61,7 @@ except NormflowError as exc:
     print("ERROR", exc)
     sys.exit(1)
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_script(["-c", code])
     assert result.returncode == 1, result.stderr
     assert "cannot write output" in result.stdout and str(output) in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
@@ -166,9 +166,7 @@ def test_full_disk_while_writing_training_artifacts(prefect_server, tracking_sto
     filler = tiny_disk / "filler"
     filler.write_bytes(b"\0" * 36 * 1024)  # leave ~12 KB: scaler.json fits, the loss-curve PNG does not
     env = dict(__import__("os").environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
-    result = subprocess.run(
-        [sys.executable, "flows/train_flow.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_script(["flows/train_flow.py"], env, timeout=300)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("normflow: error: ") and "No space left on device" in last
@@ -513,14 +511,7 @@ def test_temporary_prefect_server_that_does_not_start_in_time_is_one_line(tmp_pa
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
         PREFECT_HOME=str(tmp_path / "prefect-home"),
     )
-    result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--epochs", "10"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script(["flows/train_flow.py", "--epochs", "10"], env, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stderr[-2000:]
     assert lines[-1].startswith("normflow: error: Prefect's temporary server did not start within 1 s")
@@ -733,9 +724,7 @@ from flows.train_flow import main
 sys.exit(main(["--data", {HOUSES!r}, "--epochs", "51"]))
 """
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_store, PREFECT_API_URL=prefect_server)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_script(["-c", code], env, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 143, result.stderr[-2000:]
     assert lines[-1].startswith("normflow: error: stopped by SIGTERM")
@@ -929,14 +918,7 @@ def test_prefect_api_url_that_does_not_answer_is_one_line(server, silent_port, t
     url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ, PREFECT_API_URL=url, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "flows/train_flow.py", "--epochs", "10"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(["flows/train_flow.py", "--epochs", "10"], env)
     assert time.monotonic() - started < 60
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
