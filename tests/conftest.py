@@ -4,11 +4,24 @@ Helpers that tests import live in ``tests/helpers.py``, never here."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import SEED_ROWS
+
+
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """Each test starts from the environment the session had: a command run in-process sets variables for the
+    processes it starts (``PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=WARNING`` when not verbose), and they must
+    not leak into a later test's subprocesses on the same worker (a ``--verbose`` child would print no INFO)."""
+    before = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    os.environ.update(before)
 
 
 @pytest.fixture
