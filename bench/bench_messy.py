@@ -72,7 +72,7 @@ def run_worker(kind: str, path: Path) -> dict:
     features = [f"x{i}" for i in range(NUMERIC)] if kind == "numeric" else None
     start = time.perf_counter()
     spec = with_kinds(table_spec([path], "price", features), [path], ColumnRules())
-    statistics = source_statistics([path], spec, torch.device("cpu"))
+    statistics = source_statistics([path], spec, torch.device("cpu"), threads=torch.get_num_threads())
     width = len(model_spec(spec, statistics).features)
     return {"seconds": time.perf_counter() - start, "detail": f"{statistics.moments.count:,} rows, {width} features"}
 

@@ -70,7 +70,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         start = time.perf_counter()
         sources = resolve_sources(path)
         spec = table_spec(sources, "price", None)
-        stats = source_statistics(sources, spec, torch.device("cpu"))
+        stats = source_statistics(sources, spec, torch.device("cpu"), threads=torch.get_num_threads())
         read_done = time.perf_counter()
         outcome = train_linear_model(stats.training, spec.features, "price", "standard", 0.1, epochs)
         detail = (
@@ -86,7 +86,9 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
 
         start = time.perf_counter()
         sources = resolve_sources(path)
-        stats = source_statistics(sources, table_spec(sources, "price", None), torch.device("cpu"))
+        stats = source_statistics(
+            sources, table_spec(sources, "price", None), torch.device("cpu"), threads=torch.get_num_threads()
+        )
         detail = f"{stats.moments.count:,} rows: moments, R factor, min/max, sample"
     elif kind == "polars":
         import polars as pl

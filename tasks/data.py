@@ -84,16 +84,18 @@ def compute_statistics(
             logger.info("reading %s: %s rows so far", path, f"{rows:,}")
 
     started = time.perf_counter()
-    statistics = ready_to_train(
-        source_statistics(sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction), spec, reading
+    threads = torch.get_num_threads()  # the cores torch may use (OMP_NUM_THREADS, or every physical core)
+    raw = source_statistics(
+        sources, spec, device, reading.block_bytes, progress, reading.holdout_fraction, threads=threads
     )
-    statistics = replace(statistics, seconds=time.perf_counter() - started)
+    statistics = replace(ready_to_train(raw, spec, reading), seconds=time.perf_counter() - started)
     logger.info(
-        "read %s rows from %d file(s) (%.1f MB) on %s",
+        "read %s rows from %d file(s) (%.1f MB) on %s, %d thread(s)",
         f"{sum(statistics.rows_per_file.values()):,}",
         len(sources),
         sum(max(p.stat().st_size, 1) for p in sources) / 1e6,
         describe_device(device),
+        threads,
     )
     return statistics
 

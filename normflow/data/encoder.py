@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -146,13 +147,8 @@ class BlockEncoder:
                     tally.levels[level] = tally.levels.get(level, 0) + count
             tally.missing += int(counts[-1])
             if len(tally.levels) > MAX_STREAMED_LEVELS:
-                raise DataError(
-                    f"{block.path}: column {name!r} has more than {MAX_STREAMED_LEVELS} distinct values by row "
-                    f"{block.first_row + batch.num_rows - 1}: an identifier or free text, not a category; leave it "
-                    "out with {features}, or read it as numbers with {numeric}",
-                    path=block.path,
-                    column=name,
-                    settings=("features", "numeric"),
+                raise too_many_levels(
+                    str(block.path), name, f" by row {block.first_row + batch.num_rows - 1}", path=block.path
                 )
             positions = np.array(
                 [
@@ -180,3 +176,21 @@ class BlockEncoder:
         for name, tally in other.tallies.items():
             self.tallies[name] = self.tallies[name].merge(tally)
         self.target_missing += other.target_missing
+
+
+def too_many_levels(where: str, name: str, by_row: str = "", path: Path | None = None) -> DataError:
+    """The one-line error of a categorical column with more levels than a stream keeps."""
+    return DataError(
+        f"{where}: column {name!r} has more than {MAX_STREAMED_LEVELS} distinct values{by_row}: an identifier or "
+        "free text, not a category; leave it out with {features}, or read it as numbers with {numeric}",
+        path=path,
+        column=name,
+        settings=("features", "numeric"),
+    )
+
+
+def check_levels(encoder: BlockEncoder, where: str) -> None:
+    """Refuse streams merged into ``encoder`` whose levels together exceed the bound each kept alone."""
+    for name, tally in encoder.tallies.items():
+        if len(tally.levels) > MAX_STREAMED_LEVELS:
+            raise too_many_levels(where, name)

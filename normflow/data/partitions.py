@@ -6,9 +6,12 @@ exact and errors found by a worker name the same row the single-process reader w
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -21,67 +24,91 @@ class Partition:
     first_row: int = 1  # 1-based data-row number of the first line
 
 
-def plan_partitions(sources: list[Path], target_bytes: int) -> list[Partition]:
+def plan_partitions(
+    sources: list[Path], target_bytes: int, map_ranges: Callable[..., Iterable[RangeScan]] = map
+) -> list[Partition]:
     """Cut files into partitions of about ``target_bytes``, at line boundaries, numbering their rows.
 
-    A small file is one partition; a large one becomes byte ranges. Counting the lines before
-    each cut costs one fast pass over the bytes (no parsing), so errors keep exact row numbers.
-    A file with a quote character stays whole: a quoted field may hold a line break, so a line
-    boundary in its bytes need not be a row boundary (the single-process reader sees the same rows).
+    A small file is one partition; a large one becomes byte ranges. Each range's lines are counted
+    by a fast scan of its bytes (no parsing), so errors keep exact row numbers; ``map_ranges`` (a
+    thread pool's ``map``, say) runs the scans side by side. A file with a quote character stays
+    whole: a quoted field may hold a line break, so a line boundary in its bytes need not be a row
+    boundary (the single-process reader sees the same rows).
     """
+    cuts = [(path, _cut_points(path, target_bytes)) for path in sources]
+    ranges = [(path, start, end) for path, points in cuts if len(points) > 2 for start, end in pairwise(points)]
+    scans = iter(list(map_ranges(scan_range, *zip(*ranges, strict=True)) if ranges else []))
     partitions: list[Partition] = []
-    for path in sources:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            header_end = len(handle.readline())
-            if size - header_end <= target_bytes or _contains_byte(handle, b'"'):
-                partitions.append(Partition(path))
-                continue
-            start, row = header_end, 1
-            while start < size:
-                handle.seek(min(start + target_bytes, size))
-                if handle.tell() < size:
-                    handle.readline()  # move to the next line start
-                end = handle.tell()
-                partitions.append(Partition(path, start, end, row))
-                row += _count_lines(handle, start, end)
-                start = end
+    for path, points in cuts:
+        if len(points) <= 2:
+            partitions.append(Partition(path))
+            continue
+        file_scans = [next(scans) for _ in range(len(points) - 1)]
+        if any(scan.quoted for scan in file_scans):
+            partitions.append(Partition(path))
+            continue
+        row = 1
+        for (start, end), scan in zip(pairwise(points), file_scans, strict=True):
+            partitions.append(Partition(path, start, end, row))
+            row += scan.rows
     return partitions
 
 
-def _contains_byte(handle, needle: bytes) -> bool:
-    """Whether the rest of an open binary file holds ``needle`` (one fast pass, no parsing)."""
-    start = handle.tell()
-    try:
-        while chunk := handle.read(16 << 20):
-            if needle in chunk:
-                return True
-        return False
-    finally:
+def _cut_points(path: Path, target_bytes: int) -> list[int]:
+    """Byte offsets where a file's data ranges start, then its size: each a line start about ``target_bytes``
+    after the previous one (just the header's end and the size when the data fits in one range)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        points = [len(handle.readline())]
+        if size - points[0] <= target_bytes:
+            return [points[0], size]
+        while points[-1] < size:
+            handle.seek(min(points[-1] + target_bytes, size))
+            if handle.tell() < size:
+                handle.readline()  # move to the next line start
+            points.append(handle.tell())
+    return points
+
+
+@dataclass(frozen=True)
+class RangeScan:
+    """What a byte range of whole lines holds: its data rows, and whether any quote character."""
+
+    rows: int
+    quoted: bool
+
+
+SCAN_CHUNK_BYTES = 8 << 20
+
+
+def scan_range(path: Path, start: int, end: int) -> RangeScan:
+    """Data rows in bytes ``[start, end)`` of a file (newline-terminated or final lines, blank lines skipped, as
+    pyarrow does) and whether they hold a quote; numpy's vector loops, which leave the GIL to other threads."""
+    rows, quoted = 0, False
+    previous = b"\n\n"  # a range starts at a line start: as if after a blank line
+    last = b"\n"
+    with open(path, "rb") as handle:
         handle.seek(start)
+        remaining = end - start
+        while remaining > 0 and (chunk := handle.read(min(remaining, SCAN_CHUNK_BYTES))):
+            remaining -= len(chunk)
+            quoted = quoted or b'"' in chunk
+            data = np.frombuffer(previous + chunk, dtype=np.uint8)
+            rows += _lines_ended(data)
+            previous, last = bytes(data[-2:]), chunk[-1:]
+    return RangeScan(rows + (0 if last == b"\n" else 1), quoted)
 
 
-_BLANK_LINE_END = re.compile(rb"\n(?=\r?\n)")
-
-
-def _count_lines(handle, start: int, end: int) -> int:
-    """Data rows in bytes ``[start, end)``: newline-terminated or final lines, blank lines skipped (as pyarrow does)."""
-    handle.seek(start)
-    newlines = blanks = 0
-    previous = b"\n"  # a partition starts at a line start
-    remaining, last = end - start, b"\n"
-    while remaining > 0:
-        chunk = handle.read(min(remaining, 16 << 20))
-        remaining -= len(chunk)
-        newlines += chunk.count(b"\n")
-        data = previous + chunk
-        # a blank line is a newline that directly follows another one (optionally via \r);
-        # count it where its own newline lies in this chunk
-        blanks += sum(1 for m in _BLANK_LINE_END.finditer(data) if data.index(b"\n", m.start() + 1) >= len(previous))
-        previous = data[-2:]
-        last = chunk[-1:] or last
-    handle.seek(end)
-    return newlines - blanks + (0 if last == b"\n" else 1)
+def _lines_ended(data: np.ndarray) -> int:
+    """Non-blank lines whose newline lies in ``data[2:]`` (the first two bytes are the previous chunk's end): its
+    newlines, less those that end a blank line (directly after another newline, or after one and a ``\\r``)."""
+    ends = np.flatnonzero(data[2:] == 10) + 2
+    before = data[ends - 1]
+    blanks = int(np.count_nonzero(before == 10))
+    through_return = before == 13
+    if through_return.any():
+        blanks += int(np.count_nonzero(data[ends[through_return] - 2] == 10))
+    return len(ends) - blanks
 
 
 def as_partition(source: Path | Partition) -> Partition:

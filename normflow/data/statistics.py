@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,11 +34,12 @@ from normflow.core.table_stats import (
 from normflow.core.training import TrainingOutcome
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
-from normflow.data.encoder import BlockEncoder, EncodedBlock
-from normflow.data.partitions import Partition
+from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
+from normflow.data.partitions import Partition, plan_partitions
 from normflow.data.reader import iter_row_blocks
 
 ProgressCallback = Callable[[Path, int], None]
+_Part = TypeVar("_Part")
 """Called after each block with the file and the rows read from it so far."""
 
 
@@ -175,6 +180,11 @@ def file_statistics(
     return FileStatistics(train.statistics(width), held.statistics(width), _widen_sample(sample, width))
 
 
+RANGE_BYTES = 16 << 20
+"""Bytes of a file one thread of the pass reads as a range of its own: rows enough that a range's fixed costs
+(a reader, a sample, a merge) vanish, few enough that ranges spread evenly over the threads."""
+
+
 def source_statistics(
     sources: list[Path],
     spec: TableSpec,
@@ -182,8 +192,29 @@ def source_statistics(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
+    threads: int = 1,
+    range_bytes: int = RANGE_BYTES,
 ) -> SourceStatistics:
-    """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked."""
+    """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked.
+
+    With ``threads`` > 1 and more than ``range_bytes`` of data, the files are cut into byte ranges of whole lines
+    (:func:`~normflow.data.partitions.plan_partitions`) read side by side on that many threads, each with its own
+    encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
+    """
+    if threads > 1 and sum(path.stat().st_size for path in sources) > range_bytes:
+        with one_torch_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass") as pool:
+            partitions = plan_partitions(sources, range_bytes, pool.map)
+            if len(partitions) > 1:
+                progress = _SummedProgress(on_progress)
+
+                def statistics_of(partition: Partition) -> tuple[str, FileStatistics, BlockEncoder]:
+                    encoder = BlockEncoder(spec)
+                    part = file_statistics(
+                        partition, spec, device, block_bytes, progress.of(partition), holdout_fraction, encoder
+                    )
+                    return str(partition.path), part, encoder
+
+                return merge_streams(in_order(pool, statistics_of, partitions), spec, holdout_fraction > 0)
     encoder = BlockEncoder(spec)
     parts = (
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
@@ -191,6 +222,53 @@ def source_statistics(
     )
     raw = fold_statistics(parts, holdout_fraction > 0)
     return encode_statistics(raw, spec, encoder)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch's own threads down to one while the pass's threads run (a block's products are too small to share,
+    and two levels of threads on the same cores slow both), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def in_order(pool: ThreadPoolExecutor, work: Callable[[Partition], _Part], items: list[Partition]) -> list[_Part]:
+    """``work`` of every item on the pool, the results in the items' order; the first failure in that order is
+    raised (the one a single thread would have met first), once the work not yet started is cancelled."""
+    futures = [pool.submit(work, item) for item in items]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+class _SummedProgress:
+    """Progress of ranges read on several threads, told as each file's rows so far (summed over its ranges)."""
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.rows: dict[Partition, int] = {}
+        self.lock = threading.Lock()
+
+    def of(self, partition: Partition) -> ProgressCallback | None:
+        """The callback one range's reader calls with its own rows so far."""
+        if self.on_progress is None:
+            return None
+        report = self.on_progress
+
+        def progress(path: Path, rows: int) -> None:
+            with self.lock:
+                self.rows[partition] = rows
+                total = sum(count for part, count in self.rows.items() if part.path == path)
+                report(path, total)
+
+        return progress
 
 
 def fold_statistics(parts: Iterable[tuple[str, FileStatistics]], holdout: bool) -> SourceStatistics:
@@ -372,29 +450,49 @@ def partition_statistics(
 def merge_partition_statistics(
     parts: list[dict], spec: TableSpec, device: torch.device, holdout: bool
 ) -> SourceStatistics:
-    """Merge partition results sent back by workers: each partition's columns are aligned by name (a level one
-    partition never saw is zero there), then folded; any order gives the same statistics, up to rounding."""
+    """Merge partition results sent back by workers (:func:`partition_statistics`), by :func:`merge_streams`."""
+    return merge_streams(
+        [
+            (
+                part["path"],
+                FileStatistics(
+                    table_statistics_from_dict(part["train"], device),
+                    table_statistics_from_dict(part["holdout"], device),
+                    _sample_from_dict(part["sample"], len(part["keys"]) + 1),
+                ),
+                BlockEncoder(
+                    spec,
+                    keys=[(key[0], key[1], key[2]) for key in part["keys"]],
+                    tallies={name: ColumnTally.from_dict(t) for name, t in part["tallies"].items()},
+                    target_missing=int(part["target_missing"]),
+                ),
+            )
+            for part in parts
+        ],
+        spec,
+        holdout,
+    )
+
+
+def merge_streams(
+    parts: list[tuple[str, FileStatistics, BlockEncoder]], spec: TableSpec, holdout: bool
+) -> SourceStatistics:
+    """Merge streams read apart (threads, workers), each with its own encoder: columns aligned by name (a level one
+    stream never saw is zero there), then folded; any order gives the same statistics, up to rounding."""
     union = BlockEncoder(spec)
-    layouts = []
-    for part in parts:
-        other = BlockEncoder(
-            spec,
-            keys=[(key[0], key[1], key[2]) for key in part["keys"]],
-            tallies={name: ColumnTally.from_dict(t) for name, t in part["tallies"].items()},
-            target_missing=int(part["target_missing"]),
-        )
-        union.merge(other)
-        layouts.append(other.keys)
+    for _, _, encoder in parts:
+        union.merge(encoder)
+    check_levels(union, parts[0][0] if len(parts) == 1 else ", ".join(dict.fromkeys(path for path, _, _ in parts)))
     decoded = (
         (
-            part["path"],
+            path,
             FileStatistics(
-                align_table(table_statistics_from_dict(part["train"], device), keys, union.keys),
-                align_table(table_statistics_from_dict(part["holdout"], device), keys, union.keys),
-                align_sample(_sample_from_dict(part["sample"], len(keys) + 1), keys, union.keys),
+                align_table(part.train, encoder.keys, union.keys),
+                align_table(part.held, encoder.keys, union.keys),
+                align_sample(part.sample, encoder.keys, union.keys),
             ),
         )
-        for part, keys in zip(parts, layouts, strict=True)
+        for path, part, encoder in parts
     )
     raw = fold_statistics(decoded, holdout)
     return encode_statistics(raw, spec, union)

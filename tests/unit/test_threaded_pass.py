@@ -1,0 +1,148 @@
+"""The statistics pass on several threads: byte ranges read side by side give the statistics, encoding, sample and
+errors of the single-threaded pass; the line scan that numbers each range's rows agrees with a plain reading."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from normflow.core.errors import DataError
+from normflow.core.triangular import least_squares
+from normflow.data import encoder as encoder_module
+from normflow.data import partitions
+from normflow.data.columns import table_spec
+from normflow.data.kinds import ColumnRules, with_kinds
+from normflow.data.partitions import plan_partitions, scan_range
+from normflow.data.statistics import source_statistics
+
+CPU = torch.device("cpu")
+
+
+def _messy(rows: int, seed: int = 7) -> pd.DataFrame:
+    """Numbers with missing cells, and a category whose last level appears only in the last rows."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["Austin", "Boston"], rows).astype(object)
+    city[-rows // 10 :] = "Denver"  # a level first seen in a later range
+    rooms = rng.integers(1, 6, rows).astype(float)
+    rooms[rng.random(rows) < 0.1] = np.nan
+    a = rng.normal(size=rows) * 1e4 + 3e5
+    y = 3e-4 * a + np.where(city == "Denver", 2.0, 0.0) + np.nan_to_num(rooms, nan=3.0) + rng.normal(0, 0.5, rows)
+    return pd.DataFrame({"a": a, "city": city, "rooms": rooms, "y": y})
+
+
+def _spec(files):
+    return with_kinds(table_spec(files, "y", None), files, ColumnRules())
+
+
+def _same_statistics(threaded, single) -> None:
+    assert threaded.encoding.feature_names() == single.encoding.feature_names()
+    assert threaded.rows_per_file == single.rows_per_file
+    for mine, theirs in ((threaded.training, single.training), (threaded.holdout, single.holdout)):
+        if theirs is None:
+            assert mine is None
+            continue
+        assert mine.count == theirs.count
+        assert torch.allclose(mine.moments.mean, theirs.moments.mean, rtol=1e-12, atol=0)
+        assert torch.allclose(mine.moments.comoment, theirs.moments.comoment, rtol=1e-10, atol=1e-9)
+        assert torch.equal(mine.moments.minimum, theirs.moments.minimum)
+        assert torch.equal(mine.moments.maximum, theirs.moments.maximum)
+        names = threaded.encoding.feature_names()
+        mine_fit, their_fit = least_squares(mine.triangular, names), least_squares(theirs.triangular, names)
+        assert mine_fit.intercept == pytest.approx(their_fit.intercept, rel=1e-9)
+        assert mine_fit.weights.tolist() == pytest.approx(their_fit.weights.tolist(), rel=1e-9, abs=1e-12)
+        assert mine_fit.loss == pytest.approx(their_fit.loss, rel=1e-9)
+    assert torch.equal(threaded.sample.priority, single.sample.priority)
+    assert torch.allclose(threaded.sample.columns, single.sample.columns, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.3])
+def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, holdout):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    frame = _messy(6000)
+    frame.iloc[:2500].to_csv(first, index=False)
+    frame.iloc[2500:].to_csv(second, index=False)
+    files = [first, second]
+    spec = _spec(files)
+    single = source_statistics(files, spec, CPU, block_bytes=4096, holdout_fraction=holdout)
+    assert len(plan_partitions(files, 20_000)) >= 8  # both files cut into ranges
+    seen: list[tuple[str, int]] = []
+    torch_threads = torch.get_num_threads()
+    threaded = source_statistics(
+        files,
+        spec,
+        CPU,
+        block_bytes=4096,
+        holdout_fraction=holdout,
+        threads=3,
+        range_bytes=20_000,
+        on_progress=lambda path, rows: seen.append((path.name, rows)),
+    )
+    assert torch.get_num_threads() == torch_threads  # one thread of torch's own during the pass, then given back
+    _same_statistics(threaded, single)
+    assert "city=Denver" in " ".join(threaded.encoding.feature_names())
+    assert max(rows for name, rows in seen if name == "b.csv") == 3500  # progress sums a file's ranges
+
+
+def test_a_bad_cell_in_a_late_range_is_the_error_the_single_pass_gives(tmp_path):
+    path = tmp_path / "houses.csv"
+    frame = _messy(4000)[["a", "rooms", "y"]].fillna(1.0)
+    text = frame.to_csv(index=False).splitlines()
+    text[3001] = text[3001].replace(text[3001].split(",")[1], "2km", 1)  # data row 3001
+    text[3501] = text[3501].replace(text[3501].split(",")[1], "3km", 1)  # a later one, in another range
+    path.write_text("\n".join(text) + "\n")
+    spec = _spec([path])
+    with pytest.raises(DataError) as single:
+        source_statistics([path], spec, CPU, block_bytes=4096)
+    with pytest.raises(DataError) as threaded:
+        source_statistics([path], spec, CPU, block_bytes=4096, threads=2, range_bytes=10_000)
+    assert str(threaded.value) == str(single.value)
+    assert "row 3001 (line 3002), column 'rooms'" in str(threaded.value)
+
+
+def test_levels_kept_apart_by_ranges_are_still_bounded_together(tmp_path, monkeypatch):
+    monkeypatch.setattr(encoder_module, "MAX_STREAMED_LEVELS", 30)
+    path = tmp_path / "ids.csv"
+    rows = [f"id{i % 50},{i % 7},{i}" for i in range(2000)]  # 50 levels, about 25 in each half
+    rows.sort(key=lambda row: int(row.split(",")[0][2:]))
+    path.write_text("code,x,y\n" + "\n".join(rows) + "\n")
+    spec = with_kinds(table_spec([path], "y", None), [path], ColumnRules(categorical=("code",)))
+    with pytest.raises(DataError, match="'code' has more than 30 distinct values: an identifier"):
+        source_statistics([path], spec, CPU, threads=2, range_bytes=len(path.read_bytes()) // 2)
+
+
+def test_the_line_scan_counts_rows_as_a_plain_reading_does(tmp_path, monkeypatch):
+    """Rows of a range: lines that end in a newline, blank ones (``\\n`` or ``\\r\\n`` alone) skipped, and a last
+    line without one; over chunk boundaries anywhere."""
+    monkeypatch.setattr(partitions, "SCAN_CHUNK_BYTES", 5)
+    rng = random.Random(3)
+    path = tmp_path / "lines.csv"
+    for _ in range(2000):
+        body = bytes(rng.choice(b"ab,\r\n\n") for _ in range(rng.randint(0, 40)))
+        path.write_bytes(body)
+        starts = [0] + [i + 1 for i, byte in enumerate(body) if byte == 10]
+        start = rng.choice(starts)
+        *ended, last = body[start:].split(b"\n")  # last: what follows the last newline
+        expected = sum(1 for line in ended if line not in (b"", b"\r")) + (last != b"")
+        scan = scan_range(path, start, len(body))
+        assert scan.rows == expected, body[start:]
+        assert not scan.quoted
+
+
+def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_whole(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{2 * i}\n" + ("\n" if i % 97 == 0 else "") for i in range(3000)))
+    with_quote = tmp_path / "quoted.csv"
+    with_quote.write_text(path.read_text().replace("2999,", '"2999",'))
+    planned = plan_partitions([path, with_quote], 2000)
+    ranges = [p for p in planned if p.path == path]
+    assert len(ranges) > 5 and [p.path for p in planned].count(with_quote) == 1
+    for part in ranges:
+        assert part.start is not None
+        with open(path, "rb") as handle:
+            handle.seek(part.start)
+            first = handle.readline().split(b",")[0]
+        assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
