@@ -89,7 +89,14 @@ def run_worker(kind: str, path: Path, model_dir: Path, output: Path) -> dict:
         model = load_local_model(model_dir)
         start = time.perf_counter()
         sources = resolve_sources(path)
-        report = score_sources(sources, scoring_spec(sources, model, output), model, output, torch.device("cpu"))
+        report = score_sources(
+            sources,
+            scoring_spec(sources, model, output),
+            model,
+            output,
+            torch.device("cpu"),
+            threads=torch.get_num_threads(),
+        )
         rows = report.rows_scored
     elif kind in ("polars", "duckdb"):
         from normflow.tracking.pyfunc import load_local_model

@@ -90,8 +90,9 @@ def score(
 def score_whole(sources: list[Path], job: ScoringJob, output: Path, device: torch.device) -> ScoringReport:
     """Stream, normalize, predict and write; the output appears only when every row is done."""
     progress = progress_reporter(sum(p.stat().st_size for p in sources))
+    threads = torch.get_num_threads()  # the cores torch may use (OMP_NUM_THREADS, or every physical core)
     return score_sources(sources, job.spec, job.model, output, device, job.on_bad_row, job.flag_out_of_range,
-                         job.block_bytes, progress, job.interval)  # fmt: skip
+                         job.block_bytes, progress, job.interval, threads)  # fmt: skip
 
 
 @task(name="score-partition", **COMPUTE)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from normflow.core.errors import ConfigError
@@ -35,3 +38,15 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return "cpu"
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch's own threads down to one while the pass's threads run (a block's products are too small to share,
+    and two levels of threads on the same cores slow both), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

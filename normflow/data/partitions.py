@@ -6,10 +6,13 @@ exact and errors found by a worker name the same row the single-process reader w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -109,6 +112,30 @@ def _lines_ended(data: np.ndarray) -> int:
     if through_return.any():
         blanks += int(np.count_nonzero(data[ends[through_return] - 2] == 10))
     return len(ends) - blanks
+
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def in_order(pool: Executor, work: Callable[[_Item], _Result], items: Iterable[_Item], ahead: int) -> Iterator[_Result]:
+    """``work`` of each item on the pool, at most ``ahead`` at a time, the results yielded in the items' order.
+
+    The first failure in that order is raised (the one a single thread would meet first), once the work not yet
+    started is cancelled; so is an early close of the generator. Bounded: results wait for their turn at most
+    ``ahead`` deep, however fast the pool.
+    """
+    pending: deque[Future[_Result]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def as_partition(source: Path | Partition) -> Partition:

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -163,8 +164,11 @@ class AtomicTableWriter:
             raise DataError(f"{self.target}: output folder {self.target.parent} does not exist")
         return self
 
-    def write(self, table: pa.Table | pa.RecordBatch) -> None:
-        """Append rows; every write must have the schema of the first."""
+    def write(self, table: pa.Table | pa.RecordBatch | FormattedRows) -> None:
+        """Append rows; every write must have the schema of the first (CSV lines formatted already: its names)."""
+        if isinstance(table, FormattedRows):
+            self._write_formatted(table)
+            return
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         try:
@@ -180,6 +184,18 @@ class AtomicTableWriter:
         except OSError as exc:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         self.rows += table.num_rows
+
+    def _write_formatted(self, rows: FormattedRows) -> None:
+        if self.format != "csv":
+            raise ValueError(f"{self.target}: CSV lines given to a {self.format} output")
+        try:
+            if self._writer is None:
+                self._writer = pa.OSFile(str(self.temp), "wb")
+                self._writer.write(_csv_header(rows.names))
+            self._writer.write(rows.data)
+        except OSError as exc:
+            raise DataError(f"{self.target}: cannot write output: {exc}") from None
+        self.rows += rows.num_rows
 
     def write_csv_body(self, part: Path) -> None:
         """Append the data lines of a CSV part file written with the same header (its header skipped)."""
@@ -237,6 +253,20 @@ def _csv_header(names: list[str]) -> bytes:
         return name
 
     return (",".join(field(n) for n in names) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class FormattedRows:
+    """Rows already formatted as CSV lines (on another thread), with their column names for the header."""
+
+    data: bytes
+    num_rows: int
+    names: list[str]
+
+
+def formatted_csv_rows(batch: pa.RecordBatch) -> FormattedRows:
+    """A record batch as the CSV lines :class:`AtomicTableWriter` would write for it."""
+    return FormattedRows(_csv_bytes(pa.Table.from_batches([batch])), batch.num_rows, batch.schema.names)
 
 
 def _csv_bytes(table: pa.Table) -> bytes:

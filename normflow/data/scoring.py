@@ -7,9 +7,11 @@ their reason, to a rejected-rows file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from normflow.core.device import one_torch_thread
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.model import LinearModel
 from normflow.core.moments import DTYPE
@@ -26,8 +29,8 @@ from normflow.core.text import counted
 from normflow.data.columns import TableSpec, table_spec
 from normflow.data.csv_rows import find_bad_cell
 from normflow.data.numbers import missing_as_null, parse_numeric_columns
-from normflow.data.partitions import Partition
-from normflow.data.publish import AtomicTableWriter, prepare_outputs
+from normflow.data.partitions import Partition, in_order, plan_partitions
+from normflow.data.publish import AtomicTableWriter, FormattedRows, formatted_csv_rows, prepare_outputs
 from normflow.data.reader import iter_text_batches
 from normflow.portable.normflow_encoding import encode_frame
 from normflow.portable.normflow_interval import NO_INTERVAL
@@ -54,6 +57,20 @@ class ScoringReport:
     above_max: dict[str, int] = field(default_factory=dict)
     filled: dict[str, int] = field(default_factory=dict)  # missing cells filled with the training mean or level
     unseen: dict[str, int] = field(default_factory=dict)  # categorical cells of a level training never saw
+
+    def add(self, other: ScoringReport) -> None:
+        """Add another report's counts (a block's, a partition's) to this one's."""
+        self.rows_scored += other.rows_scored
+        self.rows_rejected += other.rows_rejected
+        self.rows_out_of_range += other.rows_out_of_range
+        for mine, theirs in (
+            (self.below_min, other.below_min),
+            (self.above_max, other.above_max),
+            (self.filled, other.filled),
+            (self.unseen, other.unseen),
+        ):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
 
 
 def rejected_path(output: Path) -> Path:
@@ -118,6 +135,158 @@ def numeric_output_columns(output: Path, model: LinearModel) -> tuple[str, ...]:
     return tuple(model.feature_names) if Path(output).suffix.lower() == ".parquet" and not model.encodes else ()
 
 
+SCORING_RANGE_BYTES = 16 << 20
+"""Bytes of a file one scoring thread reads, scores and formats as a range of its own (its output waits in memory
+for its turn to be written: a few ranges' worth at most)."""
+
+
+@dataclass
+class ScoredPiece:
+    """Rows scored from one block: what the output gets (record batch, or CSV lines formatted on a thread), the
+    rejected rows (under ``skip``), the block's counts and the input bytes it consumed."""
+
+    rows: pa.RecordBatch | FormattedRows
+    rejected: pa.RecordBatch | None
+    counts: ScoringReport
+    bytes_read: int
+
+
+@dataclass(frozen=True)
+class BlockScorer:
+    """Everything that scores one block of text rows, the same on any thread: the model, its bounds, the schemas."""
+
+    spec: TableSpec
+    model: LinearModel
+    device: torch.device
+    on_bad_row: str
+    flag_out_of_range: bool
+    interval: float
+    numeric: tuple[str, ...]  # input columns the output stores as numbers (Parquet)
+    schema: pa.Schema
+    reject_schema: pa.Schema
+    low: torch.Tensor  # (d, 1) training minimum of each feature
+    high: torch.Tensor
+
+    @classmethod
+    def of(
+        cls,
+        spec: TableSpec,
+        model: LinearModel,
+        output: Path,
+        device: torch.device,
+        on_bad_row: str,
+        flag_out_of_range: bool,
+        interval: float,
+    ) -> BlockScorer:
+        """The scorer of a job writing ``output``: the model's training bounds on ``device``, the output's schema."""
+
+        def bound(key: str) -> torch.Tensor:
+            values = [model.scaler.statistics[name][key] for name in model.feature_names]
+            return torch.tensor(values, dtype=DTYPE, device=device)[:, None]
+
+        numeric = numeric_output_columns(output, model)
+        schema = output_schema(spec, flag_out_of_range, numeric, interval)
+        return cls(spec, model, device, on_bad_row, flag_out_of_range, interval, numeric, schema,
+                   rejected_schema(spec), bound("min"), bound("max"))  # fmt: skip
+
+    def blocks(self, source: Path | Partition, block_bytes: int) -> Iterator[ScoredPiece]:
+        """Score a file (or a byte range of one) block by block."""
+        path = source.path if isinstance(source, Partition) else Path(source)
+        done = 0  # bytes consumed so far; a file's first byte range also counts its header, read before it
+        if isinstance(source, Partition) and source.start is not None and source.first_row == 1:
+            done = -source.start
+        batches = iter_text_batches(source, self.spec, block_bytes, keep_ragged_rows=self.on_bad_row == "skip")
+        for first_row, batch, read_so_far, ragged in batches:
+            rows, rejected, counts = self.score(path, first_row, batch, ragged)
+            yield ScoredPiece(rows, rejected, counts, max(read_so_far - done, 0))
+            done = max(read_so_far, done)
+
+    def whole_range(self, partition: Partition, block_bytes: int, csv_output: bool) -> list[ScoredPiece]:
+        """A byte range scored whole on a worker thread; for a CSV output, its rows already formatted as lines."""
+        pieces = list(self.blocks(partition, block_bytes))
+        if not csv_output:
+            return pieces
+        return [replace(piece, rows=formatted_csv_rows(piece.rows)) for piece in pieces]
+
+    def score(
+        self, path: Path, first_row: int, batch: pa.RecordBatch, ragged: dict[int, str]
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, ScoringReport]:
+        """One block: its rows to write, its rejected rows (``skip``) and its counts; a bad row under ``error``
+        (or a prediction that overflows) is the one-line error naming it."""
+        model, device, features = self.model, self.device, self.model.feature_names
+        counts = ScoringReport(output=path)
+        values, problems, unseen = model_inputs(batch, model, counts)
+        problems.update({row: ("", reason) for row, reason in ragged.items()})
+        if problems and self.on_bad_row == "error":
+            raise find_bad_cell(path, self.spec, start_row=first_row + min(problems))
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[sorted(problems)] = False
+        kept = torch.from_numpy(keep)
+        rows, unseen = values[:, kept], unseen[keep]
+        if device.type == "cuda":
+            rows = rows.pin_memory().to(device, non_blocking=True)
+        predictions = model.predict_tensor(rows.T)
+        overflow = ~torch.isfinite(predictions)
+        if bool(overflow.any()):
+            positions = np.flatnonzero(keep)[overflow.cpu().numpy()]
+            if self.on_bad_row == "error":
+                raise prediction_overflow(path, first_row + int(positions[0]))
+            problems.update({int(i): ("", NON_FINITE_PREDICTION) for i in positions})
+            keep[positions] = False
+            fine = ~overflow
+            rows, predictions, unseen = rows[:, fine], predictions[fine], unseen[fine.cpu().numpy()]
+        rejected = None
+        if problems:
+            bad = sorted(problems)
+            rejected = _rejected_rows(batch, bad, problems, path, first_row, self.reject_schema)
+            counts.rows_rejected += len(bad)
+            batch = batch.filter(pa.array(keep))
+        low_mask, high_mask = rows < self.low, rows > self.high
+        counts.below_min = dict(zip(features, low_mask.sum(dim=1).tolist(), strict=True))
+        counts.above_max = dict(zip(features, high_mask.sum(dim=1).tolist(), strict=True))
+        outside = (low_mask | high_mask).any(dim=0) | torch.from_numpy(unseen).to(rows.device)
+        counts.rows_out_of_range += int(outside.sum())
+        parsed = rows.cpu().numpy() if self.numeric else None
+        columns = [
+            pa.array(parsed[features.index(name)]) if parsed is not None and name in self.numeric else column
+            for name, column in zip(self.spec.columns, batch.columns, strict=True)
+        ]
+        scored = predictions.cpu().numpy()
+        columns.append(pa.array(scored))
+        if self.interval:
+            half = model.interval_half_width(rows.cpu().numpy().T, self.interval)
+            columns += [pa.array(scored - half), pa.array(scored + half)]
+        if self.flag_out_of_range:
+            columns.append(pa.array(outside.cpu().numpy()))
+        counts.rows_scored += batch.num_rows
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema), rejected, counts
+
+
+def scored_pieces(
+    sources: Sequence[Path | Partition], scorer: BlockScorer, block_bytes: int, threads: int, csv_output: bool
+) -> Iterator[ScoredPiece]:
+    """Every block of ``sources`` scored, in order. With ``threads`` > 1, files of more than one range are cut
+    into byte ranges scored (and, for a CSV output, formatted) side by side; a file kept whole (small, or holding
+    a quote) streams here block by block."""
+    paths = [source for source in sources if not isinstance(source, Partition)]
+    if threads <= 1 or len(paths) < len(sources) or sum(p.stat().st_size for p in paths) <= SCORING_RANGE_BYTES:
+        for source in sources:
+            yield from scorer.blocks(source, block_bytes)
+        return
+    with one_torch_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-score") as pool:
+        partitions = plan_partitions(paths, SCORING_RANGE_BYTES, pool.map)
+        for whole, group in groupby(partitions, key=lambda part: part.start is None):
+            if whole:
+                for partition in group:
+                    yield from scorer.blocks(partition, block_bytes)
+                continue
+            ranges = in_order(
+                pool, lambda part: scorer.whole_range(part, block_bytes, csv_output), group, ahead=threads + 1
+            )
+            for pieces in ranges:
+                yield from pieces
+
+
 def score_sources(
     sources: Sequence[Path | Partition],
     spec: TableSpec,
@@ -129,94 +298,42 @@ def score_sources(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     on_progress: BytesProgress | None = None,
     interval: float = 0.0,
+    threads: int = 1,
 ) -> ScoringReport:
     """Score every row of ``sources`` with ``model`` into ``output`` (CSV, or Parquet by suffix); with
-    ``interval``, each prediction's OLS prediction interval at that level beside it.
+    ``interval``, each prediction's OLS prediction interval at that level beside it; with ``threads`` > 1, byte
+    ranges of large files side by side (:func:`scored_pieces`), written in order.
 
     The output (and, with ``skip``, ``<stem>.rejected.csv``) appears only when every row is done.
     """
     check_choice(on_bad_row, BAD_ROW_POLICIES, "on_bad_row")
-    features = model.feature_names
-    stats = model.scaler.statistics
-    low = torch.tensor([stats[name]["min"] for name in features], dtype=DTYPE, device=device)[:, None]
-    high = torch.tensor([stats[name]["max"] for name in features], dtype=DTYPE, device=device)[:, None]
-    below = torch.zeros(len(features), dtype=torch.int64, device=device)
-    above = torch.zeros_like(below)
+    scorer = BlockScorer.of(spec, model, output, device, on_bad_row, flag_out_of_range, interval)
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
-    numeric = numeric_output_columns(output, model)
-    schema = output_schema(spec, flag_out_of_range, numeric, interval)
-    reject_schema = rejected_schema(spec)
+    report.below_min = dict.fromkeys(model.feature_names, 0)
+    report.above_max = dict.fromkeys(model.feature_names, 0)
     bytes_done = 0
     rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
     with AtomicTableWriter(output) as writer, rejects_cm as rejects:
-        for source in sources:
-            path = source.path if isinstance(source, Partition) else Path(source)
-            file_bytes = 0
-            batches = iter_text_batches(source, spec, block_bytes, keep_ragged_rows=on_bad_row == "skip")
-            for first_row, batch, read_so_far, ragged in batches:
-                values, problems, unseen = model_inputs(batch, model, report)
-                problems.update({row: ("", reason) for row, reason in ragged.items()})
-                if problems and on_bad_row == "error":
-                    raise find_bad_cell(path, spec, start_row=first_row + min(problems))
-                keep = np.ones(batch.num_rows, dtype=bool)
-                keep[sorted(problems)] = False
-                kept = torch.from_numpy(keep)
-                rows, unseen = values[:, kept], unseen[keep]
-                if device.type == "cuda":
-                    rows = rows.pin_memory().to(device, non_blocking=True)
-                predictions = model.predict_tensor(rows.T)
-                overflow = ~torch.isfinite(predictions)
-                if bool(overflow.any()):
-                    positions = np.flatnonzero(keep)[overflow.cpu().numpy()]
-                    if on_bad_row == "error":
-                        raise prediction_overflow(path, first_row + int(positions[0]))
-                    problems.update({int(i): ("", NON_FINITE_PREDICTION) for i in positions})
-                    keep[positions] = False
-                    fine = ~overflow
-                    rows, predictions, unseen = rows[:, fine], predictions[fine], unseen[fine.cpu().numpy()]
-                if problems:
-                    assert rejects is not None, (
-                        "rows are kept as problems only under skip, which opens the rejects file"
-                    )
-                    bad = sorted(problems)
-                    rejects.write(_rejected_rows(batch, bad, problems, path, first_row, reject_schema))
-                    report.rows_rejected += len(bad)
-                    batch = batch.filter(pa.array(keep))
-                low_mask, high_mask = rows < low, rows > high
-                below += low_mask.sum(dim=1)
-                above += high_mask.sum(dim=1)
-                outside = (low_mask | high_mask).any(dim=0) | torch.from_numpy(unseen).to(rows.device)
-                report.rows_out_of_range += int(outside.sum())
-                parsed = rows.cpu().numpy() if numeric else None
-                columns = [
-                    pa.array(parsed[features.index(name)]) if parsed is not None and name in numeric else column
-                    for name, column in zip(spec.columns, batch.columns, strict=True)
-                ]
-                scored = predictions.cpu().numpy()
-                columns.append(pa.array(scored))
-                if interval:
-                    half = model.interval_half_width(rows.cpu().numpy().T, interval)
-                    columns += [pa.array(scored - half), pa.array(scored + half)]
-                if flag_out_of_range:
-                    columns.append(pa.array(outside.cpu().numpy()))
-                writer.write(pa.RecordBatch.from_arrays(columns, schema=schema))
-                report.rows_scored += batch.num_rows
-                file_bytes = read_so_far
-                if on_progress is not None:
-                    on_progress(bytes_done + file_bytes)
-            bytes_done += file_bytes
+        csv_output = writer.format == "csv"
+        for piece in scored_pieces(sources, scorer, block_bytes, threads, csv_output):
+            if piece.rejected is not None:
+                assert rejects is not None, "rows are kept as problems only under skip, which opens the rejects file"
+                rejects.write(piece.rejected)
+            writer.write(piece.rows)
+            report.add(piece.counts)
+            bytes_done += piece.bytes_read
+            if on_progress is not None:
+                on_progress(bytes_done)
         # Finish both files first; publish only when both are complete, the output last. A
         # rejected-rows file is published only when some row was rejected.
         if rejects is not None:
-            rejects.close(reject_schema)
-        writer.close(schema)
+            rejects.close(scorer.reject_schema)
+        writer.close(scorer.schema)
         if rejects is not None and report.rows_rejected:
             rejects.publish()
         else:
             report.rejected_output = None
         writer.publish()
-    report.below_min = dict(zip(features, below.tolist(), strict=True))
-    report.above_max = dict(zip(features, above.tolist(), strict=True))
     return report
 
 
@@ -268,18 +385,8 @@ def part_path(parts_dir: Path, index: int, output: Path) -> Path:
 def merge_reports(reports: list[ScoringReport], output: Path, rejected: Path | None) -> ScoringReport:
     """Add up the counts of partition reports into one report for the published output."""
     total = ScoringReport(output=output, rejected_output=rejected)
-    for r in reports:
-        total.rows_scored += r.rows_scored
-        total.rows_rejected += r.rows_rejected
-        total.rows_out_of_range += r.rows_out_of_range
-        for name, count in r.below_min.items():
-            total.below_min[name] = total.below_min.get(name, 0) + count
-        for name, count in r.above_max.items():
-            total.above_max[name] = total.above_max.get(name, 0) + count
-        for name, count in r.filled.items():
-            total.filled[name] = total.filled.get(name, 0) + count
-        for name, count in r.unseen.items():
-            total.unseen[name] = total.unseen.get(name, 0) + count
+    for report in reports:
+        total.add(report)
     return total
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
 
+from normflow.core.device import one_torch_thread
 from normflow.core.encoding import ColumnTally, Encoding, column_notes, finish_encoding
 from normflow.core.errors import DataError
 from normflow.core.evaluation import Evaluation, evaluate
@@ -35,11 +34,10 @@ from normflow.core.training import TrainingOutcome
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, plan_partitions
+from normflow.data.partitions import Partition, in_order, plan_partitions
 from normflow.data.reader import iter_row_blocks
 
 ProgressCallback = Callable[[Path, int], None]
-_Part = TypeVar("_Part")
 """Called after each block with the file and the rows read from it so far."""
 
 
@@ -214,7 +212,8 @@ def source_statistics(
                     )
                     return str(partition.path), part, encoder
 
-                return merge_streams(in_order(pool, statistics_of, partitions), spec, holdout_fraction > 0)
+                streams = list(in_order(pool, statistics_of, partitions, ahead=2 * threads))
+                return merge_streams(streams, spec, holdout_fraction > 0)
     encoder = BlockEncoder(spec)
     parts = (
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
@@ -222,30 +221,6 @@ def source_statistics(
     )
     raw = fold_statistics(parts, holdout_fraction > 0)
     return encode_statistics(raw, spec, encoder)
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch's own threads down to one while the pass's threads run (a block's products are too small to share,
-    and two levels of threads on the same cores slow both), restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def in_order(pool: ThreadPoolExecutor, work: Callable[[Partition], _Part], items: list[Partition]) -> list[_Part]:
-    """``work`` of every item on the pool, the results in the items' order; the first failure in that order is
-    raised (the one a single thread would have met first), once the work not yet started is cancelled."""
-    futures = [pool.submit(work, item) for item in items]
-    try:
-        return [future.result() for future in futures]
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
 
 
 class _SummedProgress:

@@ -1,5 +1,6 @@
-"""The statistics pass on several threads: byte ranges read side by side give the statistics, encoding, sample and
-errors of the single-threaded pass; the line scan that numbers each range's rows agrees with a plain reading."""
+"""Work on several threads: the statistics pass and scoring read byte ranges side by side and give what one
+thread gives (statistics, encoding, sample; the output byte for byte, rejected rows, counts) and the same errors;
+the line scan that numbers each range's rows agrees with a plain reading."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import random
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from normflow.core.errors import DataError
+from normflow.core.table_stats import table_statistics_of
+from normflow.core.training import train_linear_model
 from normflow.core.triangular import least_squares
 from normflow.data import encoder as encoder_module
-from normflow.data import partitions
+from normflow.data import partitions, scoring
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import plan_partitions, scan_range
+from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
 
 CPU = torch.device("cpu")
@@ -146,3 +151,64 @@ def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_who
             handle.seek(part.start)
             first = handle.readline().split(b",")[0]
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
+
+
+@pytest.fixture
+def model(seed_rows):
+    return train_linear_model(
+        table_statistics_of(seed_rows), ("lights", "distance"), "price", "standard", 0.1, 2000
+    ).model
+
+
+def _houses(path, rows: int, bad: tuple[int, ...] = ()):
+    """Rows of lights and distance (some beyond the training range) with a text id; ``bad`` rows hold a word."""
+    rng = np.random.default_rng(2)
+    lines = ["id,lights,distance,note"]
+    for i in range(1, rows + 1):
+        lights = "many" if i in bad else f"{rng.integers(0, 9)}"
+        lines.append(f"h{i:05d},{lights},{rng.uniform(500, 4000):.3f},ok")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _scored(path, model, output, threads, **options):
+    sources = [path]
+    return score_sources(sources, scoring_spec(sources, model, output, options.get("on_bad_row", "error")), model,
+                         output, CPU, block_bytes=4096, threads=threads, **options)  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_scoring_on_threads_writes_what_one_thread_writes(model, tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    source = _houses(tmp_path / "new.csv", 5000)
+    assert len(plan_partitions([source], 20_000)) > 5
+    one, many = tmp_path / f"one{suffix}", tmp_path / f"many{suffix}"
+    done: list[int] = []
+    first = _scored(source, model, one, 1, flag_out_of_range=True, interval=0.9)
+    second = _scored(source, model, many, 3, flag_out_of_range=True, interval=0.9, on_progress=done.append)
+    if suffix == ".csv":
+        assert many.read_bytes() == one.read_bytes()
+    else:  # the same table (its row groups follow the blocks, which the ranges cut elsewhere)
+        assert pq.read_table(many).equals(pq.read_table(one))
+    assert second.rows_scored == first.rows_scored == 5000
+    assert second.rows_out_of_range == first.rows_out_of_range
+    assert first.rows_out_of_range > 0 and second.above_max == first.above_max
+    assert done == sorted(done) and done[-1] == source.stat().st_size  # the progress bar reaches 100%
+
+
+def test_bad_rows_on_threads_are_rejected_or_refused_as_on_one_thread(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    source = _houses(tmp_path / "new.csv", 5000, bad=(1200, 3100, 4800))
+    one, many = tmp_path / "one.csv", tmp_path / "many.csv"
+    first = _scored(source, model, one, 1, on_bad_row="skip")
+    second = _scored(source, model, many, 2, on_bad_row="skip")
+    assert many.read_bytes() == one.read_bytes()
+    assert rejected_path(many).read_bytes() == rejected_path(one).read_bytes()
+    assert second.rows_rejected == first.rows_rejected == 3
+    assert pd.read_csv(rejected_path(many)).source_row.tolist() == [1200, 3100, 4800]
+    with pytest.raises(DataError) as refused:
+        _scored(source, model, tmp_path / "refused.csv", 2)
+    assert "row 1200 (line 1201), column 'lights'" in str(refused.value)
+    assert not (tmp_path / "refused.csv").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["new.csv", "one.csv", "many.csv", "one.rejected.csv", "many.rejected.csv"]
+    )  # nothing half-written
