@@ -9,6 +9,7 @@ memory stays bounded whatever the number of rows. Its columns recombine as the s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +91,32 @@ def sample_block(
     sample.priority[slots] = candidates[:count]  # in place: the caller's sample is this stream's own
     sample.columns[:, slots] = columns_of(index[:count]).to(DTYPE).cpu()
     return sample
+
+
+class SharedBound:
+    """The lowest priorities of the streams that finished, for streams sampled side by side (threads): once ``size``
+    are known, a row of higher priority than all of them cannot enter the merged sample, so a stream skips it.
+
+    Exact: the merged sample keeps at most ``size`` rows (fewer for a wider layout), all at or below the bound.
+    Without it each stream would fill a sample of its own and sort in rows the merge then drops.
+    """
+
+    def __init__(self) -> None:
+        self.lowest = torch.empty(0, dtype=torch.int64)
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def limit(self) -> int | None:
+        """The highest priority a row may have to still enter the merged sample (None: any may)."""
+        with self.lock:
+            return int(self.lowest[-1]) if self.size and self.lowest.numel() >= self.size else None
+
+    def add(self, sample: RowSample, size: int) -> None:
+        """Take a finished stream's sample (of ``size`` rows at most) into the bound."""
+        with self.lock:
+            self.size = min(self.size, size) if self.size else size
+            merged = torch.cat([self.lowest, sample.priority.cpu()])
+            self.lowest = torch.sort(merged).values[: self.size]
 
 
 def map_sample(sample: RowSample, matrix: torch.Tensor) -> RowSample:

@@ -63,11 +63,12 @@ class EncodedBlock:
         n = len(self.target) if index is None else len(index)
         pick = (lambda values: values) if index is None else (lambda values: values[index])
         columns = torch.zeros(self.width, n, dtype=DTYPE)
+        array = columns.numpy()  # the same memory: numpy copies each column in once (its source may be read-only)
         for position, values in self.numbers:
-            columns[position] = torch.from_numpy(np.ascontiguousarray(pick(values), dtype=np.float64))
+            array[position] = pick(values)
         for positions, _ in self.levels:
             columns[torch.from_numpy(pick(positions)), torch.arange(n)] = 1.0
-        columns[-1] = torch.from_numpy(np.ascontiguousarray(pick(self.target), dtype=np.float64))
+        array[-1] = pick(self.target)
         return columns
 
 
@@ -119,19 +120,22 @@ class BlockEncoder:
             column = batch.column(name)
             tally = self.tallies[name]
             if tally.kind == "numeric":
-                values = column.to_numpy(zero_copy_only=False)
-                values = values.copy() if every else values[keep]  # Arrow's buffer is read-only
-                missing = np.isnan(values)
-                if np.isinf(values).any() or (strict and missing.any()):
+                values = column.to_numpy(zero_copy_only=False)  # may be Arrow's read-only buffer: only read
+                if not every:
+                    values = values[keep]
+                missing = None if np.isfinite(values).all() else np.isnan(values)  # None: every cell a number
+                if missing is not None and (np.isinf(values).any() or (strict and missing.any())):
                     raise find_bad_cell(block.path, spec, start_row=block.first_row)
                 if with_keys:
-                    keys[index] = np.where(missing, _MISSING_BITS, (values + 0.0).view(np.uint64))
-                if missing.any():
+                    bits = (values + 0.0).view(np.uint64)
+                    keys[index] = bits if missing is None else np.where(missing, _MISSING_BITS, bits)
+                observed = values
+                if missing is not None:  # (it holds a missing cell: an infinite one was refused above)
                     tally.missing += int(missing.sum())
                     parts.append((self._add(missing_key(name)), missing.astype(np.float64)))
-                    values = np.where(missing, 0.0, values)
-                if (~missing).any():
                     observed = values[~missing]
+                    values = np.where(missing, 0.0, values)
+                if observed.size:
                     tally.minimum = min(tally.minimum, float(observed.min()))
                     tally.maximum = max(tally.maximum, float(observed.max()))
                 parts.append((self._position[value_key(name)], values))
@@ -167,7 +171,8 @@ class BlockEncoder:
         if with_keys:
             keys[-1] = (target[keep] + 0.0).view(np.uint64)
         rows = block.first_row + (np.arange(n) if every else np.flatnonzero(keep))
-        return EncodedBlock(len(self.keys) + 1, parts, ones, target[keep], keys, len(self.keys) - before, rows)
+        kept_target = target if every else target[keep]
+        return EncodedBlock(len(self.keys) + 1, parts, ones, kept_target, keys, len(self.keys) - before, rows)
 
     def merge(self, other: BlockEncoder) -> None:
         """Take another stream's tallies and keys into this one (keys it lacks are appended)."""

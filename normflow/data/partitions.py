@@ -88,18 +88,21 @@ def scan_range(path: Path, start: int, end: int) -> RangeScan:
     """Data rows in bytes ``[start, end)`` of a file (newline-terminated or final lines, blank lines skipped, as
     pyarrow does) and whether they hold a quote; numpy's vector loops, which leave the GIL to other threads."""
     rows, quoted = 0, False
-    previous = b"\n\n"  # a range starts at a line start: as if after a blank line
-    last = b"\n"
+    buffer = bytearray(2 + min(end - start, SCAN_CHUNK_BYTES))  # the previous chunk's last two bytes, then a chunk
+    buffer[:2] = b"\n\n"  # a range starts at a line start: as if after a blank line
+    view = memoryview(buffer)
+    length = 2
     with open(path, "rb") as handle:
         handle.seek(start)
         remaining = end - start
-        while remaining > 0 and (chunk := handle.read(min(remaining, SCAN_CHUNK_BYTES))):
-            remaining -= len(chunk)
-            quoted = quoted or b'"' in chunk
-            data = np.frombuffer(previous + chunk, dtype=np.uint8)
-            rows += _lines_ended(data)
-            previous, last = bytes(data[-2:]), chunk[-1:]
-    return RangeScan(rows + (0 if last == b"\n" else 1), quoted)
+        while remaining > 0 and (read := handle.readinto(view[2 : 2 + min(remaining, SCAN_CHUNK_BYTES)])):
+            remaining -= read
+            length = 2 + read
+            quoted = quoted or buffer.find(b'"', 2, length) >= 0
+            rows += _lines_ended(np.frombuffer(buffer, dtype=np.uint8, count=length))
+            buffer[:2] = buffer[length - 2 : length]
+    last_byte_is_newline = length == 2 or buffer[1] == 10
+    return RangeScan(rows + (0 if last_byte_is_newline else 1), quoted)
 
 
 def _lines_ended(data: np.ndarray) -> int:

@@ -20,7 +20,15 @@ from normflow.core.grouped import GroupedRows, fits_groups, group_codes
 from normflow.core.holdout import holdout_mask_of_keys, row_priorities
 from normflow.core.moments import DTYPE, Moments
 from normflow.core.recombine import insert_zero_columns, insert_zero_sample, map_columns
-from normflow.core.sample import RowSample, empty_sample, map_sample, merge_samples, sample_block, sample_size
+from normflow.core.sample import (
+    RowSample,
+    SharedBound,
+    empty_sample,
+    map_sample,
+    merge_samples,
+    sample_block,
+    sample_size,
+)
 from normflow.core.settings import DEFAULT_BLOCK_BYTES
 from normflow.core.table_stats import (
     TableStatistics,
@@ -116,7 +124,8 @@ class _StreamedRows:
         pick = (lambda values: values) if index is None else (lambda values: values[index])
 
         def tensor(values: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(pick(values)))
+            picked = pick(values)  # a copy unless every row is taken (then maybe Arrow's read-only buffer)
+            return torch.from_numpy(picked if picked.flags.writeable else picked.copy())
 
         positions = [position for position, _ in block.numbers]
         values = [tensor(v) for _, v in block.numbers]
@@ -133,12 +142,13 @@ class _StreamedRows:
         return TableStatistics(stats.moments.to(self.device), stats.triangular.to(self.device))
 
 
-def _rows_of(block: EncodedBlock, rows: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The dense columns of a block's ``rows`` (every row: None) at an index, for the sample."""
+def _rows_of(block: EncodedBlock, rows: np.ndarray | None, dense: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The dense columns of a block's ``rows`` (every row: None) at an index, for the sample: taken from the
+    block's dense columns when ``dense`` (made for training anyway), else spread for those rows only."""
 
     def columns_of(index: torch.Tensor) -> torch.Tensor:
-        picked = index.numpy()
-        return block.dense(picked if rows is None else rows[picked])
+        picked = index if rows is None else torch.from_numpy(rows)[index]
+        return block.columns[:, picked] if dense else block.dense(picked.numpy())
 
     return columns_of
 
@@ -151,6 +161,7 @@ def file_statistics(
     on_progress: ProgressCallback | None = None,
     holdout_fraction: float = 0.0,
     encoder: BlockEncoder | None = None,
+    shared: SharedBound | None = None,
 ) -> FileStatistics:
     """Statistics of one file's (or partition's) raw training and holdout rows, and the sample of the evaluated
     ones, block by block (memory stays flat); ``encoder`` carries the raw layout and the counts across the files
@@ -169,13 +180,26 @@ def file_statistics(
             mask = holdout_mask_of_keys(encoded.keys, holdout_fraction, spec.selected).numpy()
             evaluated, trained = np.flatnonzero(mask), np.flatnonzero(~mask)
             held.add(encoded, evaluated)
-            priority = priority[torch.from_numpy(evaluated)]
-        sample = sample_block(sample, priority, sample_size(encoded.width), _rows_of(encoded, evaluated))
+        candidates = _below(priority, evaluated, shared.limit() if shared is not None else None)
+        if candidates is not None:
+            priority = priority[torch.from_numpy(candidates)]
+        dense = train.groups is None  # training makes the block's dense columns anyway: the sample takes from them
+        sample = sample_block(sample, priority, sample_size(encoded.width), _rows_of(encoded, candidates, dense))
         train.add(encoded, trained)
         if on_progress is not None:
             on_progress(block.path, train.count + held.count)
     width = encoder.width
+    if shared is not None:
+        shared.add(sample, sample_size(width))
     return FileStatistics(train.statistics(width), held.statistics(width), _widen_sample(sample, width))
+
+
+def _below(priority: torch.Tensor, rows: np.ndarray | None, limit: int | None) -> np.ndarray | None:
+    """The block's rows the sample may take: ``rows`` (every row: None) whose priority is at most ``limit``."""
+    if limit is None:
+        return rows
+    below = (priority if rows is None else priority[torch.from_numpy(rows)]).numpy() <= limit
+    return np.flatnonzero(below) if rows is None else rows[below]
 
 
 RANGE_BYTES = 16 << 20
@@ -204,11 +228,12 @@ def source_statistics(
             partitions = plan_partitions(sources, range_bytes, pool.map)
             if len(partitions) > 1:
                 progress = _SummedProgress(on_progress)
+                shared = SharedBound()
 
                 def statistics_of(partition: Partition) -> tuple[str, FileStatistics, BlockEncoder]:
                     encoder = BlockEncoder(spec)
                     part = file_statistics(
-                        partition, spec, device, block_bytes, progress.of(partition), holdout_fraction, encoder
+                        partition, spec, device, block_bytes, progress.of(partition), holdout_fraction, encoder, shared
                     )
                     return str(partition.path), part, encoder
 

@@ -17,7 +17,7 @@ from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
 from normflow.core.triangular import least_squares
 from normflow.data import encoder as encoder_module
-from normflow.data import partitions, scoring
+from normflow.data import partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import plan_partitions, scan_range
@@ -65,7 +65,11 @@ def _same_statistics(threaded, single) -> None:
 
 
 @pytest.mark.parametrize("holdout", [0.0, 0.3])
-def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, holdout):
+@pytest.mark.parametrize("sample_rows", [10_000, 40])
+def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, monkeypatch, holdout, sample_rows):
+    """With every row in the sample, and with a sample far smaller than a range (its ranges then skip the rows the
+    finished ones' lowest priorities rule out): the same sample either way."""
+    monkeypatch.setattr(statistics, "sample_size", lambda width: sample_rows)
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     frame = _messy(6000)
     frame.iloc[:2500].to_csv(first, index=False)
