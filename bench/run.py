@@ -348,12 +348,20 @@ def main() -> None:
 
     for n in growth:
         path = generate(n, 8, data_dir / f"train_{n}x8.csv")
+        growth_args = ("--data", str(path), "--epochs", "2000")
         pair(
             f"train engine, {rows_label(n)} (growth)",
-            (TRAIN, "normflow", "--data", str(path), "--epochs", "2000"),
+            (TRAIN, "normflow", *growth_args),
             "pyarrow read",
-            (TRAIN, "pyarrow", "--data", str(path), "--epochs", "2000"),
+            (TRAIN, "pyarrow", *growth_args),
         )
+        if installed("polars"):  # the pass against the tool issue 25 measures it by, at every size
+            pair(
+                f"statistics pass, {rows_label(n)} (growth)",
+                (TRAIN, "pass", *growth_args),
+                "polars streaming sums of cross-products",
+                (TRAIN, "polars", *growth_args),
+            )
 
     report(rows, args.write, args.mlflow)
 
