@@ -166,36 +166,25 @@ class AtomicTableWriter:
 
     def write(self, table: pa.Table | pa.RecordBatch | FormattedRows) -> None:
         """Append rows; every write must have the schema of the first (CSV lines formatted already: its names)."""
-        if isinstance(table, FormattedRows):
-            self._write_formatted(table)
-            return
-        if isinstance(table, pa.RecordBatch):
+        if self.format == "csv" and not isinstance(table, FormattedRows):
+            table = formatted_csv_rows(table)
+        elif self.format != "csv" and isinstance(table, FormattedRows):
+            raise ValueError(f"{self.target}: CSV lines given to a {self.format} output")
+        elif isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         try:
-            if self.format == "parquet":
+            if isinstance(table, FormattedRows):
+                if self._writer is None:
+                    self._writer = pa.OSFile(str(self.temp), "wb")
+                    self._writer.write(_csv_header(table.names))
+                self._writer.write(table.data)
+            else:
                 if self._writer is None:
                     self._writer = pq.ParquetWriter(str(self.temp), table.schema)
                 self._writer.write_table(table)
-            else:
-                if self._writer is None:
-                    self._writer = pa.OSFile(str(self.temp), "wb")
-                    self._writer.write(_csv_header(table.schema.names))
-                self._writer.write(_csv_bytes(table))
         except OSError as exc:
             raise DataError(f"{self.target}: cannot write output: {exc}") from None
         self.rows += table.num_rows
-
-    def _write_formatted(self, rows: FormattedRows) -> None:
-        if self.format != "csv":
-            raise ValueError(f"{self.target}: CSV lines given to a {self.format} output")
-        try:
-            if self._writer is None:
-                self._writer = pa.OSFile(str(self.temp), "wb")
-                self._writer.write(_csv_header(rows.names))
-            self._writer.write(rows.data)
-        except OSError as exc:
-            raise DataError(f"{self.target}: cannot write output: {exc}") from None
-        self.rows += rows.num_rows
 
     def write_csv_body(self, part: Path) -> None:
         """Append the data lines of a CSV part file written with the same header (its header skipped)."""
@@ -264,9 +253,10 @@ class FormattedRows:
     names: list[str]
 
 
-def formatted_csv_rows(batch: pa.RecordBatch) -> FormattedRows:
-    """A record batch as the CSV lines :class:`AtomicTableWriter` would write for it."""
-    return FormattedRows(_csv_bytes(pa.Table.from_batches([batch])), batch.num_rows, batch.schema.names)
+def formatted_csv_rows(rows: pa.Table | pa.RecordBatch) -> FormattedRows:
+    """Rows as the CSV lines :class:`AtomicTableWriter` writes for them (on any thread)."""
+    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+    return FormattedRows(_csv_bytes(table), table.num_rows, table.schema.names)
 
 
 def _csv_bytes(table: pa.Table) -> bytes:

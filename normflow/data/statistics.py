@@ -482,7 +482,7 @@ def merge_streams(
     union = BlockEncoder(spec)
     for _, _, encoder in parts:
         union.merge(encoder)
-    check_levels(union, parts[0][0] if len(parts) == 1 else ", ".join(dict.fromkeys(path for path, _, _ in parts)))
+    check_levels(union, ", ".join(dict.fromkeys(path for path, _, _ in parts)))
     decoded = (
         (
             path,
