@@ -6,6 +6,7 @@ exact and errors found by a worker name the same row the single-process reader w
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -81,14 +82,14 @@ class RangeScan:
     quoted: bool
 
 
-SCAN_CHUNK_BYTES = 8 << 20
+SCAN_CHUNK_BYTES = 1 << 20
 
 
 def scan_range(path: Path, start: int, end: int) -> RangeScan:
     """Data rows in bytes ``[start, end)`` of a file (newline-terminated or final lines, blank lines skipped, as
     pyarrow does) and whether they hold a quote; numpy's vector loops, which leave the GIL to other threads."""
     rows, quoted = 0, False
-    buffer = bytearray(2 + min(end - start, SCAN_CHUNK_BYTES))  # the previous chunk's last two bytes, then a chunk
+    buffer = _scan_buffer()  # the previous chunk's last two bytes, then a chunk
     buffer[:2] = b"\n\n"  # a range starts at a line start: as if after a blank line
     view = memoryview(buffer)
     length = 2
@@ -99,15 +100,42 @@ def scan_range(path: Path, start: int, end: int) -> RangeScan:
             remaining -= read
             length = 2 + read
             quoted = quoted or buffer.find(b'"', 2, length) >= 0
-            rows += _lines_ended(np.frombuffer(buffer, dtype=np.uint8, count=length))
+            returns = buffer.find(b"\r", 0, length) >= 0
+            rows += _lines_ended(np.frombuffer(buffer, dtype=np.uint8, count=length), returns)
             buffer[:2] = buffer[length - 2 : length]
     last_byte_is_newline = length == 2 or buffer[1] == 10
     return RangeScan(rows + (0 if last_byte_is_newline else 1), quoted)
 
 
-def _lines_ended(data: np.ndarray) -> int:
+_thread_buffers = threading.local()
+
+
+def _scan_buffer() -> bytearray:
+    """This thread's scan buffer, made once: a fresh one per range costs more, in page faults, than the scan."""
+    buffer = getattr(_thread_buffers, "scan", None)
+    if buffer is None:
+        buffer = _thread_buffers.scan = bytearray(2 + SCAN_CHUNK_BYTES)
+    return buffer
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's two boolean scratch arrays of ``size`` (numpy's temporaries of a chunk's size, new each time,
+    cost their page faults again)."""
+    scratch = getattr(_thread_buffers, "flags", None)
+    if scratch is None or scratch.shape[1] < size:
+        scratch = _thread_buffers.flags = np.empty((2, max(size, 2 + SCAN_CHUNK_BYTES)), dtype=bool)
+    return scratch[0, :size], scratch[1, :size]
+
+
+def _lines_ended(data: np.ndarray, returns: bool = True) -> int:
     """Non-blank lines whose newline lies in ``data[2:]`` (the first two bytes are the previous chunk's end): its
-    newlines, less those that end a blank line (directly after another newline, or after one and a ``\\r``)."""
+    newlines, less those that end a blank line (directly after another newline, or after one and a ``\\r``).
+    Without a ``\\r`` in ``data`` (``returns`` false), counted without listing where the newlines are."""
+    if not returns:
+        newline, blank = _scratch(len(data) - 1)
+        np.equal(data[1:], 10, out=newline)  # newline[i]: data[i + 1] is one
+        np.logical_and(newline[1:], newline[:-1], out=blank[1:])
+        return int(np.count_nonzero(newline[1:])) - int(np.count_nonzero(blank[1:]))
     ends = np.flatnonzero(data[2:] == 10) + 2
     before = data[ends - 1]
     blanks = int(np.count_nonzero(before == 10))

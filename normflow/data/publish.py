@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -177,7 +179,8 @@ class AtomicTableWriter:
                 if self._writer is None:
                     self._writer = pa.OSFile(str(self.temp), "wb")
                     self._writer.write(_csv_header(table.names))
-                self._writer.write(table.data)
+                for chunk in table.chunks:
+                    self._writer.write(chunk)
             else:
                 if self._writer is None:
                     self._writer = pq.ParquetWriter(str(self.temp), table.schema)
@@ -246,9 +249,10 @@ def _csv_header(names: list[str]) -> bytes:
 
 @dataclass(frozen=True)
 class FormattedRows:
-    """Rows already formatted as CSV lines (on another thread), with their column names for the header."""
+    """Rows already formatted as CSV lines (on another thread), in pieces written one after another, with their
+    column names for the header."""
 
-    data: bytes
+    chunks: tuple[pa.Buffer | bytes, ...]
     num_rows: int
     names: list[str]
 
@@ -256,10 +260,22 @@ class FormattedRows:
 def formatted_csv_rows(rows: pa.Table | pa.RecordBatch) -> FormattedRows:
     """Rows as the CSV lines :class:`AtomicTableWriter` writes for them (on any thread)."""
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-    return FormattedRows(_csv_bytes(table), table.num_rows, table.schema.names)
+    return FormattedRows((_csv_bytes(table),), table.num_rows, table.schema.names)
 
 
-def _csv_bytes(table: pa.Table) -> bytes:
+def csv_lines_joined(lines: pa.StringArray, fields: list[pa.Array], names: list[str]) -> FormattedRows:
+    """Rows whose lines are written already, each newline first (``"\\nfields"``), with ``fields`` appended to each
+    as the CSV writer writes them: one join, no field of the line parsed or formatted again."""
+    if not len(lines):
+        return FormattedRows((), 0, names)
+    texts = [pc.cast(field, pa.string()) for field in fields]
+    joined = pc.binary_join_element_wise(lines, *texts, ",")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset)
+    body = joined.buffers()[2].slice(int(offsets[0]) + 1, int(offsets[-1] - offsets[0]) - 1)
+    return FormattedRows((body, b"\n"), len(joined), names)
+
+
+def _csv_bytes(table: pa.Table) -> pa.Buffer:
     """CSV rows of ``table``, quoting nothing unless some value needs it (text passes through as written)."""
     for style in ("none", "needed"):
         buffer = pa.BufferOutputStream()
@@ -267,5 +283,5 @@ def _csv_bytes(table: pa.Table) -> bytes:
             pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style=style))
         except pa.ArrowInvalid:
             continue
-        return buffer.getvalue().to_pybytes()
+        return buffer.getvalue()
     raise DataError("cannot write the output as CSV")

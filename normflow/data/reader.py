@@ -9,11 +9,13 @@ work: a UTF-8 BOM, CRLF line ends, quoted numbers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -96,6 +98,81 @@ def iter_text_batches(
         if not (keep_ragged_rows and exc.kind == "ragged"):
             raise
         yield from text_batches_by_csv_module(part, spec, next_row, block_bytes)
+
+
+@dataclass(frozen=True)
+class PlainRange:
+    """A byte range of plain lines read once: each row's line as written, newline first (``"\\nfields"``, so that
+    fields joined on after it make the output's lines), and the numeric columns asked for, as float64 without a
+    missing cell. The lines are a view of the reading thread's buffer: valid until that thread reads its next range."""
+
+    lines: pa.StringArray
+    numbers: pa.Table
+
+    def blocks(self) -> Iterator[tuple[pa.StringArray, np.ndarray]]:
+        """Block by block (as the reader parsed them): the rows' lines, and their numeric columns ``(k, n)``."""
+        first = 0
+        for batch in self.numbers.to_batches():
+            columns = [column.to_numpy() for column in batch.columns]  # views of Arrow's buffers
+            numbers = np.stack(columns) if columns else np.empty((0, batch.num_rows))
+            yield self.lines.slice(first, batch.num_rows), numbers
+            first += batch.num_rows
+
+
+def read_plain_range(part: Partition, spec: TableSpec, numeric: tuple[str, ...], block_bytes: int) -> PlainRange | None:
+    """A byte range's rows as written, with ``numeric`` read as numbers, when nothing in it needs the careful
+    reading: ``None`` for a range holding a quote, a ``\\r``, a blank line, invalid UTF-8, a missing cell or a cell
+    that is not a number (:func:`iter_text_batches` reads those, and names what is wrong)."""
+    if part.start is None or part.end is None:
+        return None
+    buffer, size = _read_into_thread_buffer(part.path, part.start - 1, part.end)  # from the newline before the range
+    if not size or buffer[0] != 10 or buffer.find(b'"', 0, size) >= 0 or buffer.find(b"\r", 0, size) >= 0:
+        return None
+    raw = memoryview(buffer)[:size]
+    newline = np.equal(np.frombuffer(raw, dtype=np.uint8), 10, out=_thread_scratch(len(raw)))
+    starts = np.flatnonzero(newline)  # where each row's line, newline first, starts
+    offsets = starts if raw[-1] == 10 else np.append(starts, len(raw))
+    if len(offsets) < 2 or bool((np.diff(offsets) == 1).any()):  # no row, or a blank line
+        return None
+    lines = pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(raw))
+    try:
+        lines.validate(full=True)  # valid UTF-8
+        table = pacsv.read_csv(
+            pa.py_buffer(raw)[1:],
+            read_options=_read_options(spec, block_bytes, skip_rows=0),
+            parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.float64() for name in numeric}, include_columns=list(numeric)
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if table.num_rows != len(lines) or any(column.null_count for column in table.columns):
+        return None
+    return PlainRange(lines, table)
+
+
+_thread_buffers = threading.local()
+
+
+def _read_into_thread_buffer(path: Path, start: int, end: int) -> tuple[bytearray, int]:
+    """Bytes ``[start, end)`` of a file read into this thread's buffer, and how many were read: the buffer is kept
+    between calls (a fresh one each range costs more in page faults than the reading), so what is read stays valid
+    only until this thread's next call."""
+    buffer = getattr(_thread_buffers, "read", None)
+    if buffer is None or len(buffer) < end - start:
+        buffer = _thread_buffers.read = bytearray(end - start + (end - start) // 8)
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return buffer, handle.readinto(memoryview(buffer)[: end - start])
+
+
+def _thread_scratch(size: int) -> np.ndarray:
+    """This thread's boolean scratch of ``size``, kept between calls (as :func:`_read_into_thread_buffer`)."""
+    scratch = getattr(_thread_buffers, "flags", None)
+    if scratch is None or len(scratch) < size:
+        scratch = _thread_buffers.flags = np.empty(size + size // 8, dtype=bool)
+    return scratch[:size]
 
 
 def _stream_batches(

@@ -30,8 +30,14 @@ from normflow.data.columns import TableSpec, table_spec
 from normflow.data.csv_rows import find_bad_cell
 from normflow.data.numbers import missing_as_null, parse_numeric_columns
 from normflow.data.partitions import Partition, in_order, plan_partitions
-from normflow.data.publish import AtomicTableWriter, FormattedRows, formatted_csv_rows, prepare_outputs
-from normflow.data.reader import iter_text_batches
+from normflow.data.publish import (
+    AtomicTableWriter,
+    FormattedRows,
+    csv_lines_joined,
+    formatted_csv_rows,
+    prepare_outputs,
+)
+from normflow.data.reader import iter_text_batches, read_plain_range
 from normflow.portable.normflow_encoding import encode_frame
 from normflow.portable.normflow_interval import NO_INTERVAL
 
@@ -203,10 +209,50 @@ class BlockScorer:
 
     def whole_range(self, partition: Partition, block_bytes: int, csv_output: bool) -> list[ScoredPiece]:
         """A byte range scored whole on a worker thread; for a CSV output, its rows already formatted as lines."""
+        if csv_output and (piece := self.plain_range(partition, block_bytes)) is not None:
+            return [piece]
         pieces = list(self.blocks(partition, block_bytes))
         if not csv_output:
             return pieces
         return [replace(piece, rows=formatted_csv_rows(piece.rows)) for piece in pieces]
+
+    def plain_range(self, partition: Partition, block_bytes: int) -> ScoredPiece | None:
+        """A byte range of plain lines scored from its bytes (:func:`~normflow.data.reader.read_plain_range`): each
+        line goes to the CSV output as written, the prediction (and its companions) joined on; the model's columns
+        are parsed straight to numbers. ``None`` when the range needs :meth:`blocks`, which finds and names what is
+        wrong: a bad or missing cell, an overflow, a model with an encoding, or a delimiter other than the output's
+        comma."""
+        if self.model.encodes or self.spec.delimiter != ",":
+            return None
+        plain = read_plain_range(partition, self.spec, self.model.feature_names, block_bytes)
+        if plain is None:
+            return None
+        counts, chunks = ScoringReport(output=partition.path), []
+        for lines, numbers in plain.blocks():
+            if not bool(np.isfinite(numbers).all()):
+                return None
+            rows = torch.from_numpy(numbers)
+            if self.device.type == "cuda":
+                rows = rows.pin_memory().to(self.device, non_blocking=True)
+            predictions = self.model.predict_tensor(rows.T)
+            if not bool(torch.isfinite(predictions).all()):
+                return None
+            block = ScoringReport(output=partition.path, rows_scored=len(lines))
+            outside = self.outside_training_range(rows, block)
+            block.rows_out_of_range = int(outside.sum())
+            counts.add(block)
+            scored = predictions.cpu().numpy()
+            fields = [pa.array(scored)]
+            if self.interval:
+                half = self.model.interval_half_width(numbers.T, self.interval)
+                fields += [pa.array(scored - half), pa.array(scored + half)]
+            if self.flag_out_of_range:
+                fields.append(pa.array(outside.cpu().numpy()))
+            chunks += csv_lines_joined(lines, fields, self.schema.names).chunks
+        assert partition.start is not None and partition.end is not None, "a plain range is a byte range"
+        consumed = partition.end - (0 if partition.first_row == 1 else partition.start)  # the first counts the header
+        rows = FormattedRows(tuple(chunks), counts.rows_scored, self.schema.names)
+        return ScoredPiece(rows, None, counts, consumed)
 
     def score(
         self, path: Path, first_row: int, batch: pa.RecordBatch, ragged: dict[int, str]
@@ -220,9 +266,10 @@ class BlockScorer:
         if problems and self.on_bad_row == "error":
             raise find_bad_cell(path, self.spec, start_row=first_row + min(problems))
         keep = np.ones(batch.num_rows, dtype=bool)
-        keep[sorted(problems)] = False
-        kept = torch.from_numpy(keep)
-        rows, unseen = values[:, kept], unseen[keep]
+        rows = values
+        if problems:  # a boolean index copies every row: only when some row goes
+            keep[sorted(problems)] = False
+            rows, unseen = values[:, torch.from_numpy(keep)], unseen[keep]
         if device.type == "cuda":
             rows = rows.pin_memory().to(device, non_blocking=True)
         predictions = model.predict_tensor(rows.T)
@@ -241,10 +288,7 @@ class BlockScorer:
             rejected = _rejected_rows(batch, bad, problems, path, first_row, self.reject_schema)
             counts.rows_rejected += len(bad)
             batch = batch.filter(pa.array(keep))
-        low_mask, high_mask = rows < self.low, rows > self.high
-        counts.below_min = dict(zip(features, low_mask.sum(dim=1).tolist(), strict=True))
-        counts.above_max = dict(zip(features, high_mask.sum(dim=1).tolist(), strict=True))
-        outside = (low_mask | high_mask).any(dim=0) | torch.from_numpy(unseen).to(rows.device)
+        outside = self.outside_training_range(rows, counts) | torch.from_numpy(unseen).to(rows.device)
         counts.rows_out_of_range += int(outside.sum())
         parsed = rows.cpu().numpy() if self.numeric else None
         columns = [
@@ -261,17 +305,44 @@ class BlockScorer:
         counts.rows_scored += batch.num_rows
         return pa.RecordBatch.from_arrays(columns, schema=self.schema), rejected, counts
 
+    def outside_training_range(self, rows: torch.Tensor, counts: ScoringReport) -> torch.Tensor:
+        """Which rows of ``(d, n)`` features lie outside a feature's training range, each feature's rows below its
+        minimum and above its maximum counted in ``counts``; a block inside every range (the usual case) is seen from
+        its per-feature extremes alone."""
+        features = self.model.feature_names
+        if (
+            rows.shape[1]
+            and bool((rows.amin(dim=1, keepdim=True) >= self.low).all())
+            and bool((rows.amax(dim=1, keepdim=True) <= self.high).all())
+        ):
+            counts.below_min = dict.fromkeys(features, 0)
+            counts.above_max = dict.fromkeys(features, 0)
+            return torch.zeros(rows.shape[1], dtype=torch.bool, device=rows.device)
+        low_mask, high_mask = rows < self.low, rows > self.high
+        counts.below_min = dict(zip(features, low_mask.sum(dim=1).tolist(), strict=True))
+        counts.above_max = dict(zip(features, high_mask.sum(dim=1).tolist(), strict=True))
+        return (low_mask | high_mask).any(dim=0)
+
 
 def scored_pieces(
     sources: Sequence[Path | Partition], scorer: BlockScorer, block_bytes: int, threads: int, csv_output: bool
 ) -> Iterator[ScoredPiece]:
-    """Every block of ``sources`` scored, in order. With ``threads`` > 1, files of more than one range are cut
-    into byte ranges scored (and, for a CSV output, formatted) side by side; a file kept whole (small, or holding
-    a quote) streams here block by block."""
+    """Every block of ``sources`` scored, in order. Files of more than one range are cut into byte ranges, scored
+    (and, for a CSV output, formatted) side by side on ``threads``; a file kept whole (small, or holding a quote)
+    streams here block by block. On one thread, only a CSV output is read by ranges (plain ones are written from
+    their lines: :meth:`BlockScorer.plain_range`)."""
     paths = [source for source in sources if not isinstance(source, Partition)]
-    if threads <= 1 or len(paths) < len(sources) or sum(p.stat().st_size for p in paths) <= SCORING_RANGE_BYTES:
+    ranged = len(paths) == len(sources) and sum(p.stat().st_size for p in paths) > SCORING_RANGE_BYTES
+    if not ranged or (threads <= 1 and not csv_output):
         for source in sources:
             yield from scorer.blocks(source, block_bytes)
+        return
+    if threads <= 1:
+        for partition in plan_partitions(paths, SCORING_RANGE_BYTES):
+            whole = partition.start is None
+            yield from (
+                scorer.blocks(partition, block_bytes) if whole else scorer.whole_range(partition, block_bytes, True)
+            )
         return
     with one_torch_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-score") as pool:
         partitions = plan_partitions(paths, SCORING_RANGE_BYTES, pool.map)

@@ -20,7 +20,8 @@ from normflow.data import encoder as encoder_module
 from normflow.data import partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
-from normflow.data.partitions import plan_partitions, scan_range
+from normflow.data.partitions import Partition, plan_partitions, scan_range
+from normflow.data.reader import read_plain_range
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
 
@@ -183,21 +184,94 @@ def _scored(path, model, output, threads, **options):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_scoring_on_threads_writes_what_one_thread_writes(model, tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    """The file read whole, block by block, against its byte ranges on three threads and on one (a CSV output's
+    plain ranges are written from their lines as written)."""
     source = _houses(tmp_path / "new.csv", 5000)
     assert len(plan_partitions([source], 20_000)) > 5
-    one, many = tmp_path / f"one{suffix}", tmp_path / f"many{suffix}"
+    one, many, ranges = (tmp_path / f"{name}{suffix}" for name in ("one", "many", "ranges"))
     done: list[int] = []
-    first = _scored(source, model, one, 1, flag_out_of_range=True, interval=0.9)
-    second = _scored(source, model, many, 3, flag_out_of_range=True, interval=0.9, on_progress=done.append)
+    options = {"flag_out_of_range": True, "interval": 0.9}
+    first = _scored(source, model, one, 1, **options)  # one range: the file is read whole
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    second = _scored(source, model, many, 3, **options, on_progress=done.append)
+    third = _scored(source, model, ranges, 1, **options)
     if suffix == ".csv":
-        assert many.read_bytes() == one.read_bytes()
+        assert many.read_bytes() == one.read_bytes() == ranges.read_bytes()
     else:  # the same table (its row groups follow the blocks, which the ranges cut elsewhere)
-        assert pq.read_table(many).equals(pq.read_table(one))
-    assert second.rows_scored == first.rows_scored == 5000
-    assert second.rows_out_of_range == first.rows_out_of_range
-    assert first.rows_out_of_range > 0 and second.above_max == first.above_max
+        assert pq.read_table(many).equals(pq.read_table(one)) and pq.read_table(ranges).equals(pq.read_table(one))
+    assert second.rows_scored == first.rows_scored == third.rows_scored == 5000
+    assert second.rows_out_of_range == first.rows_out_of_range == third.rows_out_of_range
+    assert first.rows_out_of_range > 0 and second.above_max == first.above_max == third.above_max
+    assert second.below_min == first.below_min == third.below_min
     assert done == sorted(done) and done[-1] == source.stat().st_size  # the progress bar reaches 100%
+
+
+def _range_of(path, skip_lines: int = 1):
+    """The partition of a file's bytes after its first ``skip_lines`` lines (the header)."""
+    with open(path, "rb") as handle:
+        for _ in range(skip_lines):
+            handle.readline()
+        return Partition(path, handle.tell(), path.stat().st_size, skip_lines)
+
+
+def test_a_plain_range_is_its_lines_as_written_and_its_numbers(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_bytes(b"id,x,note\na1,1.5,ok\na2, -2e3 ,fine\xc3\xa9\na3,+.25,last")  # no newline at the end
+    spec = table_spec([path], None, ["x"])
+    plain = read_plain_range(_range_of(path), spec, ("x",), 1024)
+    assert plain is not None
+    assert plain.lines.to_pylist() == ["\na1,1.5,ok", "\na2, -2e3 ,fine\u00e9", "\na3,+.25,last"]
+    assert [numbers.tolist() for _, numbers in plain.blocks()] == [[[1.5, -2000.0, 0.25]]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'a1,1.5,ok\na2,2,"quoted"\n',  # a quote: a field may hold a line break
+        b"a1,1.5,ok\r\na2,2,ok\r\n",  # CRLF
+        b"a1,1.5,ok\n\na2,2,ok\n",  # a blank line
+        b"a1,,ok\na2,2,ok\n",  # a missing cell
+        b"a1,NA,ok\na2,2,ok\n",  # a null marker
+        b"a1,many,ok\na2,2,ok\n",  # not a number
+        b"a1,1.5\na2,2,ok\n",  # a row short of a field
+        b"a1,1.5,ok\na2,2,\xff\n",  # not UTF-8
+    ],
+)
+def test_a_range_that_needs_the_careful_reader_is_not_plain(tmp_path, body):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"id,x,note\na0,1,ok\n")
+    spec = table_spec([path], None, ["x"])  # (it would refuse the bytes that are not UTF-8)
+    path.write_bytes(b"id,x,note\n" + body)
+    assert read_plain_range(_range_of(path), spec, ("x",), 1024) is None
+
+
+def test_plain_and_careful_ranges_score_as_the_whole_file_does(model, tmp_path, monkeypatch):
+    """Ranges with a missing cell, a word, an infinite value, a CRLF line or a blank line take the careful reader,
+    the others are written from their lines: together, byte for byte what reading the file whole writes, rejected
+    rows included."""
+    source = _houses(tmp_path / "new.csv", 3000, bad=(700,))
+    text = source.read_bytes().replace(b"\nh01500,", b"\n\nh01500,").replace(b"\nh02000,", b"\r\nh02000,")
+    lines = text.split(b"\n")
+    for row, cell in ((2500, b""), (2800, b"inf")):  # lights missing, lights infinite
+        lines[row] = b",".join([lines[row].split(b",")[0], cell, *lines[row].split(b",")[2:]])
+    source.write_bytes(b"\n".join(lines))
+    taken: list[bool] = []
+    plain_range = scoring.BlockScorer.plain_range
+
+    def spied(self, partition, block_bytes):
+        piece = plain_range(self, partition, block_bytes)
+        taken.append(piece is not None)
+        return piece
+
+    one, many = tmp_path / "one.csv", tmp_path / "many.csv"
+    first = _scored(source, model, one, 1, on_bad_row="skip", flag_out_of_range=True)
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 4_000)
+    monkeypatch.setattr(scoring.BlockScorer, "plain_range", spied)
+    second = _scored(source, model, many, 2, on_bad_row="skip", flag_out_of_range=True)
+    assert many.read_bytes() == one.read_bytes()
+    assert rejected_path(many).read_bytes() == rejected_path(one).read_bytes()
+    assert second.rows_rejected == first.rows_rejected == 3 and second.rows_scored == first.rows_scored
+    assert taken.count(False) >= 4 and taken.count(True) >= 10  # careful ranges, and plain ones
 
 
 def test_bad_rows_on_threads_are_rejected_or_refused_as_on_one_thread(model, tmp_path, monkeypatch):
