@@ -227,7 +227,7 @@ class BlockScorer:
         plain = read_plain_range(partition, self.spec, self.model.feature_names, block_bytes)
         if plain is None:
             return None
-        counts, chunks = ScoringReport(output=partition.path), []
+        counts, chunks = ScoringReport(output=partition.path), list[pa.Buffer | bytes]()
         for lines, numbers in plain.blocks():
             if not bool(np.isfinite(numbers).all()):
                 return None
@@ -251,8 +251,8 @@ class BlockScorer:
             chunks += csv_lines_joined(lines, fields, self.schema.names).chunks
         assert partition.start is not None and partition.end is not None, "a plain range is a byte range"
         consumed = partition.end - (0 if partition.first_row == 1 else partition.start)  # the first counts the header
-        rows = FormattedRows(tuple(chunks), counts.rows_scored, self.schema.names)
-        return ScoredPiece(rows, None, counts, consumed)
+        lines_out = FormattedRows(tuple(chunks), counts.rows_scored, self.schema.names)
+        return ScoredPiece(lines_out, None, counts, consumed)
 
     def score(
         self, path: Path, first_row: int, batch: pa.RecordBatch, ragged: dict[int, str]
