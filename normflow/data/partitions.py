@@ -89,7 +89,7 @@ def scan_range(path: Path, start: int, end: int) -> RangeScan:
     """Data rows in bytes ``[start, end)`` of a file (newline-terminated or final lines, blank lines skipped, as
     pyarrow does) and whether they hold a quote; numpy's vector loops, which leave the GIL to other threads."""
     rows, quoted = 0, False
-    buffer = _scan_buffer()  # the previous chunk's last two bytes, then a chunk
+    buffer = thread_buffer("scan", 2 + SCAN_CHUNK_BYTES)  # the previous chunk's last two bytes, then a chunk
     buffer[:2] = b"\n\n"  # a range starts at a line start: as if after a blank line
     view = memoryview(buffer)
     length = 2
@@ -110,21 +110,20 @@ def scan_range(path: Path, start: int, end: int) -> RangeScan:
 _thread_buffers = threading.local()
 
 
-def _scan_buffer() -> bytearray:
-    """This thread's scan buffer, made once: a fresh one per range costs more, in page faults, than the scan."""
-    buffer = getattr(_thread_buffers, "scan", None)
-    if buffer is None:
-        buffer = _thread_buffers.scan = bytearray(2 + SCAN_CHUNK_BYTES)
+def thread_buffer(name: str, size: int) -> bytearray:
+    """This thread's buffer ``name``, at least ``size`` bytes, kept between calls: a fresh one for each range costs
+    more in page faults than the work on it. What it holds is valid only until this thread's next call for ``name``."""
+    buffer = getattr(_thread_buffers, name, None)
+    if buffer is None or len(buffer) < size:
+        buffer = bytearray(size + size // 8)
+        setattr(_thread_buffers, name, buffer)
     return buffer
 
 
-def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's two boolean scratch arrays of ``size`` (numpy's temporaries of a chunk's size, new each time,
-    cost their page faults again)."""
-    scratch = getattr(_thread_buffers, "flags", None)
-    if scratch is None or scratch.shape[1] < size:
-        scratch = _thread_buffers.flags = np.empty((2, max(size, 2 + SCAN_CHUNK_BYTES)), dtype=bool)
-    return scratch[0, :size], scratch[1, :size]
+def thread_flags(name: str, size: int) -> np.ndarray:
+    """``size`` booleans in this thread's buffer ``name`` (:func:`thread_buffer`): numpy's own temporaries of a
+    range's size, new each time, cost their page faults again."""
+    return np.frombuffer(thread_buffer(name, size), dtype=bool, count=size)
 
 
 def _lines_ended(data: np.ndarray, returns: bool = True) -> int:
@@ -132,7 +131,7 @@ def _lines_ended(data: np.ndarray, returns: bool = True) -> int:
     newlines, less those that end a blank line (directly after another newline, or after one and a ``\\r``).
     Without a ``\\r`` in ``data`` (``returns`` false), counted without listing where the newlines are."""
     if not returns:
-        newline, blank = _scratch(len(data) - 1)
+        newline, blank = thread_flags("newline", len(data) - 1), thread_flags("blank", len(data) - 1)
         np.equal(data[1:], 10, out=newline)  # newline[i]: data[i + 1] is one
         np.logical_and(newline[1:], newline[:-1], out=blank[1:])
         return int(np.count_nonzero(newline[1:])) - int(np.count_nonzero(blank[1:]))

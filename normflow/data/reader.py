@@ -9,7 +9,6 @@ work: a UTF-8 BOM, CRLF line ends, quoted numbers.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell, text_batches_by_csv_module
 from normflow.data.dialect import not_utf8
 from normflow.data.numbers import MISSING_MARKERS
-from normflow.data.partitions import Partition, as_partition
+from normflow.data.partitions import Partition, as_partition, thread_buffer, thread_flags
 from normflow.data.sources import describe_sources as describe_sources  # flows/train_flow.py imports it from here
 
 
@@ -125,11 +124,14 @@ def read_plain_range(part: Partition, spec: TableSpec, numeric: tuple[str, ...],
     that is not a number (:func:`iter_text_batches` reads those, and names what is wrong)."""
     if part.start is None or part.end is None:
         return None
-    buffer, size = _read_into_thread_buffer(part.path, part.start - 1, part.end)  # from the newline before the range
+    buffer = thread_buffer("range", part.end - part.start + 1)
+    with open(part.path, "rb") as handle:
+        handle.seek(part.start - 1)  # from the newline that ends the line before the range
+        size = handle.readinto(memoryview(buffer)[: part.end - part.start + 1])
     if not size or buffer[0] != 10 or buffer.find(b'"', 0, size) >= 0 or buffer.find(b"\r", 0, size) >= 0:
         return None
     raw = memoryview(buffer)[:size]
-    newline = np.equal(np.frombuffer(raw, dtype=np.uint8), 10, out=_thread_scratch(len(raw)))
+    newline = np.equal(np.frombuffer(raw, dtype=np.uint8), 10, out=thread_flags("range-newline", size))
     starts = np.flatnonzero(newline)  # where each row's line, newline first, starts
     offsets = starts if raw[-1] == 10 else np.append(starts, len(raw))
     if len(offsets) < 2 or bool((np.diff(offsets) == 1).any()):  # no row, or a blank line
@@ -150,29 +152,6 @@ def read_plain_range(part: Partition, spec: TableSpec, numeric: tuple[str, ...],
     if table.num_rows != len(lines) or any(column.null_count for column in table.columns):
         return None
     return PlainRange(lines, table)
-
-
-_thread_buffers = threading.local()
-
-
-def _read_into_thread_buffer(path: Path, start: int, end: int) -> tuple[bytearray, int]:
-    """Bytes ``[start, end)`` of a file read into this thread's buffer, and how many were read: the buffer is kept
-    between calls (a fresh one each range costs more in page faults than the reading), so what is read stays valid
-    only until this thread's next call."""
-    buffer = getattr(_thread_buffers, "read", None)
-    if buffer is None or len(buffer) < end - start:
-        buffer = _thread_buffers.read = bytearray(end - start + (end - start) // 8)
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        return buffer, handle.readinto(memoryview(buffer)[: end - start])
-
-
-def _thread_scratch(size: int) -> np.ndarray:
-    """This thread's boolean scratch of ``size``, kept between calls (as :func:`_read_into_thread_buffer`)."""
-    scratch = getattr(_thread_buffers, "flags", None)
-    if scratch is None or len(scratch) < size:
-        scratch = _thread_buffers.flags = np.empty(size + size // 8, dtype=bool)
-    return scratch[:size]
 
 
 def _stream_batches(

@@ -141,7 +141,7 @@ def numeric_output_columns(output: Path, model: LinearModel) -> tuple[str, ...]:
     return tuple(model.feature_names) if Path(output).suffix.lower() == ".parquet" and not model.encodes else ()
 
 
-SCORING_RANGE_BYTES = 16 << 20
+SCORING_RANGE_BYTES = 8 << 20
 """Bytes of a file one scoring thread reads, scores and formats as a range of its own (its output waits in memory
 for its turn to be written: a few ranges' worth at most)."""
 
