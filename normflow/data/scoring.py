@@ -208,7 +208,8 @@ class BlockScorer:
             done = max(read_so_far, done)
 
     def whole_range(self, partition: Partition, block_bytes: int, csv_output: bool) -> list[ScoredPiece]:
-        """A byte range scored whole on a worker thread; for a CSV output, its rows already formatted as lines."""
+        """A byte range scored whole (on a worker thread, or in turn on one); for a CSV output, its rows already
+        formatted as lines: a plain range's from its lines as written (:meth:`plain_range`)."""
         if csv_output and (piece := self.plain_range(partition, block_bytes)) is not None:
             return [piece]
         pieces = list(self.blocks(partition, block_bytes))
