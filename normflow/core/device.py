@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from normflow.core.errors import ConfigError
 from normflow.core.settings import DEVICES
@@ -41,12 +42,14 @@ def describe_device(device: torch.device) -> str:
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch's own threads down to one while the pass's threads run (a block's products are too small to share,
-    and two levels of threads on the same cores slow both), restored after."""
+def one_library_thread() -> Iterator[None]:
+    """Torch's and numpy's BLAS's own threads down to one while our threads run, restored after: a block's products
+    are too small to share, and two levels of threads on the same cores slow both (OpenBLAS's threads even spin,
+    waiting, on the cores ours need: scoring with an interval took twice the CPU)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)

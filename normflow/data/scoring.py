@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from normflow.core.device import one_torch_thread
+from normflow.core.device import one_library_thread
 from normflow.core.errors import ConfigError, DataError
 from normflow.core.model import LinearModel
 from normflow.core.moments import DTYPE
@@ -345,7 +345,7 @@ def scored_pieces(
                 scorer.blocks(partition, block_bytes) if whole else scorer.whole_range(partition, block_bytes, True)
             )
         return
-    with one_torch_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-score") as pool:
+    with one_library_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-score") as pool:
         partitions = plan_partitions(paths, SCORING_RANGE_BYTES, pool.map)
         for whole, group in groupby(partitions, key=lambda part: part.start is None):
             if whole:

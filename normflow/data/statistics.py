@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from normflow.core.device import one_torch_thread
+from normflow.core.device import one_library_thread
 from normflow.core.encoding import ColumnTally, Encoding, column_notes, finish_encoding
 from normflow.core.errors import DataError
 from normflow.core.evaluation import Evaluation, evaluate
@@ -224,7 +224,7 @@ def source_statistics(
     encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
     """
     if threads > 1 and sum(path.stat().st_size for path in sources) > range_bytes:
-        with one_torch_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass") as pool:
+        with one_library_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass") as pool:
             partitions = plan_partitions(sources, range_bytes, pool.map)
             if len(partitions) > 1:
                 progress = _SummedProgress(on_progress)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
-from normflow.core.device import resolve_device
+from normflow.core.device import one_library_thread, resolve_device
 from normflow.core.errors import ConfigError
 from normflow.core.training import train_linear_model
 from normflow.data.columns import table_spec
@@ -85,3 +86,23 @@ def test_cuda_scoring_matches_cpu(seed_rows, tmp_path):
         outputs[name] = pd.read_csv(output)
     assert outputs["cpu"].drop(columns="prediction").equals(outputs["cuda"].drop(columns="prediction"))
     np.testing.assert_allclose(outputs["cuda"].prediction, outputs["cpu"].prediction, rtol=1e-12)
+
+
+def test_library_threads_are_one_while_ours_run_and_given_back_after():
+    """Torch's threads and numpy's BLAS's (OpenBLAS's spin on the cores our threads need) are one inside, restored
+    after, even when the work inside fails."""
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        blas_before = blas_threads()
+        with pytest.raises(RuntimeError, match="inside"), one_library_thread():
+            assert torch.get_num_threads() == 1
+            assert blas_threads() and set(blas_threads()) == {1}
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2 and blas_threads() == blas_before
+    finally:
+        torch.set_num_threads(original)
