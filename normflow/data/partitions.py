@@ -126,7 +126,7 @@ def thread_flags(name: str, size: int) -> np.ndarray:
     return np.frombuffer(thread_buffer(name, size), dtype=bool, count=size)
 
 
-def _lines_ended(data: np.ndarray, returns: bool = True) -> int:
+def _lines_ended(data: np.ndarray, returns: bool) -> int:
     """Non-blank lines whose newline lies in ``data[2:]`` (the first two bytes are the previous chunk's end): its
     newlines, less those that end a blank line (directly after another newline, or after one and a ``\\r``).
     Without a ``\\r`` in ``data`` (``returns`` false), counted without listing where the newlines are."""

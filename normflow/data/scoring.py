@@ -7,10 +7,11 @@ their reason, to a rejected-rows file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 
@@ -232,9 +233,7 @@ class BlockScorer:
         for lines, numbers in plain.blocks():
             if not bool(np.isfinite(numbers).all()):
                 return None
-            rows = torch.from_numpy(numbers)
-            if self.device.type == "cuda":
-                rows = rows.pin_memory().to(self.device, non_blocking=True)
+            rows = self.on_device(torch.from_numpy(numbers))
             predictions = self.model.predict_tensor(rows.T)
             if not bool(torch.isfinite(predictions).all()):
                 return None
@@ -242,14 +241,8 @@ class BlockScorer:
             outside = self.outside_training_range(rows, block)
             block.rows_out_of_range = int(outside.sum())
             counts.add(block)
-            scored = predictions.cpu().numpy()
-            fields = [pa.array(scored)]
-            if self.interval:
-                half = self.model.interval_half_width(numbers.T, self.interval)
-                fields += [pa.array(scored - half), pa.array(scored + half)]
-            if self.flag_out_of_range:
-                fields.append(pa.array(outside.cpu().numpy()))
-            chunks += csv_lines_joined(lines, fields, self.schema.names).chunks
+            added = self.added_columns(rows, predictions, outside)
+            chunks += csv_lines_joined(lines, added, self.schema.names).chunks
         assert partition.start is not None and partition.end is not None, "a plain range is a byte range"
         consumed = partition.end - (0 if partition.first_row == 1 else partition.start)  # the first counts the header
         lines_out = FormattedRows(tuple(chunks), counts.rows_scored, self.schema.names)
@@ -260,7 +253,7 @@ class BlockScorer:
     ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, ScoringReport]:
         """One block: its rows to write, its rejected rows (``skip``) and its counts; a bad row under ``error``
         (or a prediction that overflows) is the one-line error naming it."""
-        model, device, features = self.model, self.device, self.model.feature_names
+        model, features = self.model, self.model.feature_names
         counts = ScoringReport(output=path)
         values, problems, unseen = model_inputs(batch, model, counts)
         problems.update({row: ("", reason) for row, reason in ragged.items()})
@@ -271,8 +264,7 @@ class BlockScorer:
         if problems:  # a boolean index copies every row: only when some row goes
             keep[sorted(problems)] = False
             rows, unseen = values[:, torch.from_numpy(keep)], unseen[keep]
-        if device.type == "cuda":
-            rows = rows.pin_memory().to(device, non_blocking=True)
+        rows = self.on_device(rows)
         predictions = model.predict_tensor(rows.T)
         overflow = ~torch.isfinite(predictions)
         if bool(overflow.any()):
@@ -296,15 +288,25 @@ class BlockScorer:
             pa.array(parsed[features.index(name)]) if parsed is not None and name in self.numeric else column
             for name, column in zip(self.spec.columns, batch.columns, strict=True)
         ]
-        scored = predictions.cpu().numpy()
-        columns.append(pa.array(scored))
-        if self.interval:
-            half = model.interval_half_width(rows.cpu().numpy().T, self.interval)
-            columns += [pa.array(scored - half), pa.array(scored + half)]
-        if self.flag_out_of_range:
-            columns.append(pa.array(outside.cpu().numpy()))
+        columns += self.added_columns(rows, predictions, outside)
         counts.rows_scored += batch.num_rows
         return pa.RecordBatch.from_arrays(columns, schema=self.schema), rejected, counts
+
+    def on_device(self, rows: torch.Tensor) -> torch.Tensor:
+        """A block's ``(d, n)`` features on the scoring device (pinned first on the way to CUDA)."""
+        return rows.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else rows
+
+    def added_columns(self, rows: torch.Tensor, predictions: torch.Tensor, outside: torch.Tensor) -> list[pa.Array]:
+        """What scoring adds after the input columns, in :func:`output_schema`'s order: the prediction, with an
+        interval its lower and upper bounds, with ``flag_out_of_range`` the flag."""
+        scored = predictions.cpu().numpy()
+        added = [pa.array(scored)]
+        if self.interval:
+            half = self.model.interval_half_width(rows.cpu().numpy().T, self.interval)
+            added += [pa.array(scored - half), pa.array(scored + half)]
+        if self.flag_out_of_range:
+            added.append(pa.array(outside.cpu().numpy()))
+        return added
 
     def outside_training_range(self, rows: torch.Tensor, counts: ScoringReport) -> torch.Tensor:
         """Which rows of ``(d, n)`` features lie outside a feature's training range, each feature's rows below its
@@ -338,24 +340,21 @@ def scored_pieces(
         for source in sources:
             yield from scorer.blocks(source, block_bytes)
         return
-    if threads <= 1:
-        for partition in plan_partitions(paths, SCORING_RANGE_BYTES):
-            whole = partition.start is None
-            yield from (
-                scorer.blocks(partition, block_bytes) if whole else scorer.whole_range(partition, block_bytes, True)
-            )
-        return
-    with one_library_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-score") as pool:
-        partitions = plan_partitions(paths, SCORING_RANGE_BYTES, pool.map)
+    with ExitStack() as stack:
+        scan: Callable[..., Iterable] = map  # one thread: the ranges in turn
+        score_ranges: Callable[..., Iterable[list[ScoredPiece]]] = map
+        if threads > 1:
+            stack.enter_context(one_library_thread())
+            pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="normflow-score"))
+            scan = pool.map
+            score_ranges = partial(in_order, pool, ahead=threads + 1)  # side by side, yielded in order
+        partitions = plan_partitions(paths, SCORING_RANGE_BYTES, scan)
         for whole, group in groupby(partitions, key=lambda part: part.start is None):
             if whole:
                 for partition in group:
                     yield from scorer.blocks(partition, block_bytes)
                 continue
-            ranges = in_order(
-                pool, lambda part: scorer.whole_range(part, block_bytes, csv_output), group, ahead=threads + 1
-            )
-            for pieces in ranges:
+            for pieces in score_ranges(lambda part: scorer.whole_range(part, block_bytes, csv_output), group):
                 yield from pieces
 
 
