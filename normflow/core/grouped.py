@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 
 from normflow.core.moments import DTYPE, Moments
@@ -107,7 +106,9 @@ class GroupedRows:
         self.minimum = torch.minimum(self.minimum, x.amin(dim=1))
         self.maximum = torch.maximum(self.maximum, x.amax(dim=1))
         x -= self.shift[:, None]
-        labels, uniques = pd.factorize(code.numpy())  # hashed, in order of first appearance: 4x np.unique's sort
+        from pandas import factorize  # here: pandas costs 40 MB at import, and only tables with levels come here
+
+        labels, uniques = factorize(code.numpy())  # hashed, in order of first appearance: 4x np.unique's sort
         starts = np.flatnonzero(np.diff(np.maximum.accumulate(labels), prepend=-1) > 0)  # each group's first row
         inverse, block_codes, first = torch.from_numpy(labels), torch.from_numpy(uniques), torch.from_numpy(starts)
         counts = torch.bincount(inverse, minlength=block_codes.shape[0]).to(DTYPE)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,12 +39,14 @@ from normflow.core.table_stats import (
     table_statistics_of_columns,
     table_statistics_to_dict,
 )
-from normflow.core.training import TrainingOutcome
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
 from normflow.data.partitions import Partition, in_order, plan_partitions
 from normflow.data.reader import iter_row_blocks
+
+if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
+    from normflow.core.training import TrainingOutcome
 
 ProgressCallback = Callable[[Path, int], None]
 """Called after each block with the file and the rows read from it so far."""

@@ -115,3 +115,15 @@ def test_import_normflow_is_instant_and_offers_a_small_api():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     heavy, api = result.stdout.splitlines()
     assert heavy == "[]" and "train_linear_model" in api and "TrainSettings" in api
+
+
+def test_the_statistics_pass_loads_neither_scipy_nor_pandas():
+    """The pass needs torch and pyarrow only: scipy.stats (0.7 s, 100 MB) and pandas (40 MB) come with the tables
+    and models that use them, so the pass's peak memory and start-up stay theirs alone (issue 25's benchmark)."""
+    code = (
+        "import sys, normflow.data.statistics, normflow.core.inference, normflow.core.grouped; "
+        "print(sorted(m for m in ('scipy.stats', 'pandas') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
