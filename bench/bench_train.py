@@ -7,6 +7,9 @@ each in its own process so peak memory (max RSS) is that contender's alone:
   (b) pandas+sklearn   pandas.read_csv + Pipeline(StandardScaler(), LinearRegression()).fit
   (c) normflow engine  streaming read + moments + 2000 epochs of exact GD
 
+(`bench/run.py` also runs the statistics pass alone, beside polars, DuckDB, and our reader alone: the pass's
+byte ranges planned and parsed on the same threads with nothing computed, the floor of a pass on pyarrow's reader.)
+
 Figures are printed, never asserted. Usage:
 
     python bench/bench_train.py                       # 5M rows, all three, plus 1M for the memory trend
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,6 +94,26 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
             sources, table_spec(sources, "price", None), torch.device("cpu"), threads=torch.get_num_threads()
         )
         detail = f"{stats.moments.count:,} rows: moments, R factor, min/max, sample"
+    elif kind == "reader":
+        import torch
+
+        from normflow.data.columns import table_spec
+        from normflow.data.partitions import plan_partitions
+        from normflow.data.reader import iter_row_blocks
+        from normflow.data.sources import resolve_sources
+        from normflow.data.statistics import RANGE_BYTES
+
+        start = time.perf_counter()
+        sources = resolve_sources(path)
+        spec = table_spec(sources, "price", None)
+
+        def rows_of(partition) -> int:  # parsed as the pass parses them, then dropped
+            return sum(block.batch.num_rows for block in iter_row_blocks(partition, spec))
+
+        with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+            partitions = plan_partitions(sources, RANGE_BYTES, pool.map)
+            rows = sum(pool.map(rows_of, partitions))
+        detail = f"{rows:,} rows in {len(partitions)} ranges: planned and parsed, nothing computed"
     elif kind == "polars":
         import polars as pl
 

@@ -315,6 +315,12 @@ def main() -> None:
     ):
         if installed(tool):
             pair(f"statistics pass, {label}", (TRAIN, "pass", *train_args), baseline, (TRAIN, tool, *train_args))
+    pair(  # how much of the pass is parsing: the floor of any pass built on pyarrow's reader
+        f"statistics pass, {label}",
+        (TRAIN, "pass", *train_args),
+        "our reader alone (ranges parsed, nothing computed)",
+        (TRAIN, "reader", *train_args),
+    )
 
     from bench_score import prepare_model
 
