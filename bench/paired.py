@@ -73,7 +73,10 @@ def main() -> None:
     print(f"\n{'side':<8}{'seconds: median (range)':>28}{'peak MB (median)':>20}")
     print(f"{'ours':<8}{spread(mine):>28}{statistics.median(mine_mb):>20.0f}")
     print(f"{'polars':<8}{spread(polars):>28}{statistics.median(polars_mb):>20.0f}")
-    print(f"\nours / polars, median of the pairs' ratios: {statistics.median(ratios):.2f}x ({spread(ratios)})")
+    print(
+        f"\nours / polars, median of the pairs' ratios: {statistics.median(ratios):.2f}x "
+        f"(pairs {min(ratios):.2f}-{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":
