@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
@@ -24,7 +23,7 @@ from normflow.core.errors import DataError
 from normflow.core.moments import DTYPE
 from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell
-from normflow.data.reader import RowBlock
+from normflow.data.reader import RowBlock, as_numpy
 
 MAX_STREAMED_LEVELS = 1000
 """Distinct values one categorical column may have: beyond it, it is an identifier or free text, not a
@@ -105,7 +104,7 @@ class BlockEncoder:
         ``--missing error``) is a one-line error."""
         spec, batch = self.spec, block.batch
         before = len(self.keys)
-        target = batch.column(spec.training_target).to_numpy(zero_copy_only=False)
+        target = as_numpy(batch.column(spec.training_target))
         strict = spec.missing == "error"
         keep = ~np.isnan(target)
         if np.isinf(target).any() or (strict and not keep.all()):
@@ -120,7 +119,7 @@ class BlockEncoder:
             column = batch.column(name)
             tally = self.tallies[name]
             if tally.kind == "numeric":
-                values = column.to_numpy(zero_copy_only=False)  # may be Arrow's read-only buffer: only read
+                values = as_numpy(column)  # may be Arrow's read-only buffer: only read
                 if not every:
                     values = values[keep]
                 missing = None if np.isfinite(values).all() else np.isnan(values)  # None: every cell a number
@@ -140,9 +139,10 @@ class BlockEncoder:
                     tally.maximum = max(tally.maximum, float(observed.max()))
                 parts.append((self._position[value_key(name)], values))
                 continue
-            encoded = pc.dictionary_encode(column if every else column.filter(pa.array(keep)))
+            encoded = pc.dictionary_encode(column)  # every row's: the kept rows' codes are taken below
             levels = encoded.dictionary.to_pylist()
-            codes = encoded.indices.fill_null(len(levels)).to_numpy(zero_copy_only=False).astype(np.int64)
+            codes = as_numpy(encoded.indices, null=len(levels)).astype(np.int64)
+            codes = codes if every else codes[keep]
             counts = np.bincount(codes, minlength=len(levels) + 1)
             if strict and counts[-1]:
                 raise find_bad_cell(block.path, spec, start_row=block.first_row)

@@ -38,6 +38,24 @@ class RowBlock:
     batch: pa.RecordBatch
 
 
+def as_numpy(array: pa.Array, null: float = np.nan) -> np.ndarray:
+    """A fixed-width Arrow array (numbers, dictionary codes) as numpy: without a null, a read-only view of its
+    buffer; else a copy with ``null`` in their place.
+
+    Arrow's own ``to_numpy`` (like ``pa.array`` and ``pa.scalar``) imports pandas the first time it runs: 0.2 s
+    and 32 MB inside a statistics pass that otherwise never loads pandas.
+    """
+    if not array.null_count:
+        view = np.from_dlpack(array)
+        view.flags.writeable = False  # Arrow's buffers are immutable, and may be shared
+        return view
+    validity, data = array.buffers()[:2]
+    dtype = np.from_dlpack(array.slice(0, 0)).dtype  # the type's numpy dtype, read without pandas
+    values = np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=array.offset + len(array), bitorder="little")
+    return np.where(bits[array.offset :].view(bool), values, null)
+
+
 def _open_partition(part: Partition) -> tuple[pa.NativeFile, int]:
     """The partition's bytes as a pyarrow input, and how many header lines to skip."""
     if part.start is None:
@@ -112,7 +130,7 @@ class PlainRange:
         """Block by block (as the reader parsed them): the rows' lines, and their numeric columns ``(k, n)``."""
         first = 0
         for batch in self.numbers.to_batches():
-            columns = [column.to_numpy() for column in batch.columns]  # views of Arrow's buffers
+            columns = [as_numpy(column) for column in batch.columns]  # views of Arrow's buffers
             numbers = np.stack(columns) if columns else np.empty((0, batch.num_rows))
             yield self.lines.slice(first, batch.num_rows), numbers
             first += batch.num_rows

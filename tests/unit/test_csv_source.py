@@ -198,3 +198,24 @@ def test_a_word_below_numbers_names_the_flag_that_reads_the_column_as_categories
         "row 3 (line 4), column 'zone': not a number: '2km' "
         "(the column was read as numbers; if it holds categories, say so: --categorical zone)"
     )
+
+
+@pytest.mark.parametrize("kind", ["float64", "int32", "int64"])
+def test_arrow_columns_reach_numpy_as_arrow_writes_them(kind):
+    """:func:`as_numpy` (the pass's way to numpy, without Arrow's pandas bridge) gives what Arrow's ``to_numpy``
+    gives, nulls included, for whole and sliced arrays, and never a writable view of Arrow's buffer."""
+    import pyarrow as pa
+
+    from normflow.data.reader import as_numpy
+
+    values = [None if i % 3 == 0 else i * 1.5 if kind == "float64" else i for i in range(37)]
+    array = pa.array(values, type=getattr(pa, kind)())
+    for part in (array, array.slice(5, 20), array.slice(1, 0), pa.array(values[1:3], type=array.type)):
+        null = np.nan if kind == "float64" else -7
+        expected = part.to_numpy(zero_copy_only=False)
+        if part.null_count and kind != "float64":
+            expected = np.where(part.is_null().to_numpy(zero_copy_only=False), null, part.fill_null(0).to_numpy())
+        got = as_numpy(part, null=null)
+        assert got.dtype == np.dtype(kind) and np.array_equal(got, expected, equal_nan=kind == "float64")
+        if not part.null_count:
+            assert not got.flags.writeable
