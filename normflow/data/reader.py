@@ -161,13 +161,13 @@ def read_plain_range(part: Partition, spec: TableSpec, numeric: tuple[str, ...],
             pa.py_buffer(raw)[1:],
             read_options=_read_options(spec, block_bytes, skip_rows=0, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.float64() for name in numeric}, include_columns=list(numeric)
+            convert_options=pacsv.ConvertOptions(  # no null marker: a missing cell fails here, NaN is refused later
+                column_types={name: pa.float64() for name in numeric}, include_columns=list(numeric), null_values=[]
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    if table.num_rows != len(lines) or any(column.null_count for column in table.columns):
+    if table.num_rows != len(lines):
         return None
     return PlainRange(lines, table)
 
