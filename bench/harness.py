@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +118,43 @@ def measure(script: str, kind: str, *args: str) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result.setdefault("peak_mb", usage.ru_maxrss / 1024)
     return result
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Ours and a baseline, each run right after the other, pair after pair: on a shared VM one run varies by 20%
+    or more and the speed drifts over minutes, and drift moves both sides of a pair alike."""
+
+    ours: list[dict]
+    theirs: list[dict]
+
+    @property
+    def ratios(self) -> list[float]:
+        """Our seconds over the baseline's, pair by pair."""
+        return [a["seconds"] / b["seconds"] for a, b in zip(self.ours, self.theirs, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the pairs' ratios (ours / baseline): the figure to hold against a goal."""
+        return statistics.median(self.ratios)
+
+    @staticmethod
+    def median(side: list[dict], key: str) -> float:
+        """The median of one side's ``key`` (``seconds``, ``peak_mb``)."""
+        return statistics.median(run[key] for run in side)
+
+
+def measure_pairs(
+    ours: tuple, theirs: tuple, pairs: int, on_pair: Callable[[int, dict, dict], None] | None = None
+) -> Pairs:
+    """:func:`measure` ours, then the baseline, ``pairs`` times (``on_pair(number, ours, theirs)`` after each)."""
+    mine, baseline = [], []
+    for number in range(1, pairs + 1):
+        mine.append(measure(*ours))
+        baseline.append(measure(*theirs))
+        if on_pair is not None:
+            on_pair(number, mine[-1], baseline[-1])
+    return Pairs(mine, baseline)
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, add_data_dir_flag, generate, limit_threads, measure, rows_label
+from harness import REPO, add_data_dir_flag, generate, limit_threads, measure_pairs, rows_label
 
 HERE = Path(__file__).resolve().parent
 JOBS = {  # job: (script, our worker, polars' worker, what polars does)
@@ -58,24 +58,20 @@ def main() -> None:
         extra = ("--model", str(model), "--output", str(args.data_dir / "scored.csv"))
     contender = (str(HERE / script), "--data", str(data), *extra)
     print(f"{args.job} on {data.name} ({rows_label(args.rows)}), {args.pairs} pairs: ours, then polars ({what})")
-    mine, polars, ratios, mine_mb, polars_mb = [], [], [], [], []
-    for pair in range(1, args.pairs + 1):
-        a = measure(contender[0], ours, *contender[1:])
-        b = measure(contender[0], theirs, *contender[1:])
-        mine.append(a["seconds"])
-        polars.append(b["seconds"])
-        ratios.append(a["seconds"] / b["seconds"])
-        mine_mb.append(a["peak_mb"])
-        polars_mb.append(b["peak_mb"])
-        print(
-            f"  pair {pair}: ours {a['seconds']:.2f} s, polars {b['seconds']:.2f} s, ratio {ratios[-1]:.2f}", flush=True
-        )
+
+    def said(number: int, a: dict, b: dict) -> None:
+        ratio = a["seconds"] / b["seconds"]
+        print(f"  pair {number}: ours {a['seconds']:.2f} s, polars {b['seconds']:.2f} s, ratio {ratio:.2f}", flush=True)
+
+    pairs = measure_pairs(
+        (contender[0], ours, *contender[1:]), (contender[0], theirs, *contender[1:]), args.pairs, said
+    )
+    mine, polars, ratios = [r["seconds"] for r in pairs.ours], [r["seconds"] for r in pairs.theirs], pairs.ratios
     print(f"\n{'side':<8}{'seconds: median (range)':>28}{'peak MB (median)':>20}")
-    print(f"{'ours':<8}{spread(mine):>28}{statistics.median(mine_mb):>20.0f}")
-    print(f"{'polars':<8}{spread(polars):>28}{statistics.median(polars_mb):>20.0f}")
+    print(f"{'ours':<8}{spread(mine):>28}{pairs.median(pairs.ours, 'peak_mb'):>20.0f}")
+    print(f"{'polars':<8}{spread(polars):>28}{pairs.median(pairs.theirs, 'peak_mb'):>20.0f}")
     print(
-        f"\nours / polars, median of the pairs' ratios: {statistics.median(ratios):.2f}x "
-        f"(pairs {min(ratios):.2f}-{max(ratios):.2f})"
+        f"\nours / polars, median of the pairs' ratios: {pairs.ratio:.2f}x (pairs {min(ratios):.2f}-{max(ratios):.2f})"
     )
 
 

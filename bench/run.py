@@ -9,7 +9,9 @@
 
 Every contender runs in its own process (peak memory = its max RSS, imports included; timings
 exclude imports, page cache warm), once per run: rows that share a contender (the engine on the
-main file, the bare script) show the same measurement. Figures are printed, never asserted.
+main file, the bare script) show the same measurement. The rows against polars, which issue 25's
+goals are stated against, run ours and polars alternately ``--pairs`` times (default 3) and show the
+medians, and the median of the pairs' ratios. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ sys.path.insert(0, str(HERE))
 from harness import (
     REPO,
     THREADS_ENV,
+    Pairs,
     add_data_dir_flag,
     add_worker_flags,
     emit,
     generate,
     limit_threads,
     measure,
+    measure_pairs,
     rows_label,
     warm_page_cache,
 )
@@ -57,10 +61,13 @@ class Row:
     baseline_s: float
     ours_peak_mb: float
     baseline_peak_mb: float
+    paired_ratio: float | None = None  # ours / baseline, the median of alternating pairs (None: single runs)
 
     @property
     def ratio(self) -> float:
-        """Baseline time over ours: above 1 means we are faster."""
+        """Baseline time over ours: above 1 means we are faster (of paired runs: 1 / the median pair's ratio)."""
+        if self.paired_ratio is not None:
+            return 1 / self.paired_ratio
         return self.baseline_s / self.ours_s if self.ours_s else float("inf")
 
 
@@ -263,6 +270,13 @@ def main() -> None:
         default=None,
         help="threads each contender may use (torch, pyarrow, polars, DuckDB; default: every core), to show scaling",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="the rows against polars (issue 25's goals) run ours and polars alternately this many times and show "
+        "the medians, since one run varies by 20%% here (default: 3; 1: single runs)",
+    )
     add_data_dir_flag(parser)
     add_worker_flags(parser)
     args = parser.parse_args()
@@ -279,8 +293,11 @@ def main() -> None:
 
     if args.rows is not None and args.rows < 1:
         parser.error(f"--rows must be at least 1, got {args.rows}")
+    if args.pairs < 1:
+        parser.error(f"--pairs must be at least 1, got {args.pairs}")
     rows: list[Row] = []
     measured: dict[tuple, dict] = {}
+    measured_pairs: dict[tuple, Pairs] = {}
 
     def once(contender: tuple) -> dict:
         """A contender's figures, measured the first time a row needs them (rows that share it show the same)."""
@@ -293,6 +310,29 @@ def main() -> None:
         o, b = once(ours), once(baseline)
         rows.append(Row(task, o["seconds"], baseline_name, b["seconds"], o["peak_mb"], b["peak_mb"]))
         print(f"  {task}: ours {o['seconds']:.2f} s, {baseline_name} {b['seconds']:.2f} s", flush=True)
+
+    def paired(task: str, ours: tuple, baseline_name: str, baseline: tuple) -> None:
+        """Measure ours and the baseline in ``--pairs`` alternating pairs and add the row of their medians."""
+        if args.pairs == 1:
+            pair(task, ours, baseline_name, baseline)
+            return
+        if (ours, baseline) not in measured_pairs:  # the growth row of the main size is the main row again
+            measured_pairs[ours, baseline] = measure_pairs(ours, baseline, args.pairs)
+        runs = measured_pairs[ours, baseline]
+        ours_s, theirs_s = runs.median(runs.ours, "seconds"), runs.median(runs.theirs, "seconds")
+        name = f"{baseline_name} (medians of {args.pairs} alternating pairs)"
+        rows.append(
+            Row(
+                task,
+                ours_s,
+                name,
+                theirs_s,
+                runs.median(runs.ours, "peak_mb"),
+                runs.median(runs.theirs, "peak_mb"),
+                runs.ratio,
+            )
+        )
+        print(f"  {task}: ours {ours_s:.2f} s, {name} {theirs_s:.2f} s (ours/theirs {runs.ratio:.2f})", flush=True)
 
     if args.commands:
         command_rows(pair)
@@ -314,7 +354,8 @@ def main() -> None:
         ("duckdb", "DuckDB sums of cross-products"),
     ):
         if installed(tool):
-            pair(f"statistics pass, {label}", (TRAIN, "pass", *train_args), baseline, (TRAIN, tool, *train_args))
+            compare = paired if tool == "polars" else pair
+            compare(f"statistics pass, {label}", (TRAIN, "pass", *train_args), baseline, (TRAIN, tool, *train_args))
     pair(  # how much of the pass is parsing: the floor of any pass built on pyarrow's reader
         f"statistics pass, {label}",
         (TRAIN, "pass", *train_args),
@@ -330,7 +371,8 @@ def main() -> None:
     pair(f"scoring, {label}", (SCORE, "normflow", *score_args), "pyarrow read+write", (SCORE, "pyarrow", *score_args))
     for tool, baseline in (("polars", "polars scan_csv + sink_csv"), ("duckdb", "DuckDB COPY ... TO csv")):
         if installed(tool):
-            pair(f"scoring, {label}", (SCORE, "normflow", *score_args), baseline, (SCORE, tool, *score_args))
+            compare = paired if tool == "polars" else pair
+            compare(f"scoring, {label}", (SCORE, "normflow", *score_args), baseline, (SCORE, tool, *score_args))
     if not args.quick:
         pair(
             f"scoring, {label}",
@@ -362,7 +404,7 @@ def main() -> None:
             (TRAIN, "pyarrow", *growth_args),
         )
         if installed("polars"):  # the pass against the tool issue 25 measures it by, at every size
-            pair(
+            paired(
                 f"statistics pass, {rows_label(n)} (growth)",
                 (TRAIN, "pass", *growth_args),
                 "polars streaming sums of cross-products",
