@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from normflow.core.moments import (
-    DTYPE,
     Moments,
     empty_moments,
     merge_moments,
@@ -25,7 +24,7 @@ from normflow.core.triangular import (
     empty_triangular,
     merge_triangular,
     triangular_from_dict,
-    triangular_of_centred,
+    triangular_of_columns,
     triangular_to_dict,
 )
 
@@ -54,12 +53,9 @@ def empty_table_statistics(width: int, device: torch.device | str = "cpu") -> Ta
 
 
 def table_statistics_of_columns(columns: torch.Tensor, overwrite: bool = False) -> TableStatistics:
-    """Statistics of a ``(k, n)`` column-major block, centred once: the moments centre it on its mean (in place
-    when ``overwrite``, else a copy), and R is that of the centred columns (:func:`triangular_of_centred`)."""
-    if columns.dtype != DTYPE or not overwrite:
-        columns = columns.to(DTYPE, copy=True)
-    moments = moments_of_columns(columns, overwrite=True)
-    return TableStatistics(moments, triangular_of_centred(columns, moments.mean))
+    """Statistics of a ``(k, n)`` column-major block (``overwrite`` lets the moments centre it in place)."""
+    triangular = triangular_of_columns(columns)
+    return TableStatistics(moments_of_columns(columns, overwrite=overwrite), triangular)
 
 
 def table_statistics_of(rows: torch.Tensor) -> TableStatistics:

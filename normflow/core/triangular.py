@@ -80,26 +80,6 @@ def triangular_of_columns(columns: torch.Tensor, shift: torch.Tensor | None = No
     return Triangular(int(count), shift, r_factor(block.T))
 
 
-def triangular_of_centred(centred: torch.Tensor, mean: torch.Tensor) -> Triangular:
-    """R of a ``(k, n)`` block already centred on its own ``mean`` (the shift): ``[1, centred]``'s ones column is
-    orthogonal to the centred columns but for rounding, so R is ``sqrt(n)`` and their sums over ``sqrt(n)`` (row 0)
-    above the R factor of the centred columns alone. One column fewer to factor and no block to build: the pass
-    centres each block once, for the moments and R alike (3.4 -> 1.2 ms a block of 35k rows x 9 columns).
-
-    Exact but for the square of the centring's rounding: the lower block's ``R'R`` is ``C'C``, where
-    Householder's first reflection would give ``C'C - s s'/n`` (``s``: the column sums, rounding-sized).
-    """
-    width, count = centred.shape
-    if count == 0:
-        return empty_triangular(width, centred.device)
-    root = math.sqrt(count)
-    r = torch.zeros(width + 1, width + 1, dtype=DTYPE, device=centred.device)
-    r[0, 0] = root
-    r[0, 1:] = centred.sum(dim=1) / root
-    r[1:, 1:] = r_factor(centred.T)
-    return Triangular(int(count), mean.to(DTYPE), r)
-
-
 def triangular_of(rows: torch.Tensor, shift: torch.Tensor | None = None) -> Triangular:
     """R of an ``(n, k)`` block of rows (see :func:`triangular_of_columns`)."""
     if rows.ndim != 2:

@@ -25,7 +25,7 @@ from normflow.core.table_stats import (
     table_statistics_to_dict,
 )
 from normflow.core.training import train_linear_model
-from normflow.core.triangular import least_squares, reshift, triangular_of, triangular_of_centred
+from normflow.core.triangular import least_squares, reshift, triangular_of
 
 FEATURES = ("lights", "distance")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -53,20 +53,6 @@ def split_statistics(rows_: torch.Tensor, bounds: list[int], order: list[int]):
 def solution(stats, names=("year", "money", "small")) -> list[float]:
     fit = least_squares(stats.triangular, names)
     return [fit.intercept, *fit.weights.tolist()]
-
-
-def test_r_of_a_block_centred_once_is_the_r_of_its_rows_with_the_ones_column(offset_rows):
-    """The pass centres each block once, for the moments, and factors the centred columns without the ones column
-    (:func:`triangular_of_centred`): the same R, to rounding, as Householder on ``[1, rows - mean]``."""
-    columns = offset_rows.T.contiguous()
-    mean = columns.mean(dim=1)
-    centred = triangular_of_centred(columns - mean[:, None], mean)
-    direct = triangular_of(offset_rows, mean)
-    assert centred.count == direct.count and torch.equal(centred.shift, direct.shift)
-    scale = direct.r.abs().amax(dim=0)  # each column's size: years and money differ by 10^3
-    assert torch.allclose(centred.r / scale, direct.r / scale, rtol=0, atol=1e-13)
-    assert torch.allclose(table_statistics_of(offset_rows).triangular.r / scale, direct.r / scale, rtol=0, atol=1e-13)
-    assert triangular_of_centred(columns[:, :0], mean).count == 0
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 50, 97, 139])
