@@ -56,14 +56,22 @@ def as_numpy(array: pa.Array, null: float = np.nan) -> np.ndarray:
     return np.where(bits[array.offset :].view(bool), values, null)
 
 
-def _open_partition(part: Partition) -> tuple[pa.NativeFile, int]:
-    """The partition's bytes as a pyarrow input, and how many header lines to skip."""
+def _range_bytes(part: Partition) -> bytes | None:
+    """A byte range's lines, read at once (ranges are small); None for a whole file, which is streamed."""
     if part.start is None:
-        return pa.OSFile(str(part.path), "rb"), 1
+        return None
     assert part.end is not None, "a partition with a start has an end"
     with open(part.path, "rb") as handle:
         handle.seek(part.start)
-        return pa.BufferReader(handle.read(part.end - part.start)), 0
+        return handle.read(part.end - part.start)
+
+
+def _open_partition(part: Partition, data: bytes | None) -> tuple[pa.NativeFile, int]:
+    """The partition's bytes (``data``, a range's lines already read) as a pyarrow input, and how many header
+    lines to skip."""
+    if part.start is None:
+        return pa.OSFile(str(part.path), "rb"), 1
+    return pa.BufferReader(data if data is not None else _range_bytes(part)), 0
 
 
 def iter_row_blocks(
@@ -80,11 +88,48 @@ def iter_row_blocks(
     part = as_partition(source)
     selected = list(spec.selected)
     types = {name: pa.string() if spec.kind(name) == "categorical" else pa.float64() for name in selected}
+    data = _range_bytes(part)
+    batches = _numbers_at_once(data, spec, selected, block_bytes) if data is not None else None
+    if batches is not None:
+        first_row = part.first_row
+        while batches:
+            batch = batches.pop(0)  # each block let go once used: a range's numbers are not all held
+            yield RowBlock(part.path, first_row, batch)
+            first_row += batch.num_rows
+        return
     convert_options = pacsv.ConvertOptions(
         column_types=types, include_columns=selected, null_values=list(MISSING_MARKERS), strings_can_be_null=True
     )
-    for first_row, batch, _ in _stream_batches(part, spec, convert_options, block_bytes):
+    for first_row, batch, _ in _stream_batches(part, spec, convert_options, block_bytes, data):
         yield RowBlock(part.path, first_row, batch)
+
+
+def _numbers_at_once(
+    data: bytes, spec: TableSpec, selected: list[str], block_bytes: int
+) -> list[pa.RecordBatch] | None:
+    """A range of numeric columns parsed in one call, an empty cell null and no other null marker; None when a
+    column is categorical or a cell does not parse (then the streaming reader, with every marker, reads it and
+    names what is wrong).
+
+    The same values as the streaming reader's: the markers that are not empty either fail to parse as a number
+    (``NA``, ``NULL``, ...) or parse as NaN (``nan``, ``NaN``), which the encoder takes as missing, as it takes a
+    null. Matching each cell against the 19 markers costs a tenth of the parse, and the streaming reader's
+    per-block hand-offs another tenth.
+    """
+    if any(spec.kind(name) == "categorical" for name in selected):
+        return None
+    try:
+        table = pacsv.read_csv(  # on this thread: the pass's ranges run on threads of their own, one per core
+            pa.py_buffer(data),
+            read_options=_read_options(spec, block_bytes, skip_rows=0, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(selected, pa.float64()), include_columns=selected, null_values=[""]
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    return table.to_batches()
 
 
 def iter_text_batches(
@@ -177,10 +222,12 @@ def _stream_batches(
     spec: TableSpec,
     convert_options: pacsv.ConvertOptions,
     block_bytes: int,
+    data: bytes | None = None,
 ) -> Iterator[tuple[int, pa.RecordBatch, int]]:
-    """pyarrow's streaming reader over a partition: ``(first_row, batch, bytes_read)``, errors made one-line."""
+    """pyarrow's streaming reader over a partition (a range's lines from ``data`` when already read):
+    ``(first_row, batch, bytes_read)``, errors made one-line."""
     rows_before = 0
-    stream, skip = _open_partition(part)
+    stream, skip = _open_partition(part, data)
     with _reading_errors(part.path, spec, lambda: part.first_row + rows_before, block_bytes), stream:
         reader = pacsv.open_csv(
             stream,

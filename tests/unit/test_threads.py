@@ -124,6 +124,43 @@ def test_levels_kept_apart_by_ranges_are_still_bounded_together(tmp_path, monkey
         source_statistics([path], spec, CPU, threads=2, range_bytes=len(path.read_bytes()) // 2)
 
 
+@pytest.mark.parametrize("markers", [("", "nan", "NaN", "-nan"), ("", "NA", "NULL", "nan")])
+def test_numeric_ranges_read_every_missing_marker_as_the_whole_file_does(tmp_path, markers):
+    """An all-numeric range is parsed at once with only the empty cell as null; the other markers either parse as
+    NaN (``nan``) or fail that parse and send the range to the reader with every marker (``NA``): either way the
+    statistics (missing counts, fills, indicators) are those of one thread streaming the whole file."""
+    rng = np.random.default_rng(5)
+    frame = _messy(5000)[["a", "rooms", "y"]].astype(object)
+    frame.loc[rng.random(len(frame)) < 0.05, "a"] = rng.choice(markers)
+    frame.loc[rng.random(len(frame)) < 0.02, "y"] = markers[1]
+    path = tmp_path / "numbers.csv"
+    frame.to_csv(path, index=False, na_rep=markers[0])
+    spec = _spec([path])
+    single = source_statistics([path], spec, CPU, block_bytes=4096, holdout_fraction=0.2)
+    threaded = source_statistics(
+        [path], spec, CPU, block_bytes=4096, holdout_fraction=0.2, threads=2, range_bytes=9_000
+    )
+    assert len(plan_partitions([path], 9_000)) >= 10
+    _same_statistics(threaded, single)
+    assert single.target_missing == threaded.target_missing > 0
+    assert {"a (missing)", "rooms (missing)"} <= set(threaded.encoding.feature_names())
+
+
+@pytest.mark.parametrize("cell", ["inf", "-Infinity", "12 km"])
+def test_a_bad_number_in_a_numeric_range_is_the_error_the_single_pass_gives(tmp_path, cell):
+    path = tmp_path / "numbers.csv"
+    text = _messy(3000)[["a", "rooms", "y"]].fillna(1.0).to_csv(index=False).splitlines()
+    text[2501] = ",".join([text[2501].split(",")[0], cell, text[2501].split(",")[2]])  # data row 2501
+    path.write_text("\n".join(text) + "\n")
+    spec = _spec([path])
+    with pytest.raises(DataError) as single:
+        source_statistics([path], spec, CPU, block_bytes=4096)
+    with pytest.raises(DataError) as threaded:
+        source_statistics([path], spec, CPU, block_bytes=4096, threads=2, range_bytes=8_000)
+    assert str(threaded.value) == str(single.value)
+    assert "row 2501 (line 2502), column 'rooms'" in str(threaded.value)
+
+
 def test_the_line_scan_counts_rows_as_a_plain_reading_does(tmp_path, monkeypatch):
     """Rows of a range: lines that end in a newline, blank ones (``\\n`` or ``\\r\\n`` alone) skipped, and a last
     line without one; over chunk boundaries anywhere."""
