@@ -58,6 +58,74 @@ def plan_partitions(
     return partitions
 
 
+class QuotedRange(Exception):
+    """A byte range holds a quote character: its file is to be read whole (a quoted field may hold a line break,
+    so a line boundary in its bytes need not be a row boundary)."""
+
+
+class _Count:
+    """One range's row count, or its failure, once told."""
+
+    def __init__(self) -> None:
+        self.told = threading.Event()
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def result(self) -> int:
+        self.told.wait()
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+class RangeNumbering:
+    """Numbers a file's ranges' rows as each range learns its own row count, so that no scan of the file has to
+    come first: a range's first row is 1 plus the rows of the ranges before it.
+
+    A range waits for the counts of the ranges before it. They were handed to a first-in first-out pool earlier,
+    so they have started, and each tells its count (or its failure) before doing anything else with its rows.
+    """
+
+    def __init__(self, counts: list[_Count], index: int) -> None:
+        self._counts = counts
+        self._index = index
+
+    def first_row(self, rows: int) -> int:
+        """Tell this range's ``rows``; its first row's number, once the ranges before it have told theirs (the
+        failure of one of them is raised here too)."""
+        count = self._counts[self._index]
+        count.rows = rows
+        count.told.set()
+        return 1 + sum(earlier.result() for earlier in self._counts[: self._index])
+
+    def give_up(self, error: BaseException) -> None:
+        """This range failed before telling its count: the ranges after it fail with ``error`` instead of waiting."""
+        count = self._counts[self._index]
+        if not count.told.is_set():
+            count.error = error
+            count.told.set()
+
+
+def cut_ranges(
+    sources: list[Path], target_bytes: int, whole: frozenset[Path] = frozenset()
+) -> list[tuple[Partition, RangeNumbering | None]]:
+    """Files cut into partitions of about ``target_bytes`` at line boundaries, without reading them: a large file's
+    ranges come with the :class:`RangeNumbering` that gives their first row once counted (``first_row`` is left
+    at 1), a small file and those in ``whole`` come whole (with none)."""
+    cut: list[tuple[Partition, RangeNumbering | None]] = []
+    for path in sources:
+        points = _cut_points(path, target_bytes)
+        if len(points) <= 2 or path in whole:
+            cut.append((Partition(path), None))
+            continue
+        counts = [_Count() for _ in range(len(points) - 1)]
+        cut.extend(
+            (Partition(path, start, end), RangeNumbering(counts, index))
+            for index, (start, end) in enumerate(pairwise(points))
+        )
+    return cut
+
+
 def _cut_points(path: Path, target_bytes: int) -> list[int]:
     """Byte offsets where a file's data ranges start, then its size: each a line start about ``target_bytes``
     after the previous one (just the header's end and the size when the data fits in one range)."""
@@ -88,21 +156,41 @@ SCAN_CHUNK_BYTES = 1 << 20
 def scan_range(path: Path, start: int, end: int) -> RangeScan:
     """Data rows in bytes ``[start, end)`` of a file (newline-terminated or final lines, blank lines skipped, as
     pyarrow does) and whether they hold a quote; numpy's vector loops, which leave the GIL to other threads."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return _scan(handle.readinto, end - start)
+
+
+def scan_bytes(data: bytes) -> RangeScan:
+    """:func:`scan_range` of a range's bytes already read."""
+    source = memoryview(data)
+    position = 0
+
+    def read_into(view: memoryview) -> int:
+        nonlocal position
+        size = min(len(view), len(source) - position)
+        view[:size] = source[position : position + size]
+        position += size
+        return size
+
+    return _scan(read_into, len(data))
+
+
+def _scan(read_into: Callable[[memoryview], int | None], size: int) -> RangeScan:
+    """:func:`scan_range` of ``size`` bytes that ``read_into`` (a file's ``readinto``) gives chunk by chunk."""
     rows, quoted = 0, False
     buffer = thread_buffer("scan", 2 + SCAN_CHUNK_BYTES)  # the previous chunk's last two bytes, then a chunk
     buffer[:2] = b"\n\n"  # a range starts at a line start: as if after a blank line
     view = memoryview(buffer)
     length = 2
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining > 0 and (read := handle.readinto(view[2 : 2 + min(remaining, SCAN_CHUNK_BYTES)])):
-            remaining -= read
-            length = 2 + read
-            quoted = quoted or buffer.find(b'"', 2, length) >= 0
-            returns = buffer.find(b"\r", 0, length) >= 0
-            rows += _lines_ended(np.frombuffer(buffer, dtype=np.uint8, count=length), returns)
-            buffer[:2] = buffer[length - 2 : length]
+    remaining = size
+    while remaining > 0 and (read := read_into(view[2 : 2 + min(remaining, SCAN_CHUNK_BYTES)])):
+        remaining -= read
+        length = 2 + read
+        quoted = quoted or buffer.find(b'"', 2, length) >= 0
+        returns = buffer.find(b"\r", 0, length) >= 0
+        rows += _lines_ended(np.frombuffer(buffer, dtype=np.uint8, count=length), returns)
+        buffer[:2] = buffer[length - 2 : length]
     last_byte_is_newline = length == 2 or buffer[1] == 10
     return RangeScan(rows + (0 if last_byte_is_newline else 1), quoted)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,15 @@ from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell, text_batches_by_csv_module
 from normflow.data.dialect import not_utf8
 from normflow.data.numbers import MISSING_MARKERS
-from normflow.data.partitions import Partition, as_partition, thread_buffer, thread_flags
+from normflow.data.partitions import (
+    Partition,
+    QuotedRange,
+    RangeNumbering,
+    as_partition,
+    scan_bytes,
+    thread_buffer,
+    thread_flags,
+)
 from normflow.data.sources import describe_sources as describe_sources  # flows/train_flow.py imports it from here
 
 
@@ -78,8 +86,11 @@ def iter_row_blocks(
     source: Path | Partition,
     spec: TableSpec,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    numbering: RangeNumbering | None = None,
 ) -> Iterator[RowBlock]:
-    """Stream a file (or partition) as blocks of the columns ``spec.selected``, typed by their kind.
+    """Stream a file (or partition) as blocks of the columns ``spec.selected``, typed by their kind; a range cut
+    without a scan (:func:`~normflow.data.partitions.cut_ranges`) learns its first row from ``numbering`` once its
+    rows are counted, and raises :class:`~normflow.data.partitions.QuotedRange` if it holds a quote.
 
     A cell that is not a number in a numeric column is an error here (found and named by
     :func:`~normflow.data.csv_rows.find_bad_cell`); missing cells come through as nulls, for the
@@ -89,7 +100,12 @@ def iter_row_blocks(
     selected = list(spec.selected)
     types = {name: pa.string() if spec.kind(name) == "categorical" else pa.float64() for name in selected}
     data = _range_bytes(part)
+    if numbering is not None and (data is None or data.find(b'"') >= 0):
+        raise QuotedRange(f"{part.path}: a quote in bytes {part.start}-{part.end}")
     batches = _numbers_at_once(data, spec, selected, block_bytes) if data is not None else None
+    if numbering is not None and data is not None:
+        rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows
+        part = replace(part, first_row=numbering.first_row(rows))
     if batches is not None:
         first_row = part.first_row
         while batches:

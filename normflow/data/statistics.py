@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ from normflow.core.table_stats import (
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, in_order, plan_partitions
+from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, scan_range
 from normflow.data.reader import iter_row_blocks
 
 if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
@@ -165,15 +166,16 @@ def file_statistics(
     holdout_fraction: float = 0.0,
     encoder: BlockEncoder | None = None,
     shared: SharedBound | None = None,
+    numbering: RangeNumbering | None = None,
 ) -> FileStatistics:
     """Statistics of one file's (or partition's) raw training and holdout rows, and the sample of the evaluated
     ones, block by block (memory stays flat); ``encoder`` carries the raw layout and the counts across the files
-    of one pass."""
+    of one pass, ``numbering`` the first row of a range cut without a scan."""
     encoder = encoder if encoder is not None else BlockEncoder(spec)
     train, held = _StreamedRows(encoder, device), _StreamedRows(encoder, device)
     sample = empty_sample(encoder.width)
     seed = file_seed(path.path if isinstance(path, Partition) else path)
-    for block in iter_row_blocks(path, spec, block_bytes):
+    for block in iter_row_blocks(path, spec, block_bytes, numbering):
         encoded = encoder.encode(block, with_keys=holdout_fraction > 0)
         sample = _widen_sample(sample, encoded.width)
         priority = row_priorities(seed, encoded.rows)
@@ -223,25 +225,23 @@ def source_statistics(
     """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked.
 
     With ``threads`` > 1 and more than ``range_bytes`` of data, the files are cut into byte ranges of whole lines
-    (:func:`~normflow.data.partitions.plan_partitions`) read side by side on that many threads, each with its own
+    (:func:`~normflow.data.partitions.cut_ranges`) read side by side on that many threads, each with its own
     encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
     """
     if threads > 1 and sum(path.stat().st_size for path in sources) > range_bytes:
         with one_library_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass") as pool:
-            partitions = plan_partitions(sources, range_bytes, pool.map)
-            if len(partitions) > 1:
-                progress = _SummedProgress(on_progress)
-                shared = SharedBound()
-
-                def statistics_of(partition: Partition) -> tuple[str, FileStatistics, BlockEncoder]:
-                    encoder = BlockEncoder(spec)
-                    part = file_statistics(
-                        partition, spec, device, block_bytes, progress.of(partition), holdout_fraction, encoder, shared
-                    )
-                    return str(partition.path), part, encoder
-
-                streams = list(in_order(pool, statistics_of, partitions, ahead=2 * threads))
-                return merge_streams(streams, spec, holdout_fraction > 0)
+            run = partial(
+                _statistics_of_ranges, pool, threads, spec, device, block_bytes, on_progress, holdout_fraction
+            )
+            ranges = cut_ranges(sources, range_bytes)
+            if len(ranges) > 1:
+                try:
+                    return run(ranges)
+                except Exception:  # a quote anywhere: its file is read whole (the error, if any, is its reading's)
+                    quoted = _quoted_files(pool, ranges)
+                    if not quoted:
+                        raise
+                return run(cut_ranges(sources, range_bytes, whole=quoted))
     encoder = BlockEncoder(spec)
     parts = (
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
@@ -249,6 +249,52 @@ def source_statistics(
     )
     raw = fold_statistics(parts, holdout_fraction > 0)
     return encode_statistics(raw, spec, encoder)
+
+
+def _statistics_of_ranges(
+    pool: ThreadPoolExecutor,
+    threads: int,
+    spec: TableSpec,
+    device: torch.device,
+    block_bytes: int,
+    on_progress: ProgressCallback | None,
+    holdout_fraction: float,
+    ranges: list[tuple[Partition, RangeNumbering | None]],
+) -> SourceStatistics:
+    """The pass over ``ranges`` on the pool's ``threads``, merged; :class:`QuotedRange` if a range holds a quote."""
+    progress = _SummedProgress(on_progress)
+    shared = SharedBound()
+
+    def statistics_of(item: tuple[Partition, RangeNumbering | None]) -> tuple[str, FileStatistics, BlockEncoder]:
+        partition, numbering = item
+        encoder = BlockEncoder(spec)
+        try:
+            part = file_statistics(
+                partition,
+                spec,
+                device,
+                block_bytes,
+                progress.of(partition),
+                holdout_fraction,
+                encoder,
+                shared,
+                numbering,
+            )
+        except BaseException as error:
+            if numbering is not None:
+                numbering.give_up(error)
+            raise
+        return str(partition.path), part, encoder
+
+    streams = list(in_order(pool, statistics_of, ranges, ahead=2 * threads))
+    return merge_streams(streams, spec, holdout_fraction > 0)
+
+
+def _quoted_files(pool: ThreadPoolExecutor, ranges: list[tuple[Partition, RangeNumbering | None]]) -> frozenset[Path]:
+    """The files of which some range holds a quote character."""
+    cut = [(part.path, part.start, part.end) for part, numbering in ranges if numbering is not None]
+    quoted = pool.map(lambda where: scan_range(*where).quoted, cut)
+    return frozenset(path for (path, _, _), has_quote in zip(cut, quoted, strict=True) if has_quote)
 
 
 class _SummedProgress:

@@ -195,6 +195,42 @@ def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_who
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
 
 
+def test_a_quote_found_in_a_late_range_reads_its_file_whole(tmp_path):
+    """Ranges are numbered as they are read, without a scan first: a quote in a late range (here around a line
+    break, so the file's lines are not its rows) sends the file back to be read whole, with the statistics and the
+    sample that one thread gives; a file without a quote beside it is still cut."""
+    frame = _messy(3000)
+    quoted, plain = tmp_path / "quoted.csv", tmp_path / "plain.csv"
+    frame.to_csv(plain, index=False)
+    frame.loc[2700, "city"] = "Den\nver"  # pandas quotes it: one row, two lines
+    frame.to_csv(quoted, index=False)
+    files = [plain, quoted]
+    spec = _spec(files)
+    single = source_statistics(files, spec, CPU, block_bytes=4096)
+    threaded = source_statistics(files, spec, CPU, block_bytes=4096, threads=2, range_bytes=12_000)
+    _same_statistics(threaded, single)
+    assert single.rows_per_file[str(quoted)] == 3000
+
+
+@pytest.mark.parametrize("bad_row", [500, 3800])
+def test_a_bad_cell_before_or_after_a_quoted_line_break_is_named_as_one_thread_names_it(tmp_path, bad_row):
+    """After a line break inside a quoted cell a file's rows are one line behind its lines: the ranges' numbering
+    is not trusted there, the file is read whole, and the error names the row the single pass names."""
+    path = tmp_path / "houses.csv"
+    frame = _messy(4000).astype({"rooms": object})
+    frame.loc[bad_row - 1, "rooms"] = "2km"  # data row bad_row
+    frame.loc[3499, "city"] = "Bos\nton"  # data row 3500: one row, two lines (pandas quotes it)
+    frame.to_csv(path, index=False)
+    spec = _spec([path])
+    with pytest.raises(DataError) as single:
+        source_statistics([path], spec, CPU, block_bytes=4096)
+    with pytest.raises(DataError) as threaded:
+        source_statistics([path], spec, CPU, block_bytes=4096, threads=2, range_bytes=10_000)
+    assert str(threaded.value) == str(single.value)
+    line = bad_row + 1 + (bad_row > 3500)
+    assert f"row {bad_row} (line {line}), column 'rooms'" in str(threaded.value)
+
+
 @pytest.fixture
 def model(seed_rows):
     return train_linear_model(
