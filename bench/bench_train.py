@@ -8,7 +8,7 @@ each in its own process so peak memory (max RSS) is that contender's alone:
   (c) normflow engine  streaming read + moments + 2000 epochs of exact GD
 
 (`bench/run.py` also runs the statistics pass alone, beside polars, DuckDB, and our reader alone: the pass's
-byte ranges planned and parsed on the same threads with nothing computed, the floor of a pass on pyarrow's reader.)
+byte ranges cut, parsed and numbered on the same threads with nothing computed, the floor of a pass on pyarrow's reader.)
 
 Figures are printed, never asserted. Usage:
 
@@ -99,7 +99,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         import torch
 
         from normflow.data.columns import table_spec
-        from normflow.data.partitions import plan_partitions
+        from normflow.data.partitions import cut_ranges
         from normflow.data.reader import iter_row_blocks
         from normflow.data.sources import resolve_sources
         from normflow.data.statistics import RANGE_BYTES
@@ -108,13 +108,14 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         sources = resolve_sources(path)
         spec = table_spec(sources, "price", None)
 
-        def rows_of(partition) -> int:  # parsed as the pass parses them, then dropped
-            return sum(block.batch.num_rows for block in iter_row_blocks(partition, spec))
+        def rows_of(item) -> int:  # parsed and numbered as the pass does, then dropped
+            partition, numbering = item
+            return sum(block.batch.num_rows for block in iter_row_blocks(partition, spec, numbering=numbering))
 
         with ThreadPoolExecutor(torch.get_num_threads()) as pool:
-            partitions = plan_partitions(sources, RANGE_BYTES, pool.map)
-            rows = sum(pool.map(rows_of, partitions))
-        detail = f"{rows:,} rows in {len(partitions)} ranges: planned and parsed, nothing computed"
+            ranges = cut_ranges(sources, RANGE_BYTES)
+            rows = sum(pool.map(rows_of, ranges))
+        detail = f"{rows:,} rows in {len(ranges)} ranges: cut, parsed and numbered, nothing computed"
     elif kind == "polars":
         import polars as pl
 
