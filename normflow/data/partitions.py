@@ -91,9 +91,11 @@ class RangeNumbering:
         self._index = index
 
     def first_row(self, rows: int) -> int:
-        """Tell this range's ``rows``; its first row's number, once the ranges before it have told theirs (the
-        failure of one of them is raised here too)."""
+        """Tell this range's ``rows`` (again, if a second reading of it asks); its first row's number, once the ranges
+        before it have told theirs (the failure of one of them is raised here too)."""
         count = self._counts[self._index]
+        if count.told.is_set():
+            assert count.error is None and count.rows == rows, "a range is told one row count"
         count.rows = rows
         count.told.set()
         return 1 + sum(earlier.result() for earlier in self._counts[: self._index])
@@ -124,6 +126,16 @@ def cut_ranges(
             for index, (start, end) in enumerate(pairwise(points))
         )
     return cut
+
+
+def quoted_files(
+    sources: list[Path], target_bytes: int, map_ranges: Callable[..., Iterable[RangeScan]] = map
+) -> frozenset[Path]:
+    """The files :func:`cut_ranges` cuts of which some range holds a quote character (to be read whole)."""
+    ranges = cut_ranges(sources, target_bytes)
+    cut = [(part.path, part.start, part.end) for part, numbering in ranges if numbering is not None]
+    scans = map_ranges(scan_range, *zip(*cut, strict=True)) if cut else []
+    return frozenset(path for (path, _, _), scan in zip(cut, scans, strict=True) if scan.quoted)
 
 
 def _cut_points(path: Path, target_bytes: int) -> list[int]:

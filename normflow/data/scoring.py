@@ -30,7 +30,15 @@ from normflow.core.text import counted
 from normflow.data.columns import TableSpec, table_spec
 from normflow.data.csv_rows import find_bad_cell
 from normflow.data.numbers import missing_as_null, parse_numeric_columns
-from normflow.data.partitions import Partition, in_order, plan_partitions
+from normflow.data.partitions import (
+    Partition,
+    QuotedRange,
+    RangeNumbering,
+    cut_ranges,
+    in_order,
+    quoted_files,
+    scan_range,
+)
 from normflow.data.publish import (
     AtomicTableWriter,
     FormattedRows,
@@ -208,17 +216,28 @@ class BlockScorer:
             yield ScoredPiece(rows, rejected, counts, max(read_so_far - done, 0))
             done = max(read_so_far, done)
 
-    def whole_range(self, partition: Partition, block_bytes: int, csv_output: bool) -> list[ScoredPiece]:
-        """A byte range scored whole (on a worker thread, or in turn on one); for a CSV output, its rows already
-        formatted as lines: a plain range's from its lines as written (:meth:`plain_range`)."""
-        if csv_output and (piece := self.plain_range(partition, block_bytes)) is not None:
-            return [piece]
-        pieces = list(self.blocks(partition, block_bytes))
+    def whole_range(
+        self, partition: Partition, numbering: RangeNumbering, block_bytes: int, csv_output: bool
+    ) -> list[ScoredPiece]:
+        """A byte range scored whole (on a worker thread, or in turn on one), its first row told by ``numbering``
+        once its rows are counted; for a CSV output, its rows already formatted as lines: a plain range's from its
+        lines as written (:meth:`plain_range`). :class:`QuotedRange` if it holds a quote."""
+        try:
+            if csv_output and (piece := self.plain_range(partition, numbering, block_bytes)) is not None:
+                return [piece]
+            scan = scan_range(partition.path, partition.start or 0, partition.end or 0)
+            if scan.quoted:
+                raise QuotedRange(f"{partition.path}: a quote in bytes {partition.start}-{partition.end}")
+            partition = replace(partition, first_row=numbering.first_row(scan.rows))
+            pieces = list(self.blocks(partition, block_bytes))
+        except BaseException as error:
+            numbering.give_up(error)
+            raise
         if not csv_output:
             return pieces
         return [replace(piece, rows=formatted_csv_rows(piece.rows)) for piece in pieces]
 
-    def plain_range(self, partition: Partition, block_bytes: int) -> ScoredPiece | None:
+    def plain_range(self, partition: Partition, numbering: RangeNumbering, block_bytes: int) -> ScoredPiece | None:
         """A byte range of plain lines scored from its bytes (:func:`~normflow.data.reader.read_plain_range`): each
         line goes to the CSV output as written, the prediction (and its companions) joined on; the model's columns
         are parsed straight to numbers. ``None`` when the range needs :meth:`blocks`, which finds and names what is
@@ -229,6 +248,7 @@ class BlockScorer:
         plain = read_plain_range(partition, self.spec, self.model.feature_names, block_bytes)
         if plain is None:
             return None
+        first_row = numbering.first_row(len(plain.lines))
         counts, chunks = ScoringReport(output=partition.path), list[pa.Buffer | bytes]()
         for lines, numbers in plain.blocks():
             if not bool(np.isfinite(numbers).all()):
@@ -244,7 +264,7 @@ class BlockScorer:
             added = self.added_columns(rows, predictions, outside)
             chunks += csv_lines_joined(lines, added, self.schema.names).chunks
         assert partition.start is not None and partition.end is not None, "a plain range is a byte range"
-        consumed = partition.end - (0 if partition.first_row == 1 else partition.start)  # the first counts the header
+        consumed = partition.end - (0 if first_row == 1 else partition.start)  # the first counts the header
         lines_out = FormattedRows(tuple(chunks), counts.rows_scored, self.schema.names)
         return ScoredPiece(lines_out, None, counts, consumed)
 
@@ -328,12 +348,18 @@ class BlockScorer:
 
 
 def scored_pieces(
-    sources: Sequence[Path | Partition], scorer: BlockScorer, block_bytes: int, threads: int, csv_output: bool
+    sources: Sequence[Path | Partition],
+    scorer: BlockScorer,
+    block_bytes: int,
+    threads: int,
+    csv_output: bool,
+    whole: frozenset[Path] = frozenset(),
 ) -> Iterator[ScoredPiece]:
-    """Every block of ``sources`` scored, in order. Files of more than one range are cut into byte ranges, scored
-    (and, for a CSV output, formatted) side by side on ``threads``; a file kept whole (small, or holding a quote)
-    streams here block by block. On one thread, only a CSV output is read by ranges (plain ones are written from
-    their lines: :meth:`BlockScorer.plain_range`)."""
+    """Every block of ``sources`` scored, in order. Files of more than one range are cut into byte ranges
+    (:func:`~normflow.data.partitions.cut_ranges`, numbered as they are read), scored (and, for a CSV output,
+    formatted) side by side on ``threads``; a file kept whole (small, or in ``whole``: holding a quote) streams here
+    block by block. On one thread, only a CSV output is read by ranges (plain ones are written from their lines:
+    :meth:`BlockScorer.plain_range`)."""
     paths = [source for source in sources if not isinstance(source, Partition)]
     ranged = len(paths) == len(sources) and sum(p.stat().st_size for p in paths) > SCORING_RANGE_BYTES
     if not ranged or (threads <= 1 and not csv_output):
@@ -341,20 +367,25 @@ def scored_pieces(
             yield from scorer.blocks(source, block_bytes)
         return
     with ExitStack() as stack:
-        scan: Callable[..., Iterable] = map  # one thread: the ranges in turn
-        score_ranges: Callable[..., Iterable[list[ScoredPiece]]] = map
+        score_ranges: Callable[..., Iterable[list[ScoredPiece]]] = map  # one thread: the ranges in turn
         if threads > 1:
             stack.enter_context(one_library_thread())
             pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="normflow-score"))
-            scan = pool.map
             score_ranges = partial(in_order, pool, ahead=threads + 1)  # side by side, yielded in order
-        partitions = plan_partitions(paths, SCORING_RANGE_BYTES, scan)
-        for whole, group in groupby(partitions, key=lambda part: part.start is None):
-            if whole:
-                for partition in group:
+
+        def scored(item: tuple[Partition, RangeNumbering | None]) -> list[ScoredPiece]:
+            partition, numbering = item
+            assert numbering is not None, "a range cut from a file"
+            return scorer.whole_range(partition, numbering, block_bytes, csv_output)
+
+        ranges = cut_ranges(paths, SCORING_RANGE_BYTES, whole)
+        for kept_whole, group in groupby(ranges, key=lambda item: item[1] is None):
+            if kept_whole:
+                for partition, _ in group:
                     yield from scorer.blocks(partition, block_bytes)
                 continue
-            for pieces in score_ranges(lambda part: scorer.whole_range(part, block_bytes, csv_output), group):
+
+            for pieces in score_ranges(scored, group):
                 yield from pieces
 
 
@@ -379,14 +410,37 @@ def score_sources(
     """
     check_choice(on_bad_row, BAD_ROW_POLICIES, "on_bad_row")
     scorer = BlockScorer.of(spec, model, output, device, on_bad_row, flag_out_of_range, interval)
-    report = ScoringReport(output=output, rejected_output=rejected_path(output) if on_bad_row == "skip" else None)
-    report.below_min = dict.fromkeys(model.feature_names, 0)
-    report.above_max = dict.fromkeys(model.feature_names, 0)
+    score = partial(_scored_into, sources, scorer, output, block_bytes, on_progress, threads)
+    try:
+        return score(frozenset())
+    except Exception:  # a quote in a range: its file is scored whole (the error, if any, is that scoring's)
+        paths = [source for source in sources if not isinstance(source, Partition)]
+        quoted = quoted_files(paths, SCORING_RANGE_BYTES) if len(paths) == len(sources) else frozenset()
+        if not quoted:
+            raise
+    return score(quoted)
+
+
+def _scored_into(
+    sources: Sequence[Path | Partition],
+    scorer: BlockScorer,
+    output: Path,
+    block_bytes: int,
+    on_progress: BytesProgress | None,
+    threads: int,
+    whole: frozenset[Path],
+) -> ScoringReport:
+    """:func:`score_sources`, the files in ``whole`` not cut into ranges; :class:`QuotedRange` if a range holds a
+    quote (nothing is published then)."""
+    skip = scorer.on_bad_row == "skip"
+    report = ScoringReport(output=output, rejected_output=rejected_path(output) if skip else None)
+    report.below_min = dict.fromkeys(scorer.model.feature_names, 0)
+    report.above_max = dict.fromkeys(scorer.model.feature_names, 0)
     bytes_done = 0
     rejects_cm = AtomicTableWriter(report.rejected_output, "csv") if report.rejected_output else nullcontext()
     with AtomicTableWriter(output) as writer, rejects_cm as rejects:
         csv_output = writer.format == "csv"
-        for piece in scored_pieces(sources, scorer, block_bytes, threads, csv_output):
+        for piece in scored_pieces(sources, scorer, block_bytes, threads, csv_output, whole):
             if piece.rejected is not None:
                 assert rejects is not None, "rows are kept as problems only under skip, which opens the rejects file"
                 rejects.write(piece.rejected)

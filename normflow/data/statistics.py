@@ -43,7 +43,7 @@ from normflow.core.table_stats import (
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, scan_range
+from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, quoted_files
 from normflow.data.reader import iter_row_blocks
 
 if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
@@ -238,7 +238,7 @@ def source_statistics(
                 try:
                     return run(ranges)
                 except Exception:  # a quote anywhere: its file is read whole (the error, if any, is its reading's)
-                    quoted = _quoted_files(pool, ranges)
+                    quoted = quoted_files(sources, range_bytes, pool.map)
                     if not quoted:
                         raise
                 return run(cut_ranges(sources, range_bytes, whole=quoted))
@@ -288,13 +288,6 @@ def _statistics_of_ranges(
 
     streams = list(in_order(pool, statistics_of, ranges, ahead=2 * threads))
     return merge_streams(streams, spec, holdout_fraction > 0)
-
-
-def _quoted_files(pool: ThreadPoolExecutor, ranges: list[tuple[Partition, RangeNumbering | None]]) -> frozenset[Path]:
-    """The files of which some range holds a quote character."""
-    cut = [(part.path, part.start, part.end) for part, numbering in ranges if numbering is not None]
-    quoted = pool.map(lambda where: scan_range(*where).quoted, cut)
-    return frozenset(path for (path, _, _), has_quote in zip(cut, quoted, strict=True) if has_quote)
 
 
 class _SummedProgress:

@@ -332,8 +332,8 @@ def test_plain_and_careful_ranges_score_as_the_whole_file_does(model, tmp_path, 
     taken: list[bool] = []
     plain_range = scoring.BlockScorer.plain_range
 
-    def spied(self, partition, block_bytes):
-        piece = plain_range(self, partition, block_bytes)
+    def spied(self, partition, numbering, block_bytes):
+        piece = plain_range(self, partition, numbering, block_bytes)
         taken.append(piece is not None)
         return piece
 
@@ -364,3 +364,29 @@ def test_bad_rows_on_threads_are_rejected_or_refused_as_on_one_thread(model, tmp
     assert not (tmp_path / "refused.csv").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["new.csv", "one.csv", "many.csv", "one.rejected.csv", "many.rejected.csv"]
     )  # nothing half-written
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_quoted_line_break_in_a_late_range_scores_its_file_whole(model, tmp_path, monkeypatch, threads):
+    """Ranges are numbered as they are read: a quote found in a late one (around a line break, so lines are not
+    rows there) scores the file again whole, with nothing of the first try left; the rejected rows after it keep
+    the row numbers of a whole reading, and so does the error that ``error`` ends on."""
+    source = _houses(tmp_path / "new.csv", 4000, bad=(1200, 3800))
+    lines = source.read_text().split("\n")
+    lines[3500] = lines[3500].replace(",ok", ',"o\nk"')  # data row 3500's note holds a line break
+    source.write_text("\n".join(lines))
+    one, many = tmp_path / "one.csv", tmp_path / "many.csv"
+    first = _scored(source, model, one, 1, on_bad_row="skip")
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    second = _scored(source, model, many, threads, on_bad_row="skip")
+    assert many.read_bytes() == one.read_bytes()
+    assert pd.read_csv(rejected_path(many)).source_row.tolist() == [1200, 3800]
+    assert second.rows_scored == first.rows_scored == 3998
+    lines[1200] = lines[1200].replace(",many,", ",7,")  # the first bad row mended: the error is the later one
+    source.write_text("\n".join(lines))
+    with pytest.raises(DataError) as refused:
+        _scored(source, model, tmp_path / "refused.csv", threads)
+    assert "row 3800 (line 3802), column 'lights'" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["new.csv", "one.csv", "many.csv", "one.rejected.csv", "many.rejected.csv"]
+    )  # nothing half-written, from either try
