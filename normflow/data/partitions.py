@@ -1,7 +1,9 @@
 """Cutting files into byte ranges of whole lines, the units of parallel work, with row numbers.
 
-Counting lines is a fast pass over the bytes (no parsing), so a partition's first row number is
-exact and errors found by a worker name the same row the single-process reader would.
+Row numbers stay exact, so errors found by a worker name the same row the single-process reader
+would: :func:`plan_partitions` counts each range's lines first, in a fast pass over the bytes (no
+parsing), for work sent elsewhere; :func:`cut_ranges` leaves each range to count its own rows as
+it reads them, for threads of one process (:class:`RangeNumbering`).
 """
 
 from __future__ import annotations

@@ -100,12 +100,14 @@ def iter_row_blocks(
     selected = list(spec.selected)
     types = {name: pa.string() if spec.kind(name) == "categorical" else pa.float64() for name in selected}
     data = _range_bytes(part)
-    if numbering is not None and (data is None or data.find(b'"') >= 0):
-        raise QuotedRange(f"{part.path}: a quote in bytes {part.start}-{part.end}")
-    batches = _numbers_at_once(data, spec, selected, block_bytes) if data is not None else None
-    if numbering is not None and data is not None:
-        rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows
-        part = replace(part, first_row=numbering.first_row(rows))
+    batches = None
+    if data is not None:
+        if numbering is not None and data.find(b'"') >= 0:
+            raise QuotedRange(f"{part.path}: a quote in bytes {part.start}-{part.end}")
+        batches = _numbers_at_once(data, spec, selected, block_bytes)
+        if numbering is not None:
+            rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows
+            part = replace(part, first_row=numbering.first_row(rows))
     if batches is not None:
         first_row = part.first_row
         while batches:

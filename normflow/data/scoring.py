@@ -225,7 +225,8 @@ class BlockScorer:
         try:
             if csv_output and (piece := self.plain_range(partition, numbering, block_bytes)) is not None:
                 return [piece]
-            scan = scan_range(partition.path, partition.start or 0, partition.end or 0)
+            assert partition.start is not None and partition.end is not None, "a range is a byte range"
+            scan = scan_range(partition.path, partition.start, partition.end)
             if scan.quoted:
                 raise QuotedRange(f"{partition.path}: a quote in bytes {partition.start}-{partition.end}")
             partition = replace(partition, first_row=numbering.first_row(scan.rows))
@@ -384,7 +385,6 @@ def scored_pieces(
                 for partition, _ in group:
                     yield from scorer.blocks(partition, block_bytes)
                 continue
-
             for pieces in score_ranges(scored, group):
                 yield from pieces
 
