@@ -6,6 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -224,24 +225,26 @@ def source_statistics(
 ) -> SourceStatistics:
     """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked.
 
-    With ``threads`` > 1 and more than ``range_bytes`` of data, the files are cut into byte ranges of whole lines
-    (:func:`~normflow.data.partitions.cut_ranges`) read side by side on that many threads, each with its own
-    encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
+    With more than ``range_bytes`` of data, the files are cut into byte ranges of whole lines
+    (:func:`~normflow.data.partitions.cut_ranges`) read side by side on ``threads`` threads (in turn on one), each
+    with its own encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
     """
-    if threads > 1 and sum(path.stat().st_size for path in sources) > range_bytes:
-        with one_library_thread(), ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass") as pool:
-            run = partial(
-                _statistics_of_ranges, pool, threads, spec, device, block_bytes, on_progress, holdout_fraction
-            )
-            ranges = cut_ranges(sources, range_bytes)
-            if len(ranges) > 1:
-                try:
-                    return run(ranges)
-                except Exception:  # a quote anywhere: its file is read whole (the error, if any, is its reading's)
-                    quoted = quoted_files(sources, range_bytes, pool.map)
-                    if not quoted:
-                        raise
-                return run(cut_ranges(sources, range_bytes, whole=quoted))
+    ranges = cut_ranges(sources, range_bytes) if sum(path.stat().st_size for path in sources) > range_bytes else []
+    if len(ranges) > 1:
+        with ExitStack() as stack:
+            map_ranges: Callable[..., Iterable[tuple[str, FileStatistics, BlockEncoder]]] = map  # one thread: in turn
+            if threads > 1:
+                stack.enter_context(one_library_thread())
+                pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass"))
+                map_ranges = partial(in_order, pool, ahead=2 * threads)  # side by side, yielded in order
+            run = partial(_statistics_of_ranges, map_ranges, spec, device, block_bytes, on_progress, holdout_fraction)
+            try:
+                return run(ranges)
+            except Exception:  # a quote anywhere: its file is read whole (the error, if any, is its reading's)
+                quoted = quoted_files(sources, range_bytes)
+                if not quoted:
+                    raise
+            return run(cut_ranges(sources, range_bytes, whole=quoted))
     encoder = BlockEncoder(spec)
     parts = (
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
@@ -252,8 +255,7 @@ def source_statistics(
 
 
 def _statistics_of_ranges(
-    pool: ThreadPoolExecutor,
-    threads: int,
+    map_ranges: Callable[..., Iterable[tuple[str, FileStatistics, BlockEncoder]]],
     spec: TableSpec,
     device: torch.device,
     block_bytes: int,
@@ -261,7 +263,8 @@ def _statistics_of_ranges(
     holdout_fraction: float,
     ranges: list[tuple[Partition, RangeNumbering | None]],
 ) -> SourceStatistics:
-    """The pass over ``ranges`` on the pool's ``threads``, merged; :class:`QuotedRange` if a range holds a quote."""
+    """The pass over ``ranges`` (``map_ranges``: in turn, or side by side and yielded in order), merged;
+    :class:`QuotedRange` if a range holds a quote."""
     progress = _SummedProgress(on_progress)
     shared = SharedBound()
 
@@ -286,7 +289,7 @@ def _statistics_of_ranges(
             raise
         return str(partition.path), part, encoder
 
-    streams = list(in_order(pool, statistics_of, ranges, ahead=2 * threads))
+    streams = list(map_ranges(statistics_of, ranges))
     return merge_streams(streams, spec, holdout_fraction > 0)
 
 

@@ -67,9 +67,11 @@ def _same_statistics(threaded, single) -> None:
 
 @pytest.mark.parametrize("holdout", [0.0, 0.3])
 @pytest.mark.parametrize("sample_rows", [10_000, 40])
-def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, monkeypatch, holdout, sample_rows):
+@pytest.mark.parametrize("threads", [3, 1])
+def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, monkeypatch, holdout, sample_rows, threads):
     """With every row in the sample, and with a sample far smaller than a range (its ranges then skip the rows the
-    finished ones' lowest priorities rule out): the same sample either way."""
+    finished ones' lowest priorities rule out): the same sample either way. On one thread the ranges are read in
+    turn, and give the same as the file streamed whole."""
     monkeypatch.setattr(statistics, "sample_size", lambda width: sample_rows)
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     frame = _messy(6000)
@@ -87,7 +89,7 @@ def test_ranges_on_threads_give_the_single_threaded_statistics(tmp_path, monkeyp
         CPU,
         block_bytes=4096,
         holdout_fraction=holdout,
-        threads=3,
+        threads=threads,
         range_bytes=20_000,
         on_progress=lambda path, rows: seen.append((path.name, rows)),
     )
@@ -195,7 +197,8 @@ def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_who
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
 
 
-def test_a_quote_found_in_a_late_range_reads_its_file_whole(tmp_path):
+@pytest.mark.parametrize("threads", [2, 1])
+def test_a_quote_found_in_a_late_range_reads_its_file_whole(tmp_path, threads):
     """Ranges are numbered as they are read, without a scan first: a quote in a late range (here around a line
     break, so the file's lines are not its rows) sends the file back to be read whole, with the statistics and the
     sample that one thread gives; a file without a quote beside it is still cut."""
@@ -207,7 +210,7 @@ def test_a_quote_found_in_a_late_range_reads_its_file_whole(tmp_path):
     files = [plain, quoted]
     spec = _spec(files)
     single = source_statistics(files, spec, CPU, block_bytes=4096)
-    threaded = source_statistics(files, spec, CPU, block_bytes=4096, threads=2, range_bytes=12_000)
+    threaded = source_statistics(files, spec, CPU, block_bytes=4096, threads=threads, range_bytes=12_000)
     _same_statistics(threaded, single)
     assert single.rows_per_file[str(quoted)] == 3000
 
