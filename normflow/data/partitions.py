@@ -61,8 +61,8 @@ def plan_partitions(
 
 
 class QuotedRange(Exception):
-    """A byte range holds a quote character: its file is to be read whole (a quoted field may hold a line break,
-    so a line boundary in its bytes need not be a row boundary)."""
+    """A byte range's quotes may put a line end inside a quoted field (:func:`cut_inside_quotes`): its file is to be
+    read whole, as a line boundary in its bytes need not be a row boundary."""
 
 
 class _Count:
@@ -130,14 +130,54 @@ def cut_ranges(
     return cut
 
 
-def quoted_files(
-    sources: list[Path], target_bytes: int, map_ranges: Callable[..., Iterable[RangeScan]] = map
-) -> frozenset[Path]:
-    """The files :func:`cut_ranges` cuts of which some range holds a quote character (to be read whole)."""
-    ranges = cut_ranges(sources, target_bytes)
-    cut = [(part.path, part.start, part.end) for part, numbering in ranges if numbering is not None]
-    scans = map_ranges(scan_range, *zip(*cut, strict=True)) if cut else []
-    return frozenset(path for (path, _, _), scan in zip(cut, scans, strict=True) if scan.quoted)
+def read_range(part: Partition) -> bytes:
+    """A byte range's lines, read at once (ranges are small)."""
+    assert part.start is not None and part.end is not None, "a range is a byte range"
+    with open(part.path, "rb") as handle:
+        handle.seek(part.start)
+        return handle.read(part.end - part.start)
+
+
+def cut_inside_quotes(data: bytes, delimiter: str) -> bool:
+    """Whether a range's bytes hold a quote that may put a line end inside a quoted field (or a cut inside one):
+    then its file is read whole (:func:`quoted_fields_close_on_their_line`)."""
+    return data.find(b'"') >= 0 and not quoted_fields_close_on_their_line(data, delimiter)
+
+
+def files_read_whole(sources: list[Path], target_bytes: int, delimiter: str) -> frozenset[Path]:
+    """The files :func:`cut_ranges` cuts of which some range is :func:`cut_inside_quotes` (to be read whole)."""
+    ranges = [part for part, numbering in cut_ranges(sources, target_bytes) if numbering is not None]
+    return frozenset(part.path for part in ranges if cut_inside_quotes(read_range(part), delimiter))
+
+
+def quoted_fields_close_on_their_line(data: bytes, delimiter: str) -> bool:
+    """Whether every quote character in ``data`` (whole lines, from a row's start) belongs to a quoted field as
+    pyarrow's reader reads one, and none holds a line break: opened at a field's start, ``""`` inside for a quote,
+    closed just before a delimiter, a line end or another quote. Then ``data`` ends outside any quoted field, its
+    lines are its rows, and the range after it starts at a row.
+
+    The quotes are paired in order (the first opens, the second closes, ...): a quote not where its place in that
+    order needs it (a bare ``12"`` in a field that was not quoted, text after a closing quote) makes the answer
+    no, and the file is read whole instead.
+    """
+    values = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(np.equal(values, ord('"'), out=thread_flags("quotes", len(values))))
+    if len(quotes) % 2:
+        return False
+    separator, newline, carriage = ord(delimiter), 10, 13
+    before = np.where(quotes > 0, values[np.maximum(quotes - 1, 0)], newline)  # a line end before the first byte
+    after = np.where(quotes + 1 < len(values), values[np.minimum(quotes + 1, len(values) - 1)], newline)  # and after
+    opens, closes = quotes[0::2], quotes[1::2]
+    opened_at_field = (before[0::2] == separator) | (before[0::2] == newline)
+    reopened = np.zeros(len(opens), dtype=bool)  # the second quote of a "" pair, right after the one that closed
+    reopened[1:] = opens[1:] == closes[:-1] + 1
+    closed_at_field = (after[1::2] == separator) | (after[1::2] == newline) | (after[1::2] == carriage)
+    closed_before_quote = np.zeros(len(closes), dtype=bool)
+    closed_before_quote[:-1] = closes[:-1] + 1 == opens[1:]
+    if not bool((opened_at_field | reopened).all() and (closed_at_field | closed_before_quote).all()):
+        return False
+    line_ends = np.flatnonzero(np.equal(values, newline, out=thread_flags("quotes", len(values))))
+    return not bool((np.searchsorted(quotes, line_ends) % 2).any())  # a line end after an odd count: in a field
 
 
 def _cut_points(path: Path, target_bytes: int) -> list[int]:

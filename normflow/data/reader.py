@@ -29,6 +29,8 @@ from normflow.data.partitions import (
     QuotedRange,
     RangeNumbering,
     as_partition,
+    cut_inside_quotes,
+    read_range,
     scan_bytes,
     thread_buffer,
     thread_flags,
@@ -66,12 +68,7 @@ def as_numpy(array: pa.Array, null: float = np.nan) -> np.ndarray:
 
 def _range_bytes(part: Partition) -> bytes | None:
     """A byte range's lines, read at once (ranges are small); None for a whole file, which is streamed."""
-    if part.start is None:
-        return None
-    assert part.end is not None, "a partition with a start has an end"
-    with open(part.path, "rb") as handle:
-        handle.seek(part.start)
-        return handle.read(part.end - part.start)
+    return None if part.start is None else read_range(part)
 
 
 def _open_partition(part: Partition, data: bytes | None) -> tuple[pa.NativeFile, int]:
@@ -90,7 +87,7 @@ def iter_row_blocks(
 ) -> Iterator[RowBlock]:
     """Stream a file (or partition) as blocks of the columns ``spec.selected``, typed by their kind; a range cut
     without a scan (:func:`~normflow.data.partitions.cut_ranges`) learns its first row from ``numbering`` once its
-    rows are counted, and raises :class:`~normflow.data.partitions.QuotedRange` if it holds a quote.
+    rows are counted, and raises :class:`~normflow.data.partitions.QuotedRange` if its quotes may hold a line end.
 
     A cell that is not a number in a numeric column is an error here (found and named by
     :func:`~normflow.data.csv_rows.find_bad_cell`); missing cells come through as nulls, for the
@@ -102,8 +99,8 @@ def iter_row_blocks(
     data = _range_bytes(part)
     batches = None
     if data is not None:
-        if numbering is not None and data.find(b'"') >= 0:
-            raise QuotedRange(f"{part.path}: a quote in bytes {part.start}-{part.end}")
+        if numbering is not None and cut_inside_quotes(data, spec.delimiter):
+            raise QuotedRange(f"{part.path}: quotes that may hold a line end in bytes {part.start}-{part.end}")
         batches = _numbers_at_once(data, spec, selected, block_bytes)
         if numbering is not None:
             rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows

@@ -34,10 +34,12 @@ from normflow.data.partitions import (
     Partition,
     QuotedRange,
     RangeNumbering,
+    cut_inside_quotes,
     cut_ranges,
+    files_read_whole,
     in_order,
-    quoted_files,
-    scan_range,
+    read_range,
+    scan_bytes,
 )
 from normflow.data.publish import (
     AtomicTableWriter,
@@ -221,15 +223,16 @@ class BlockScorer:
     ) -> list[ScoredPiece]:
         """A byte range scored whole (on a worker thread, or in turn on one), its first row told by ``numbering``
         once its rows are counted; for a CSV output, its rows already formatted as lines: a plain range's from its
-        lines as written (:meth:`plain_range`). :class:`QuotedRange` if it holds a quote."""
+        lines as written (:meth:`plain_range`). :class:`QuotedRange` if its quotes may hold a line end."""
         try:
             if csv_output and (piece := self.plain_range(partition, numbering, block_bytes)) is not None:
                 return [piece]
-            assert partition.start is not None and partition.end is not None, "a range is a byte range"
-            scan = scan_range(partition.path, partition.start, partition.end)
-            if scan.quoted:
-                raise QuotedRange(f"{partition.path}: a quote in bytes {partition.start}-{partition.end}")
-            partition = replace(partition, first_row=numbering.first_row(scan.rows))
+            data = read_range(partition)
+            if cut_inside_quotes(data, self.spec.delimiter):
+                raise QuotedRange(
+                    f"{partition.path}: a quoted line end may lie in bytes {partition.start}-{partition.end}"
+                )
+            partition = replace(partition, first_row=numbering.first_row(scan_bytes(data).rows))
             pieces = list(self.blocks(partition, block_bytes))
         except BaseException as error:
             numbering.give_up(error)
@@ -413,9 +416,10 @@ def score_sources(
     score = partial(_scored_into, sources, scorer, output, block_bytes, on_progress, threads)
     try:
         return score(frozenset())
-    except Exception:  # a quote in a range: its file is scored whole (the error, if any, is that scoring's)
+    except Exception:  # a quote that may hold a line end: its file is scored whole (the error is that scoring's)
         paths = [source for source in sources if not isinstance(source, Partition)]
-        quoted = quoted_files(paths, SCORING_RANGE_BYTES) if len(paths) == len(sources) else frozenset()
+        whole = len(paths) == len(sources)
+        quoted = files_read_whole(paths, SCORING_RANGE_BYTES, spec.delimiter) if whole else frozenset()
         if not quoted:
             raise
     return score(quoted)

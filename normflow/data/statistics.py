@@ -44,7 +44,7 @@ from normflow.core.table_stats import (
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, quoted_files
+from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, files_read_whole, in_order
 from normflow.data.reader import iter_row_blocks
 
 if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
@@ -240,8 +240,8 @@ def source_statistics(
             run = partial(_statistics_of_ranges, map_ranges, spec, device, block_bytes, on_progress, holdout_fraction)
             try:
                 return run(ranges)
-            except Exception:  # a quote anywhere: its file is read whole (the error, if any, is its reading's)
-                quoted = quoted_files(sources, range_bytes)
+            except Exception:  # a quote that may hold a line end: its file is read whole (the error is its reading's)
+                quoted = files_read_whole(sources, range_bytes, spec.delimiter)
                 if not quoted:
                     raise
             return run(cut_ranges(sources, range_bytes, whole=quoted))
@@ -264,7 +264,7 @@ def _statistics_of_ranges(
     ranges: list[tuple[Partition, RangeNumbering | None]],
 ) -> SourceStatistics:
     """The pass over ``ranges`` (``map_ranges``: in turn, or side by side and yielded in order), merged;
-    :class:`QuotedRange` if a range holds a quote."""
+    :class:`QuotedRange` if a range's quotes may hold a line end."""
     progress = _SummedProgress(on_progress)
     shared = SharedBound()
 

@@ -4,6 +4,7 @@ the line scan that numbers each range's rows agrees with a plain reading."""
 
 from __future__ import annotations
 
+import csv
 import random
 
 import numpy as np
@@ -20,7 +21,7 @@ from normflow.data import encoder as encoder_module
 from normflow.data import partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
-from normflow.data.partitions import Partition, plan_partitions, scan_range
+from normflow.data.partitions import Partition, plan_partitions, quoted_fields_close_on_their_line, scan_range
 from normflow.data.reader import read_plain_range
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
@@ -187,6 +188,62 @@ def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_who
             handle.seek(part.start)
             first = handle.readline().split(b",")[0]
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
+
+
+@pytest.mark.parametrize(
+    ("data", "cut_ok"),
+    [
+        (b'1,"a",2\n3,"b,c",4\n', True),  # quoted fields, one holding the delimiter
+        (b'"he said ""hi""",3\n"",1\n1,""""\n', True),  # "" inside for a quote; empty; a lone quote
+        (b'1,"a"\r\n2,"b"\r\n', True),  # CRLF after a closing quote
+        (b'x\n"a"', True),  # opened at a line's start, closed at the end of the bytes
+        (b'1,"Bos\nton",2\n', False),  # a line end inside a quoted field
+        (b'1,"a\n\nb"\n', False),  # a blank line inside one
+        (b'12" pipe,3\n', False),  # a bare quote inside a field that was not quoted
+        (b'abc",1\n', False),  # one at the end of such a field
+        (b'1,"a"b,2\n', False),  # text after a closing quote
+        (b'1, "a",2\n', False),  # a space before the opening quote: pyarrow reads the quote as text
+        (b'1,"a', False),  # never closed
+        (b'a"b,"Bos\nton"\n', False),  # a bare quote and a quoted line end: the count is even, the order is not
+        (b'abc","Bos\nx,y,ton"\n', False),  # a cut inside the field would leave a range that parses cleanly
+    ],
+)
+def test_a_file_is_cut_only_where_its_quotes_close_on_their_line(data, cut_ok):
+    """Quoted fields that open at a field's start and close before a delimiter or a line end, with no line end
+    inside, keep a file cut into ranges; any other quote sends it to be read whole."""
+    assert quoted_fields_close_on_their_line(data, ",") is cut_ok
+
+
+def _cut_partitions(monkeypatch, module, name: str) -> list:
+    """The partitions ``module.name`` (a range's work) is called with, recorded."""
+    seen: list = []
+    work = getattr(module, name)
+
+    def spied(*args, **kwargs):
+        seen.append(next(arg for arg in args if isinstance(arg, Partition)))
+        return work(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spied)
+    return seen
+
+
+@pytest.mark.parametrize("threads", [2, 1])
+def test_a_file_of_quoted_text_is_cut_into_ranges_and_gives_what_one_thread_gives(tmp_path, monkeypatch, threads):
+    """An export that quotes every text field (a quote inside one doubled) and some numbers is still cut into ranges
+    and read side by side: the statistics, levels and sample of one thread reading it whole."""
+    frame = _messy(6000)
+    frame["city"] = frame["city"].str.replace("Boston", 'Boston "MA", "US"')
+    path = tmp_path / "quoted.csv"
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
+    assert '"Boston ""MA"", ""US"""' in path.read_text()
+    spec = _spec([path])
+    single = source_statistics([path], spec, CPU, block_bytes=4096, holdout_fraction=0.2)
+    seen = _cut_partitions(monkeypatch, statistics, "file_statistics")
+    cut = source_statistics(
+        [path], spec, CPU, block_bytes=4096, holdout_fraction=0.2, threads=threads, range_bytes=20_000
+    )
+    _same_statistics(cut, single)
+    assert len(seen) >= 10 and all(part.start is not None for part in seen)  # ranges, none read whole
 
 
 @pytest.mark.parametrize("threads", [2, 1])
@@ -379,3 +436,20 @@ def test_a_quoted_line_break_in_a_late_range_scores_its_file_whole(model, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["new.csv", "one.csv", "many.csv", "one.rejected.csv", "many.rejected.csv"]
     )  # nothing half-written, from either try
+
+
+def test_quoted_text_is_scored_by_ranges_as_one_thread_scores_it(model, tmp_path, monkeypatch):
+    """Quoted notes (a delimiter and a doubled quote inside) pass through the careful reader range by range, side by
+    side, and the output is byte for byte one thread's."""
+    source = _houses(tmp_path / "new.csv", 4000, bad=(2500,))
+    text = source.read_text().replace(",ok\n", ',"ok, ""fine"""\n')
+    source.write_text(text)
+    one, many = tmp_path / "one.csv", tmp_path / "many.csv"
+    first = _scored(source, model, one, 1, on_bad_row="skip")
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", 20_000)
+    seen = _cut_partitions(monkeypatch, scoring.BlockScorer, "whole_range")
+    second = _scored(source, model, many, 2, on_bad_row="skip")
+    assert many.read_bytes() == one.read_bytes() and b'"ok, ""fine"""' in one.read_bytes()
+    assert second.rows_scored == first.rows_scored == 3999
+    assert pd.read_csv(rejected_path(many)).source_row.tolist() == [2500]
+    assert len(seen) == len(partitions.cut_ranges([source], 20_000)) >= 5  # every range scored, none started over
