@@ -164,14 +164,18 @@ def quoted_fields_close_on_their_line(data: bytes, delimiter: str) -> bool:
     quotes = np.flatnonzero(np.equal(values, ord('"'), out=thread_flags("quotes", len(values))))
     if len(quotes) % 2:
         return False
+    if not len(quotes):
+        return True
     separator, newline, carriage = ord(delimiter), 10, 13
-    before = np.where(quotes > 0, values[np.maximum(quotes - 1, 0)], newline)  # a line end before the first byte
-    after = np.where(quotes + 1 < len(values), values[np.minimum(quotes + 1, len(values) - 1)], newline)  # and after
     opens, closes = quotes[0::2], quotes[1::2]
-    opened_at_field = (before[0::2] == separator) | (before[0::2] == newline)
+    before = values[np.maximum(opens - 1, 0)]  # the byte before each opening quote, a line end before the first byte
+    before[0] = newline if opens[0] == 0 else before[0]
+    after = values[np.minimum(closes + 1, len(values) - 1)]  # the byte after each closing one, a line end at the end
+    after[-1] = newline if closes[-1] == len(values) - 1 else after[-1]
+    opened_at_field = (before == separator) | (before == newline)
     reopened = np.zeros(len(opens), dtype=bool)  # the second quote of a "" pair, right after the one that closed
     reopened[1:] = opens[1:] == closes[:-1] + 1
-    closed_at_field = (after[1::2] == separator) | (after[1::2] == newline) | (after[1::2] == carriage)
+    closed_at_field = (after == separator) | (after == newline) | (after == carriage)
     closed_before_quote = np.zeros(len(closes), dtype=bool)
     closed_before_quote[:-1] = closes[:-1] + 1 == opens[1:]
     if not bool((opened_at_field | reopened).all() and (closed_at_field | closed_before_quote).all()):
