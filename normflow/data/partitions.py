@@ -60,6 +60,9 @@ def plan_partitions(
     return partitions
 
 
+_Outcome = TypeVar("_Outcome")
+
+
 class QuotedRange(Exception):
     """A byte range's quotes may put a line end inside a quoted field (:func:`cut_inside_quotes`): its file is to be
     read whole, as a line boundary in its bytes need not be a row boundary."""
@@ -144,10 +147,31 @@ def cut_inside_quotes(data: bytes, delimiter: str) -> bool:
     return data.find(b'"') >= 0 and not quoted_fields_close_on_their_line(data, delimiter)
 
 
+def check_quotes(part: Partition, data: bytes, delimiter: str) -> None:
+    """Raise :class:`QuotedRange` if the range ``part``'s bytes are :func:`cut_inside_quotes`."""
+    if cut_inside_quotes(data, delimiter):
+        raise QuotedRange(f"{part.path}: a quoted line end may lie in bytes {part.start}-{part.end}")
+
+
 def files_read_whole(sources: list[Path], target_bytes: int, delimiter: str) -> frozenset[Path]:
     """The files :func:`cut_ranges` cuts of which some range is :func:`cut_inside_quotes` (to be read whole)."""
     ranges = [part for part, numbering in cut_ranges(sources, target_bytes) if numbering is not None]
     return frozenset(part.path for part in ranges if cut_inside_quotes(read_range(part), delimiter))
+
+
+def with_quoted_files_whole(
+    run: Callable[[frozenset[Path]], _Outcome], sources: list[Path], target_bytes: int, delimiter: str
+) -> _Outcome:
+    """``run(whole)`` over ``sources`` cut into ranges, ``whole`` the files read whole: first none; if that fails and
+    some of the files' ranges are :func:`cut_inside_quotes`, again with those files whole, so the error, if any,
+    is their whole reading's (a :class:`QuotedRange` is such a failure)."""
+    try:
+        return run(frozenset())
+    except Exception:
+        whole = files_read_whole(sources, target_bytes, delimiter)
+        if not whole:
+            raise
+    return run(whole)
 
 
 def quoted_fields_close_on_their_line(data: bytes, delimiter: str) -> bool:

@@ -26,10 +26,9 @@ from normflow.data.dialect import not_utf8
 from normflow.data.numbers import MISSING_MARKERS
 from normflow.data.partitions import (
     Partition,
-    QuotedRange,
     RangeNumbering,
     as_partition,
-    cut_inside_quotes,
+    check_quotes,
     read_range,
     scan_bytes,
     thread_buffer,
@@ -99,8 +98,8 @@ def iter_row_blocks(
     data = _range_bytes(part)
     batches = None
     if data is not None:
-        if numbering is not None and cut_inside_quotes(data, spec.delimiter):
-            raise QuotedRange(f"{part.path}: quotes that may hold a line end in bytes {part.start}-{part.end}")
+        if numbering is not None:
+            check_quotes(part, data, spec.delimiter)
         batches = _numbers_at_once(data, spec, selected, block_bytes)
         if numbering is not None:
             rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows

@@ -32,14 +32,13 @@ from normflow.data.csv_rows import find_bad_cell
 from normflow.data.numbers import missing_as_null, parse_numeric_columns
 from normflow.data.partitions import (
     Partition,
-    QuotedRange,
     RangeNumbering,
-    cut_inside_quotes,
+    check_quotes,
     cut_ranges,
-    files_read_whole,
     in_order,
     read_range,
     scan_bytes,
+    with_quoted_files_whole,
 )
 from normflow.data.publish import (
     AtomicTableWriter,
@@ -228,10 +227,7 @@ class BlockScorer:
             if csv_output and (piece := self.plain_range(partition, numbering, block_bytes)) is not None:
                 return [piece]
             data = read_range(partition)
-            if cut_inside_quotes(data, self.spec.delimiter):
-                raise QuotedRange(
-                    f"{partition.path}: a quoted line end may lie in bytes {partition.start}-{partition.end}"
-                )
+            check_quotes(partition, data, self.spec.delimiter)
             partition = replace(partition, first_row=numbering.first_row(scan_bytes(data).rows))
             pieces = list(self.blocks(partition, block_bytes))
         except BaseException as error:
@@ -414,15 +410,9 @@ def score_sources(
     check_choice(on_bad_row, BAD_ROW_POLICIES, "on_bad_row")
     scorer = BlockScorer.of(spec, model, output, device, on_bad_row, flag_out_of_range, interval)
     score = partial(_scored_into, sources, scorer, output, block_bytes, on_progress, threads)
-    try:
-        return score(frozenset())
-    except Exception:  # a quote that may hold a line end: its file is scored whole (the error is that scoring's)
-        paths = [source for source in sources if not isinstance(source, Partition)]
-        whole = len(paths) == len(sources)
-        quoted = files_read_whole(paths, SCORING_RANGE_BYTES, spec.delimiter) if whole else frozenset()
-        if not quoted:
-            raise
-    return score(quoted)
+    paths = [source for source in sources if not isinstance(source, Partition)]
+    cut = paths if len(paths) == len(sources) else []  # partitions sent from elsewhere are never cut again
+    return with_quoted_files_whole(score, cut, SCORING_RANGE_BYTES, spec.delimiter)
 
 
 def _scored_into(
@@ -434,8 +424,8 @@ def _scored_into(
     threads: int,
     whole: frozenset[Path],
 ) -> ScoringReport:
-    """:func:`score_sources`, the files in ``whole`` not cut into ranges; :class:`QuotedRange` if a range holds a
-    quote (nothing is published then)."""
+    """:func:`score_sources`, the files in ``whole`` not cut into ranges; :class:`QuotedRange` if a range's quotes
+    may hold a line end (nothing is published then)."""
     skip = scorer.on_bad_row == "skip"
     report = ScoringReport(output=output, rejected_output=rejected_path(output) if skip else None)
     report.below_min = dict.fromkeys(scorer.model.feature_names, 0)

@@ -44,7 +44,7 @@ from normflow.core.table_stats import (
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, files_read_whole, in_order
+from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, with_quoted_files_whole
 from normflow.data.reader import iter_row_blocks
 
 if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
@@ -238,13 +238,12 @@ def source_statistics(
                 pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="normflow-pass"))
                 map_ranges = partial(in_order, pool, ahead=2 * threads)  # side by side, yielded in order
             run = partial(_statistics_of_ranges, map_ranges, spec, device, block_bytes, on_progress, holdout_fraction)
-            try:
-                return run(ranges)
-            except Exception:  # a quote that may hold a line end: its file is read whole (the error is its reading's)
-                quoted = files_read_whole(sources, range_bytes, spec.delimiter)
-                if not quoted:
-                    raise
-            return run(cut_ranges(sources, range_bytes, whole=quoted))
+            return with_quoted_files_whole(
+                lambda whole: run(cut_ranges(sources, range_bytes, whole) if whole else ranges),
+                sources,
+                range_bytes,
+                spec.delimiter,
+            )
     encoder = BlockEncoder(spec)
     parts = (
         (str(path), file_statistics(path, spec, device, block_bytes, on_progress, holdout_fraction, encoder))
