@@ -31,5 +31,8 @@ def dask_task_runner(dask_address: str | None, workers: int | None):
             "threads_per_worker": 1,
             "host": "127.0.0.1",
             "dashboard_address": None,
+            # Dask's HTTP server (health, metrics) on a free port of 127.0.0.1, not 8787 with a warning when taken
+            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+            "preload": ["tasks.run_logs"],  # its dask_setup: lost connections in one line on the command's stderr
         },
     )

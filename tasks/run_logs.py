@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
-from normflow.core.errors import NormflowError
+from normflow.core.errors import NormflowError, one_line
 
 
 class OneLineExpectedErrors(logging.Filter):
@@ -87,6 +87,39 @@ class RunFailuresToOneLine(logging.Filter):
         )
 
 
+class ConnectionLossesToOneLine(logging.Filter):
+    """Dask's records of a lost connection in one line, its error appended: a worker whose heartbeat meets the
+    scheduler closing (as a cluster shuts down after a failed run) logged Dask's whole traceback on the command's
+    stderr. The loss is the news; the traceback is Dask's own internals."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OSError):  # Dask's CommClosedError and StreamClosedError are OSErrors
+            record.msg = f"{record.getMessage().rstrip('.')}: {type(exc).__name__}: {one_line(str(exc))}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+DASK_CONNECTION_LOGGERS = ("distributed.worker", "distributed.nanny", "distributed.core", "distributed.batched")
+
+
+def one_line_connection_losses() -> None:
+    """Put one :class:`ConnectionLossesToOneLine` on the Dask loggers that report lost connections (a logger's
+    filter sees the records logged on it, whichever handler prints them: Dask's own or Prefect's)."""
+    for name in DASK_CONNECTION_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ConnectionLossesToOneLine) for f in logger.filters):
+            logger.addFilter(ConnectionLossesToOneLine())
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's preload hook (``preload=["tasks.run_logs"]``): a worker the command starts reports a lost connection
+    in one line from its start, before it runs any partition."""
+    one_line_connection_losses()
+
+
 def one_line_errors_in_a_dask_worker() -> None:
     """In a partition task: the run's log gets the one-line rule, and when this is a Dask worker's process, its
     console (the command's own stderr with ``--workers``) shows no run-failure records, as the command's console:
@@ -98,6 +131,7 @@ def one_line_errors_in_a_dask_worker() -> None:
         get_worker()
     except (ImportError, ValueError):  # not on a Dask worker: the process's console is the command's, set up there
         return
+    one_line_connection_losses()  # a cluster the command did not start has no preload of ours
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for logger in [logging.getLogger(), logging.getLogger("prefect")]:

@@ -3,6 +3,7 @@ single-process results: moments to 1e-12 relative, identical predictions, all-or
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from mlflow import MlflowClient
 from prefect_dask import DaskTaskRunner
 
 from flows.predict_flow import predict_flow
+from flows.task_runners import dask_task_runner
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError, WorkerLostError
 from normflow.core.settings import PredictSettings, TrainSettings
@@ -295,3 +297,32 @@ def test_a_data_error_in_a_dask_worker_is_one_line_in_the_run_log_and_on_stderr(
     assert "Traceback" not in result.stderr, result.stderr[-6000:]
     (line,) = [line for line in result.stderr.splitlines() if "not a number" in line]
     assert line.startswith("normflow: error: ") and "part1.csv: row 301 (line 302), column 'distance'" in line
+
+
+def log_a_lost_heartbeat() -> None:
+    """On a Dask worker: the record ``Worker.heartbeat`` logs when the scheduler closes its connection first."""
+    from distributed.comm.core import CommClosedError
+
+    try:
+        raise CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed")
+    except OSError:
+        logging.getLogger("distributed.worker").exception("Failed to communicate with scheduler during heartbeat.")
+
+
+def test_the_local_cluster_of_workers_reports_a_lost_connection_in_one_line(capfd, recwarn):
+    """CI saw a ``--workers 1`` command that failed on bad data print Dask's traceback of a worker's heartbeat
+    meeting the closing scheduler (a race inside Dask), and a warning that port 8787 was taken. The cluster the
+    command starts prints that loss in one line from the worker's start, and its HTTP server takes a free port."""
+    runner = dask_task_runner(None, 1)
+    with LocalCluster(**runner.cluster_kwargs) as local, Client(local) as client:
+        client.run(log_a_lost_heartbeat)
+        port = local.scheduler.http_server.port
+    err = capfd.readouterr().err
+    taken = [str(w.message) for w in recwarn if "already in use" in str(w.message)]
+    assert port != 8787 and not taken and "already in use" not in err, (port, taken)
+    assert "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if "heartbeat" in line]
+    assert line.endswith(
+        "distributed.worker - ERROR - Failed to communicate with scheduler during heartbeat: "
+        "CommClosedError: in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"
+    ), line
