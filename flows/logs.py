@@ -9,7 +9,7 @@ import os
 import sys
 
 from tasks.run_logs import OneLineExpectedErrors as OneLineExpectedErrors
-from tasks.run_logs import RunFailuresToOneLine, filter_expected_errors
+from tasks.run_logs import RunFailuresToOneLine, filter_expected_errors, one_line_connection_losses
 from tasks.run_logs import is_expected_failure as is_expected_failure
 from tasks.run_logs import one_line_errors_in_run_logs as one_line_errors_in_run_logs
 
@@ -28,13 +28,14 @@ def quiet_prefect_console() -> None:
 def quiet_library_consoles() -> None:
     """A command prints its summary or its one error line, not the libraries' chatter: Prefect's
     console shows warnings only (and no run-failure records), MLflow's and Dask's nothing below
-    CRITICAL and WARNING."""
+    CRITICAL and WARNING, and a lost Dask connection (the scheduler and nannies of ``--workers`` run here) one line."""
     if "prefect" in sys.modules:  # a command that runs no flow (promote) does not import Prefect for this
         quiet_prefect_console()
     for handler in logging.getLogger("mlflow").handlers:
         handler.setLevel(logging.CRITICAL)
     for name in ("distributed", "prefect_dask", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    one_line_connection_losses()
     # processes started from here on (Dask workers, served runs) configure their own logging from the environment
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

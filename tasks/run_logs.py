@@ -1,6 +1,7 @@
 """The one-line rule in Prefect's run logs, wherever a run's code runs: the command's process, a worker's or
 ``serve``'s subprocess, or a Dask worker running a partition. An error normflow raises on purpose is logged
-without its traceback, once per run; any other failure keeps its traceback."""
+without its traceback, once per run; any other failure keeps its traceback. Dask's records of a lost connection
+(a cluster closing under a worker's heartbeat) are one line too, in the command's process and in its workers."""
 
 from __future__ import annotations
 
