@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 
 from flows.logs import OneLineExpectedErrors
 from normflow.core.errors import DataError
@@ -91,44 +93,44 @@ def test_only_errors_normflow_raises_on_purpose_lose_their_traceback():
 
 def test_the_log_rules_import_no_command_code():
     """flows.logs stands alone: the commands' wording (flows.common) imports it, never the reverse."""
-    import subprocess
-    import sys
-
     code = "import sys, flows.logs; print('flows.common' in sys.modules, 'flows.server' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
-def test_a_lost_dask_connection_is_one_line_in_the_command_and_a_bug_keeps_its_traceback(monkeypatch):
+LOG_A_LOST_CONNECTION_AND_A_BUG = """
+import logging, sys
+from distributed.comm.core import CommClosedError
+from flows.logs import quiet_library_consoles
+from tasks.run_logs import DASK_CONNECTION_LOGGERS, ConnectionLossesToOneLine
+
+quiet_library_consoles()
+quiet_library_consoles()  # twice: still one filter per logger
+core = logging.getLogger("distributed.core")
+core.addHandler(logging.StreamHandler(sys.stdout))
+core.propagate = False
+for error in (CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"), KeyError(1)):
+    try:
+        raise error
+    except Exception:
+        core.exception("Failed to communicate with scheduler during heartbeat.")
+filters = [sum(isinstance(f, ConnectionLossesToOneLine) for f in logging.getLogger(name).filters)
+           for name in DASK_CONNECTION_LOGGERS]
+print("filters", *filters)
+"""
+
+
+def test_a_lost_dask_connection_is_one_line_in_the_command_and_a_bug_keeps_its_traceback():
     """The command's process runs the scheduler and nannies of ``--workers``: Dask's record of a connection that
-    closed under it (CI saw a worker's heartbeat meet the closing scheduler) prints as one line, its error named."""
-    from distributed.comm.core import CommClosedError
-
-    from flows.logs import quiet_library_consoles
-    from tasks.run_logs import DASK_CONNECTION_LOGGERS, ConnectionLossesToOneLine
-
-    for name in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "MLFLOW_LOGGING_LEVEL", "DASK_LOGGING__DISTRIBUTED"):
-        monkeypatch.setenv(name, "WARNING")  # restored after the test, as are the loggers below
-    loggers = [logging.getLogger(name) for name in ("distributed", *DASK_CONNECTION_LOGGERS)]
-    for logger in loggers:
-        monkeypatch.setattr(logger, "filters", list(logger.filters))
-        monkeypatch.setattr(logger, "level", logger.level)
-    quiet_library_consoles()
-
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    core = logging.getLogger("distributed.core")
-    monkeypatch.setattr(core, "handlers", [handler])
-    monkeypatch.setattr(core, "propagate", False)
-    for error in (CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"), KeyError(1)):
-        try:
-            raise error
-        except Exception:
-            core.exception("Failed to communicate with scheduler during heartbeat.")
-    lost, *bug = stream.getvalue().splitlines()
+    closed under it (CI saw a worker's heartbeat meet the closing scheduler) prints as one line, its error named.
+    (In a process of its own: the console settings are the whole process's.)"""
+    result = subprocess.run(
+        [sys.executable, "-c", LOG_A_LOST_CONNECTION_AND_A_BUG], capture_output=True, text=True, timeout=120
+    )
+    lost, *bug = result.stdout.splitlines()
     assert lost == (
         "Failed to communicate with scheduler during heartbeat: CommClosedError: in <TCP (closed) "
         "ConnectionPool.heartbeat_worker>: Stream is closed"
-    )
+    ), result.stderr
     assert bug[0] == "Failed to communicate with scheduler during heartbeat." and "Traceback" in bug[1]
-    assert all(sum(isinstance(f, ConnectionLossesToOneLine) for f in logger.filters) == 1 for logger in loggers[1:])
+    assert bug[-1] == "filters 1 1 1 1"
