@@ -30,6 +30,8 @@ from normflow.data.statistics import merge_partition_statistics, partition_stati
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("dask")]  # its module fixtures, built once
 CPU = torch.device("cpu")
+NO_DASHBOARD_FREE_PORT = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
+"""No dashboard, and the scheduler's HTTP server on a free port: not 8787, which another cluster may hold."""
 
 
 def write_files(folder: Path, files: int = 4, rows: int = 3000) -> Path:
@@ -55,7 +57,7 @@ def cluster(prefect_server):
         with (
             dask.config.set({"distributed.scheduler.allowed-failures": 1}),
             LocalCluster(
-                n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+                n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", **NO_DASHBOARD_FREE_PORT
             ) as c,
         ):
             yield c
@@ -245,7 +247,7 @@ def test_partitions_on_a_cluster_with_no_worker_end_the_flow_in_one_line(prefect
     data = write_files(tmp_path / "in", files=2, rows=200)
     with (
         pytest.MonkeyPatch.context() as patch,
-        LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as empty,
+        LocalCluster(n_workers=0, processes=True, host="127.0.0.1", **NO_DASHBOARD_FREE_PORT) as empty,
     ):
         patch.setattr(tasks.partitioned, "NO_WORKER_SECONDS", 3.0)
         started = time.monotonic()
