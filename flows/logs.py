@@ -9,7 +9,7 @@ import os
 import sys
 
 from tasks.run_logs import OneLineExpectedErrors as OneLineExpectedErrors
-from tasks.run_logs import RunFailuresToOneLine, filter_expected_errors, one_line_connection_losses
+from tasks.run_logs import RunFailuresToOneLine, add_filter_once, filter_expected_errors, one_line_connection_losses
 from tasks.run_logs import is_expected_failure as is_expected_failure
 from tasks.run_logs import one_line_errors_in_run_logs as one_line_errors_in_run_logs
 
@@ -21,8 +21,7 @@ def quiet_prefect_console() -> None:
     for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.setLevel(logging.WARNING)
-            if not any(isinstance(f, RunFailuresToOneLine) for f in handler.filters):
-                handler.addFilter(RunFailuresToOneLine())
+            add_filter_once(handler, RunFailuresToOneLine)
 
 
 def quiet_library_consoles() -> None:

@@ -67,15 +67,19 @@ def one_line_errors_in_run_logs() -> None:
     filter_expected_errors(loggers, (APILogHandler, PrefectConsoleHandler))
 
 
+def add_filter_once(target: logging.Filterer, kind: type[logging.Filter]) -> None:
+    """Put a ``kind()`` filter on ``target`` (a logger or a handler) unless it has one: setting up twice adds none."""
+    if not any(isinstance(existing, kind) for existing in target.filters):
+        target.addFilter(kind())
+
+
 def filter_expected_errors(loggers: list[logging.Logger], handler_types: tuple[type, ...] = (logging.Handler,)) -> None:
     """Put one :class:`OneLineExpectedErrors` on each handler of ``loggers`` of ``handler_types`` that has none."""
     for logger in loggers:
         handlers: list[logging.Handler] = getattr(logger, "handlers", [])  # a PlaceHolder has none
         for handler in handlers:
-            if isinstance(handler, handler_types) and not any(
-                isinstance(f, OneLineExpectedErrors) for f in handler.filters
-            ):
-                handler.addFilter(OneLineExpectedErrors())
+            if isinstance(handler, handler_types):
+                add_filter_once(handler, OneLineExpectedErrors)
 
 
 class RunFailuresToOneLine(logging.Filter):
@@ -110,9 +114,7 @@ def one_line_connection_losses() -> None:
     """Put one :class:`ConnectionLossesToOneLine` on the Dask loggers that report lost connections (a logger's
     filter sees the records logged on it, whichever handler prints them: Dask's own or Prefect's)."""
     for name in DASK_CONNECTION_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, ConnectionLossesToOneLine) for f in logger.filters):
-            logger.addFilter(ConnectionLossesToOneLine())
+        add_filter_once(logging.getLogger(name), ConnectionLossesToOneLine)
 
 
 def dask_setup(worker: object) -> None:
@@ -137,7 +139,5 @@ def one_line_errors_in_a_dask_worker() -> None:
 
     for logger in [logging.getLogger(), logging.getLogger("prefect")]:
         for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not any(
-                isinstance(f, RunFailuresToOneLine) for f in handler.filters
-            ):
-                handler.addFilter(RunFailuresToOneLine())
+            if isinstance(handler, PrefectConsoleHandler):
+                add_filter_once(handler, RunFailuresToOneLine)
