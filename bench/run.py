@@ -92,7 +92,12 @@ def dask_worker(kind: str, folder: Path) -> dict:
 
     with (
         LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server off port 8787
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -100,7 +105,7 @@ def dask_worker(kind: str, folder: Path) -> dict:
         start = time.perf_counter()
         futures = [
             client.submit(partition_statistics, p, spec, torch.device("cpu"), pure=False)
-            for p in plan_partitions(sources, 64 << 20)
+            for p in plan_partitions(sources, 64 << 20, spec.delimiter)
         ]
         stats = merge_partition_statistics(client.gather(futures), spec, torch.device("cpu"), False)
         seconds = time.perf_counter() - start

@@ -114,7 +114,7 @@ def statistics_by_partition(
 ) -> SourceStatistics:
     """The statistics pass as one task per partition (file or byte range), merged exactly here."""
     started = time.perf_counter()
-    partitions = plan_partitions(sources, target_bytes)
+    partitions = plan_partitions(sources, target_bytes, spec.delimiter)
     run_logger().info("statistics pass: %d partition(s) of %d file(s)", len(partitions), len(sources))
     futures = statistics_of_partition.map(
         partitions, unmapped(spec), unmapped("cpu"), unmapped(reading.block_bytes), unmapped(reading.holdout_fraction)

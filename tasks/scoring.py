@@ -108,7 +108,7 @@ def score_by_partition(
     sources: list[Path], job: ScoringJob, output: Path, device: torch.device, target_bytes: int
 ) -> ScoringReport:
     """One task per partition into part files; the output is published only when every part succeeded."""
-    partitions = plan_partitions(sources, target_bytes)
+    partitions = plan_partitions(sources, target_bytes, job.spec.delimiter)
     run_logger().info("scoring: %d partition(s) of %d file(s)", len(partitions), len(sources))
     parts_dir = Path(tempfile.mkdtemp(prefix=f"{temporary_path(output).name}.parts-", dir=output.parent))
     try:

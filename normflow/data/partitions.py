@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
@@ -31,15 +31,19 @@ class Partition:
 
 
 def plan_partitions(
-    sources: list[Path], target_bytes: int, map_ranges: Callable[..., Iterable[RangeScan]] = map
+    sources: list[Path],
+    target_bytes: int,
+    delimiter: str = ",",
+    map_ranges: Callable[..., Iterable[RangeScan]] = map,
 ) -> list[Partition]:
     """Cut files into partitions of about ``target_bytes``, at line boundaries, numbering their rows.
 
     A small file is one partition; a large one becomes byte ranges. Each range's lines are counted
     by a fast scan of its bytes (no parsing), so errors keep exact row numbers; ``map_ranges`` (a
-    thread pool's ``map``, say) runs the scans side by side. A file with a quote character stays
-    whole: a quoted field may hold a line break, so a line boundary in its bytes need not be a row
-    boundary (the single-process reader sees the same rows).
+    thread pool's ``map``, say) runs the scans side by side. A file stays whole when a range of it is
+    :func:`cut_inside_quotes` (a quoted field may hold a line break, so a line boundary in its bytes need
+    not be a row boundary): the rule the threaded pass follows (:func:`with_quoted_files_whole`), so both
+    read the same rows.
     """
     cuts = [(path, _cut_points(path, target_bytes)) for path in sources]
     ranges = [(path, start, end) for path, points in cuts if len(points) > 2 for start, end in pairwise(points)]
@@ -49,13 +53,17 @@ def plan_partitions(
         if len(points) <= 2:
             partitions.append(Partition(path))
             continue
-        file_scans = [next(scans) for _ in range(len(points) - 1)]
-        if any(scan.quoted for scan in file_scans):
+        file_ranges = [Partition(path, start, end) for start, end in pairwise(points)]
+        file_scans = [next(scans) for _ in file_ranges]
+        if any(
+            scan.quoted and cut_inside_quotes(read_range(part), delimiter)
+            for part, scan in zip(file_ranges, file_scans, strict=True)
+        ):
             partitions.append(Partition(path))
             continue
         row = 1
-        for (start, end), scan in zip(pairwise(points), file_scans, strict=True):
-            partitions.append(Partition(path, start, end, row))
+        for part, scan in zip(file_ranges, file_scans, strict=True):
+            partitions.append(replace(part, first_row=row))
             row += scan.rows
     return partitions
 

@@ -34,15 +34,19 @@ NO_DASHBOARD_FREE_PORT = {"dashboard_address": None, "scheduler_kwargs": {"dashb
 """No dashboard, and the scheduler's HTTP server on a free port: not 8787, which another cluster may hold."""
 
 
-def write_files(folder: Path, files: int = 4, rows: int = 3000) -> Path:
+def write_files(folder: Path, files: int = 4, rows: int = 3000, quoted: bool = False) -> Path:
+    """``files`` CSVs of ``rows`` (an id, lights, distance, price); ``quoted``: the odd files quote their ids, as an
+    export that quotes text does."""
     rng = np.random.default_rng(11)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(files):
         lights = rng.integers(0, 6, rows)
         distance = rng.uniform(100, 4000, rows).round(2)
         price = 2 * lights + 0.01 * distance + 5 + rng.normal(0, 1, rows)
+        mark = '"' if quoted and i % 2 else ""
         body = "".join(
-            f"r{i}-{j},{a},{b},{c:.5f}\n" for j, (a, b, c) in enumerate(zip(lights, distance, price, strict=True))
+            f"{mark}r{i}-{j}{mark},{a},{b},{c:.5f}\n"
+            for j, (a, b, c) in enumerate(zip(lights, distance, price, strict=True))
         )
         (folder / f"part{i}.csv").write_text("id,lights,distance,price\n" + body)
     return folder
@@ -125,7 +129,7 @@ def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_p
 
 def test_messy_files_with_differing_vocabularies_on_dask_equal_single_process(cluster, tracking_store, tmp_path):
     """Text and missing cells: each partition computes its own vocabulary (file 0 has no Denver, file 2 no Austin,
-    only file 1 has missing cells); aligned by level name, the merge gives the single process's model."""
+    only file 1 has missing cells, file 2 quotes its text); aligned by level name, the merge gives the single process's model."""
     rng = np.random.default_rng(12)
     folder = tmp_path / "messy"
     folder.mkdir()
@@ -137,8 +141,10 @@ def test_messy_files_with_differing_vocabularies_on_dask_equal_single_process(cl
         distance = rng.uniform(100, 4000, rows).round(2)
         price = 0.01 * distance + np.vectorize(effect.get)(city) + 5 + rng.normal(0, 1, rows)
         shown = [f"{d}" if i != 1 or j % 17 else "" for j, d in enumerate(distance)]  # missing cells in file 1
-        body = "".join(f"{c},{d},{p:.5f}\n" for c, d, p in zip(city, shown, price, strict=True))
+        mark = '"' if i == 2 else ""  # file 2 quotes its text, as some exports do: still cut into ranges
+        body = "".join(f"{mark}{c}{mark},{d},{p:.5f}\n" for c, d, p in zip(city, shown, price, strict=True))
         (folder / f"part{i}.csv").write_text("city,distance,price\n" + body)
+    assert len(plan_partitions([folder / "part2.csv"], 8_192)) > 3
     settings = {"data": str(folder), "register_model": False}
     single = train_flow(TrainSettings(**settings))
     runner = DaskTaskRunner(address=cluster.scheduler_address)
@@ -151,7 +157,11 @@ def test_messy_files_with_differing_vocabularies_on_dask_equal_single_process(cl
 
 
 def test_predict_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_path):
-    data = write_files(tmp_path / "in")
+    """Two of the four files quote their ids: they are cut into byte ranges too (their quotes close on their line),
+    and every id passes through as written."""
+    data = write_files(tmp_path / "in", quoted=True)
+    quoted = data / "part1.csv"
+    assert '"r1-0",' in quoted.read_text() and len(plan_partitions([quoted], 16_384)) > 3
     train_flow(TrainSettings(data=str(data), features=["lights", "distance"], epochs=300))
     single, dask = tmp_path / "single.csv", tmp_path / "dask.csv"
     predict_flow(PredictSettings(input=str(data), output=str(single)))

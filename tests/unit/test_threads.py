@@ -174,19 +174,24 @@ def test_the_line_scan_counts_rows_as_a_plain_reading_does(tmp_path, monkeypatch
         assert not scan.quoted
 
 
-def test_ranges_are_numbered_by_the_rows_before_them_and_a_quoted_file_stays_whole(tmp_path):
+def test_ranges_are_numbered_by_the_rows_before_them_and_only_a_quoted_line_end_keeps_a_file_whole(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("x,y\n" + "".join(f"{i},{2 * i}\n" + ("\n" if i % 97 == 0 else "") for i in range(3000)))
-    with_quote = tmp_path / "quoted.csv"
-    with_quote.write_text(path.read_text().replace("2999,", '"2999",'))
-    planned = plan_partitions([path, with_quote], 2000)
-    ranges = [p for p in planned if p.path == path]
-    assert len(ranges) > 5 and [p.path for p in planned].count(with_quote) == 1
-    for part in ranges:
+    quoted = tmp_path / "quoted.csv"  # quoted fields that close on their line: cut like the plain file
+    quoted.write_text(path.read_text().replace(",2998\n", ',"2998"\n').replace("\n1,", '\n"1",'))
+    line_end = tmp_path / "line_end.csv"  # a quoted field holding a line end, in the last range only
+    line_end.write_text(path.read_text().replace("2999,", '"29\n99",'))
+    bare = tmp_path / "bare.csv"  # a quote that opens no quoted field
+    bare.write_text(path.read_text().replace("2999,", '2999",'))
+    planned = plan_partitions([path, quoted, line_end, bare], 2000)
+    by_file = {p: [part for part in planned if part.path == p] for p in (path, quoted, line_end, bare)}
+    assert len(by_file[path]) > 5 and len(by_file[quoted]) > 5
+    assert by_file[line_end] == [Partition(line_end)] and by_file[bare] == [Partition(bare)]
+    for part in by_file[path] + by_file[quoted]:
         assert part.start is not None
-        with open(path, "rb") as handle:
+        with open(part.path, "rb") as handle:
             handle.seek(part.start)
-            first = handle.readline().split(b",")[0]
+            first = handle.readline().split(b",")[0].strip(b'"')
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
 
 
