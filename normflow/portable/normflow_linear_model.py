@@ -109,8 +109,11 @@ class NormflowLinearModel:
             return (features - self.shift) @ self.matrix
         return (features - self.shift) / self.scale
 
-    def predict(self, model_input: object, params: dict | None = None) -> np.ndarray | pd.DataFrame:
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray | pd.DataFrame:
         """Predictions for raw feature columns (any order; extra columns ignored); bad input is a one-line error.
+
+        ``model_input`` is a DataFrame, as MLflow hands it over (a dict of columns works too). The hint is
+        MLflow's own for a frame it does not validate: ``object`` made MLflow warn that it cannot infer a schema.
 
         With ``params={"interval": 0.95}``: a frame of ``prediction``, ``prediction_lower`` and
         ``prediction_upper``, the OLS prediction interval at that level.

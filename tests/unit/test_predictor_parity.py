@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,20 @@ def test_the_contract_refuses_what_no_number_grammar_reads(models):
         with pytest.raises(DataError) as refused:
             model.predict(frames[case])
         assert str(refused.value) == expected
+
+
+def test_mlflow_reads_the_served_predict_signature_without_a_warning():
+    """MLflow inspects a pyfunc ``predict``'s input hint (``mlflow.pyfunc.utils.pyfunc``, what it applies to every
+    Python model): the served model's hint is one MLflow takes as is, so nothing warns where the model is loaded or
+    served. In a process of its own: MLflow shows each such warning once per process."""
+    script = (
+        "import warnings\n"
+        "from mlflow.pyfunc.utils import pyfunc\n"
+        "from normflow.portable.normflow_linear_model import NormflowLinearModel\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    pyfunc(NormflowLinearModel.predict)\n"
+        "print([str(w.message) for w in seen if issubclass(w.category, UserWarning)])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
