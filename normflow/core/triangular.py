@@ -53,12 +53,19 @@ def empty_triangular(width: int, device: torch.device | str = "cpu") -> Triangul
     )
 
 
-def r_factor(stacked: torch.Tensor) -> torch.Tensor:
-    """Square R factor (non-negative diagonal) of a tall matrix, zero-padded when it has fewer rows than columns."""
+def r_factor(stacked: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+    """Square R factor (non-negative diagonal) of a tall matrix, zero-padded when it has fewer rows than columns;
+    ``overwrite`` lets LAPACK factor a column-major ``stacked`` where it lies (its values are lost)."""
     width = stacked.shape[1]
-    if stacked.stride(0) != 1:  # LAPACK's column-major layout: the same R, bit for bit, 3 to 12 times faster
-        stacked = stacked.T.contiguous().T
-    r = torch.linalg.qr(stacked, mode="r").R
+    if overwrite and stacked.stride(0) == 1:
+        # geqrf into its own input: the R torch.linalg.qr gives, bit for bit, without the copy it makes of a
+        # block (a fresh allocation each time: 2-4 times the factorization's own time on a 43,000-row block)
+        torch.geqrf(stacked, out=(stacked, stacked.new_empty(min(stacked.shape))))
+        r = torch.triu(stacked[:width])
+    else:
+        if stacked.stride(0) != 1:  # LAPACK's column-major layout: the same R, bit for bit, 3 to 12 times faster
+            stacked = stacked.T.contiguous().T
+        r = torch.linalg.qr(stacked, mode="r").R
     if r.shape[0] < width:
         r = torch.cat([r, r.new_zeros(width - r.shape[0], width)])
     signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(r.dtype)
@@ -77,7 +84,7 @@ def triangular_of_columns(columns: torch.Tensor, shift: torch.Tensor | None = No
     block = torch.empty(width + 1, count, dtype=DTYPE, device=columns.device)  # column-major rows, for LAPACK
     block[0] = 1.0
     torch.sub(columns, shift[:, None], out=block[1:])
-    return Triangular(int(count), shift, r_factor(block.T))
+    return Triangular(int(count), shift, r_factor(block.T, overwrite=True))
 
 
 def triangular_of(rows: torch.Tensor, shift: torch.Tensor | None = None) -> Triangular:
