@@ -25,7 +25,7 @@ from normflow.core.table_stats import (
     table_statistics_to_dict,
 )
 from normflow.core.training import train_linear_model
-from normflow.core.triangular import least_squares, reshift, triangular_of
+from normflow.core.triangular import least_squares, r_factor, reshift, triangular_of
 
 FEATURES = ("lights", "distance")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -282,3 +282,17 @@ def test_byte_range_partitions_of_a_file_merge_to_the_single_pass_solution(offse
     assert merged.training.count == single.training.count == 97
     assert solution(merged.training) == pytest.approx(solution(single.training), rel=1e-9)
     assert solution(single.training) == pytest.approx(solution(table_statistics_of(offset_rows)), rel=1e-9)
+
+
+@pytest.mark.parametrize("rows", [43_000, 11, 4])  # a block, a square one, fewer rows than columns
+def test_r_factored_in_place_is_the_copying_factorization_bit_for_bit(rows):
+    """The pass factors each block where it lies (``overwrite``): the R of the copying path, to the last bit, so no
+    figure moves (the README shows rounding noise of exact fits)."""
+    generator = torch.Generator().manual_seed(rows)
+    scales = torch.logspace(-3, 6, 11, dtype=torch.float64)
+    block = torch.randn(11, rows, generator=generator, dtype=torch.float64) * scales[:, None]  # column-major rows
+    expected = r_factor(block.T)
+    work = block.clone()
+    actual = r_factor(work.T, overwrite=True)
+    assert actual.shape == (11, 11) and torch.equal(actual, expected)
+    assert not torch.equal(work, block)  # factored where it lay: the block's values are gone
