@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +30,11 @@ class Partition:
     first_row: int = 1  # 1-based data-row number of the first line
 
 
+QUOTE_CHECK_BYTES = 16 << 20
+"""Bytes of a file read at a time, at most, to ask whether its quotes may hold a line end (:func:`plan_partitions`):
+the answer is the file's whatever its cut into whole lines, so a large partition need not be read at once for it."""
+
+
 def plan_partitions(
     sources: list[Path],
     target_bytes: int,
@@ -40,30 +45,25 @@ def plan_partitions(
 
     A small file is one partition; a large one becomes byte ranges. Each range's lines are counted
     by a fast scan of its bytes (no parsing), so errors keep exact row numbers; ``map_ranges`` (a
-    thread pool's ``map``, say) runs the scans side by side. A file stays whole when a range of it is
-    :func:`cut_inside_quotes` (a quoted field may hold a line break, so a line boundary in its bytes need
-    not be a row boundary): the rule the threaded pass follows (:func:`with_quoted_files_whole`), so both
-    read the same rows.
+    thread pool's ``map``, say) runs the scans side by side. A file stays whole when its quotes may
+    put a line end inside a field (:func:`files_read_whole`, asked only of a file whose scan met a
+    quote): a line boundary in its bytes need not be a row boundary. The threaded pass follows the
+    same rule (:func:`with_quoted_files_whole`), so both read the same rows.
     """
     cuts = [(path, _cut_points(path, target_bytes)) for path in sources]
     ranges = [(path, start, end) for path, points in cuts if len(points) > 2 for start, end in pairwise(points)]
     scans = iter(list(map_ranges(scan_range, *zip(*ranges, strict=True)) if ranges else []))
+    file_scans = {path: [next(scans) for _ in range(len(points) - 1)] for path, points in cuts if len(points) > 2}
+    quoted = [path for path, scanned in file_scans.items() if any(scan.quoted for scan in scanned)]
+    whole = files_read_whole(quoted, min(QUOTE_CHECK_BYTES, target_bytes), delimiter) if quoted else frozenset()
     partitions: list[Partition] = []
     for path, points in cuts:
-        if len(points) <= 2:
-            partitions.append(Partition(path))
-            continue
-        file_ranges = [Partition(path, start, end) for start, end in pairwise(points)]
-        file_scans = [next(scans) for _ in file_ranges]
-        if any(
-            scan.quoted and cut_inside_quotes(read_range(part), delimiter)
-            for part, scan in zip(file_ranges, file_scans, strict=True)
-        ):
+        if len(points) <= 2 or path in whole:
             partitions.append(Partition(path))
             continue
         row = 1
-        for part, scan in zip(file_ranges, file_scans, strict=True):
-            partitions.append(replace(part, first_row=row))
+        for (start, end), scan in zip(pairwise(points), file_scans[path], strict=True):
+            partitions.append(Partition(path, start, end, row))
             row += scan.rows
     return partitions
 

@@ -195,6 +195,21 @@ def test_ranges_are_numbered_by_the_rows_before_them_and_only_a_quoted_line_end_
         assert part.first_row == int(first) + 1  # row i+1 holds i: blank lines are not rows
 
 
+@pytest.mark.parametrize("line", [1000, 1430, 2999])  # a quoted line end early, mid-file, on the last line
+def test_a_partition_larger_than_the_quote_check_is_checked_in_pieces(tmp_path, monkeypatch, line):
+    """The planner asks a quoted file's quotes in pieces of at most ``QUOTE_CHECK_BYTES`` (a 64 MB partition is not
+    read at once for it): a quoted line end is found wherever it lies, and quotes that close on their line still let
+    the file be cut."""
+    monkeypatch.setattr(partitions, "QUOTE_CHECK_BYTES", 700)
+    body = "".join(f'{i},"n{i}"\n' for i in range(3000))
+    closed, line_end = tmp_path / "closed.csv", tmp_path / "line_end.csv"
+    closed.write_text("x,note\n" + body)
+    line_end.write_text("x,note\n" + body.replace(f'"n{line}"', f'"n\n{line}"'))
+    planned = plan_partitions([closed, line_end], 5_000)
+    assert [p.path for p in planned].count(closed) > 5
+    assert [p for p in planned if p.path == line_end] == [Partition(line_end)]
+
+
 @pytest.mark.parametrize(
     ("data", "cut_ok"),
     [
