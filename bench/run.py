@@ -90,14 +90,15 @@ def dask_worker(kind: str, folder: Path) -> dict:
         return {"seconds": time.perf_counter() - start, "detail": f"{stats.moments.count:,} rows"}
     from distributed import Client, LocalCluster
 
+    from flows.task_runners import LOCAL_CLUSTER_HTTP
+
     with (
         LocalCluster(
             n_workers=2,
             processes=True,
             threads_per_worker=1,
             host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server off port 8787
+            **LOCAL_CLUSTER_HTTP,
         ) as cluster,
         Client(cluster) as client,
     ):

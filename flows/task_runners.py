@@ -9,6 +9,15 @@ if TYPE_CHECKING:
     from prefect import Flow
 
 
+LOCAL_CLUSTER_HTTP: dict[str, Any] = {
+    "dashboard_address": None,
+    # Dask's HTTP server (health, metrics) on a free port of 127.0.0.1, not 8787 with a warning when taken
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
+"""A local cluster's web settings: no dashboard, and the scheduler's HTTP server on a free port (for the command's
+cluster, the tests' and the benchmark's alike)."""
+
+
 def on_requested_task_runner(flow: Flow[Any, Any], flags: argparse.Namespace) -> Flow[Any, Any]:
     """``flow`` on the Dask task runner the command's flags ask for (``--workers``, ``--dask-address``), else as is."""
     runner = dask_task_runner(getattr(flags, "dask_address", None), getattr(flags, "workers", None))
@@ -30,9 +39,7 @@ def dask_task_runner(dask_address: str | None, workers: int | None):
             "processes": True,
             "threads_per_worker": 1,
             "host": "127.0.0.1",
-            "dashboard_address": None,
-            # Dask's HTTP server (health, metrics) on a free port of 127.0.0.1, not 8787 with a warning when taken
-            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+            **LOCAL_CLUSTER_HTTP,
             "preload": ["tasks.run_logs"],  # its dask_setup: lost connections in one line on the command's stderr
         },
     )

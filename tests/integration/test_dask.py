@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from prefect_dask import DaskTaskRunner
 
 from flows.predict_flow import predict_flow
-from flows.task_runners import dask_task_runner
+from flows.task_runners import LOCAL_CLUSTER_HTTP, dask_task_runner
 from flows.train_flow import train_flow
 from normflow.core.errors import DataError, WorkerLostError
 from normflow.core.settings import PredictSettings, TrainSettings
@@ -30,8 +30,6 @@ from normflow.data.statistics import merge_partition_statistics, partition_stati
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("dask")]  # its module fixtures, built once
 CPU = torch.device("cpu")
-NO_DASHBOARD_FREE_PORT = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
-"""No dashboard, and the scheduler's HTTP server on a free port: not 8787, which another cluster may hold."""
 
 
 def write_files(folder: Path, files: int = 4, rows: int = 3000, quoted: bool = False) -> Path:
@@ -61,7 +59,7 @@ def cluster(prefect_server):
         with (
             dask.config.set({"distributed.scheduler.allowed-failures": 1}),
             LocalCluster(
-                n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", **NO_DASHBOARD_FREE_PORT
+                n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", **LOCAL_CLUSTER_HTTP
             ) as c,
         ):
             yield c
@@ -129,7 +127,8 @@ def test_train_flow_on_dask_equals_single_process(cluster, tracking_store, tmp_p
 
 def test_messy_files_with_differing_vocabularies_on_dask_equal_single_process(cluster, tracking_store, tmp_path):
     """Text and missing cells: each partition computes its own vocabulary (file 0 has no Denver, file 2 no Austin,
-    only file 1 has missing cells, file 2 quotes its text); aligned by level name, the merge gives the single process's model."""
+    only file 1 has missing cells, file 2 quotes its text); aligned by level name, the merge gives the single
+    process's model."""
     rng = np.random.default_rng(12)
     folder = tmp_path / "messy"
     folder.mkdir()
@@ -257,7 +256,7 @@ def test_partitions_on_a_cluster_with_no_worker_end_the_flow_in_one_line(prefect
     data = write_files(tmp_path / "in", files=2, rows=200)
     with (
         pytest.MonkeyPatch.context() as patch,
-        LocalCluster(n_workers=0, processes=True, host="127.0.0.1", **NO_DASHBOARD_FREE_PORT) as empty,
+        LocalCluster(n_workers=0, processes=True, host="127.0.0.1", **LOCAL_CLUSTER_HTTP) as empty,
     ):
         patch.setattr(tasks.partitioned, "NO_WORKER_SECONDS", 3.0)
         started = time.monotonic()
