@@ -99,7 +99,7 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         import torch
 
         from normflow.data.columns import table_spec
-        from normflow.data.partitions import cut_ranges
+        from normflow.data.partitions import cut_ranges, range_bytes_for
         from normflow.data.reader import iter_row_blocks
         from normflow.data.sources import resolve_sources
         from normflow.data.statistics import RANGE_BYTES
@@ -112,8 +112,10 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
             partition, numbering = item
             return sum(block.batch.num_rows for block in iter_row_blocks(partition, spec, numbering=numbering))
 
-        with ThreadPoolExecutor(torch.get_num_threads()) as pool:
-            ranges = cut_ranges(sources, RANGE_BYTES)
+        pass_threads = torch.get_num_threads()  # as the pass cuts its ranges for them
+        with ThreadPoolExecutor(pass_threads) as pool:
+            size = sum(source.stat().st_size for source in sources)
+            ranges = cut_ranges(sources, range_bytes_for(size, pass_threads, RANGE_BYTES))
             rows = sum(pool.map(rows_of, ranges))
         detail = f"{rows:,} rows in {len(ranges)} ranges: cut, parsed and numbered, nothing computed"
     elif kind == "polars":

@@ -121,6 +121,22 @@ class RangeNumbering:
             count.told.set()
 
 
+MIN_RANGE_BYTES = 4 << 20
+"""The smallest range :func:`range_bytes_for` cuts: below it, a range's fixed costs (a reader, a sample, a merge)
+tell on its time."""
+
+
+def range_bytes_for(total_bytes: int, threads: int, largest: int) -> int:
+    """Bytes of each range when ``total_bytes`` of data are read on ``threads``: the fewest ranges of at most
+    ``largest`` bytes whose count is a multiple of ``threads``, so that each thread gets as many and they end
+    together (a 12 MB file on two threads: two ranges of 6 MB, where 16 MB ranges left it to one thread, and 4 MB
+    ones gave one thread two of three), but none below :data:`MIN_RANGE_BYTES`; on one thread, ``largest``."""
+    if threads <= 1:
+        return largest
+    per_thread = max(1, -(-total_bytes // (threads * largest)))
+    return max(min(MIN_RANGE_BYTES, largest), -(-total_bytes // (threads * per_thread)))
+
+
 def cut_ranges(
     sources: list[Path], target_bytes: int, whole: frozenset[Path] = frozenset()
 ) -> list[tuple[Partition, RangeNumbering | None]]:

@@ -36,6 +36,7 @@ from normflow.data.partitions import (
     check_quotes,
     cut_ranges,
     in_order,
+    range_bytes_for,
     read_range,
     scan_bytes,
     with_quoted_files_whole,
@@ -152,8 +153,9 @@ def numeric_output_columns(output: Path, model: LinearModel) -> tuple[str, ...]:
 
 
 SCORING_RANGE_BYTES = 8 << 20
-"""Bytes of a file one scoring thread reads, scores and formats as a range of its own (its output waits in memory
-for its turn to be written: a few ranges' worth at most)."""
+"""Bytes of a file one scoring thread reads, scores and formats as a range of its own, at most (its output waits in
+memory for its turn to be written: a few ranges' worth at most; fewer where the data would give a thread less than
+two ranges: :func:`~normflow.data.partitions.range_bytes_for`)."""
 
 
 @dataclass
@@ -361,7 +363,9 @@ def scored_pieces(
     block by block. On one thread, only a CSV output is read by ranges (plain ones are written from their lines:
     :meth:`BlockScorer.plain_range`)."""
     paths = [source for source in sources if not isinstance(source, Partition)]
-    ranged = len(paths) == len(sources) and sum(p.stat().st_size for p in paths) > SCORING_RANGE_BYTES
+    total_bytes = sum(path.stat().st_size for path in paths)
+    range_bytes = range_bytes_for(total_bytes, threads, SCORING_RANGE_BYTES)
+    ranged = len(paths) == len(sources) and total_bytes > range_bytes
     if not ranged or (threads <= 1 and not csv_output):
         for source in sources:
             yield from scorer.blocks(source, block_bytes)
@@ -378,7 +382,7 @@ def scored_pieces(
             assert numbering is not None, "a range cut from a file"
             return scorer.whole_range(partition, numbering, block_bytes, csv_output)
 
-        ranges = cut_ranges(paths, SCORING_RANGE_BYTES, whole)
+        ranges = cut_ranges(paths, range_bytes, whole)
         for kept_whole, group in groupby(ranges, key=lambda item: item[1] is None):
             if kept_whole:
                 for partition, _ in group:

@@ -44,7 +44,14 @@ from normflow.core.table_stats import (
 from normflow.core.triangular import least_squares
 from normflow.data.columns import TableSpec
 from normflow.data.encoder import BlockEncoder, EncodedBlock, check_levels
-from normflow.data.partitions import Partition, RangeNumbering, cut_ranges, in_order, with_quoted_files_whole
+from normflow.data.partitions import (
+    Partition,
+    RangeNumbering,
+    cut_ranges,
+    in_order,
+    range_bytes_for,
+    with_quoted_files_whole,
+)
 from normflow.data.reader import iter_row_blocks
 
 if TYPE_CHECKING:  # the pass itself never trains: importing training would bring pandas (core.model) with it
@@ -209,8 +216,9 @@ def _below(priority: torch.Tensor, rows: np.ndarray | None, limit: int | None) -
 
 
 RANGE_BYTES = 16 << 20
-"""Bytes of a file one thread of the pass reads as a range of its own: rows enough that a range's fixed costs
-(a reader, a sample, a merge) vanish, few enough that ranges spread evenly over the threads."""
+"""Bytes of a file one thread of the pass reads as a range of its own, at most: rows enough that a range's fixed costs
+(a reader, a sample, a merge) vanish (fewer where the data would give a thread less than two ranges:
+:func:`~normflow.data.partitions.range_bytes_for`)."""
 
 
 def source_statistics(
@@ -225,11 +233,14 @@ def source_statistics(
 ) -> SourceStatistics:
     """Statistics over every file in ``sources``, merged exactly and encoded; a hashed holdout kept apart if asked.
 
-    With more than ``range_bytes`` of data, the files are cut into byte ranges of whole lines
-    (:func:`~normflow.data.partitions.cut_ranges`) read side by side on ``threads`` threads (in turn on one), each
-    with its own encoder, then merged by :func:`merge_streams`: the same statistics up to rounding, the same errors.
+    With more than a range of data (``range_bytes`` at most: :func:`~normflow.data.partitions.range_bytes_for`),
+    the files are cut into byte ranges of whole lines (:func:`~normflow.data.partitions.cut_ranges`) read side by
+    side on ``threads`` threads (in turn on one), each with its own encoder, then merged by :func:`merge_streams`:
+    the same statistics up to rounding, the same errors.
     """
-    ranges = cut_ranges(sources, range_bytes) if sum(path.stat().st_size for path in sources) > range_bytes else []
+    total_bytes = sum(path.stat().st_size for path in sources)
+    range_bytes = range_bytes_for(total_bytes, threads, range_bytes)
+    ranges = cut_ranges(sources, range_bytes) if total_bytes > range_bytes else []
     if len(ranges) > 1:
         with ExitStack() as stack:
             map_ranges: Callable[..., Iterable[tuple[str, FileStatistics, BlockEncoder]]] = map  # one thread: in turn

@@ -247,6 +247,45 @@ def _cut_partitions(monkeypatch, module, name: str) -> list:
     return seen
 
 
+@pytest.mark.parametrize("threads", [2, 3, 16])
+@pytest.mark.parametrize("megabytes", [1, 5, 12, 97, 483, 966])
+def test_ranges_are_at_most_the_largest_at_least_the_smallest_and_as_many_for_each_thread(threads, megabytes):
+    total, largest = megabytes << 20, 16 << 20
+    size = partitions.range_bytes_for(total, threads, largest)
+    assert partitions.MIN_RANGE_BYTES <= size <= largest
+    ranges = -(-total // size)
+    assert ranges % threads == 0 or size == partitions.MIN_RANGE_BYTES  # even work, unless ranges would be small
+    assert ranges <= threads * -(-total // (threads * largest))  # no more ranges than that needs
+    assert partitions.range_bytes_for(total, 1, largest) == largest  # one thread: no balance to keep
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_data_of_less_than_a_range_a_thread_is_cut_into_as_many_even_ranges_as_threads(
+    tmp_path, monkeypatch, model, threads
+):
+    """Data of one range's size (``range_bytes``, at most) on several threads is cut into one range a thread, of
+    about the same size, where it was read whole on one thread (or left one thread two ranges while another had
+    one): the pass gives what one thread gives, and scoring writes the same bytes."""
+    monkeypatch.setattr(partitions, "MIN_RANGE_BYTES", 1_000)
+    path = tmp_path / "houses.csv"
+    _messy(3000).to_csv(path, index=False)
+    spec, size = _spec([path]), path.stat().st_size
+    single = source_statistics([path], spec, CPU, block_bytes=4096)
+    seen = _cut_partitions(monkeypatch, statistics, "file_statistics")
+    threaded = source_statistics([path], spec, CPU, block_bytes=4096, threads=threads, range_bytes=size)
+    _same_statistics(threaded, single)
+    lengths = [part.end - part.start for part in seen]
+    assert len(lengths) == threads and max(lengths) - min(lengths) < 200  # the header and a line apart at most
+
+    source, one, many = _houses(tmp_path / "new.csv", 3000), tmp_path / "one.csv", tmp_path / "many.csv"
+    _scored(source, model, one, 1)
+    monkeypatch.setattr(scoring, "SCORING_RANGE_BYTES", source.stat().st_size)
+    scored = _cut_partitions(monkeypatch, scoring.BlockScorer, "whole_range")
+    _scored(source, model, many, threads)
+    assert many.read_bytes() == one.read_bytes()
+    assert len(scored) == threads
+
+
 @pytest.mark.parametrize("threads", [2, 1])
 def test_a_file_of_quoted_text_is_cut_into_ranges_and_gives_what_one_thread_gives(tmp_path, monkeypatch, threads):
     """An export that quotes every text field (a quote inside one doubled) and some numbers is still cut into ranges
