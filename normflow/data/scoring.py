@@ -154,8 +154,8 @@ def numeric_output_columns(output: Path, model: LinearModel) -> tuple[str, ...]:
 
 SCORING_RANGE_BYTES = 8 << 20
 """Bytes of a file one scoring thread reads, scores and formats as a range of its own, at most (its output waits in
-memory for its turn to be written: a few ranges' worth at most; fewer where the data would give a thread less than
-two ranges: :func:`~normflow.data.partitions.range_bytes_for`)."""
+memory for its turn to be written: a few ranges' worth at most; smaller where that evens the ranges out over the
+threads: :func:`~normflow.data.partitions.range_bytes_for`)."""
 
 
 @dataclass

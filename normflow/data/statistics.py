@@ -217,7 +217,7 @@ def _below(priority: torch.Tensor, rows: np.ndarray | None, limit: int | None) -
 
 RANGE_BYTES = 16 << 20
 """Bytes of a file one thread of the pass reads as a range of its own, at most: rows enough that a range's fixed costs
-(a reader, a sample, a merge) vanish (fewer where the data would give a thread less than two ranges:
+(a reader, a sample, a merge) vanish (smaller where that evens the ranges out over the threads:
 :func:`~normflow.data.partitions.range_bytes_for`)."""
 
 
