@@ -23,7 +23,7 @@ import torch
 from normflow.core.moments import DTYPE, Moments
 from normflow.core.recombine import insert_zero_columns
 from normflow.core.table_stats import TableStatistics, empty_table_statistics, merge_table_statistics
-from normflow.core.triangular import Triangular, r_factor
+from normflow.core.triangular import Triangular, centred_comoment, r_factor
 
 MAX_GROUPS = 50_000
 """Groups held before they are folded into the statistics (50,000 x the other columns' width of numbers)."""
@@ -161,7 +161,7 @@ class GroupedRows:
 
     def _groups_statistics(self, width: int) -> TableStatistics:
         """R of the groups' summary rows stacked on the within-group factor, shifted to the rows' mean, and the
-        moments read off it (``C = R[1:, 1:]' R[1:, 1:]``)."""
+        moments read off it (:func:`~normflow.core.triangular.centred_comoment`)."""
         count = int(self.counts.sum())
         if count == 0 or self.means is None:
             return empty_table_statistics(width)
@@ -195,9 +195,8 @@ class GroupedRows:
         minimum[onehot] = (level_counts[onehot] >= count).to(DTYPE)
         maximum[onehot] = (level_counts[onehot] > 0).to(DTYPE)
         minimum[other], maximum[other] = self.minimum, self.maximum
-        comoment = r[1:, 1:].T @ r[1:, 1:]
-        moments = Moments(count, mean, comoment, minimum, maximum)
-        return TableStatistics(moments, Triangular(count, mean, r))
+        triangular = Triangular(count, mean, r)
+        return TableStatistics(Moments(count, mean, centred_comoment(triangular), minimum, maximum), triangular)
 
 
 LEVEL_BITS = 10

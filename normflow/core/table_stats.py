@@ -12,15 +12,16 @@ from dataclasses import dataclass
 import torch
 
 from normflow.core.moments import (
+    DTYPE,
     Moments,
     empty_moments,
     merge_moments,
     moments_from_dict,
-    moments_of_columns,
     moments_to_dict,
 )
 from normflow.core.triangular import (
     Triangular,
+    centred_comoment,
     empty_triangular,
     merge_triangular,
     triangular_from_dict,
@@ -52,10 +53,20 @@ def empty_table_statistics(width: int, device: torch.device | str = "cpu") -> Ta
     return TableStatistics(empty_moments(width, device), empty_triangular(width, device))
 
 
-def table_statistics_of_columns(columns: torch.Tensor, overwrite: bool = False) -> TableStatistics:
-    """Statistics of a ``(k, n)`` column-major block (``overwrite`` lets the moments centre it in place)."""
-    triangular = triangular_of_columns(columns)
-    return TableStatistics(moments_of_columns(columns, overwrite=overwrite), triangular)
+def table_statistics_of_columns(columns: torch.Tensor) -> TableStatistics:
+    """Statistics of a ``(k, n)`` column-major block: R of the block shifted by its mean, and the moments with their
+    co-moments read off R (:func:`~normflow.core.triangular.centred_comoment`), not from a second product over the
+    rows (a third of the two's time on a 43,000-row block)."""
+    if columns.ndim != 2:
+        raise ValueError(f"expected a 2-D block of columns, got shape {tuple(columns.shape)}")
+    width, count = columns.shape
+    if count == 0:
+        return empty_table_statistics(width, columns.device)
+    columns = columns.to(DTYPE)
+    mean = columns.mean(dim=1)
+    triangular = triangular_of_columns(columns, shift=mean)
+    moments = Moments(count, mean, centred_comoment(triangular), columns.amin(dim=1), columns.amax(dim=1))
+    return TableStatistics(moments, triangular)
 
 
 def table_statistics_of(rows: torch.Tensor) -> TableStatistics:

@@ -102,6 +102,14 @@ def reshift(stats: Triangular, shift: torch.Tensor) -> Triangular:
     return Triangular(stats.count, shift, r)
 
 
+def centred_comoment(stats: Triangular) -> torch.Tensor:
+    """The co-moments about the mean of the rows behind ``stats``, ``sum (x - mean)(x - mean)'`` of every column:
+    ``R22' R22``, R's lower-right block being the R factor of the centred columns whatever the shift. A product of
+    ``k x k`` factors, where the co-moments of a block of rows cost a product over its rows."""
+    lower = stats.r[1:, 1:]
+    return lower.T @ lower
+
+
 def merge_triangular(a: Triangular, b: Triangular) -> Triangular:
     """Exact R of the union of two disjoint row sets: the R of the stacked factors (TSQR)."""
     trivial = merge_with_empty(a, b, "triangular statistics")

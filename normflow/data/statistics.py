@@ -130,7 +130,7 @@ class _StreamedRows:
             if self.device.type == "cuda":
                 columns = columns.pin_memory().to(self.device, non_blocking=True)
             self.dense = merge_table_statistics(
-                _widen_table(self.dense, block.width), table_statistics_of_columns(columns, overwrite=True)
+                _widen_table(self.dense, block.width), table_statistics_of_columns(columns)
             )
             return
         pick = (lambda values: values) if index is None else (lambda values: values[index])

@@ -25,7 +25,7 @@ from normflow.core.table_stats import (
     table_statistics_to_dict,
 )
 from normflow.core.training import train_linear_model
-from normflow.core.triangular import least_squares, r_factor, reshift, triangular_of
+from normflow.core.triangular import centred_comoment, least_squares, r_factor, reshift, triangular_of
 
 FEATURES = ("lights", "distance")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -95,6 +95,20 @@ def test_a_change_of_shift_is_an_exact_triangular_transform(offset_rows):
     direct = triangular_of(offset_rows, offset_rows.mean(dim=0))
     moved = reshift(first, offset_rows.mean(dim=0))
     torch.testing.assert_close(moved.r, direct.r, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("shift", ["mean", "zero", "first row"])
+def test_the_centred_comoments_are_read_off_r_whatever_the_shift(offset_rows, shift):
+    """``R22' R22`` is the centred co-moment matrix for any shift (here also 0, 10^5 from the money column's mean):
+    the pass takes each block's co-moments from it, so they must agree with the product of the centred rows."""
+    centred = offset_rows - offset_rows.mean(dim=0)
+    direct = centred.T @ centred
+    shifts = {"mean": offset_rows.mean(dim=0), "zero": torch.zeros(4, dtype=torch.float64), "first row": offset_rows[0]}
+    comoment = centred_comoment(triangular_of(offset_rows, shifts[shift]))
+    scale = torch.sqrt(torch.outer(direct.diagonal(), direct.diagonal()))
+    assert float(((comoment - direct) / scale).abs().max()) < 1e-13
+    stats = table_statistics_of(offset_rows)
+    assert torch.equal(stats.moments.comoment, centred_comoment(stats.triangular))  # the pass's co-moments are R's
 
 
 def test_the_optimum_from_r_is_least_squares(offset_rows):
