@@ -57,15 +57,12 @@ def table_statistics_of_columns(columns: torch.Tensor) -> TableStatistics:
     """Statistics of a ``(k, n)`` column-major block: R of the block shifted by its mean, and the moments with their
     co-moments read off R (:func:`~normflow.core.triangular.centred_comoment`), not from a second product over the
     rows (a third of the two's time on a 43,000-row block)."""
-    if columns.ndim != 2:
-        raise ValueError(f"expected a 2-D block of columns, got shape {tuple(columns.shape)}")
-    width, count = columns.shape
-    if count == 0:
-        return empty_table_statistics(width, columns.device)
+    triangular = triangular_of_columns(columns)  # shifted by the block's mean, which the moments keep
+    if triangular.count == 0:
+        return TableStatistics(empty_moments(triangular.width, columns.device), triangular)
     columns = columns.to(DTYPE)
-    mean = columns.mean(dim=1)
-    triangular = triangular_of_columns(columns, shift=mean)
-    moments = Moments(count, mean, centred_comoment(triangular), columns.amin(dim=1), columns.amax(dim=1))
+    comoment = centred_comoment(triangular)
+    moments = Moments(triangular.count, triangular.shift, comoment, columns.amin(dim=1), columns.amax(dim=1))
     return TableStatistics(moments, triangular)
 
 
