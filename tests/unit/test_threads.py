@@ -22,7 +22,7 @@ from normflow.data import partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import Partition, plan_partitions, quoted_fields_close_on_their_line, scan_range
-from normflow.data.reader import read_plain_range
+from normflow.data.reader import iter_row_blocks, read_plain_range
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
 
@@ -390,6 +390,23 @@ def _range_of(path, skip_lines: int = 1):
         for _ in range(skip_lines):
             handle.readline()
         return Partition(path, handle.tell(), path.stat().st_size, skip_lines)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_a_range_parsed_at_once_is_cut_into_blocks_of_about_the_same_size(tmp_path, blocks):
+    """A range just over a whole number of read blocks is parsed into that many blocks, not one more of a few rows
+    (each block costs its fixed work), in the pass and in scoring's plain ranges."""
+    path = tmp_path / "plain.csv"
+    line = "1.25,-3.5,12345.75\n"
+    block_bytes = 4096
+    rows = (blocks * block_bytes + 3 * len(line)) // len(line)  # a few lines over the blocks
+    path.write_text("a,b,y\n" + line * rows)
+    part = _range_of(path)
+    spec = table_spec([path], "y", None)
+    sizes = [block.batch.num_rows for block in iter_row_blocks(part, spec, block_bytes)]
+    assert len(sizes) == blocks and sum(sizes) == rows and max(sizes) - min(sizes) <= 0.1 * max(sizes)
+    plain = read_plain_range(part, spec, ("a", "b"), block_bytes)
+    assert plain is not None and [numbers.shape[1] for _, numbers in plain.blocks()] == sizes
 
 
 def test_a_plain_range_is_its_lines_as_written_and_its_numbers(tmp_path):
