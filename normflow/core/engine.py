@@ -138,7 +138,7 @@ def build_problem(statistics: TableStatistics, scaler: Scaler) -> QuadraticProbl
     """The normalized-space quadratic for features ``[:d]`` and target ``[d]`` of ``statistics``.
 
     Diagonal scalers take ``Szz``, ``Szy``, ``Syy`` and ``mz`` from the moments (the tutorial's
-    trajectories, bit for bit); whitening takes them from R, where they are exact. The optimum
+    trajectories, to rounding); whitening takes them from R, where they are exact. The optimum
     always comes from R: a triangular solve, never the normal equations.
     """
     moments, triangular = statistics.moments, statistics.triangular

@@ -1,8 +1,9 @@
 """Everything one pass over the rows keeps: the moments and the triangular (QR) statistics, merged together.
 
-The moments give the tutorial's gradient-descent trajectories bit for bit; R gives the exact
-optimum, the condition number and whitening. Both merge exactly in any order, so blocks,
-files and partitions computed on other workers combine into the same statistics.
+The moments give the tutorial's gradient-descent trajectories (its per-row loop's, to rounding; a
+block's co-moments are read off its R); R gives the exact optimum, the condition number and
+whitening. Both merge exactly in any order, so blocks, files and partitions computed on other
+workers combine into the same statistics.
 """
 
 from __future__ import annotations
