@@ -87,7 +87,8 @@ def moments_of(rows: torch.Tensor) -> Moments:
 def moments_of_columns(columns: torch.Tensor, overwrite: bool = False) -> Moments:
     """Moments of a ``(k, n)`` column-major block; ``overwrite`` lets it centre ``columns`` in place.
 
-    The streaming pass owns its blocks, so it passes ``overwrite=True`` and saves a copy.
+    A caller that owns its block passes ``overwrite=True`` and saves a copy. (The pass itself reads a block's
+    co-moments off its R: :func:`~normflow.core.table_stats.table_statistics_of_columns`.)
     """
     if columns.ndim != 2:
         raise ValueError(f"expected a 2-D block of columns, got shape {tuple(columns.shape)}")
