@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from normflow.core.errors import ConfigError, DataError
+from normflow.data.arrow_memory import ARROW_POOL
 from normflow.data.files import entry_kind
 from normflow.data.processes import process_is_alive
 
@@ -268,8 +269,8 @@ def csv_lines_joined(lines: pa.StringArray, fields: list[pa.Array], names: list[
     as the CSV writer writes them: one join, no field of the line parsed or formatted again."""
     if not len(lines):
         return FormattedRows((), 0, names)
-    texts = [pc.cast(field, pa.string()) for field in fields]
-    joined = pc.binary_join_element_wise(lines, *texts, ",")
+    texts = [pc.cast(field, pa.string(), memory_pool=ARROW_POOL) for field in fields]
+    joined = pc.binary_join_element_wise(lines, *texts, ",", memory_pool=ARROW_POOL)
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset)
     body = joined.buffers()[2].slice(int(offsets[0]) + 1, int(offsets[-1] - offsets[0]) - 1)
     return FormattedRows((body, b"\n"), len(joined), names)
@@ -278,9 +279,11 @@ def csv_lines_joined(lines: pa.StringArray, fields: list[pa.Array], names: list[
 def _csv_bytes(table: pa.Table) -> pa.Buffer:
     """CSV rows of ``table``, quoting nothing unless some value needs it (text passes through as written)."""
     for style in ("none", "needed"):
-        buffer = pa.BufferOutputStream()
+        buffer = pa.BufferOutputStream(memory_pool=ARROW_POOL)
         try:
-            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style=style))
+            pacsv.write_csv(
+                table, buffer, pacsv.WriteOptions(include_header=False, quoting_style=style), memory_pool=ARROW_POOL
+            )
         except pa.ArrowInvalid:
             continue
         return buffer.getvalue()

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 
 from normflow.core.errors import DataError
 from normflow.core.settings import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES
+from normflow.data.arrow_memory import ARROW_POOL
 from normflow.data.columns import TableSpec
 from normflow.data.csv_rows import find_bad_cell, text_batches_by_csv_module
 from normflow.data.dialect import not_utf8
@@ -74,7 +75,7 @@ def _open_partition(part: Partition, data: bytes | None) -> tuple[pa.NativeFile,
     """The partition's bytes (``data``, a range's lines already read) as a pyarrow input, and how many header
     lines to skip."""
     if part.start is None:
-        return pa.OSFile(str(part.path), "rb"), 1
+        return pa.OSFile(str(part.path), "rb", memory_pool=ARROW_POOL), 1
     return pa.BufferReader(data if data is not None else _range_bytes(part)), 0
 
 
@@ -105,6 +106,7 @@ def iter_row_blocks(
             rows = sum(batch.num_rows for batch in batches) if batches is not None else scan_bytes(data).rows
             part = replace(part, first_row=numbering.first_row(rows))
     if batches is not None:
+        data = None  # the range's bytes let go before its blocks are worked on: its numbers are parsed
         first_row = part.first_row
         while batches:
             batch = batches.pop(0)  # each block let go once used: a range's numbers are not all held
@@ -140,6 +142,7 @@ def _numbers_at_once(
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(selected, pa.float64()), include_columns=selected, null_values=[""]
             ),
+            memory_pool=ARROW_POOL,
         )
     except pa.ArrowInvalid:
         return None
@@ -223,6 +226,7 @@ def read_plain_range(part: Partition, spec: TableSpec, numeric: tuple[str, ...],
             convert_options=pacsv.ConvertOptions(  # no null marker: a missing cell fails here, NaN is refused later
                 column_types={name: pa.float64() for name in numeric}, include_columns=list(numeric), null_values=[]
             ),
+            memory_pool=ARROW_POOL,
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
@@ -248,6 +252,7 @@ def _stream_batches(
             read_options=_read_options(spec, block_bytes, skip),
             parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
             convert_options=convert_options,
+            memory_pool=ARROW_POOL,
         )
         for batch in reader:
             yield part.first_row + rows_before, batch, stream.tell()

@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -22,6 +23,7 @@ from normflow.data import partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import Partition, plan_partitions, quoted_fields_close_on_their_line, scan_range
+from normflow.data.publish import csv_lines_joined
 from normflow.data.reader import iter_row_blocks, read_plain_range
 from normflow.data.scoring import rejected_path, score_sources, scoring_spec
 from normflow.data.statistics import source_statistics
@@ -407,6 +409,30 @@ def test_a_range_parsed_at_once_is_cut_into_blocks_of_about_the_same_size(tmp_pa
     assert len(sizes) == blocks and sum(sizes) == rows and max(sizes) - min(sizes) <= 0.1 * max(sizes)
     plain = read_plain_range(part, spec, ("a", "b"), block_bytes)
     assert plain is not None and [numbers.shape[1] for _, numbers in plain.blocks()] == sizes
+
+
+def test_the_readers_and_the_output_formatting_allocate_from_the_system_pool(tmp_path):
+    """A range parsed at once, a file streamed, a plain range and its output lines take their Arrow buffers from the
+    C library's allocator, where torch and numpy take theirs (one allocator: what a parse frees serves the next
+    tensors), not from Arrow's default pool: what they hold counts in the one, nothing in the other."""
+    default, system = pa.default_memory_pool(), pa.system_memory_pool()
+    if default.backend_name == "system":
+        pytest.skip("Arrow's default pool is the system allocator here (ARROW_DEFAULT_MEMORY_POOL)")
+    path = tmp_path / "plain.csv"
+    rows = 20_000
+    path.write_text("a,b,y\n" + "1.25,-3.5,12345.75\n" * rows)
+    spec = table_spec([path], "y", None)
+    default_before, system_before = default.bytes_allocated(), system.bytes_allocated()
+    ranged = list(iter_row_blocks(_range_of(path), spec, 4096))
+    streamed = list(iter_row_blocks(path, spec, 4096))
+    plain = read_plain_range(_range_of(path), spec, ("a", "b"), 4096)
+    assert plain is not None
+    predictions = pa.array(np.arange(rows, dtype=np.float64))  # a view of numpy's memory
+    lines = csv_lines_joined(plain.lines, [predictions], ["a", "b", "y", "prediction"])
+    assert sum(block.batch.num_rows for block in ranged + streamed) == 2 * rows and lines.num_rows == rows
+    assert default.bytes_allocated() == default_before
+    numbers = 3 * 8 * rows  # each reading's float64 columns at least
+    assert system.bytes_allocated() - system_before >= 3 * numbers
 
 
 def test_a_plain_range_is_its_lines_as_written_and_its_numbers(tmp_path):
