@@ -99,10 +99,10 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
         import torch
 
         from normflow.data.columns import table_spec
-        from normflow.data.partitions import cut_ranges, range_bytes_for
+        from normflow.data.partitions import Partition
         from normflow.data.reader import iter_row_blocks
         from normflow.data.sources import resolve_sources
-        from normflow.data.statistics import RANGE_BYTES
+        from normflow.data.statistics import pass_ranges
 
         start = time.perf_counter()
         sources = resolve_sources(path)
@@ -114,8 +114,8 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
 
         pass_threads = torch.get_num_threads()  # as the pass cuts its ranges for them
         with ThreadPoolExecutor(pass_threads) as pool:
-            size = sum(source.stat().st_size for source in sources)
-            ranges = cut_ranges(sources, range_bytes_for(size, pass_threads, RANGE_BYTES))
+            _, ranges = pass_ranges(sources, pass_threads)  # none: the files whole, as the pass reads them then
+            ranges = ranges or [(Partition(source), None) for source in sources]
             rows = sum(pool.map(rows_of, ranges))
         detail = f"{rows:,} rows in {len(ranges)} ranges: cut, parsed and numbered, nothing computed"
     elif kind == "polars":

@@ -221,6 +221,17 @@ RANGE_BYTES = 16 << 20
 :func:`~normflow.data.partitions.range_bytes_for`)."""
 
 
+def pass_ranges(
+    sources: list[Path], threads: int, largest: int = RANGE_BYTES
+) -> tuple[int, list[tuple[Partition, RangeNumbering | None]]]:
+    """How the pass cuts ``sources`` for ``threads``: the size of its ranges (at most ``largest``:
+    :func:`~normflow.data.partitions.range_bytes_for`) and the ranges, none when all of the data fits in one (then
+    the files are read whole, in turn)."""
+    total_bytes = sum(path.stat().st_size for path in sources)
+    range_bytes = range_bytes_for(total_bytes, threads, largest)
+    return range_bytes, cut_ranges(sources, range_bytes) if total_bytes > range_bytes else []
+
+
 def source_statistics(
     sources: list[Path],
     spec: TableSpec,
@@ -238,9 +249,7 @@ def source_statistics(
     side on ``threads`` threads (in turn on one), each with its own encoder, then merged by :func:`merge_streams`:
     the same statistics up to rounding, the same errors.
     """
-    total_bytes = sum(path.stat().st_size for path in sources)
-    range_bytes = range_bytes_for(total_bytes, threads, range_bytes)
-    ranges = cut_ranges(sources, range_bytes) if total_bytes > range_bytes else []
+    range_bytes, ranges = pass_ranges(sources, threads, range_bytes)
     if len(ranges) > 1:
         with ExitStack() as stack:
             map_ranges: Callable[..., Iterable[tuple[str, FileStatistics, BlockEncoder]]] = map  # one thread: in turn
