@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from normflow.core.errors import ConfigError, DataError
+from normflow.data.arrow_memory import ARROW_POOL
 from normflow.data.columns import TableSpec
 from normflow.data.numbers import MISSING_MARKERS, cell_problem, is_missing
 
@@ -51,6 +52,14 @@ def is_index_name(name: str) -> bool:
     return _INDEX_NAME.fullmatch(name.strip()) is not None
 
 
+def _head(path: Path) -> bytes:
+    """The file's first lines, two sample blocks' worth: all that :func:`sample_cells` reads of it (given the whole
+    file, the reader read 20 MB ahead for its one block)."""
+    with open(path, "rb") as handle:
+        head = handle.read(2 * SAMPLE_BYTES)
+    return head[: head.rfind(b"\n") + 1] or head
+
+
 def sample_cells(path: Path, spec: TableSpec, names: Sequence[str]) -> dict[str, list[str | None]]:
     """The first rows of ``path`` as text, per column (a missing cell is None)."""
     options = pacsv.ReadOptions(column_names=list(spec.columns), skip_rows=1, block_size=SAMPLE_BYTES)
@@ -62,10 +71,11 @@ def sample_cells(path: Path, spec: TableSpec, names: Sequence[str]) -> dict[str,
     )
     try:
         with pacsv.open_csv(
-            path,
+            pa.BufferReader(_head(path)),
             read_options=options,
             parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
             convert_options=convert,
+            memory_pool=ARROW_POOL,
         ) as reader:
             batch = reader.read_next_batch()
     except (StopIteration, pa.ArrowInvalid):  # no rows, or a ragged row: the pass reports it exactly

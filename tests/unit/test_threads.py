@@ -5,11 +5,15 @@ the line scan that numbers each range's rows agrees with a plain reading."""
 from __future__ import annotations
 
 import csv
+import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -19,7 +23,7 @@ from normflow.core.table_stats import table_statistics_of
 from normflow.core.training import train_linear_model
 from normflow.core.triangular import least_squares
 from normflow.data import encoder as encoder_module
-from normflow.data import partitions, scoring, statistics
+from normflow.data import kinds, partitions, scoring, statistics
 from normflow.data.columns import table_spec
 from normflow.data.kinds import ColumnRules, with_kinds
 from normflow.data.partitions import Partition, plan_partitions, quoted_fields_close_on_their_line, scan_range
@@ -433,6 +437,28 @@ def test_the_readers_and_the_output_formatting_allocate_from_the_system_pool(tmp
     assert default.bytes_allocated() == default_before
     numbers = 3 * 8 * rows  # each reading's float64 columns at least
     assert system.bytes_allocated() - system_before >= 3 * numbers
+
+
+def test_the_kinds_are_sampled_from_the_head_of_a_file_not_read_ahead(tmp_path):
+    """Sampling a column's kind reads the first block's lines and no further: in a fresh process, on a 24 MB file,
+    Arrow's pools peak at a few MB (given the whole file, the reader read about 20 MB ahead, in Arrow's default
+    pool), and the sample is the rows of the whole file's first block."""
+    path = tmp_path / "wide.csv"
+    line = "1.25,-3.5,12345.75,word\n"
+    path.write_text("a,b,y,note\n" + line * (24_000_000 // len(line)))
+    script = (
+        "import json, sys, pyarrow as pa; from pathlib import Path; from normflow.data.columns import table_spec; "
+        "from normflow.data.kinds import sample_cells; path = Path(sys.argv[1]); "
+        "cells = sample_cells(path, table_spec([path], 'y', None), ['a', 'note']); "
+        "print(json.dumps({'rows': len(cells['a']), 'notes': sorted(set(cells['note'])), "
+        "'default': pa.default_memory_pool().max_memory(), 'system': pa.system_memory_pool().max_memory()}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    options = pacsv.ReadOptions(column_names=["a", "b", "y", "note"], skip_rows=1, block_size=kinds.SAMPLE_BYTES)
+    first_block = pacsv.open_csv(path, read_options=options).read_next_batch()
+    assert seen["rows"] == first_block.num_rows > 1000 and seen["notes"] == ["word"]
+    assert seen["default"] == 0 and seen["system"] <= 4 * kinds.SAMPLE_BYTES
 
 
 def test_a_plain_range_is_its_lines_as_written_and_its_numbers(tmp_path):
