@@ -72,7 +72,8 @@ class Row:
 
 
 def dask_worker(kind: str, folder: Path) -> dict:
-    """Statistics pass over a folder of files: one process, or 2 local Dask worker processes."""
+    """Statistics pass over a folder of files: one process on every core torch may use (as the flows run it), or 2
+    local Dask worker processes of one thread each."""
     import torch
 
     from normflow.data.columns import table_spec
@@ -86,7 +87,7 @@ def dask_worker(kind: str, folder: Path) -> dict:
         warm_page_cache(path)
     if kind == "single":
         start = time.perf_counter()
-        stats = source_statistics(sources, spec, torch.device("cpu"))
+        stats = source_statistics(sources, spec, torch.device("cpu"), threads=torch.get_num_threads())
         return {"seconds": time.perf_counter() - start, "detail": f"{stats.moments.count:,} rows"}
     from distributed import Client, LocalCluster
 
@@ -396,7 +397,7 @@ def main() -> None:
     pair(
         f"statistics, 4 files, {label}",
         (__file__, "dask", "--data", str(folder)),
-        "1 process",
+        "1 process, its threads",
         (__file__, "single", "--data", str(folder)),
     )
 
