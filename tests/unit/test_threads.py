@@ -450,6 +450,8 @@ def test_the_kinds_are_sampled_from_the_head_of_a_file_not_read_ahead(tmp_path):
     """Sampling a column's kind reads the first block's lines and no further: in a fresh process, on a 24 MB file,
     Arrow's pools peak at a few MB (given the whole file, the reader read about 20 MB ahead, in Arrow's default
     pool), and the sample is the rows of the whole file's first block."""
+    if pa.default_memory_pool().backend_name == "system":
+        pytest.skip("Arrow's default pool is the system allocator here (ARROW_DEFAULT_MEMORY_POOL)")
     path = tmp_path / "wide.csv"
     line = "1.25,-3.5,12345.75,word\n"
     path.write_text("a,b,y,note\n" + line * (24_000_000 // len(line)))
