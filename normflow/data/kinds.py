@@ -54,9 +54,11 @@ def is_index_name(name: str) -> bool:
 
 def _head(path: Path) -> bytes:
     """The file's first lines, two sample blocks' worth: all that :func:`sample_cells` reads of it (given the whole
-    file, the reader read 20 MB ahead for its one block)."""
+    file, the reader read 20 MB ahead for its one block). A smaller file is taken whole, its last line too."""
     with open(path, "rb") as handle:
         head = handle.read(2 * SAMPLE_BYTES)
+    if len(head) < 2 * SAMPLE_BYTES:
+        return head
     return head[: head.rfind(b"\n") + 1] or head
 
 

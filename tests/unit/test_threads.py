@@ -470,6 +470,16 @@ def test_the_kinds_are_sampled_from_the_head_of_a_file_not_read_ahead(tmp_path):
     assert seen["default"] == 0 and seen["system"] <= 4 * kinds.SAMPLE_BYTES
 
 
+def test_a_small_file_is_sampled_whole_its_last_line_without_a_line_end_too(tmp_path):
+    """A file smaller than the sample is read whole for its kinds: a last line without a line end counts (here it
+    makes the column one number in three, so categorical; without it, one in two would be numeric)."""
+    path = tmp_path / "small.csv"
+    path.write_bytes(b"a,y\n1,1\nfoo,2\nbar,3")
+    spec = table_spec([path], "y", None)
+    assert kinds.sample_cells(path, spec, ["a"]) == {"a": ["1", "foo", "bar"]}
+    assert with_kinds(spec, [path], ColumnRules()).kinds == ("categorical",)
+
+
 def test_a_plain_range_is_its_lines_as_written_and_its_numbers(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_bytes(b"id,x,note\na1,1.5,ok\na2, -2e3 ,fine\xc3\xa9\na3,+.25,last")  # no newline at the end
