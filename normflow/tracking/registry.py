@@ -92,7 +92,8 @@ def alias_state(uri: str, model_name: str) -> AliasState:
 def registry_lock(uri: str, model_name: str) -> Iterator[None]:
     """Serialize alias moves between processes sharing a local sqlite store (an flock beside the db).
 
-    Remote stores offer no lock; there the compare-and-set's verify step catches a lost race.
+    Remote stores offer no lock; there the compare-and-set's verify step, and the alias table's unique key
+    for a first champion, catch a lost race.
     """
     path = sqlite_path(uri)
     if path is None:
@@ -104,14 +105,41 @@ def registry_lock(uri: str, model_name: str) -> Iterator[None]:
         yield
 
 
-def _set_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> None:
+def _set_alias(uri: str, model_name: str, alias: str, version: str) -> bool:
+    """Point ``alias`` at ``version``; False when another process created the alias at the same moment.
+
+    MLflow's store sets an alias by a read, then an insert or an update: two first settings at once
+    both insert, and the second fails on the table's unique key (a ``BAD_REQUEST`` from a server).
+    The alias then exists, set by the other process; a call made again would update it.
+    """
+    try:
+        MlflowClient(uri).set_registered_model_alias(model_name, alias, version)
+    except MlflowException as exc:
+        if exc.error_code != "BAD_REQUEST" or alias_version(uri, model_name, alias) is None:
+            raise
+        return False
+    return True
+
+
+def _set_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> bool:
+    """Move both aliases (None: remove it); False, with nothing moved, when another process set the first
+    champion at the same moment: :func:`compare_and_set_champion` counts that as a lost race."""
     client = MlflowClient(uri)
     for alias, version in ((CHAMPION_ALIAS, champion), (PREVIOUS_ALIAS, previous)):
         if version is None:
             if alias_version(uri, model_name, alias) is not None:
                 client.delete_registered_model_alias(model_name, alias)
-        else:
-            client.set_registered_model_alias(model_name, alias, version)
+        elif not _set_alias(uri, model_name, alias, version):
+            if alias == CHAMPION_ALIAS:
+                return False
+            _set_alias(uri, model_name, alias, version)  # it exists now: this sets it by update
+    return True
+
+
+def _move_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> None:
+    """Move both aliases whatever another process does at the same moment (the last move stands)."""
+    if not _set_aliases(uri, model_name, champion, previous):
+        _set_aliases(uri, model_name, champion, previous)  # champion exists now: this sets it by update
 
 
 def compare_and_set_champion(uri: str, model_name: str, version: str, expected: str | None) -> tuple[bool, AliasState]:
@@ -125,9 +153,11 @@ def compare_and_set_champion(uri: str, model_name: str, version: str, expected: 
         if before.champion != expected:
             return False, before
         _remember_aliases(uri, model_name, version, before)  # an undo that lost ``before`` still finds it
-        _set_aliases(uri, model_name, version, expected if expected is not None else before.previous)
-        won = alias_version(uri, model_name, CHAMPION_ALIAS) == version
-        return won, before
+        if not _set_aliases(uri, model_name, version, expected if expected is not None else before.previous):
+            # another process set the first champion at the same moment
+            return False, alias_state(uri, model_name)
+        found = alias_state(uri, model_name)
+        return (True, before) if found.champion == version else (False, found)
 
 
 def promote(uri: str, model_name: str, version: str) -> AliasState:
@@ -135,7 +165,7 @@ def promote(uri: str, model_name: str, version: str) -> AliasState:
     with registry_lock(uri, model_name):
         before = alias_state(uri, model_name)
         if before.champion != version:
-            _set_aliases(uri, model_name, version, before.champion if before.champion else before.previous)
+            _move_aliases(uri, model_name, version, before.champion if before.champion else before.previous)
         return before
 
 
@@ -145,7 +175,7 @@ def rollback(uri: str, model_name: str) -> AliasState:
         before = alias_state(uri, model_name)
         if before.previous is None:
             raise ConfigError(f"registered model {model_name!r} has no {PREVIOUS_ALIAS!r} version to roll back to")
-        _set_aliases(uri, model_name, before.previous, before.champion)
+        _move_aliases(uri, model_name, before.previous, before.champion)
         return before
 
 
@@ -180,9 +210,9 @@ def withdraw(uri: str, model_name: str, version: str, before: AliasState | None)
         if now.champion == version:
             before = before or _remembered_aliases(uri, model_name, version)
             if before is not None:
-                _set_aliases(uri, model_name, before.champion, before.previous)
+                _move_aliases(uri, model_name, before.champion, before.previous)
             else:  # moved by an older normflow, which recorded nothing: fall back to previous-champion
-                _set_aliases(uri, model_name, now.previous, None)
+                _move_aliases(uri, model_name, now.previous, None)
         MlflowClient(uri).delete_model_version(model_name, version)
 
 

@@ -1,11 +1,12 @@
-"""Integration against a real `mlflow server` on 127.0.0.1: the server dies mid-training, and 8
-trainings run at once."""
+"""Integration against a real `mlflow server` on 127.0.0.1: the server dies mid-training, four trainings
+run at once, and first champions are set at once."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 from helpers import LocalServer, free_port, mlflow_server
 from mlflow import MlflowClient
+
+from normflow.tracking import registry
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "normflow-linear"
@@ -143,5 +146,91 @@ def test_four_trainings_at_once_against_one_server(prefect_server, tmp_path):
         assert versions == list(range(1, TRAININGS + 1))
         champions = [v for v in range(1, TRAININGS + 1) if "champion" in client.get_model_version(NAME, str(v)).aliases]
         assert len(champions) == 1
+    finally:
+        server.stop()
+
+
+CONTENDERS = 4
+SLOW_ALIAS_INSERTS = """
+import time
+from sqlalchemy.orm import Session
+
+_merge = Session.merge
+
+
+def merge_then_wait(self, instance, *args, **kwargs):
+    merged = _merge(self, instance, *args, **kwargs)
+    if type(instance).__name__ == "SqlRegisteredModelAlias":
+        time.sleep(0.5)  # between the store's read of the alias and its commit: the race's window, widened
+    return merged
+
+
+Session.merge = merge_then_wait
+"""
+"""A ``sitecustomize`` for the server's processes: every alias setting waits half a second before it commits, so
+contenders that start together all read "no alias yet" and all insert, as two did in CI."""
+
+
+def at_once(call, arguments: list[str]) -> tuple[dict[str, object], list[Exception]]:
+    """Call ``call(a)`` for every argument at once, in threads released together; their results and errors."""
+    barrier = threading.Barrier(len(arguments))
+    results: dict[str, object] = {}
+    errors: list[Exception] = []
+
+    def contend(argument: str) -> None:
+        barrier.wait()
+        try:
+            results[argument] = call(argument)
+        except Exception as exc:  # collected, then asserted absent
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contend, args=(a,)) for a in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
+
+
+@pytest.mark.slow
+def test_first_champions_set_at_once_against_one_server_leave_one_winner_and_no_error(tmp_path):
+    """MLflow's store sets an alias by a read then an insert: two first settings at once both insert, and
+    the later one fails on the unique key. A compare-and-set that meets this lost the race: it says so,
+    names the champion it found, and raises nothing (its training ends registered but not champion).
+    An unconditional promotion sets the alias again (an update now): the last one stands."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_ALIAS_INSERTS)
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    store = tmp_path / "store"
+    store.mkdir()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+    command += ["--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
+    server = LocalServer([*command, "--workers", "1"], f"{uri}/health", env=env, timeout=120)
+    try:
+        client = MlflowClient(uri)
+        run_id = client.create_run(client.create_experiment("race")).info.run_id
+
+        def versions_of(name: str) -> list[str]:
+            client.create_registered_model(name)
+            return [
+                str(client.create_model_version(name, source=f"runs:/{run_id}/m{i}", run_id=run_id).version)
+                for i in range(CONTENDERS)
+            ]
+
+        results, errors = at_once(
+            lambda v: registry.compare_and_set_champion(uri, "gated", v, expected=None), versions_of("gated")
+        )
+        assert errors == []
+        champion = registry.alias_version(uri, "gated", registry.CHAMPION_ALIAS)
+        assert [v for v, (won, _) in results.items() if won] == [champion]
+        assert all(found.champion == champion for won, found in results.values() if not won)
+
+        versions = versions_of("promoted")
+        results, errors = at_once(lambda v: registry.promote(uri, "promoted", v), versions)
+        assert errors == []
+        assert registry.alias_version(uri, "promoted", registry.CHAMPION_ALIAS) in versions
     finally:
         server.stop()
