@@ -17,7 +17,7 @@ from normflow.core.model import LinearModel
 from normflow.tracking.models import is_missing
 from normflow.tracking.pyfunc import log_pyfunc
 from normflow.tracking.runs import fail_abandoned_runs
-from normflow.tracking.store import ensure_experiment, file_lock, sqlite_path
+from normflow.tracking.store import ensure_experiment, file_lock, lost_a_first_setting, sqlite_path
 
 MODEL_DESCRIPTION = (
     "Linear model trained by normflow on CSV data; the scaler's training statistics travel with it, so raw "
@@ -106,16 +106,12 @@ def registry_lock(uri: str, model_name: str) -> Iterator[None]:
 
 
 def _set_alias(uri: str, model_name: str, alias: str, version: str) -> bool:
-    """Point ``alias`` at ``version``; False when another process created the alias at the same moment.
-
-    MLflow's store sets an alias by a read, then an insert or an update: two first settings at once
-    both insert, and the second fails on the table's unique key (a ``BAD_REQUEST`` from a server).
-    The alias then exists, set by the other process; a call made again would update it.
-    """
+    """Point ``alias`` at ``version``; False when another process created the alias at the same moment
+    (:func:`~normflow.tracking.store.lost_a_first_setting`)."""
     try:
         MlflowClient(uri).set_registered_model_alias(model_name, alias, version)
     except MlflowException as exc:
-        if exc.error_code != "BAD_REQUEST" or alias_version(uri, model_name, alias) is None:
+        if not lost_a_first_setting(exc, lambda: alias_version(uri, model_name, alias) is not None):
             raise
         return False
     return True

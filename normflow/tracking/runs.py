@@ -18,11 +18,12 @@ from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from normflow.core.names import feature_keys, safe_key
 from normflow.data.processes import current_process_identity, owner_is_gone
 from normflow.data.publish import staged
-from normflow.tracking.store import ensure_experiment
+from normflow.tracking.store import ensure_experiment, lost_a_first_setting
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +59,14 @@ EXPERIMENT_NOTES = {
 """Experiment descriptions (the MLflow UI's note), set once when a flow first uses an experiment."""
 
 
+NOTE_TAG = "mlflow.note.content"
+"""The experiment tag the MLflow UI shows as its description."""
+
+
+def _has_note(uri: str, experiment_id: str) -> bool:
+    return NOTE_TAG in MlflowClient(uri).get_experiment(experiment_id).tags
+
+
 def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
     """Create a run in ``experiment``, tagged with its owning process, and return its id.
 
@@ -67,8 +76,12 @@ def start_run(uri: str, experiment: str, run_name: str | None = None, tags: dict
     """
     experiment_id = ensure_experiment(uri, experiment)
     note = EXPERIMENT_NOTES.get((tags or {}).get("normflow.flow", ""))
-    if note and "mlflow.note.content" not in MlflowClient(uri).get_experiment(experiment_id).tags:
-        MlflowClient(uri).set_experiment_tag(experiment_id, "mlflow.note.content", note)
+    if note and not _has_note(uri, experiment_id):
+        try:
+            MlflowClient(uri).set_experiment_tag(experiment_id, NOTE_TAG, note)
+        except MlflowException as exc:  # another run of the flow, started at the same moment, set it first
+            if not lost_a_first_setting(exc, lambda: _has_note(uri, experiment_id)):
+                raise
     run = MlflowClient(uri).create_run(
         experiment_id, run_name=run_name, tags={**(tags or {}), OWNER_TAG: current_process_identity()}
     )

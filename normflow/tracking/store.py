@@ -10,7 +10,7 @@ import fcntl
 import os
 import shlex
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
@@ -143,6 +143,16 @@ def ensure_experiment(uri: str, name: str) -> str:
         if existing is None:  # created and deleted again meanwhile: report the original failure
             raise
         return existing.experiment_id
+
+
+def lost_a_first_setting(exc: MlflowException, now_set: Callable[[], bool]) -> bool:
+    """Whether ``exc``, raised by setting a tag or an alias, means another process set it first at the same moment.
+
+    MLflow's store sets one by a read, then an insert or an update: two first settings at once both insert, and
+    the later one fails on the table's unique key (``BAD_REQUEST``, from a server or a local sqlite store). The key
+    is then set (``now_set``), by the other process; setting it again would update it.
+    """
+    return exc.error_code == "BAD_REQUEST" and now_set()
 
 
 def limit_http_waits() -> None:

@@ -15,7 +15,7 @@ import pytest
 from helpers import LocalServer, free_port, mlflow_server
 from mlflow import MlflowClient
 
-from normflow.tracking import registry
+from normflow.tracking import registry, runs
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "normflow-linear"
@@ -160,15 +160,15 @@ _merge = Session.merge
 
 def merge_then_wait(self, instance, *args, **kwargs):
     merged = _merge(self, instance, *args, **kwargs)
-    if type(instance).__name__ == "SqlRegisteredModelAlias":
-        time.sleep(0.5)  # between the store's read of the alias and its commit: the race's window, widened
+    if type(instance).__name__ in ("SqlRegisteredModelAlias", "SqlExperimentTag"):
+        time.sleep(0.5)  # between the store's read of the key and its commit: the race's window, widened
     return merged
 
 
 Session.merge = merge_then_wait
 """
-"""A ``sitecustomize`` for the server's processes: every alias setting waits half a second before it commits, so
-contenders that start together all read "no alias yet" and all insert, as two did in CI."""
+"""A ``sitecustomize`` for the server's processes: every alias or experiment tag setting waits half a second before
+it commits, so contenders that start together all read "not set yet" and all insert, as two did in CI."""
 
 
 def at_once(call, arguments: list[str]) -> tuple[dict[str, object], list[Exception]]:
@@ -193,11 +193,12 @@ def at_once(call, arguments: list[str]) -> tuple[dict[str, object], list[Excepti
 
 
 @pytest.mark.slow
-def test_first_champions_set_at_once_against_one_server_leave_one_winner_and_no_error(tmp_path):
-    """MLflow's store sets an alias by a read then an insert: two first settings at once both insert, and
+def test_first_settings_at_once_against_one_server_leave_one_winner_and_no_error(tmp_path):
+    """MLflow's store sets an alias or a tag by a read then an insert: two first settings at once both insert, and
     the later one fails on the unique key. A compare-and-set that meets this lost the race: it says so,
     names the champion it found, and raises nothing (its training ends registered but not champion).
-    An unconditional promotion sets the alias again (an update now): the last one stands."""
+    An unconditional promotion sets the alias again (an update now): the last one stands. Runs of a flow started
+    at once on a new experiment each set its description: one does, and none fails."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_ALIAS_INSERTS)
@@ -232,5 +233,12 @@ def test_first_champions_set_at_once_against_one_server_leave_one_winner_and_no_
         results, errors = at_once(lambda v: registry.promote(uri, "promoted", v), versions)
         assert errors == []
         assert registry.alias_version(uri, "promoted", registry.CHAMPION_ALIAS) in versions
+
+        names = [f"run {i}" for i in range(CONTENDERS)]
+        results, errors = at_once(lambda n: runs.start_run(uri, "new", n, tags={"normflow.flow": "train"}), names)
+        assert errors == []
+        experiment = client.get_experiment_by_name("new")
+        assert experiment.tags[runs.NOTE_TAG] == runs.EXPERIMENT_NOTES["train"]
+        assert len(client.search_runs([experiment.experiment_id])) == CONTENDERS
     finally:
         server.stop()
