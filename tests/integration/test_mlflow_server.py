@@ -161,14 +161,16 @@ _merge = Session.merge
 def merge_then_wait(self, instance, *args, **kwargs):
     merged = _merge(self, instance, *args, **kwargs)
     if type(instance).__name__ in ("SqlRegisteredModelAlias", "SqlExperimentTag"):
-        time.sleep(0.5)  # between the store's read of the key and its commit: the race's window, widened
+        time.sleep(1.5)  # between the store's read of the key and its commit: the race's window, widened
     return merged
 
 
 Session.merge = merge_then_wait
 """
-"""A ``sitecustomize`` for the server's processes: every alias or experiment tag setting waits half a second before
-it commits, so contenders that start together all read "not set yet" and all insert, as two did in CI."""
+"""A ``sitecustomize`` for the server's processes: every alias or experiment tag setting waits 1.5 s before it
+commits, so contenders that start together all read "not set yet" and all insert, as two did in CI. (A contender
+held up longer than that between its read of the aliases and its setting would update the alias after the first
+commit: two would say they won, the race a remote store cannot rule out, having no lock.)"""
 
 
 def at_once(call, arguments: list[str]) -> tuple[dict[str, object], list[Exception]]:
