@@ -151,7 +151,7 @@ def test_four_trainings_at_once_against_one_server(prefect_server, tmp_path):
 
 
 CONTENDERS = 4
-SLOW_ALIAS_INSERTS = """
+SLOW_FIRST_SETTINGS = """
 import time
 from sqlalchemy.orm import Session
 
@@ -203,7 +203,7 @@ def test_first_settings_at_once_against_one_server_leave_one_winner_and_no_error
     at once on a new experiment each set its description: one does, and none fails."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_ALIAS_INSERTS)
+    (hooks / "sitecustomize.py").write_text(SLOW_FIRST_SETTINGS)
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     store = tmp_path / "store"
