@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from normflow.core.names import feature_keys, safe_key
@@ -232,12 +232,13 @@ def log_training_dataset(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         source = resolve_dataset_source(location)
-    # MLflow marks Dataset.profile abstract but Dataset is no ABC and MetaDataset (meant to be
-    # instantiated) does not define it: it works at runtime; the annotation is MLflow's slip.
-    dataset = MetaDataset(source=source, name=name, digest=digest)  # type: ignore[abstract]
+    # MLflow marks mlflow.data.Dataset.profile abstract but that class is no ABC and MetaDataset (meant to be
+    # instantiated) does not define it: it works at runtime; the annotation is MLflow's slip. Its public to_dict()
+    # gives the fields of the entity the client logs (source type included).
+    config = MetaDataset(source=source, name=name, digest=digest).to_dict()  # type: ignore[abstract]
+    entity = Dataset(config["name"], config["digest"], config["source_type"], config["source"])
     MlflowClient(uri).log_inputs(
-        run_id,
-        datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],
+        run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
     )
 
 

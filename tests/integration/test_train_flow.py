@@ -121,7 +121,7 @@ def test_train_flow_registers_a_champion_that_normalizes_its_input(prefect_serve
 
     dataset = run.inputs.dataset_inputs[0]
     assert dataset.dataset.name == "houses.csv" and len(dataset.dataset.digest) == 16
-    assert "houses.csv" in dataset.dataset.source
+    assert "houses.csv" in dataset.dataset.source and dataset.dataset.source_type == "local"
 
     # A fresh process (no state from training) loads the champion and predicts from raw ints.
     code = (
