@@ -117,25 +117,22 @@ def _set_alias(uri: str, model_name: str, alias: str, version: str) -> bool:
     return True
 
 
-def _set_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> bool:
-    """Move both aliases (None: remove it); False, with nothing moved, when another process set the first
-    champion at the same moment: :func:`compare_and_set_champion` counts that as a lost race."""
+def _set_aliases(
+    uri: str, model_name: str, champion: str | None, previous: str | None, yield_first_champion: bool = False
+) -> bool:
+    """Move both aliases (None: remove it). An alias another process created at the same moment is set again (an
+    update now: the last move stands), unless it is ``champion`` and ``yield_first_champion``: then False, with
+    nothing moved, which :func:`compare_and_set_champion` counts as a lost race."""
     client = MlflowClient(uri)
     for alias, version in ((CHAMPION_ALIAS, champion), (PREVIOUS_ALIAS, previous)):
         if version is None:
             if alias_version(uri, model_name, alias) is not None:
                 client.delete_registered_model_alias(model_name, alias)
         elif not _set_alias(uri, model_name, alias, version):
-            if alias == CHAMPION_ALIAS:
+            if alias == CHAMPION_ALIAS and yield_first_champion:
                 return False
             _set_alias(uri, model_name, alias, version)  # it exists now: this sets it by update
     return True
-
-
-def _move_aliases(uri: str, model_name: str, champion: str | None, previous: str | None) -> None:
-    """Move both aliases whatever another process does at the same moment (the last move stands)."""
-    if not _set_aliases(uri, model_name, champion, previous):
-        _set_aliases(uri, model_name, champion, previous)  # champion exists now: this sets it by update
 
 
 def compare_and_set_champion(uri: str, model_name: str, version: str, expected: str | None) -> tuple[bool, AliasState]:
@@ -149,11 +146,11 @@ def compare_and_set_champion(uri: str, model_name: str, version: str, expected: 
         if before.champion != expected:
             return False, before
         _remember_aliases(uri, model_name, version, before)  # an undo that lost ``before`` still finds it
-        if not _set_aliases(uri, model_name, version, expected if expected is not None else before.previous):
-            # another process set the first champion at the same moment
-            return False, alias_state(uri, model_name)
-        found = alias_state(uri, model_name)
-        return (True, before) if found.champion == version else (False, found)
+        previous = expected if expected is not None else before.previous
+        moved = _set_aliases(uri, model_name, version, previous, yield_first_champion=True)
+        if moved and alias_version(uri, model_name, CHAMPION_ALIAS) == version:
+            return True, before
+        return False, alias_state(uri, model_name)  # another process moved the champion at the same moment
 
 
 def promote(uri: str, model_name: str, version: str) -> AliasState:
@@ -161,7 +158,7 @@ def promote(uri: str, model_name: str, version: str) -> AliasState:
     with registry_lock(uri, model_name):
         before = alias_state(uri, model_name)
         if before.champion != version:
-            _move_aliases(uri, model_name, version, before.champion if before.champion else before.previous)
+            _set_aliases(uri, model_name, version, before.champion if before.champion else before.previous)
         return before
 
 
@@ -171,7 +168,7 @@ def rollback(uri: str, model_name: str) -> AliasState:
         before = alias_state(uri, model_name)
         if before.previous is None:
             raise ConfigError(f"registered model {model_name!r} has no {PREVIOUS_ALIAS!r} version to roll back to")
-        _move_aliases(uri, model_name, before.previous, before.champion)
+        _set_aliases(uri, model_name, before.previous, before.champion)
         return before
 
 
@@ -206,9 +203,9 @@ def withdraw(uri: str, model_name: str, version: str, before: AliasState | None)
         if now.champion == version:
             before = before or _remembered_aliases(uri, model_name, version)
             if before is not None:
-                _move_aliases(uri, model_name, before.champion, before.previous)
+                _set_aliases(uri, model_name, before.champion, before.previous)
             else:  # moved by an older normflow, which recorded nothing: fall back to previous-champion
-                _move_aliases(uri, model_name, now.previous, None)
+                _set_aliases(uri, model_name, now.previous, None)
         MlflowClient(uri).delete_model_version(model_name, version)
 
 
