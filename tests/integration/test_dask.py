@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -332,8 +333,14 @@ def test_the_local_cluster_of_workers_reports_a_lost_connection_in_one_line(capf
     taken = [str(w.message) for w in recwarn if "already in use" in str(w.message)]
     assert port != 8787 and not taken and "already in use" not in err, (port, taken)
     assert "Traceback" not in err, err
-    (line,) = [line for line in err.splitlines() if "heartbeat" in line]
-    assert line.endswith(
-        "distributed.worker - ERROR - Failed to communicate with scheduler during heartbeat: "
-        "CommClosedError: in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"
-    ), line
+    lines = [line for line in err.splitlines() if "during heartbeat" in line]
+    assert any(
+        line.endswith(
+            "distributed.worker - ERROR - Failed to communicate with scheduler during heartbeat: "
+            "CommClosedError: in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"
+        )
+        for line in lines
+    ), lines
+    # Under load a real heartbeat may meet the closing scheduler too (the race itself, as in CI): its record is one
+    # line as well, the error appended.
+    assert all(re.search(r"during heartbeat: \w+Error: ", line) for line in lines), lines
