@@ -1,0 +1,17 @@
+"""The one compiled part: the pass's parser for ranges of plain numbers (everything else is in pyproject.toml).
+
+``optional``: where no C compiler is found the install goes on, and the pass reads every range with pyarrow.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "normflow.data.plain_numbers",
+            ["normflow/data/plain_numbers.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        )
+    ]
+)
