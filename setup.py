@@ -10,7 +10,7 @@ setup(
         Extension(
             "normflow.data.plain_numbers",
             ["normflow/data/plain_numbers.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O2"],  # after Python's own -O3, which makes this loop 40% slower (gcc 12)
             optional=True,
         )
     ]

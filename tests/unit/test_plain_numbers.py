@@ -84,8 +84,7 @@ def test_a_plain_range_gives_pyarrows_values_bit_for_bit(tmp_path_factory, cells
 @pytest.mark.parametrize("digits", [2, 6, 10, 15])
 def test_numbers_of_up_to_fifteen_digits_are_taken_by_the_parser(tmp_path, digits):
     """Everyday exports (up to 15 significant digits, as ``%.15g`` and fixed-point formats write, magnitudes from
-    1e-6 to 1e9) are the parser's: none is declined, and each is pyarrow's value. (A 15-digit number below about
-    1e-7 needs a power of ten beyond 10^22: declined.)"""
+    1e-6 to 1e9) are the parser's: none is declined, and each is pyarrow's value."""
     generator = np.random.default_rng(digits)
     values = np.where(generator.random((3000, 3)) < 0.5, -1.0, 1.0) * 10.0 ** generator.uniform(-6, 9, (3000, 3))
     data = "".join(",".join(f"{v:.{digits}g}" for v in row) + "\n" for row in values).encode()
@@ -93,6 +92,23 @@ def test_numbers_of_up_to_fifteen_digits_are_taken_by_the_parser(tmp_path, digit
     assert batches is not None and len(batches) > 1
     parsed, expected = _joined(batches), _by_pyarrow(data, COLUMNS)
     assert np.array_equal(parsed.view(np.uint64), expected.view(np.uint64))
+
+
+def test_full_precision_doubles_as_pandas_writes_them_are_taken(tmp_path):
+    """Shortest reprs of 16 and 17 digits (pandas' and polars' default) and decimal midpoints between two doubles
+    (``2^53 + 1``: only strtod can round those) are the parser's, each pyarrow's value bit for bit."""
+    generator = np.random.default_rng(17)
+    values = np.where(generator.random((4000, 3)) < 0.5, -1.0, 1.0) * 10.0 ** generator.uniform(-6, 9, (4000, 3))
+    lines = [",".join(repr(float(v)) for v in row) for row in values]
+    lines += ["9007199254740993,18014398509481986,-9007199254740995", "1e23,8.589973e9,0.1e-5"]
+    data = "".join(line + "\n" for line in lines).encode()
+    digits = [len(repr(float(v)).split("e")[0].replace("-", "").replace(".", "").lstrip("0")) for v in values.flat]
+    assert sum(count >= 16 for count in digits) > 6000  # most cells: a mantissa beyond 2^53
+    batches = plain_number_batches(data, _spec(tmp_path), COLUMNS, 16_384)
+    assert batches is not None
+    parsed, expected = _joined(batches), _by_pyarrow(data, COLUMNS)
+    assert np.array_equal(parsed.view(np.uint64), expected.view(np.uint64))
+    assert parsed[:, -2].tolist() == [2.0**53, 2.0**54, -(2.0**53 + 4)] and parsed[0, -1] == float("1e23")
 
 
 @pytest.mark.parametrize(
@@ -108,10 +124,9 @@ def test_numbers_of_up_to_fifteen_digits_are_taken_by_the_parser(tmp_path, digit
         "-,2,3",
         ".e3,2,3",
         "1e400,2,3",  # beyond the one-operation exponents
-        "1e23,2,3",
+        "1e28,2,3",
+        "1.2345678901234567e-15,2,3",  # 17 digits: 10^-31
         "12345678901234567890,2,3",  # 20 digits
-        "9007199254740993,2,3",  # above 2^53
-        "0.30000000000000004,2,3",  # 17 digits: a mantissa above 2^53
         "0x10,2,3",
         "1_000,2,3",
         "1.5,2",  # ragged
