@@ -165,7 +165,7 @@ def plain_number_batches(
     cuts, of about the same number of rows; None when a cell or line is not plain (then pyarrow reads the range, and
     fills, parses or names what is wrong) or the parser was not built. The other columns may hold anything but a
     quote."""
-    if plain_numbers is None or not names or len(set(spec.columns)) != len(spec.columns):
+    if plain_numbers is None or not names or not spec.delimiter.isascii() or len(set(spec.columns)) < len(spec.columns):
         return None
     capacity = plain_numbers.count_lines(data) + 1
     numbers = np.empty((len(names), capacity))
@@ -173,7 +173,7 @@ def plain_number_batches(
     rows = plain_numbers.parse(data, numbers, capacity, [row_of.get(name, -1) for name in spec.columns], spec.delimiter)
     if rows <= 0:
         return None
-    blocks = -(-len(data) // even_blocks(len(data), block_bytes))
+    blocks = -(-len(data) // max(even_blocks(len(data), block_bytes), MIN_BLOCK_BYTES))  # as many as pyarrow's
     step = -(-rows // blocks)
 
     def column(index: int, first: int, count: int) -> pa.Array:  # a view of the parsed numbers: no copy

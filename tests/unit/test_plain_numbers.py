@@ -23,10 +23,10 @@ pytestmark = pytest.mark.skipif(reader.plain_numbers is None, reason="the plain-
 COLUMNS = ["a", "b", "y"]
 
 
-def _spec(tmp_path, header: str = "a,b,y") -> TableSpec:
+def _spec(tmp_path, header: str = "a,b,y", delimiter: str | None = None) -> TableSpec:
     path = tmp_path / "header.csv"
-    path.write_text(header + "\n0,0,0\n")
-    return table_spec([path], "y", None)
+    path.write_text(header + "\n")
+    return table_spec([path], "y", None, delimiter)
 
 
 def _by_pyarrow(data: bytes, names: list[str]) -> np.ndarray:
@@ -78,6 +78,38 @@ def test_a_plain_range_gives_pyarrows_values_bit_for_bit(tmp_path_factory, cells
     batches = plain_number_batches(data, spec, COLUMNS, 1 << 20)
     if batches is not None:
         parsed, expected = _joined(batches), _by_pyarrow(data, COLUMNS)
+        assert parsed.shape == expected.shape and np.array_equal(parsed.view(np.uint64), expected.view(np.uint64))
+
+
+_NUMBER = st.from_regex(r"[+-]?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,2})?", fullmatch=True)
+_NUMBER_LIKE = st.one_of(  # mostly numbers of every form, some out of range, some not numbers at all
+    _NUMBER,
+    _NUMBER,
+    _NUMBER,
+    st.from_regex(r"[+-]?[0-9]{0,22}(\.[0-9]{0,22})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
+    st.text(alphabet='0123456789.-+eE "x', max_size=6),
+)
+_LINES = st.lists(
+    st.tuples(
+        st.one_of(st.lists(_NUMBER_LIKE, min_size=3, max_size=3), st.lists(_NUMBER_LIKE, min_size=2, max_size=4)),
+        st.sampled_from(["\n", "\n", "\n", "\n", "\r\n", "\r", "", "\n\n"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_LINES)
+def test_whatever_bytes_come_the_parser_takes_only_what_pyarrow_reads_the_same(tmp_path_factory, lines):
+    """Any cells and line ends: the parser declines them, or pyarrow reads them too, to the same rows and the same
+    bits."""
+    text = "".join(",".join(cells) + end for cells, end in lines)
+    spec = _spec(tmp_path_factory.mktemp("spec"))
+    batches = plain_number_batches(text.encode(), spec, COLUMNS, 1 << 20)
+    if batches is not None:
+        parsed = _joined(batches)
+        expected = _by_pyarrow(text.encode(), COLUMNS)  # raises if pyarrow cannot read what the parser took
         assert parsed.shape == expected.shape and np.array_equal(parsed.view(np.uint64), expected.view(np.uint64))
 
 
@@ -166,6 +198,12 @@ def test_a_semicolon_delimited_range_is_plain(tmp_path):
     spec = _spec(tmp_path, "a;b;y")
     batches = plain_number_batches(b"1;2;3\n4;5;6\n", spec, COLUMNS, 1 << 20)
     assert batches is not None and _joined(batches).tolist() == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]
+
+
+def test_a_delimiter_beyond_ascii_leaves_the_range_to_pyarrow(tmp_path):
+    spec = _spec(tmp_path, "a\u00a7b\u00a7y", "\u00a7")
+    assert spec.delimiter == "\u00a7"
+    assert plain_number_batches("1\u00a72\u00a73\n".encode(), spec, COLUMNS, 1 << 20) is None
 
 
 def test_the_parser_refuses_an_output_too_small_for_what_it_is_asked():
