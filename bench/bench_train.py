@@ -7,8 +7,9 @@ each in its own process so peak memory (max RSS) is that contender's alone:
   (b) pandas+sklearn   pandas.read_csv + Pipeline(StandardScaler(), LinearRegression()).fit
   (c) normflow engine  streaming read + moments + 2000 epochs of exact GD
 
-(`bench/run.py` also runs the statistics pass alone, beside polars, DuckDB, and our reader alone: the pass's
-byte ranges cut, parsed and numbered on the same threads with nothing computed, the floor of a pass on pyarrow's reader.)
+(`bench/run.py` also runs the statistics pass alone, beside polars, DuckDB, the same pass with pyarrow reading every
+range (`pass-pyarrow`: as where our plain-numbers parser was not built), and our reader alone: the pass's byte ranges
+cut, parsed and numbered on the same threads with nothing computed, the floor of a pass on our readers.)
 
 Figures are printed, never asserted. Usage:
 
@@ -82,13 +83,16 @@ def run_worker(kind: str, path: Path, epochs: int) -> dict:
             f"read+stats {read_done - start:.2f}s, {epochs} epochs {time.perf_counter() - read_done:.2f}s, "
             f"optimality gap {outcome.optimality_gap:.2g}"
         )
-    elif kind == "pass":
+    elif kind in ("pass", "pass-pyarrow"):
         import torch
 
+        from normflow.data import reader
         from normflow.data.columns import table_spec
         from normflow.data.sources import resolve_sources
         from normflow.data.statistics import source_statistics
 
+        if kind == "pass-pyarrow":  # as where the plain-numbers parser was not built: pyarrow reads every range
+            reader.plain_numbers = None
         start = time.perf_counter()
         sources = resolve_sources(path)
         stats = source_statistics(

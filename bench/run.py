@@ -363,7 +363,13 @@ def main() -> None:
         if installed(tool):
             compare = paired if tool == "polars" else pair
             compare(f"statistics pass, {label}", (TRAIN, "pass", *train_args), baseline, (TRAIN, tool, *train_args))
-    pair(  # how much of the pass is parsing: the floor of any pass built on pyarrow's reader
+    pair(  # what our parser of plain numbers brings: the same pass with pyarrow reading every range
+        f"statistics pass, {label}",
+        (TRAIN, "pass", *train_args),
+        "the same pass, pyarrow reading every range (our parser not built)",
+        (TRAIN, "pass-pyarrow", *train_args),
+    )
+    pair(  # how much of the pass is parsing: the floor of any pass built on our readers
         f"statistics pass, {label}",
         (TRAIN, "pass", *train_args),
         "our reader alone (ranges parsed, nothing computed)",
