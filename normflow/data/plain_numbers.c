@@ -67,20 +67,17 @@ static inline int plain_number(const char **cursor, const char *end, double *val
         p++;
     }
     uint64_t mantissa = 0;
-    Py_ssize_t significant = 0, fraction = 0; /* digits from the first that is not 0; digits after the point */
-    const char *digits = p;
-    for (; p < end && is_digit(*p); p++) {
-        if (mantissa != 0 || *p != '0') significant++;
-        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-    }
-    Py_ssize_t count = p - digits;
+    const char *digits = p, *first;
+    while (p < end && *p == '0') p++; /* leading zeros: no significant digit */
+    for (first = p; p < end && is_digit(*p); p++) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+    Py_ssize_t count = p - digits, significant = p - first, fraction = 0;
     if (p < end && *p == '.') {
-        const char *first = ++p;
-        for (; p < end && is_digit(*p); p++) {
-            if (mantissa != 0 || *p != '0') significant++;
-            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-        }
-        fraction = p - first;
+        const char *point = p++;
+        if (significant == 0)
+            while (p < end && *p == '0') p++;
+        for (first = p; p < end && is_digit(*p); p++) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        significant += p - first;
+        fraction = p - point - 1;
         count += fraction;
     }
     if (count == 0 || significant > 19) return 1; /* no digit; or the mantissa may have wrapped */
@@ -92,9 +89,9 @@ static inline int plain_number(const char **cursor, const char *end, double *val
             negative_exponent = *p == '-';
             p++;
         }
-        const char *first = p;
-        while (p < end && is_digit(*p) && p - first < 6) exponent = exponent * 10 + (*p++ - '0');
-        if (p == first) return 1;
+        const char *exponent_digits = p;
+        while (p < end && is_digit(*p) && p - exponent_digits < 6) exponent = exponent * 10 + (*p++ - '0');
+        if (p == exponent_digits) return 1;
         if (negative_exponent) exponent = -exponent;
     }
     exponent -= (long)fraction;
