@@ -42,14 +42,6 @@ def _joined(batches: list[pa.RecordBatch]) -> np.ndarray:
     return np.concatenate([np.stack([np.from_dlpack(column) for column in batch.columns]) for batch in batches], 1)
 
 
-def test_the_parser_is_built_where_the_tests_run():
-    """CI measures what users get: ``pip install -e .`` builds the parser (it needs a C compiler; without one the
-    install goes on and pyarrow reads every range, at about 1.3 times the pass's time)."""
-    from normflow.data import plain_numbers
-
-    assert reader.plain_numbers is plain_numbers and callable(plain_numbers.parse)
-
-
 _FORMATS = ["{:.6f}", "{:.2f}", "{:.9g}", "{:.15g}", "{:.3e}", "{:.12E}", "{:.0f}", "{!r}"]
 
 

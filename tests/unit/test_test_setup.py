@@ -1,10 +1,12 @@
-"""The test command's own scheduling: what `python -m pytest` relies on to run on every core without waste."""
+"""What the test command relies on to measure what users get, on every core without waste."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+
+from normflow.data import reader
 
 
 def test_an_xdist_group_runs_on_one_worker(tmp_path):
@@ -29,3 +31,12 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     workers = set(re.findall(r"\[(gw\d+)\] \[ *\d+%\] PASSED", done.stdout))
     assert len(re.findall(r"PASSED", done.stdout)) == 6 and len(workers) == 1, done.stdout[-3000:]
+
+
+def test_the_plain_numbers_parser_is_built_where_the_tests_run():
+    """CI measures what users get: ``pip install -e .`` builds the parser (it needs a C compiler; without one the
+    install goes on and pyarrow reads every range, the pass taking about 1.6 times as long), and a build that failed
+    would otherwise show only as slowness (tests/unit/test_plain_numbers.py skips without it)."""
+    from normflow.data import plain_numbers
+
+    assert reader.plain_numbers is plain_numbers and callable(plain_numbers.parse)
