@@ -128,7 +128,8 @@ def iter_row_blocks(
 def _numbers_at_once(
     data: bytes, spec: TableSpec, selected: list[str], block_bytes: int
 ) -> list[pa.RecordBatch] | None:
-    """A range of numeric columns parsed in one call, an empty cell null and no other null marker; None when a
+    """A range of numeric columns parsed in one call: by our parser where every cell and line is plain
+    (:func:`plain_number_batches`), else by pyarrow, an empty cell null and no other null marker; None when a
     column is categorical or a cell does not parse (then the streaming reader, with every marker, reads it and
     names what is wrong).
 
